@@ -1,0 +1,23 @@
+// `npm test`: everything CI checks, in order, stopping at the first failure.
+import { spawnSync } from "node:child_process";
+
+const offline = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+
+const steps = [
+  ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
+  ["lint", "biome", ["check", "."]],
+  ["migrations are up to date with the schema", "node", ["scripts/check-migrations.mjs"]],
+  ["tests (Workers runtime)", "vitest", ["run"]],
+  ["production dry-run", "wrangler", ["deploy", "--dry-run", "--env", "production", "--outdir", "dist/production"]],
+];
+
+for (const [label, cmd, args] of steps) {
+  console.log(`\n▶ ${label}: ${cmd} ${args.join(" ")}`);
+  const started = Date.now();
+  const result = spawnSync(cmd, args, { stdio: "inherit", env: offline });
+  if (result.status !== 0) {
+    console.error(`✗ ${label} failed (exit ${result.status ?? result.signal})`);
+    process.exit(result.status ?? 1);
+  }
+  console.log(`✓ ${label} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}

@@ -1,0 +1,98 @@
+// JWT verification: the only module that imports jose. Keys come from AUTH_JWKS (inline) or
+// the issuer's JWKS URL (cached per isolate, refetched at most once per cooldown when an
+// unknown `kid` shows up). `jku`/`x5u` headers are never followed.
+import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jose";
+import type { Config } from "../env";
+import { ApiError } from "../lib/errors";
+
+export const ALLOWED_ALGORITHMS = ["RS256", "ES256"];
+export const CLOCK_TOLERANCE_SECONDS = 5;
+const JWKS_TIMEOUT_MS = 3000;
+const JWKS_COOLDOWN_MS = 30_000;
+const JWKS_MAX_AGE_MS = 10 * 60_000;
+
+export type VerifiedToken = { subject: string };
+
+// Key sets per isolate, keyed by the inline JSON or the URL they were built from.
+const keySets = new Map<string, JWTVerifyGetKey>();
+
+function keySetFor(auth: Config["auth"]): JWTVerifyGetKey {
+  const cacheKey = auth.jwks ? `inline:${auth.jwks}` : `url:${auth.jwksUrl}`;
+  let keySet = keySets.get(cacheKey);
+  if (!keySet) {
+    if (auth.jwks) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(auth.jwks);
+      } catch {
+        throw new ApiError("configuration_error", "AUTH_JWKS is not valid JSON");
+      }
+      keySet = createLocalJWKSet(parsed as Parameters<typeof createLocalJWKSet>[0]);
+    } else {
+      keySet = withUnavailableAsError(
+        createRemoteJWKSet(new URL(auth.jwksUrl), {
+          timeoutDuration: JWKS_TIMEOUT_MS,
+          cooldownDuration: JWKS_COOLDOWN_MS,
+          cacheMaxAge: JWKS_MAX_AGE_MS,
+        }),
+      );
+    }
+    keySets.set(cacheKey, keySet);
+  }
+  return keySet;
+}
+
+/** Marks a failure to obtain keys (fetch error, timeout, garbage JWKS) apart from a bad token. */
+class KeySetUnavailable extends Error {
+  override name = "KeySetUnavailable";
+}
+
+function withUnavailableAsError(remote: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      // A well-formed key set without the token's key is the token's fault; anything else is ours.
+      if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) throw err;
+      if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) throw err;
+      throw new KeySetUnavailable((err as Error)?.message ?? "unavailable");
+    }
+  };
+}
+
+/** Verifies a bearer token; every failure is an ApiError (401, or 503 when keys are unreachable). */
+export async function verifyAccessToken(token: string, auth: Config["auth"]): Promise<VerifiedToken> {
+  const keySet = keySetFor(auth);
+  try {
+    const { payload } = await jwtVerify(token, keySet, {
+      issuer: auth.issuer,
+      audience: auth.audience,
+      algorithms: ALLOWED_ALGORITHMS,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ["exp", "sub"],
+    });
+    if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
+      throw new ApiError("invalid_token", "token subject is missing or invalid");
+    }
+    return { subject: payload.sub };
+  } catch (err) {
+    throw toAuthError(err);
+  }
+}
+
+function toAuthError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof KeySetUnavailable) {
+    return new ApiError("auth_unavailable", "the token issuer's signing keys are unavailable; retry shortly", {
+      headers: { "retry-after": "5" },
+    });
+  }
+  if (err instanceof errors.JWTExpired) return new ApiError("invalid_token", "token has expired");
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    return new ApiError("invalid_token", `token claim check failed: ${err.claim}`);
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) return new ApiError("invalid_token", "token algorithm is not allowed");
+  if (err instanceof errors.JWKSNoMatchingKey)
+    return new ApiError("invalid_token", "token was not signed by a known key");
+  return new ApiError("invalid_token", "token is invalid");
+}

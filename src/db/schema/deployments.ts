@@ -1,0 +1,53 @@
+// Immutable deployment records. Only status, timestamps and error_message ever change.
+// Invariant: status = 'active' exactly when agents.active_deployment_id names the row.
+import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { agents } from "./agents";
+import { createdAt, updatedAt } from "./columns";
+import { deploymentArtifacts } from "./deployment-artifacts";
+import { users } from "./users";
+
+export const DEPLOYMENT_STATUSES = ["deploying", "active", "inactive", "failed"] as const;
+export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
+
+export const deployments = sqliteTable(
+  "deployments",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    agentId: text("agent_id")
+      .notNull()
+      .references(() => agents.id, { onDelete: "cascade" }),
+    status: text("status", { enum: DEPLOYMENT_STATUSES }).notNull(),
+    runtimeProvider: text("runtime_provider").notNull(),
+    compatibilityDate: text("compatibility_date").notNull(),
+    invokePath: text("invoke_path").notNull(),
+    mainModuleName: text("main_module_name").notNull(),
+    artifactId: text("artifact_id")
+      .notNull()
+      .references(() => deploymentArtifacts.id),
+    moduleSha256: text("module_sha256").notNull(),
+    // AES-256-GCM envelope of the 32-byte telemetry key; AAD binds it to this deployment.
+    telemetrySecretCiphertext: text("telemetry_secret_ciphertext").notNull(),
+    // AES-256-GCM envelope of the agent secrets (JSON name -> value) as they were at deploy time.
+    secretsSnapshotCiphertext: text("secrets_snapshot_ciphertext"),
+    // The runtime's name for the code (namespace script name); derived from the id.
+    scriptName: text("script_name").notNull(),
+    errorMessage: text("error_message"),
+    // Set by the queue consumer's conditional claim; a second delivery sees it and skips.
+    claimedAt: integer("claimed_at"),
+    activatedAt: integer("activated_at"),
+    // First time this deployment went active: only such deployments may be rolled back to.
+    firstActivatedAt: integer("first_activated_at"),
+    // When the runtime copy of the script was removed (retention or agent deletion).
+    scriptRemovedAt: integer("script_removed_at"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    index("deployments_agent_created_idx").on(t.agentId, t.createdAt),
+    index("deployments_user_created_idx").on(t.userId, t.createdAt),
+    index("deployments_status_created_idx").on(t.status, t.createdAt),
+  ],
+);

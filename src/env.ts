@@ -1,0 +1,97 @@
+// The gateway's bindings and configuration. String vars and secrets are validated once per
+// isolate by `getConfig`; a bad value stops the worker from serving (a configuration_error
+// problem) instead of silently running with defaults.
+import { z } from "zod";
+import { type Keyring, parseKeyring } from "./crypto/keys";
+import type { DeployJob } from "./queues/messages";
+
+export interface Env {
+  DB: D1Database;
+  DEPLOY_QUEUE: Queue<DeployJob>;
+  LOADER?: WorkerLoader;
+  DISPATCHER?: DispatchNamespace;
+
+  AUTH_ISSUER?: string;
+  AUTH_AUDIENCE?: string;
+  AUTH_JWKS?: string;
+  AUTH_JWKS_URL?: string;
+
+  SECRETS_ENCRYPTION_KEY?: string;
+  SECRETS_ENCRYPTION_PREVIOUS_KEYS?: string;
+
+  DISPATCH_MODE?: string;
+  ENVIRONMENT?: string;
+}
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+
+const configSchema = z.object({
+  AUTH_ISSUER: z.string().min(1, "AUTH_ISSUER is required"),
+  AUTH_AUDIENCE: optionalString,
+  AUTH_JWKS: optionalString,
+  AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
+  SECRETS_ENCRYPTION_KEY: z.string().min(1, "SECRETS_ENCRYPTION_KEY is required"),
+  SECRETS_ENCRYPTION_PREVIOUS_KEYS: optionalString,
+  DISPATCH_MODE: z.enum(["loader", "namespace"]).default("loader"),
+  ENVIRONMENT: z.string().default("development"),
+});
+
+export type Config = {
+  auth: {
+    issuer: string;
+    audience?: string;
+    jwks?: string;
+    jwksUrl: string;
+  };
+  keyring: Keyring;
+  dispatchMode: "loader" | "namespace";
+  environment: string;
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+// Parsed configuration per env object (one per isolate in practice).
+const configCache = new WeakMap<object, Promise<Config>>();
+
+export function getConfig(env: Env): Promise<Config> {
+  let cached = configCache.get(env);
+  if (!cached) {
+    cached = buildConfig(env);
+    configCache.set(env, cached);
+    // A failed parse is not cached: fixing a secret must not need a new isolate.
+    cached.catch(() => configCache.delete(env));
+  }
+  return cached;
+}
+
+async function buildConfig(env: Env): Promise<Config> {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const fields = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new ConfigError(`invalid configuration: ${fields}`);
+  }
+  const v = parsed.data;
+  const issuer = v.AUTH_ISSUER.replace(/\/+$/, "");
+  let keyring: Keyring;
+  try {
+    keyring = await parseKeyring(v.SECRETS_ENCRYPTION_KEY, v.SECRETS_ENCRYPTION_PREVIOUS_KEYS);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
+  return {
+    auth: {
+      issuer: v.AUTH_ISSUER,
+      audience: v.AUTH_AUDIENCE,
+      jwks: v.AUTH_JWKS,
+      jwksUrl: v.AUTH_JWKS_URL ?? `${issuer}/.well-known/jwks.json`,
+    },
+    keyring,
+    dispatchMode: v.DISPATCH_MODE,
+    environment: v.ENVIRONMENT,
+  };
+}

@@ -1,0 +1,9 @@
+// Wiring only: the HTTP app, the queue consumers, the cron, and the TelemetrySink entrypoint.
+import type { Env } from "./env";
+import { createGatewayApp } from "./routes";
+
+const app = createGatewayApp();
+
+export default {
+  fetch: app.fetch,
+} satisfies ExportedHandler<Env>;

@@ -1,0 +1,30 @@
+// First middleware of every request: assigns the request id, loads configuration, and writes
+// the one structured log line per request once the response is known.
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../app";
+import { getConfig } from "../env";
+import { newId } from "../lib/ids";
+import { logInfo } from "../lib/logger";
+
+export function requestContext(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const started = Date.now();
+    const requestId = newId("request", started);
+    c.set("requestId", requestId);
+    try {
+      c.set("config", await getConfig(c.env));
+      await next();
+    } finally {
+      c.header("x-request-id", requestId);
+      logInfo("request", {
+        requestId,
+        method: c.req.method,
+        route: c.req.routePath,
+        path: c.req.path,
+        status: c.res.status,
+        durationMs: Date.now() - started,
+        userId: c.get("userId"),
+      });
+    }
+  };
+}

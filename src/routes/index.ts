@@ -1,0 +1,37 @@
+// Assembles the gateway: middleware order, then every route group.
+import { type App, handleError, newApp } from "../app";
+import { ApiError, problemResponse } from "../lib/errors";
+import { authenticate } from "../middleware/authenticate";
+import { bodyGuard, DEFAULT_BODY_LIMIT_BYTES } from "../middleware/body-guard";
+import { requestContext } from "../middleware/request-context";
+import { registerDocs } from "./docs";
+import { registerAgentRoutes } from "./v1/agents";
+
+/** Body limits by path; everything not listed gets the default. */
+function bodyLimitFor(_path: string): number {
+  return DEFAULT_BODY_LIMIT_BYTES;
+}
+
+/** Routes under /v1 that authenticate by other means than a user's bearer token. */
+const PUBLIC_V1_PATHS = new Set<string>();
+
+export function createGatewayApp(): App {
+  const app = newApp();
+  app.onError(handleError);
+  app.notFound((c) =>
+    problemResponse(
+      new ApiError("route_not_found", `no route for ${c.req.method} ${c.req.path}`),
+      c.get("requestId") ?? "req_unknown",
+    ),
+  );
+
+  app.use("*", requestContext());
+  app.use("/v1/*", bodyGuard(bodyLimitFor));
+  const requireUser = authenticate();
+  app.use("/v1/*", async (c, next) => (PUBLIC_V1_PATHS.has(c.req.path) ? next() : requireUser(c, next)));
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+  registerDocs(app);
+  registerAgentRoutes(app);
+  return app;
+}

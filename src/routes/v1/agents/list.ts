@@ -1,0 +1,49 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { App } from "../../../app";
+import { createDb } from "../../../db/client";
+import { decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
+import { listAgents } from "../../../services/agents/agents";
+import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { AgentSchema, toAgentResponse } from "./schemas";
+
+const route = createRoute({
+  method: "get",
+  path: "/v1/agents",
+  tags: ["agents"],
+  summary: "List your agents, newest first",
+  security: bearerSecurity,
+  request: {
+    query: z.object({
+      limit: limitParam(z, 20, 100),
+      cursor: z
+        .string()
+        .max(200)
+        .optional()
+        .openapi({ param: { name: "cursor", in: "query" } }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "A page of agents",
+      content: {
+        "application/json": {
+          schema: z.object({ agents: z.array(AgentSchema), nextCursor: z.string().nullable() }),
+        },
+      },
+    },
+    ...problemResponses,
+  },
+});
+
+export function registerListAgents(app: App) {
+  app.openapi(route, async (c) => {
+    const { limit, cursor } = c.req.valid("query");
+    const afterId = cursor ? decodeCursor(cursor, /^agt_[0-9a-z]{26}$/) : undefined;
+    const { rows, hasMore } = await listAgents({ db: createDb(c.env.DB), userId: c.get("userId") }, { limit, afterId });
+    const last = rows.at(-1);
+    return c.json(
+      { agents: rows.map(toAgentResponse), nextCursor: hasMore && last ? encodeCursor(last.id) : null },
+      200,
+    );
+  });
+}

@@ -1,0 +1,124 @@
+// Agent lifecycle. Every query is scoped by the caller's user id; another user's agent and a
+// deleted agent are both simply "not found".
+import { and, desc, eq, isNull, lt } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { type AgentRow, agents } from "../../db/schema";
+import { ApiError } from "../../lib/errors";
+import { isIdOf, newId } from "../../lib/ids";
+
+export type { AgentRow };
+
+type Ctx = { db: Db; userId: string };
+
+export function agentNotFound(agentId: string): ApiError {
+  return new ApiError("not_found", `agent ${agentId} not found`);
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const text = err instanceof Error ? `${err.message} ${err.cause instanceof Error ? err.cause.message : ""}` : "";
+  return /UNIQUE constraint failed/i.test(text);
+}
+
+function nameTaken(name: string): ApiError {
+  return new ApiError("agent_name_taken", `you already have an agent named "${name}"`, {
+    errors: [{ location: "body.name", message: "already in use" }],
+  });
+}
+
+export async function getAgent({ db, userId }: Ctx, agentId: string): Promise<AgentRow> {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const row = await db.query.agents.findFirst({
+    where: and(eq(agents.id, agentId), eq(agents.userId, userId), isNull(agents.deletedAt)),
+  });
+  if (!row) throw agentNotFound(agentId);
+  return row;
+}
+
+export async function listAgents(
+  { db, userId }: Ctx,
+  input: { limit: number; afterId?: string },
+): Promise<{ rows: AgentRow[]; hasMore: boolean }> {
+  const rows = await db
+    .select()
+    .from(agents)
+    .where(
+      and(
+        eq(agents.userId, userId),
+        isNull(agents.deletedAt),
+        input.afterId ? lt(agents.id, input.afterId) : undefined,
+      ),
+    )
+    .orderBy(desc(agents.id))
+    .limit(input.limit + 1);
+  return { rows: rows.slice(0, input.limit), hasMore: rows.length > input.limit };
+}
+
+export async function createAgent(
+  { db, userId }: Ctx,
+  input: { name: string; description?: string | null },
+): Promise<AgentRow> {
+  const now = Date.now();
+  const row: AgentRow = {
+    id: newId("agent", now),
+    userId,
+    name: input.name,
+    description: input.description ?? null,
+    status: "active",
+    activeDeploymentId: null,
+    createdAt: now,
+    updatedAt: now,
+    deletedAt: null,
+  };
+  try {
+    await db.insert(agents).values(row);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(input.name);
+    throw err;
+  }
+  return row;
+}
+
+export async function updateAgent(
+  ctx: Ctx,
+  agentId: string,
+  patch: { name?: string; description?: string | null },
+): Promise<AgentRow> {
+  const existing = await getAgent(ctx, agentId);
+  if (patch.name === undefined && patch.description === undefined) return existing;
+  try {
+    const [row] = await ctx.db
+      .update(agents)
+      .set({ ...patch, updatedAt: Date.now() })
+      .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
+      .returning();
+    if (!row) throw agentNotFound(agentId);
+    return row;
+  } catch (err) {
+    if (isUniqueViolation(err)) throw nameTaken(patch.name ?? existing.name);
+    throw err;
+  }
+}
+
+export async function disableAgent(ctx: Ctx, agentId: string): Promise<AgentRow> {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const [row] = await ctx.db
+    .update(agents)
+    .set({ status: "disabled", updatedAt: Date.now() })
+    .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
+    .returning();
+  if (!row) throw agentNotFound(agentId);
+  return row;
+}
+
+/** Tombstones the agent: it disappears from every read and its name becomes free again. */
+export async function deleteAgent(ctx: Ctx, agentId: string): Promise<AgentRow> {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const now = Date.now();
+  const [row] = await ctx.db
+    .update(agents)
+    .set({ status: "disabled", deletedAt: now, updatedAt: now })
+    .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
+    .returning();
+  if (!row) throw agentNotFound(agentId);
+  return row;
+}

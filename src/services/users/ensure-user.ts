@@ -1,0 +1,29 @@
+// Maps a verified token subject to a user row, creating it on first sight.
+import { eq } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { users } from "../../db/schema";
+import { newId } from "../../lib/ids";
+
+// Subject -> user id, per isolate. Users are never re-keyed, so entries never go stale.
+const userIdBySubject = new Map<string, string>();
+const MAX_CACHED_SUBJECTS = 10_000;
+
+export async function ensureUser({ db, subject }: { db: Db; subject: string }): Promise<string> {
+  const cached = userIdBySubject.get(subject);
+  if (cached) return cached;
+  const now = Date.now();
+  // Insert-or-ignore then read: concurrent first requests of one subject converge on one row.
+  const [row] = await db
+    .batch([
+      db
+        .insert(users)
+        .values({ id: newId("user", now), authSubject: subject, createdAt: now, updatedAt: now })
+        .onConflictDoNothing({ target: users.authSubject }),
+      db.select({ id: users.id }).from(users).where(eq(users.authSubject, subject)),
+    ])
+    .then(([, rows]) => rows);
+  if (!row) throw new Error("user row missing after upsert");
+  if (userIdBySubject.size >= MAX_CACHED_SUBJECTS) userIdBySubject.clear();
+  userIdBySubject.set(subject, row.id);
+  return row.id;
+}

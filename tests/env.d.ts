@@ -1,0 +1,14 @@
+import type { D1Migration } from "cloudflare:test";
+import type { Env as GatewayEnv } from "../src/env";
+
+declare global {
+  namespace Cloudflare {
+    interface GlobalProps {
+      mainModule: typeof import("../src/index");
+    }
+    interface Env extends GatewayEnv {
+      TEST_MIGRATIONS: D1Migration[];
+      TEST_SIGNING_JWKS: string;
+    }
+  }
+}

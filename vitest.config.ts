@@ -1,0 +1,49 @@
+// Tests run inside workerd through Cloudflare's Vitest integration, against the local
+// wrangler.toml bindings (real D1, queues and Worker Loader). Signing keys for test tokens are
+// generated here, once per run, and handed to the worker as bindings.
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { exportJWK, generateKeyPair } from "jose";
+import { defineConfig } from "vitest/config";
+
+async function testKeys() {
+  const rsa = await generateKeyPair("RS256", { extractable: true });
+  const ec = await generateKeyPair("ES256", { extractable: true });
+  const pub = [
+    { ...(await exportJWK(rsa.publicKey)), kid: "test-rsa", alg: "RS256", use: "sig" },
+    { ...(await exportJWK(ec.publicKey)), kid: "test-ec", alg: "ES256", use: "sig" },
+  ];
+  const priv = [
+    { ...(await exportJWK(rsa.privateKey)), kid: "test-rsa", alg: "RS256" },
+    { ...(await exportJWK(ec.privateKey)), kid: "test-ec", alg: "ES256" },
+  ];
+  return { publicJwks: JSON.stringify({ keys: pub }), privateJwks: JSON.stringify({ keys: priv }) };
+}
+
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations("./migrations");
+  const keys = await testKeys();
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            TEST_SIGNING_JWKS: keys.privateJwks,
+            AUTH_JWKS: keys.publicJwks,
+            AUTH_ISSUER: "https://issuer.test",
+            SECRETS_ENCRYPTION_KEY: btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32)))),
+          },
+        },
+      }),
+    ],
+    test: {
+      include: ["tests/**/*.test.ts", "user-worker-template/**/*.test.ts"],
+      exclude: ["tests/e2e/**"],
+      setupFiles: ["./tests/setup/apply-migrations.ts"],
+      testTimeout: 20_000,
+      // Request log lines are printed only for failing tests.
+      silent: "passed-only" as const,
+    },
+  };
+});
