@@ -1,0 +1,69 @@
+// The runtime provider interface (ADR-0001): everything that touches user code goes through it.
+// Two mechanisms implement it for the "cloudflare" provider: the Worker Loader (`loader`, local
+// and tests) and the Workers for Platforms dispatch namespace (`namespace`, production).
+
+export const RUNTIME_PROVIDERS = ["cloudflare"] as const;
+export type RuntimeProviderName = (typeof RUNTIME_PROVIDERS)[number];
+
+/** Per-invocation resource limits for the user script (from the caller's tier). */
+export type RuntimeLimits = { cpuMs: number; subRequests: number };
+
+/**
+ * Everything a mechanism needs to run one deployment's code. Holds decrypted secret material:
+ * it lives only in memory for the duration of a deploy or a (cold) invoke, and is never logged.
+ */
+export type DeploymentBundle = {
+  deploymentId: string;
+  userId: string;
+  agentId: string;
+  /** The runtime's name for this deployment's code; derived from the deployment id. */
+  scriptName: string;
+  runtimeProvider: RuntimeProviderName;
+  mainModuleName: string;
+  moduleCode: string;
+  compatibilityDate: string;
+  /** base64url of the deployment's 32-byte telemetry HMAC key. */
+  telemetrySecret: string;
+  /** The agent's secrets as they were when this deployment was created. */
+  secrets: Record<string, string>;
+};
+
+/** What invoke needs: identity up front, the bundle only if the mechanism must (re)load code. */
+export type InvokeTarget = {
+  deploymentId: string;
+  userId: string;
+  agentId: string;
+  scriptName: string;
+  loadBundle: () => Promise<DeploymentBundle>;
+};
+
+export type RuntimeErrorCode =
+  | "script_not_found"
+  | "limit_exceeded"
+  | "exception"
+  | "timeout"
+  | "invalid_response"
+  | "load_failed"
+  | "unavailable";
+
+/** A failure of the runtime, classified; `retryable` says whether trying again can help. */
+export class RuntimeError extends Error {
+  override name = "RuntimeError";
+  constructor(
+    readonly code: RuntimeErrorCode,
+    message: string,
+    readonly retryable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface RuntimeProvider {
+  /** Makes the deployment's code runnable. Resolves only when it is ready to be invoked. */
+  deploy(bundle: DeploymentBundle): Promise<void>;
+  /** Sends one request to the deployment's code; never retried by the gateway. */
+  invoke(target: InvokeTarget, request: Request, opts: { limits: RuntimeLimits }): Promise<Response>;
+  /** Removes the runtime copies of these scripts (absent ones are not an error). */
+  remove(scriptNames: string[]): Promise<void>;
+}
