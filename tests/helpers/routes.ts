@@ -1,0 +1,13 @@
+// The routes the app actually serves, as "METHOD /path/{param}", read from Hono's route table.
+import { createGatewayApp } from "../../src/routes";
+
+const NON_API_PATHS = new Set(["/openapi.json", "/docs", "/healthz"]);
+
+export function servedRoutes(): string[] {
+  const out = new Set<string>();
+  for (const r of createGatewayApp().routes) {
+    if (r.method === "ALL" || NON_API_PATHS.has(r.path)) continue;
+    out.add(`${r.method.toUpperCase()} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
+  }
+  return [...out].sort();
+}
