@@ -131,7 +131,7 @@ describe("user-worker-template", () => {
     const failing = loadTemplate({ failingTelemetry: true });
     const res = await invoke(failing.agent, conversation);
     expect(res.status).toBe(200);
-    expect((await res.json()).output.text).toBe("hello there from the test");
+    expect(((await res.json()) as any).output.text).toBe("hello there from the test");
     const stream = await collectSse(await invoke(failing.agent, conversation, "text/event-stream"));
     expect(stream.at(-1)?.event).toBe("done");
     // The failing sink was really called (and threw), twice.
@@ -151,7 +151,7 @@ describe("user-worker-template", () => {
     expect(await probe.json()).toMatchObject({ ok: true, contract: "invoke/v1" });
     const bad = await agent.fetch("https://agent.internal/invoke", { method: "POST", body: "{nope" });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error.code).toBe("invalid_request");
+    expect(((await bad.json()) as any).error.code).toBe("invalid_request");
     const empty = await invoke(agent, { messages: [] });
     expect(empty.status).toBe(400);
   });
