@@ -6,9 +6,14 @@ import { bodyGuard, DEFAULT_BODY_LIMIT_BYTES } from "../middleware/body-guard";
 import { requestContext } from "../middleware/request-context";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
+import { registerDeploymentRoutes } from "./v1/deployments";
+import { DEPLOY_BODY_LIMIT_BYTES, INVOKE_BODY_LIMIT_BYTES } from "./v1/deployments/limits";
+import { registerInvokeRoutes } from "./v1/invoke";
 
 /** Body limits by path; everything not listed gets the default. */
-function bodyLimitFor(_path: string): number {
+function bodyLimitFor(path: string): number {
+  if (/^\/v1\/agents\/[^/]+\/deploy$/.test(path)) return DEPLOY_BODY_LIMIT_BYTES;
+  if (path.startsWith("/v1/invoke/")) return INVOKE_BODY_LIMIT_BYTES;
   return DEFAULT_BODY_LIMIT_BYTES;
 }
 
@@ -33,5 +38,7 @@ export function createGatewayApp(): App {
   app.get("/healthz", (c) => c.json({ ok: true }));
   registerDocs(app);
   registerAgentRoutes(app);
+  registerDeploymentRoutes(app);
+  registerInvokeRoutes(app);
   return app;
 }
