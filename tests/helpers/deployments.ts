@@ -52,3 +52,24 @@ export async function deployAndActivate(headers: Headers, agentId: string, body:
 }
 
 export const userMessage = (content: string) => ({ messages: [{ role: "user", content }] });
+
+/** The internal user id (usr_…) the gateway created for a token subject. */
+export async function userIdOf(subject: string): Promise<string> {
+  const { env } = await import("cloudflare:workers");
+  const row = await env.DB.prepare("SELECT id FROM users WHERE auth_subject = ?").bind(subject).first<{ id: string }>();
+  if (!row) throw new Error(`no user for subject ${subject}`);
+  return row.id;
+}
+
+/** The invariant: the agent's pointer names exactly the deployments with status active. */
+export async function expectPointerInvariant(agentId: string): Promise<string | null> {
+  const { env } = await import("cloudflare:workers");
+  const agent = await env.DB.prepare("SELECT active_deployment_id AS p FROM agents WHERE id = ?")
+    .bind(agentId)
+    .first<{ p: string | null }>();
+  const active = await env.DB.prepare("SELECT id FROM deployments WHERE agent_id = ? AND status = 'active'")
+    .bind(agentId)
+    .all<{ id: string }>();
+  expect(active.results.map((r) => r.id)).toEqual(agent?.p ? [agent.p] : []);
+  return agent?.p ?? null;
+}
