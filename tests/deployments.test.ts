@@ -9,6 +9,7 @@ import { ApiError } from "../src/lib/errors";
 import { newId } from "../src/lib/ids";
 import { createDeployment } from "../src/services/deployments/create";
 import { MODULE_CODE_MAX_BYTES } from "../src/services/deployments/defaults";
+import * as modules from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
 import {
   createAgent,
@@ -21,7 +22,6 @@ import {
   waitUntilSettled,
 } from "./helpers/deployments";
 import { call, expectProblem, json } from "./helpers/http";
-import * as modules from "./fixtures/modules";
 
 const DEPLOYMENT_FIELDS = [
   "activatedAt",
@@ -135,7 +135,10 @@ describe("deploy: the request", () => {
     );
     expect(problem.limitBytes).toBe(MODULE_CODE_MAX_BYTES);
     await expectProblem(
-      await call("POST", `/v1/agents/${agent.id}/deploy`, { headers, body: { moduleCode: "x".repeat(3 * MODULE_CODE_MAX_BYTES) } }),
+      await call("POST", `/v1/agents/${agent.id}/deploy`, {
+        headers,
+        body: { moduleCode: "x".repeat(3 * MODULE_CODE_MAX_BYTES) },
+      }),
       413,
       "payload_too_large",
     );
@@ -147,7 +150,11 @@ describe("deploy: the request", () => {
     const { headers } = await newUser();
     const disabled = await createAgent(headers);
     await call("POST", `/v1/agents/${disabled.id}/disable`, { headers });
-    await expectProblem(await call("POST", `/v1/agents/${disabled.id}/deploy`, { headers, body: {} }), 409, "agent_disabled");
+    await expectProblem(
+      await call("POST", `/v1/agents/${disabled.id}/deploy`, { headers, body: {} }),
+      409,
+      "agent_disabled",
+    );
     const deleted = await createAgent(headers);
     await call("DELETE", `/v1/agents/${deleted.id}`, { headers });
     await expectProblem(await call("POST", `/v1/agents/${deleted.id}/deploy`, { headers, body: {} }), 404, "not_found");
@@ -169,7 +176,9 @@ describe("deploy: the request", () => {
     )
       .bind(sha)
       .all<{ user_id: string; size_bytes: number; module_code: string }>();
-    expect(rows.results.map((r) => r.user_id).sort()).toEqual([await userIdOf(a.subject), await userIdOf(b.subject)].sort());
+    expect(rows.results.map((r) => r.user_id).sort()).toEqual(
+      [await userIdOf(a.subject), await userIdOf(b.subject)].sort(),
+    );
     expect(rows.results.every((r) => r.module_code === code && r.size_bytes === code.length)).toBe(true);
     const artifactIds = await env.DB.prepare("SELECT DISTINCT artifact_id FROM deployments WHERE id IN (?, ?)")
       .bind(first.id, second.id)
@@ -314,7 +323,11 @@ describe("deployments: list and read", () => {
       404,
       "not_found",
     );
-    await expectProblem(await call("GET", `/v1/agents/${agent.id}/deployments/nonsense`, { headers }), 404, "not_found");
+    await expectProblem(
+      await call("GET", `/v1/agents/${agent.id}/deployments/nonsense`, { headers }),
+      404,
+      "not_found",
+    );
   });
 });
 

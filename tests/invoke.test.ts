@@ -4,13 +4,13 @@ import { telemetrySecretAad } from "../src/crypto/aad";
 import { toBase64Url } from "../src/crypto/encoding";
 import { decryptSecret } from "../src/crypto/envelope";
 import { getConfig } from "../src/env";
+import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deployments";
 import { call, expectProblem, json } from "./helpers/http";
 import { collectSse, sseEvents } from "./helpers/sse";
 import { waitFor } from "./helpers/wait";
-import * as modules from "./fixtures/modules";
 
 async function agentRunning(moduleCode?: string) {
   const user = await newUser();
@@ -54,7 +54,11 @@ describe("invoke: routing and request validation", () => {
       "agent_disabled",
     );
     expect((await call("DELETE", `/v1/agents/${agent.id}`, { headers })).status).toBe(204);
-    await expectProblem(await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("hi") }), 404, "not_found");
+    await expectProblem(
+      await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("hi") }),
+      404,
+      "not_found",
+    );
     await expectProblem(
       await call("POST", "/v1/invoke/agt_00000000000000000000000000", { headers, body: userMessage("hi") }),
       404,
@@ -89,7 +93,9 @@ describe("invoke: what the user script sees", () => {
     expect(res.status).toBe(200);
     const seen = JSON.parse((await json(res)).output.text);
 
-    const user = await env.DB.prepare("SELECT id FROM users WHERE auth_subject = ?").bind(subject).first<{ id: string }>();
+    const user = await env.DB.prepare("SELECT id FROM users WHERE auth_subject = ?")
+      .bind(subject)
+      .first<{ id: string }>();
     const row = await env.DB.prepare("SELECT telemetry_secret_ciphertext AS c FROM deployments WHERE id = ?")
       .bind(deployment.id)
       .first<{ c: string }>();
@@ -201,12 +207,19 @@ describe("invoke: streaming", () => {
     await res.body!.cancel();
     expect(seen).toEqual(["delta:tick 0", "delta:tick 1", "delta:tick 2"]);
     const requestId = res.headers.get("x-request-id")!;
-    expect(await gatewayEvent(requestId)).toMatchObject({ streaming: 1, status: "error", error_code: "client_disconnected" });
+    expect(await gatewayEvent(requestId)).toMatchObject({
+      streaming: 1,
+      status: "error",
+      error_code: "client_disconnected",
+    });
   });
 
   it("streams the template's answer word by word and records one gateway measurement", async () => {
     const { headers, agent, deployment } = await agentRunning();
-    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("alpha beta gamma delta") });
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, {
+      headers,
+      body: userMessage("alpha beta gamma delta"),
+    });
     const events = await collectSse(res);
     expect(events.map((e) => e.event)).toEqual(["delta", "delta", "delta", "delta", "done"]);
     expect(events.slice(0, 4).map((e) => e.data.text)).toEqual(["alpha ", "beta ", "gamma ", "delta"]);
@@ -252,7 +265,9 @@ describe("invoke: streaming", () => {
 
   it("ends a stream that stops without done with an error event", async () => {
     const { headers, agent } = await agentRunning(modules.STREAM_ENDS_WITHOUT_DONE);
-    const events = await collectSse(await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("x") }));
+    const events = await collectSse(
+      await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("x") }),
+    );
     expect(events.map((e) => e.event)).toEqual(["delta", "delta", "error"]);
     expect(events[2]!.data.code).toBe("upstream_invalid_response");
   });
@@ -270,7 +285,9 @@ describe("invoke: streaming", () => {
 
   it("reassembles events split across chunks (and CRLF line ends) before relaying them", async () => {
     const { headers, agent } = await agentRunning(modules.STREAM_SPLIT_EVENTS);
-    const events = await collectSse(await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("x") }));
+    const events = await collectSse(
+      await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("x") }),
+    );
     expect(events.map((e) => [e.event, e.data])).toEqual([
       ["delta", { text: "split" }],
       ["done", { output: { text: "split" } }],
@@ -281,7 +298,10 @@ describe("invoke: streaming", () => {
 describe("invoke: the gateway's measurement", () => {
   it("records successes and failures as gateway metrics events, once per request", async () => {
     const ok = await agentRunning();
-    const res = await call("POST", `/v1/invoke/${ok.agent.id}`, { headers: ok.headers, body: userMessage("measure me") });
+    const res = await call("POST", `/v1/invoke/${ok.agent.id}`, {
+      headers: ok.headers,
+      body: userMessage("measure me"),
+    });
     const body = await res.text();
     const row = await gatewayEvent(res.headers.get("x-request-id")!);
     expect(row).toMatchObject({
@@ -295,7 +315,10 @@ describe("invoke: the gateway's measurement", () => {
     expect(row.duration_ms).toBeGreaterThanOrEqual(0);
 
     const failing = await agentRunning(modules.THROWS_ON_INVOKE);
-    const bad = await call("POST", `/v1/invoke/${failing.agent.id}`, { headers: failing.headers, body: userMessage("x") });
+    const bad = await call("POST", `/v1/invoke/${failing.agent.id}`, {
+      headers: failing.headers,
+      body: userMessage("x"),
+    });
     expect(bad.status).toBe(502);
     expect(await gatewayEvent(bad.headers.get("x-request-id")!)).toMatchObject({
       status: "error",

@@ -36,7 +36,7 @@ export type CreateDeploymentCtx = {
   db: Db;
   userId: string;
   keyring: Keyring;
-  queue: Pick<Queue<DeployJob>, "send">;
+  queue: { send(job: DeployJob): Promise<unknown> };
 };
 
 export async function createDeployment(
