@@ -118,8 +118,9 @@ describe("invoke: what the user script sees", () => {
       requestId: res.headers.get("x-request-id"),
       body,
     });
-    // The RPC binding reaches the gateway's TelemetrySink (it may refuse this unsigned event).
-    expect(["answered", "threw"]).toContain(seen.telemetry);
+    // The binding reaches the gateway's TelemetrySink over RPC (from a loader isolate built while
+    // the deploy job ran) and its answer to a correctly signed event comes back.
+    expect(seen.telemetry).toEqual({ accepted: expect.any(Number), duplicates: expect.any(Number) });
   });
 
   it("forwards to the deployment's invokePath", async () => {

@@ -31,13 +31,15 @@ function streamAnswer(request: InvokeRequest, finished: (summary: Omit<Invocatio
         await writer.write(sseEvent("delta", { text }));
       }
       await writer.write(sseEvent("done", response));
-      await writer.close();
-      finished({ durationMs: Date.now() - started, status: "ok", usage: response.usage });
     } catch {
       // The client went away mid-stream.
       finished({ durationMs: Date.now() - started, status: "error", errorCode: "client_disconnected" });
       await writer.abort().catch(() => {});
+      return;
     }
+    // `done` is out: the invocation succeeded, even if the reader stops listening before close.
+    finished({ durationMs: Date.now() - started, status: "ok", usage: response.usage });
+    await writer.close().catch(() => {});
   };
   return { readable, produce };
 }
