@@ -51,6 +51,7 @@ describe("deploy: the request", () => {
     const res = await call("POST", `/v1/agents/${agent.id}/deploy`, { headers, body: {} });
     expect(res.status).toBe(202);
     const text = await res.text();
+    expect(res.headers.get("location")).toBe(`/v1/agents/${agent.id}/deployments/${JSON.parse(text).deployment.id}`);
     expect(text).not.toMatch(/ciphertext|secret|v1\.[0-9a-f]{12}\./i);
     const { deployment } = JSON.parse(text);
     expect(Object.keys(deployment).sort()).toEqual(DEPLOYMENT_FIELDS);

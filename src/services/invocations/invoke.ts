@@ -3,14 +3,15 @@
 // against invoke/v1 before they are returned; /stream relays the agent's SSE event by event (a
 // JSON answer is adapted to delta + done). The user's POST is never retried. The gateway's own
 // measurement is recorded off the response path.
-import { and, eq } from "drizzle-orm";
+import { and, eq, isNull } from "drizzle-orm";
 import { utf8 } from "../../crypto/encoding";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { deployments } from "../../db/schema";
+import { agents, deployments } from "../../db/schema";
 import { ApiError, type ProblemCode } from "../../lib/errors";
+import { isIdOf } from "../../lib/ids";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
-import { getAgent } from "../agents/agents";
+import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
 import { limitsForUser } from "./limits";
@@ -43,21 +44,7 @@ export async function invokeAgent(
 ): Promise<Response> {
   const startedAt = Date.now();
   const deadline = startedAt + deps.timeoutMs;
-  const agent = await getAgent(deps, agentId);
-  if (agent.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
-  const deployment = agent.activeDeploymentId
-    ? await deps.db.query.deployments.findFirst({
-        where: and(
-          eq(deployments.id, agent.activeDeploymentId),
-          eq(deployments.userId, deps.userId),
-          eq(deployments.status, "active"),
-        ),
-      })
-    : undefined;
-  if (!deployment) {
-    throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
-  }
-
+  const deployment = await activeDeploymentOf(deps, agentId);
   const limits = await limitsForUser(deps, deps.userId);
   const payload = JSON.stringify(body);
   const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id };
@@ -158,6 +145,33 @@ export async function invokeAgent(
   }
   measure({ ok: true, bytesOut: utf8.encode(text).byteLength });
   return new Response(text, { status: 200, headers: { ...headers, "content-type": "application/json" } });
+}
+
+/**
+ * The agent (tenant-scoped, live, enabled) and its active deployment, in one query: 404 for an
+ * unknown or foreign agent, 409 when it is disabled or has no active deployment.
+ */
+async function activeDeploymentOf(deps: { db: Db; userId: string }, agentId: string) {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const [found] = await deps.db
+    .select({ agentStatus: agents.status, deployment: deployments })
+    .from(agents)
+    .leftJoin(
+      deployments,
+      and(
+        eq(deployments.id, agents.activeDeploymentId),
+        eq(deployments.userId, agents.userId),
+        eq(deployments.status, "active"),
+      ),
+    )
+    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
+    .limit(1);
+  if (!found) throw agentNotFound(agentId);
+  if (found.agentStatus === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+  if (!found.deployment) {
+    throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
+  }
+  return found.deployment;
 }
 
 /** Rejects with InvokeTimeout (and aborts the agent's request) if `work` is not done by `deadline`. */

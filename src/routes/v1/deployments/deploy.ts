@@ -41,6 +41,7 @@ export function registerDeploy(app: App) {
       agentId,
       input,
     );
+    c.header("location", `/v1/agents/${agentId}/deployments/${deployment.id}`);
     return c.json({ deployment: toDeploymentResponse(deployment) }, 202);
   });
 }
