@@ -65,6 +65,7 @@ export function relaySse(
     opts.onEnd({ ...result, bytesOut });
   };
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    if (ended) return;
     bytesOut += bytes.byteLength;
     controller.enqueue(bytes);
   };
@@ -81,6 +82,7 @@ export function relaySse(
           try {
             chunk = await readWithin(reader.read(), opts.idleTimeoutMs);
           } catch (err) {
+            if (ended) return; // the client went away while we waited
             if (err instanceof IdleTimeout) {
               fail(controller, "upstream_timeout", `the agent sent nothing for ${opts.idleTimeoutMs} ms`);
             } else {
@@ -89,6 +91,7 @@ export function relaySse(
             }
             return;
           }
+          if (ended) return;
           if (chunk.done) {
             fail(controller, "upstream_invalid_response", "the agent's stream ended without a done event");
             return;
