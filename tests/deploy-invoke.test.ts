@@ -10,7 +10,7 @@ import {
   expectPointerInvariant,
   userMessage,
   waitUntilSettled,
-} from "./helpers/deployments";
+} from "./helpers/deploy-flow";
 import { call, json } from "./helpers/http";
 import { collectSse } from "./helpers/sse";
 import { waitFor } from "./helpers/wait";

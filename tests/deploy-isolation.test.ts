@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { newUser } from "./helpers/auth";
-import { createAgent, deployAndActivate, expectPointerInvariant, userMessage } from "./helpers/deployments";
+import { createAgent, deployAndActivate, expectPointerInvariant, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
 
 describe("deployments and invoke: tenant isolation", () => {

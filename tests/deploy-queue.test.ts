@@ -23,7 +23,7 @@ import {
 } from "../src/services/deployments/deploy-job";
 import * as modules from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
-import { createAgent, expectPointerInvariant, userIdOf, userMessage } from "./helpers/deployments";
+import { createAgent, expectPointerInvariant, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
 
 const db = createDb(env.DB);

@@ -20,7 +20,7 @@ import {
   userIdOf,
   userMessage,
   waitUntilSettled,
-} from "./helpers/deployments";
+} from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
 
 const DEPLOYMENT_FIELDS = [

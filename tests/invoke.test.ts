@@ -7,7 +7,7 @@ import { getConfig } from "../src/env";
 import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
-import { createAgent, deployAndActivate, userMessage } from "./helpers/deployments";
+import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
 import { collectSse, sseEvents } from "./helpers/sse";
 import { waitFor } from "./helpers/wait";
