@@ -4,10 +4,12 @@
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { DeployJob } from "./queues/messages";
+import type { MetricsEventInput } from "./services/usage/record-events";
 
 export interface Env {
   DB: D1Database;
   DEPLOY_QUEUE: Queue<DeployJob>;
+  USAGE_QUEUE: Queue<MetricsEventInput>;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
 
