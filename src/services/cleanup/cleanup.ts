@@ -159,9 +159,10 @@ export async function enforceRetention(
   const maxPerRun = opts.maxPerRun ?? RETENTION_MAX_PER_RUN;
   const agentFilter = opts.agentId ? sql`AND agent_id = ${opts.agentId}` : sql``;
 
+  // Oldest first, so a run cut short by maxPerRun or a failure leaves the newest in place.
   const candidates = await db.all<Candidate>(sql`
-    SELECT id, status, script_name AS scriptName FROM (
-      SELECT id, status, script_name,
+    SELECT id, status, script_name AS scriptName, last_used FROM (
+      SELECT id, status, script_name, COALESCE(activated_at, created_at) AS last_used,
         ROW_NUMBER() OVER (
           PARTITION BY agent_id ORDER BY COALESCE(activated_at, created_at) DESC, id DESC
         ) AS rn
@@ -169,8 +170,9 @@ export async function enforceRetention(
       WHERE status = 'inactive' AND script_removed_at IS NULL ${agentFilter}
     ) WHERE rn > ${opts.keep}
     UNION ALL
-    SELECT id, status, script_name AS scriptName FROM deployments
+    SELECT id, status, script_name AS scriptName, created_at AS last_used FROM deployments
     WHERE status = 'failed' AND script_removed_at IS NULL AND updated_at < ${now - FAILED_SCRIPT_GRACE_MS} ${agentFilter}
+    ORDER BY last_used ASC, id ASC
     LIMIT ${maxPerRun}
   `);
 
