@@ -35,6 +35,8 @@ export interface Env {
   CLOUDFLARE_API_TIMEOUT_MS?: string;
   /** How many inactive deployments per agent keep their runtime script (rollback targets). */
   DEPLOYMENT_RETENTION?: string;
+  /** JSON: per-tier { cpuMs, subRequests } for each invocation (src/runtime/limits.ts). */
+  TIER_RUNTIME_LIMITS?: string;
 }
 
 const optionalString = z
