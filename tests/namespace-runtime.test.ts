@@ -318,6 +318,11 @@ describe("namespace runtime: invoke", () => {
     expect(seen?.signal.aborted).toBe(true);
   });
 
+  it("reports a namespace that cannot run here (wrangler dev) as unavailable, not as the agent's fault", () => {
+    const err = classifyDispatchError(new Error("Binding DISPATCHER needs to be run remotely"), "s");
+    expect(err).toMatchObject({ code: "unavailable", retryable: false });
+  });
+
   it("gives four distinct codes for the four failure kinds", () => {
     const codes = [
       classifyDispatchError(new Error("Worker not found."), "s").code,

@@ -171,6 +171,10 @@ export function namespaceUpload(
  */
 export function classifyDispatchError(err: unknown, scriptName: string): RuntimeError {
   const message = err instanceof Error ? err.message : String(err);
+  if (/needs to be run remotely/i.test(message)) {
+    // miniflare (wrangler dev --env production) has no dispatch namespaces.
+    return new RuntimeError("unavailable", "dispatch namespaces cannot run locally", false, { cause: err });
+  }
   if (/^Worker not found/i.test(message)) {
     return new RuntimeError("script_not_found", `script ${scriptName} is not in the dispatch namespace`, false, {
       cause: err,
