@@ -1,0 +1,288 @@
+// Starts this project's `wrangler dev` as a child process for the e2e suite and benchmarks: a
+// free port on 127.0.0.1, a fresh local state directory with the D1 migrations applied, vars for
+// the run passed through a temporary env file (the developer's .dev.vars is never read or
+// touched), and a stop() that ends the whole process group. The server is also stopped when this
+// process exits, is interrupted or dies, so no workerd is ever left behind; processes are only
+// ever signalled by process-group id, never by name.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Ports other engineers' dev servers use on this machine; never handed out here. */
+const RESERVED_PORTS = { from: 8787, to: 8799 };
+const LOG_LINES_KEPT = 400;
+
+/** A free TCP port on 127.0.0.1, chosen by the OS (listen on port 0, read it, close). */
+export async function freePort() {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await new Promise((resolvePort, reject) => {
+      const server = createServer();
+      server.unref();
+      server.once("error", reject);
+      server.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => {
+        const { port: chosen } = server.address();
+        server.close(() => resolvePort(chosen));
+      });
+    });
+    if (port < RESERVED_PORTS.from || port > RESERVED_PORTS.to) return port;
+  }
+  throw new Error("could not find a free port outside the reserved range");
+}
+
+/** 32 random bytes as base64: a fresh SECRETS_ENCRYPTION_KEY for one run. */
+export function randomEncryptionKey() {
+  return randomBytes(32).toString("base64");
+}
+
+function wranglerBin(root) {
+  return join(root, "node_modules", ".bin", "wrangler");
+}
+
+/** dotenv syntax; single quotes keep JSON intact and stop `$` expansion. */
+function envFileText(vars) {
+  return Object.entries(vars)
+    .map(([key, value]) => {
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(key)) throw new Error(`invalid var name: ${key}`);
+      const text = String(value);
+      if (text.includes("'") || text.includes("\n")) throw new Error(`var ${key} may not contain a quote or newline`);
+      return `${key}='${text}'`;
+    })
+    .join("\n");
+}
+
+function childEnv(stateDir) {
+  return {
+    ...process.env,
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_SEND_ERROR_REPORTS: "false",
+    // Vars come only from our env file: not from process.env, not from .dev.vars.
+    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
+    CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
+    // Keep this server out of the machine-wide dev registry other engineers' servers use.
+    WRANGLER_REGISTRY_PATH: join(stateDir, "registry"),
+    WRANGLER_LOG_PATH: join(stateDir, "logs"),
+    WRANGLER_HIDE_BANNER: "true",
+    FORCE_COLOR: "0",
+    NO_COLOR: "1",
+  };
+}
+
+/** Runs a command to completion, capturing its output; rejects with that output on failure. */
+function run(cmd, args, opts) {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d) => {
+      output += d;
+    });
+    child.stderr.on("data", (d) => {
+      output += d;
+    });
+    child.once("error", reject);
+    child.once("exit", (code, signal) => {
+      if (code === 0) resolveRun(output);
+      else reject(new Error(`${cmd} ${args.join(" ")} failed (${code ?? signal}):\n${output}`));
+    });
+  });
+}
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function groupAlive(pgid) {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signalGroup(pgid, signal) {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // The group is already gone.
+  }
+}
+
+// Watches this process from the outside: when our end of its stdin pipe closes (we exited, even
+// by SIGKILL), it ends the server's process group and removes the state directory.
+const REAPER_SOURCE = `
+const [pgid, dir, graceMs] = process.argv.slice(1);
+const fs = require("node:fs");
+const kill = (sig) => { try { process.kill(-Number(pgid), sig); } catch {} };
+process.on("SIGTERM", () => process.exit(0));
+process.stdin.on("data", () => {});
+process.stdin.on("close", () => {
+  kill("SIGTERM");
+  setTimeout(() => { kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); process.exit(0); }, Number(graceMs));
+});
+`;
+
+/**
+ * Starts `wrangler dev` and resolves once GET /healthz answers 200.
+ * @param {import("./dev-server.d.mts").DevServerOptions} [options]
+ * @returns {Promise<import("./dev-server.d.mts").DevServer>}
+ */
+export async function startDevServer(options = {}) {
+  const root = options.cwd ?? PROJECT_ROOT;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const graceMs = options.stopGraceMs ?? 5_000;
+  const stateDir = mkdtempSync(join(tmpdir(), "webhost-dev-"));
+  const persistDir = join(stateDir, "state");
+  const envFile = join(stateDir, "run.env");
+  const env = childEnv(stateDir);
+  const echo = options.echo ?? process.env.DEV_SERVER_ECHO === "1";
+  if (options.logFile) {
+    mkdirSync(dirname(options.logFile), { recursive: true });
+    writeFileSync(options.logFile, "");
+  }
+  const logLines = [];
+  const remember = (chunk) => {
+    if (options.logFile) appendFileSync(options.logFile, chunk);
+    for (const line of String(chunk).split("\n")) {
+      if (line.trim() === "") continue;
+      logLines.push(line);
+      if (echo) process.stderr.write(`[wrangler] ${line}\n`);
+    }
+    if (logLines.length > LOG_LINES_KEPT) logLines.splice(0, logLines.length - LOG_LINES_KEPT);
+  };
+
+  let child;
+  let reaper;
+  let stopped = false;
+  let stopping;
+
+  const killNowSync = () => {
+    if (child?.pid && !stopped) {
+      signalGroup(child.pid, "SIGKILL");
+    }
+    stopped = true;
+    rmSync(stateDir, { recursive: true, force: true });
+    if (reaper?.pid) signalGroup(reaper.pid, "SIGTERM");
+  };
+  const onExit = () => killNowSync();
+  const onSignal = (signal) => {
+    killNowSync();
+    detach();
+    // Keep the default behaviour (terminate) unless someone else also handles the signal.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const detach = () => {
+    process.off("exit", onExit);
+    for (const s of signals) process.off(s, onSignal);
+  };
+  process.on("exit", onExit);
+  for (const s of signals) process.on(s, onSignal);
+
+  async function stop() {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      if (child?.pid && !stopped) {
+        const pgid = child.pid;
+        signalGroup(pgid, "SIGTERM");
+        const deadline = Date.now() + graceMs;
+        while (groupAlive(pgid) && Date.now() < deadline) await sleep(50);
+        if (groupAlive(pgid)) signalGroup(pgid, "SIGKILL");
+        // Wait for the kernel to reap the group so the caller may assume it is gone.
+        const killDeadline = Date.now() + 2_000;
+        while (groupAlive(pgid) && Date.now() < killDeadline) await sleep(20);
+      }
+      stopped = true;
+      if (reaper?.pid) signalGroup(reaper.pid, "SIGTERM");
+      rmSync(stateDir, { recursive: true, force: true });
+      detach();
+    })();
+    return stopping;
+  }
+
+  try {
+    const port = options.port ?? (await freePort());
+    const inspectorPort = await freePort();
+    const vars = { SECRETS_ENCRYPTION_KEY: randomEncryptionKey(), ...options.vars };
+    writeFileSync(envFile, `${envFileText(vars)}\n`, { mode: 0o600 });
+
+    await run(wranglerBin(root), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], {
+      cwd: root,
+      env: { ...env, CI: "true" },
+    });
+
+    child = spawn(
+      wranglerBin(root),
+      [
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--inspector-port",
+        String(inspectorPort),
+        "--persist-to",
+        persistDir,
+        "--env-file",
+        envFile,
+        "--show-interactive-dev-session=false",
+        "--log-level",
+        options.logLevel ?? "log",
+        ...(options.extraArgs ?? []),
+      ],
+      { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    child.stdout.on("data", remember);
+    child.stderr.on("data", remember);
+    let exited = null;
+    child.once("exit", (code, signal) => {
+      exited = { code, signal };
+    });
+
+    reaper = spawn(process.execPath, ["-e", REAPER_SOURCE, String(child.pid), stateDir, String(graceMs)], {
+      detached: true,
+      stdio: ["pipe", "ignore", "ignore"],
+    });
+    reaper.unref();
+    reaper.stdin.on("error", () => {});
+    reaper.stdin.unref?.();
+
+    const baseUrl = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + readyTimeoutMs;
+    for (;;) {
+      if (exited) throw new Error(`wrangler dev exited early (${exited.code ?? exited.signal})`);
+      try {
+        const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(2_000) });
+        await res.arrayBuffer();
+        if (res.status === 200) break;
+      } catch {
+        // Not listening yet.
+      }
+      if (Date.now() > deadline) throw new Error(`wrangler dev was not ready within ${readyTimeoutMs} ms`);
+      await sleep(100);
+    }
+    child.unref();
+    child.stdout.unref?.();
+    child.stderr.unref?.();
+
+    return {
+      baseUrl,
+      port,
+      pid: child.pid,
+      stateDir,
+      logs: () => logLines.join("\n"),
+      stop,
+    };
+  } catch (err) {
+    const logs = logLines.join("\n");
+    await stop();
+    if (err instanceof Error && logs) err.message += `\n--- wrangler output ---\n${logs}`;
+    throw err;
+  }
+}
