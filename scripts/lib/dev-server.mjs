@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -56,9 +56,11 @@ function envFileText(vars) {
     .join("\n");
 }
 
-function childEnv(stateDir) {
+function childEnv(root, stateDir) {
   return {
     ...process.env,
+    // wrangler needs Node 22, which this project ships in node_modules (see PLATFORM-NOTES.md).
+    PATH: `${join(root, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}`,
     CLOUDFLARE_CF_FETCH_ENABLED: "false",
     WRANGLER_SEND_METRICS: "false",
     WRANGLER_SEND_ERROR_REPORTS: "false",
@@ -74,24 +76,31 @@ function childEnv(stateDir) {
   };
 }
 
-/** Runs a command to completion, capturing its output; rejects with that output on failure. */
-function run(cmd, args, opts) {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (d) => {
-      output += d;
-    });
-    child.stderr.on("data", (d) => {
-      output += d;
-    });
-    child.once("error", reject);
-    child.once("exit", (code, signal) => {
-      if (code === 0) resolveRun(output);
-      else reject(new Error(`${cmd} ${args.join(" ")} failed (${code ?? signal}):\n${output}`));
-    });
-  });
-}
+// Watches this process from the outside: when our end of its stdin pipe closes (we exited, even
+// by SIGKILL), it ends the process groups we registered ("+<pgid>" lines; "-<pgid>" once one has
+// ended by itself) and removes the state directory.
+const REAPER_SOURCE = `
+const [dir, graceMs] = process.argv.slice(1);
+const fs = require("node:fs");
+const groups = new Set();
+let pending = "";
+const killAll = (sig) => { for (const g of groups) { try { process.kill(-g, sig); } catch {} } };
+process.on("SIGTERM", () => process.exit(0));
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (chunk) => {
+  pending += chunk;
+  const lines = pending.split("\\n");
+  pending = lines.pop();
+  for (const line of lines) {
+    const g = Number(line.slice(1));
+    if (line[0] === "+") groups.add(g); else groups.delete(g);
+  }
+});
+process.stdin.on("close", () => {
+  killAll("SIGTERM");
+  setTimeout(() => { killAll("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); process.exit(0); }, groups.size ? Number(graceMs) : 0);
+});
+`;
 
 function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
@@ -114,19 +123,104 @@ function signalGroup(pgid, signal) {
   }
 }
 
-// Watches this process from the outside: when our end of its stdin pipe closes (we exited, even
-// by SIGKILL), it ends the server's process group and removes the state directory.
-const REAPER_SOURCE = `
-const [pgid, dir, graceMs] = process.argv.slice(1);
-const fs = require("node:fs");
-const kill = (sig) => { try { process.kill(-Number(pgid), sig); } catch {} };
-process.on("SIGTERM", () => process.exit(0));
-process.stdin.on("data", () => {});
-process.stdin.on("close", () => {
-  kill("SIGTERM");
-  setTimeout(() => { kill("SIGKILL"); fs.rmSync(dir, { recursive: true, force: true }); process.exit(0); }, Number(graceMs));
-});
-`;
+/**
+ * The process groups one dev server owns, and what ends them: stop() (SIGTERM, grace, SIGKILL),
+ * this process exiting or being signalled (SIGKILL at once), or this process dying without a
+ * chance to clean up (the reaper). Only ever signals groups it started.
+ */
+function groupGuard(stateDir, graceMs) {
+  const groups = new Set();
+  let released = false;
+  const reaper = spawn(process.execPath, ["-e", REAPER_SOURCE, stateDir, String(graceMs)], {
+    detached: true,
+    stdio: ["pipe", "ignore", "ignore"],
+  });
+  reaper.stdin.on("error", () => {});
+  reaper.unref();
+  reaper.stdin.unref?.();
+  const tellReaper = (line) => {
+    if (!reaper.stdin.destroyed) reaper.stdin.write(`${line}\n`);
+  };
+
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const release = () => {
+    released = true;
+    process.off("exit", killNowSync);
+    for (const s of signals) process.off(s, onSignal);
+    try {
+      process.kill(reaper.pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    rmSync(stateDir, { recursive: true, force: true });
+  };
+  function killNowSync() {
+    if (released) return;
+    for (const g of groups) signalGroup(g, "SIGKILL");
+    groups.clear();
+    release();
+  }
+  function onSignal(signal) {
+    killNowSync();
+    // Keep the default behaviour (terminate) unless someone else also handles the signal.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  }
+  process.on("exit", killNowSync);
+  for (const s of signals) process.on(s, onSignal);
+
+  return {
+    /** Spawns `cmd` as the leader of a new process group that this guard owns. */
+    spawn(cmd, args, opts) {
+      if (released) throw new Error("dev server already stopped");
+      const child = spawn(cmd, args, { ...opts, detached: true });
+      if (child.pid) {
+        groups.add(child.pid);
+        tellReaper(`+${child.pid}`);
+      }
+      return child;
+    },
+    /** Ends one group: SIGTERM, then SIGKILL after the grace period. */
+    async end(pgid, grace = graceMs) {
+      if (!groups.has(pgid)) return;
+      signalGroup(pgid, "SIGTERM");
+      const deadline = Date.now() + grace;
+      while (groupAlive(pgid) && Date.now() < deadline) await sleep(50);
+      if (groupAlive(pgid)) signalGroup(pgid, "SIGKILL");
+      // Wait for the kernel to reap the group so callers may assume it is gone.
+      const reaped = Date.now() + 2_000;
+      while (groupAlive(pgid) && Date.now() < reaped) await sleep(20);
+      groups.delete(pgid);
+      tellReaper(`-${pgid}`);
+    },
+    async endAll() {
+      for (const g of [...groups]) await this.end(g);
+      if (!released) release();
+    },
+  };
+}
+
+/** Runs a command to completion in its own group, capturing its output; rejects with it on failure. */
+async function run(guard, cmd, args, opts) {
+  const child = guard.spawn(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (d) => {
+    output += d;
+  });
+  child.stderr.on("data", (d) => {
+    output += d;
+  });
+  const result = await new Promise((resolveRun) => {
+    child.once("error", (error) => resolveRun({ error }));
+    child.once("exit", (code, signal) => resolveRun({ code, signal }));
+  });
+  // Whatever the leader left running in its group goes with it.
+  if (child.pid) await guard.end(child.pid, 0);
+  if (result.error) throw result.error;
+  if (result.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${result.code ?? result.signal}):\n${output}`);
+  }
+  return output;
+}
 
 /**
  * Starts `wrangler dev` and resolves once GET /healthz answers 200.
@@ -140,12 +234,15 @@ export async function startDevServer(options = {}) {
   const stateDir = mkdtempSync(join(tmpdir(), "webhost-dev-"));
   const persistDir = join(stateDir, "state");
   const envFile = join(stateDir, "run.env");
-  const env = childEnv(stateDir);
+  const env = childEnv(root, stateDir);
+  const guard = groupGuard(stateDir, graceMs);
+  let stopping;
+  const stop = () => {
+    stopping ??= guard.endAll();
+    return stopping;
+  };
+
   const echo = options.echo ?? process.env.DEV_SERVER_ECHO === "1";
-  if (options.logFile) {
-    mkdirSync(dirname(options.logFile), { recursive: true });
-    writeFileSync(options.logFile, "");
-  }
   const logLines = [];
   const remember = (chunk) => {
     if (options.logFile) appendFileSync(options.logFile, chunk);
@@ -157,67 +254,24 @@ export async function startDevServer(options = {}) {
     if (logLines.length > LOG_LINES_KEPT) logLines.splice(0, logLines.length - LOG_LINES_KEPT);
   };
 
-  let child;
-  let reaper;
-  let stopped = false;
-  let stopping;
-
-  const killNowSync = () => {
-    if (child?.pid && !stopped) {
-      signalGroup(child.pid, "SIGKILL");
-    }
-    stopped = true;
-    rmSync(stateDir, { recursive: true, force: true });
-    if (reaper?.pid) signalGroup(reaper.pid, "SIGTERM");
-  };
-  const onExit = () => killNowSync();
-  const onSignal = (signal) => {
-    killNowSync();
-    detach();
-    // Keep the default behaviour (terminate) unless someone else also handles the signal.
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-  };
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const detach = () => {
-    process.off("exit", onExit);
-    for (const s of signals) process.off(s, onSignal);
-  };
-  process.on("exit", onExit);
-  for (const s of signals) process.on(s, onSignal);
-
-  async function stop() {
-    if (stopping) return stopping;
-    stopping = (async () => {
-      if (child?.pid && !stopped) {
-        const pgid = child.pid;
-        signalGroup(pgid, "SIGTERM");
-        const deadline = Date.now() + graceMs;
-        while (groupAlive(pgid) && Date.now() < deadline) await sleep(50);
-        if (groupAlive(pgid)) signalGroup(pgid, "SIGKILL");
-        // Wait for the kernel to reap the group so the caller may assume it is gone.
-        const killDeadline = Date.now() + 2_000;
-        while (groupAlive(pgid) && Date.now() < killDeadline) await sleep(20);
-      }
-      stopped = true;
-      if (reaper?.pid) signalGroup(reaper.pid, "SIGTERM");
-      rmSync(stateDir, { recursive: true, force: true });
-      detach();
-    })();
-    return stopping;
-  }
-
   try {
+    if (options.logFile) {
+      mkdirSync(dirname(options.logFile), { recursive: true });
+      writeFileSync(options.logFile, "");
+    }
     const port = options.port ?? (await freePort());
     const inspectorPort = await freePort();
     const vars = { SECRETS_ENCRYPTION_KEY: randomEncryptionKey(), ...options.vars };
     writeFileSync(envFile, `${envFileText(vars)}\n`, { mode: 0o600 });
 
-    await run(wranglerBin(root), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], {
-      cwd: root,
-      env: { ...env, CI: "true" },
-    });
+    remember(
+      await run(guard, wranglerBin(root), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", persistDir], {
+        cwd: root,
+        env: { ...env, CI: "true" },
+      }),
+    );
 
-    child = spawn(
+    const child = guard.spawn(
       wranglerBin(root),
       [
         "dev",
@@ -236,27 +290,23 @@ export async function startDevServer(options = {}) {
         options.logLevel ?? "log",
         ...(options.extraArgs ?? []),
       ],
-      { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+      { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
     );
     child.stdout.on("data", remember);
     child.stderr.on("data", remember);
     let exited = null;
+    child.once("error", (error) => {
+      exited = { error };
+    });
     child.once("exit", (code, signal) => {
       exited = { code, signal };
     });
 
-    reaper = spawn(process.execPath, ["-e", REAPER_SOURCE, String(child.pid), stateDir, String(graceMs)], {
-      detached: true,
-      stdio: ["pipe", "ignore", "ignore"],
-    });
-    reaper.unref();
-    reaper.stdin.on("error", () => {});
-    reaper.stdin.unref?.();
-
     const baseUrl = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + readyTimeoutMs;
     for (;;) {
-      if (exited) throw new Error(`wrangler dev exited early (${exited.code ?? exited.signal})`);
+      if (exited)
+        throw new Error(`wrangler dev exited early (${exited.error?.message ?? exited.code ?? exited.signal})`);
       try {
         const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(2_000) });
         await res.arrayBuffer();
@@ -267,21 +317,15 @@ export async function startDevServer(options = {}) {
       if (Date.now() > deadline) throw new Error(`wrangler dev was not ready within ${readyTimeoutMs} ms`);
       await sleep(100);
     }
+    // The server must not keep this process alive on its own: callers decide when to stop it.
     child.unref();
     child.stdout.unref?.();
     child.stderr.unref?.();
 
-    return {
-      baseUrl,
-      port,
-      pid: child.pid,
-      stateDir,
-      logs: () => logLines.join("\n"),
-      stop,
-    };
+    return { baseUrl, port, pid: child.pid, stateDir, logs: () => logLines.join("\n"), stop };
   } catch (err) {
-    const logs = logLines.join("\n");
     await stop();
+    const logs = logLines.join("\n");
     if (err instanceof Error && logs) err.message += `\n--- wrangler output ---\n${logs}`;
     throw err;
   }

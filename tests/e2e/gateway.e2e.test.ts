@@ -72,7 +72,9 @@ describe("service surface", () => {
     const html = await res.text();
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const method of Object.keys(ops)) {
-        expect(html, `${method} ${path}`).toContain(`<code>${method.toUpperCase()}</code></td><td><code>${path}</code>`);
+        expect(html, `${method} ${path}`).toContain(
+          `<code>${method.toUpperCase()}</code></td><td><code>${path}</code>`,
+        );
       }
     }
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="https?:/);
@@ -131,7 +133,12 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
   it("creates an agent", async () => {
     const res = await api("POST", "/v1/agents", { user: owner, body: { name: "support-bot", description: "e2e" } });
     ({ agent } = await expectJson<{ agent: Agent }>(res, 201));
-    expect(agent).toMatchObject({ name: "support-bot", description: "e2e", status: "active", activeDeploymentId: null });
+    expect(agent).toMatchObject({
+      name: "support-bot",
+      description: "e2e",
+      status: "active",
+      activeDeploymentId: null,
+    });
     expect(agent.id).toMatch(/^agt_[0-9a-z]{26}$/);
   });
 
@@ -222,7 +229,11 @@ describe("bad requests get a problem+json answer, never a 500", () => {
       "unsupported_media_type",
     );
     const huge = JSON.stringify({ name: "big", description: "x".repeat(70 * 1024) });
-    await expectProblem(await api("POST", "/v1/agents", { user, headers: json, rawBody: huge }), 413, "payload_too_large");
+    await expectProblem(
+      await api("POST", "/v1/agents", { user, headers: json, rawBody: huge }),
+      413,
+      "payload_too_large",
+    );
   });
 
   it("lists every bad field, and refuses fields the server owns", async () => {

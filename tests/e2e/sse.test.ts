@@ -23,7 +23,7 @@ describe("readSse", () => {
   it("parses event names, data and ids, defaulting the name to message", async () => {
     const events = await parse([
       ": a comment line\n",
-      "event: delta\ndata: {\"text\":\"he\"}\n\n",
+      'event: delta\ndata: {"text":"he"}\n\n',
       "data:no-space\nid: 7\n\n",
       "event: done\ndata: first\ndata: second\n\n",
     ]);
