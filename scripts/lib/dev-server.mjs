@@ -6,7 +6,7 @@
 // ever signalled by process-group id, never by name.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
@@ -106,13 +106,32 @@ function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** True while any process of the group is still running (zombies awaiting their parent's wait() don't count). */
 function groupAlive(pgid) {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch {
     return false;
   }
+  let entries;
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return true; // No /proc: trust kill(0).
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // Exited meanwhile.
+    }
+    // Fields after "(comm)": state, ppid, pgrp, ...
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === pgid && fields[0] !== "Z") return true;
+  }
+  return false;
 }
 
 function signalGroup(pgid, signal) {
@@ -189,6 +208,7 @@ function groupGuard(stateDir, graceMs) {
       // Wait for the kernel to reap the group so callers may assume it is gone.
       const reaped = Date.now() + 2_000;
       while (groupAlive(pgid) && Date.now() < reaped) await sleep(20);
+      if (groupAlive(pgid)) throw new Error(`process group ${pgid} survived SIGKILL`);
       groups.delete(pgid);
       tellReaper(`-${pgid}`);
     },
@@ -308,7 +328,7 @@ export async function startDevServer(options = {}) {
       if (exited)
         throw new Error(`wrangler dev exited early (${exited.error?.message ?? exited.code ?? exited.signal})`);
       try {
-        const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(2_000) });
+        const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(5_000) });
         await res.arrayBuffer();
         if (res.status === 200) break;
       } catch {
