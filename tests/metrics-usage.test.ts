@@ -241,3 +241,20 @@ describe("GET /v1/usage/current", () => {
     await expectProblem(await call("GET", "/v1/usage/current"), 401, "unauthenticated");
   });
 });
+
+describe("OpenAPI document", () => {
+  it("describes the telemetry, metrics and usage routes", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    const report = doc.paths["/v1/telemetry/report"].post;
+    expect(report.security).toBeUndefined();
+    expect(report.parameters.map((p: { name: string }) => p.name).sort()).toEqual([
+      "x-telemetry-deployment-id",
+      "x-telemetry-signature",
+    ]);
+    expect(Object.keys(report.responses).sort()).toEqual(["200", "400", "401", "413", "415"]);
+    expect(report.requestBody.content["application/json"].schema).toBeDefined();
+    const recent = doc.paths["/v1/metrics/recent"].get;
+    expect(recent.parameters.map((p: { name: string }) => p.name).sort()).toEqual(["agentId", "limit", "sinceMs"]);
+    expect(doc.paths["/v1/usage/current"].get.responses["200"]).toBeDefined();
+  });
+});

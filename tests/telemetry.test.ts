@@ -4,7 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
-import { metricsEvents } from "../src/db/schema";
+import { deployments, metricsEvents } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { TELEMETRY_MAX_BATCH_EVENTS, TELEMETRY_MAX_BODY_BYTES } from "../src/services/telemetry/event";
 import { type SeededDeployment, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
@@ -140,6 +140,35 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
     const early = { ...ghost, deploymentId };
     await expectProblem(await report(early, JSON.stringify(telemetryEvent(early))), 401, "invalid_telemetry_signature");
     const dep = await seedDeployment({ deploymentId });
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+  });
+});
+
+describe("the per-isolate deployment key cache", () => {
+  async function setCiphertext(deploymentId: string, value: string) {
+    await createDb(env.DB)
+      .update(deployments)
+      .set({ telemetrySecretCiphertext: value })
+      .where(eq(deployments.id, deploymentId));
+  }
+
+  it("reuses a deployment's decrypted key instead of reading D1 for every report", async () => {
+    const dep = await seedDeployment();
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+    // Deployments are immutable; were the key read again, this unreadable envelope would fail.
+    await setCiphertext(dep.deploymentId, "v1.unknown.AAAA.AAAA");
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+  });
+
+  it("does not remember a key that failed to decrypt (500), and recovers once it decrypts", async () => {
+    const dep = await seedDeployment();
+    const [row] = await createDb(env.DB)
+      .select({ sealed: deployments.telemetrySecretCiphertext })
+      .from(deployments)
+      .where(eq(deployments.id, dep.deploymentId));
+    await setCiphertext(dep.deploymentId, "v1.unknown.AAAA.AAAA");
+    await expectProblem(await report(dep, JSON.stringify(telemetryEvent(dep))), 500, "internal_error");
+    await setCiphertext(dep.deploymentId, row!.sealed);
     expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
   });
 });

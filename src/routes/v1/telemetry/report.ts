@@ -40,7 +40,10 @@ const route = createRoute({
       required: true,
       content: {
         "application/json": {
-          schema: z.union([TelemetryEventSchema, z.object({ events: z.array(TelemetryEventSchema) })]),
+          schema: z.union([
+            TelemetryEventSchema,
+            z.strictObject({ events: z.array(TelemetryEventSchema).min(1).max(TELEMETRY_MAX_BATCH_EVENTS) }),
+          ]),
         },
       },
     },
