@@ -37,7 +37,12 @@ export function deploymentTelemetryKey(
   if (!isIdOf("deployment", deploymentId)) return Promise.resolve(null);
   const now = Date.now();
   const hit = cache.get(deploymentId);
-  if (hit && hit.expiresAt > now) return hit.value;
+  if (hit && hit.expiresAt > now) {
+    // Re-insert so that eviction drops the least recently used deployment, not a busy one.
+    cache.delete(deploymentId);
+    cache.set(deploymentId, hit);
+    return hit.value;
+  }
 
   const value = loadKey(ctx, deploymentId);
   // Concurrent reports of a cold deployment share one lookup while it is pending.
@@ -47,7 +52,7 @@ export function deploymentTelemetryKey(
   };
   value.then((found) => (found ? undefined : forget()), forget);
   if (cache.size > MAX_CACHED_KEYS) {
-    // Map iteration is insertion order: drop the oldest entry.
+    // Map iteration is insertion (here: last use) order: drop the least recently used entry.
     const oldest = cache.keys().next().value;
     if (oldest !== undefined) cache.delete(oldest);
   }
@@ -92,9 +97,4 @@ export function telemetryKeyBytes(plaintext: Uint8Array): Uint8Array {
     // fall through to the error below
   }
   throw new Error(`stored telemetry secret is not a 32-byte key (${plaintext.length} bytes)`);
-}
-
-/** For tests of the cache's rules only. */
-export function cachedTelemetryKeyCount(): number {
-  return cache.size;
 }
