@@ -1,9 +1,10 @@
 // GET /v1/metrics/recent and GET /v1/usage/current: tenant isolation, parameter validation and
 // the usage numbers (gateway measurements + verified telemetry tokens).
 import { env } from "cloudflare:workers";
+import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
-import { subscriptions } from "../src/db/schema";
+import { billingUsage, subscriptions } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { newUser } from "./helpers/auth";
 import { insertGatewayEvent, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
@@ -193,20 +194,26 @@ describe("GET /v1/usage/current", () => {
     const stranger = await seedDeployment();
     await insertGatewayEvent(stranger, { status: "error", durationMs: 1, bytesIn: 1, bytesOut: 1 });
 
+    const expected = {
+      requests: 3,
+      errors: 1,
+      durationMsTotal: 45,
+      bytesIn: 157,
+      bytesOut: 1009,
+      inputTokens: 111,
+      outputTokens: 220,
+    };
     const res = await call("GET", "/v1/usage/current", { headers: dep.owner.headers });
-    expect(await json(res)).toEqual({
-      periodKey: currentPeriodKey(),
-      tier: "free",
-      usage: {
-        requests: 3,
-        errors: 1,
-        durationMsTotal: 45,
-        bytesIn: 157,
-        bytesOut: 1009,
-        inputTokens: 111,
-        outputTokens: 220,
-      },
-    });
+    expect(await json(res)).toEqual({ periodKey: currentPeriodKey(), tier: "free", usage: expected });
+    // The metered counters (billing_usage) agree with the events they were incremented from.
+    const metered = await createDb(env.DB)
+      .select()
+      .from(billingUsage)
+      .where(and(eq(billingUsage.userId, dep.userId), eq(billingUsage.periodKey, currentPeriodKey())));
+    const sum = (k: keyof typeof expected) => metered.reduce((n, r) => n + r[k], 0);
+    expect(Object.fromEntries(Object.keys(expected).map((k) => [k, sum(k as keyof typeof expected)]))).toEqual(
+      expected,
+    );
   });
 
   it("reports the tier of the newest active subscription", async () => {

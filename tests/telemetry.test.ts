@@ -4,7 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
-import { deployments, metricsEvents } from "../src/db/schema";
+import { billingUsage, deployments, metricsEvents } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { TELEMETRY_MAX_BATCH_EVENTS, TELEMETRY_MAX_BODY_BYTES } from "../src/services/telemetry/event";
 import { type SeededDeployment, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
@@ -84,6 +84,21 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
     expect(await json(await report(dep, body))).toEqual({ accepted: 1, duplicates: 0 });
     expect(await json(await report(dep, body))).toEqual({ accepted: 0, duplicates: 1 });
     expect(await storedTelemetry(dep.deploymentId)).toHaveLength(1);
+  });
+
+  it("meters verified tokens into billing_usage once, however often the report is replayed", async () => {
+    const dep = await seedDeployment();
+    const body = JSON.stringify({
+      events: [
+        telemetryEvent(dep, { usage: { inputTokens: 4, outputTokens: 6 } }),
+        telemetryEvent(dep, { usage: { inputTokens: 1 } }),
+      ],
+    });
+    await report(dep, body);
+    expect(await json(await report(dep, body))).toEqual({ accepted: 0, duplicates: 2 });
+    const rows = await createDb(env.DB).select().from(billingUsage).where(eq(billingUsage.agentId, dep.agentId));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ userId: dep.userId, inputTokens: 5, outputTokens: 6, requests: 0, errors: 0 });
   });
 
   it("dedupes by eventId, else by traceId, within a batch and across reports", async () => {

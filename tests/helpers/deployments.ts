@@ -7,10 +7,11 @@ import { sha256Hex, toBase64Url, utf8 } from "../../src/crypto/encoding";
 import { encryptSecret } from "../../src/crypto/envelope";
 import { signHmacHex } from "../../src/crypto/hmac";
 import { createDb } from "../../src/db/client";
-import { agents, deploymentArtifacts, deployments, metricsEvents } from "../../src/db/schema";
+import { agents, deploymentArtifacts, deployments } from "../../src/db/schema";
 import { getConfig } from "../../src/env";
 import { newId } from "../../src/lib/ids";
 import { scriptNameFor } from "../../src/runtime/user-env";
+import { recordEvents } from "../../src/services/usage/record-events";
 import { newUser } from "./auth";
 import { call } from "./http";
 
@@ -135,9 +136,9 @@ export async function insertGatewayEvent(
 ): Promise<void> {
   const now = Date.now();
   const id = newId("event", now);
-  await createDb(env.DB)
-    .insert(metricsEvents)
-    .values({
+  // Through the metering writer, as the invoke path records it: metrics_events + billing_usage.
+  await recordEvents(createDb(env.DB), [
+    {
       id,
       userId: dep.userId,
       agentId: dep.agentId,
@@ -158,5 +159,6 @@ export async function insertGatewayEvent(
       bytesOut: fields.bytesOut,
       streaming: fields.streaming ?? false,
       receivedAt: now,
-    });
+    },
+  ]);
 }

@@ -7,12 +7,12 @@
 // Every rejection is a problem whose `check` names the step that failed. An unknown deployment id
 // answers exactly like a wrong signature (401 `signature_mismatch`, after a dummy HMAC check of
 // the same cost), so the route is no oracle for which deployment ids exist.
-import { sql } from "drizzle-orm";
 import { importHmacVerifyKey, verifyHmacHex } from "../../crypto/hmac";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { ApiError, type FieldError, type ProblemCode } from "../../lib/errors";
 import { newId } from "../../lib/ids";
+import { recordEvents } from "../usage/record-events";
 import { deploymentTelemetryKey } from "./deployment-keys";
 import {
   dedupeKeyOf,
@@ -202,9 +202,10 @@ function parseEvents(body: Uint8Array): { events: TelemetryEvent[]; batch: boole
 }
 
 /**
- * One statement for the whole batch (D1 counts statements per invocation, and binds at most 100
- * parameters): the rows travel as one JSON parameter. ON CONFLICT on the dedupe index drops
- * replays — also duplicates inside the same batch — and RETURNING counts what was really new.
+ * Stored through the metering writer shared with the gateway's own measurements: one D1 batch
+ * for any number of events, ON CONFLICT on the dedupe index drops replays (also duplicates inside
+ * the same report), and billing_usage is incremented from exactly the rows inserted. The insert's
+ * changed-row count is what was really new.
  */
 async function insertEvents(
   db: Db,
@@ -212,34 +213,32 @@ async function insertEvents(
   events: TelemetryEvent[],
   now: number,
 ): Promise<number> {
-  const rows = events.map((e) => ({
-    id: newId("event", now),
-    dedupeKey: dedupeKeyOf(e),
-    eventId: e.eventId ?? null,
-    traceId: e.traceId ?? null,
-    runtimeProvider: e.runtimeProvider,
-    kind: e.kind,
-    ts: e.ts,
-    durationMs: e.durationMs ?? null,
-    status: e.status ?? null,
-    errorCode: e.errorCode ?? null,
-    inputTokens: e.usage?.inputTokens ?? null,
-    outputTokens: e.usage?.outputTokens ?? null,
-  }));
-  const inserted = await db.all<{ id: string }>(sql`
-    INSERT INTO metrics_events (id, user_id, agent_id, deployment_id, source, dedupe_key, event_id, trace_id,
-      runtime_provider, kind, ts, duration_ms, status, error_code, input_tokens, output_tokens, received_at)
-    SELECT json_extract(j.value, '$.id'), ${deployment.userId}, ${deployment.agentId}, ${deployment.deploymentId},
-      'telemetry', json_extract(j.value, '$.dedupeKey'), json_extract(j.value, '$.eventId'),
-      json_extract(j.value, '$.traceId'), json_extract(j.value, '$.runtimeProvider'), json_extract(j.value, '$.kind'),
-      json_extract(j.value, '$.ts'), json_extract(j.value, '$.durationMs'), json_extract(j.value, '$.status'),
-      json_extract(j.value, '$.errorCode'), json_extract(j.value, '$.inputTokens'),
-      json_extract(j.value, '$.outputTokens'), ${now}
-    FROM json_each(${JSON.stringify(rows)}) AS j
-    WHERE true
-    ON CONFLICT (deployment_id, source, dedupe_key) DO NOTHING
-    RETURNING id`);
-  return inserted.length;
+  const { inserted } = await recordEvents(
+    db,
+    events.map((e) => ({
+      id: newId("event", now),
+      userId: deployment.userId,
+      agentId: deployment.agentId,
+      deploymentId: deployment.deploymentId,
+      source: "telemetry" as const,
+      dedupeKey: dedupeKeyOf(e),
+      eventId: e.eventId ?? null,
+      traceId: e.traceId ?? null,
+      runtimeProvider: e.runtimeProvider,
+      kind: e.kind,
+      ts: e.ts,
+      durationMs: e.durationMs ?? null,
+      status: e.status ?? null,
+      errorCode: e.errorCode ?? null,
+      inputTokens: e.usage?.inputTokens ?? null,
+      outputTokens: e.usage?.outputTokens ?? null,
+      bytesIn: null,
+      bytesOut: null,
+      streaming: null,
+      receivedAt: now,
+    })),
+  );
+  return inserted;
 }
 
 // Verified against when the deployment is unknown, so that case costs what a wrong signature costs.
