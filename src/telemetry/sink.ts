@@ -1,6 +1,7 @@
 // The TelemetrySink entrypoint: user workers call `env.TELEMETRY.report({ body, signature,
-// deploymentId })` over a service binding (namespace mode) or a loopback binding whose ctx.props
-// the gateway set to the worker's own identity (loader mode). Same verifier as the HTTP route.
+// deploymentId })` over their TELEMETRY binding — a service binding (namespace mode) or a loopback
+// binding (loader mode), both carrying the worker's own identity as ctx.props, which the gateway
+// set and the worker cannot forge. Same verifier as the HTTP route.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { toApiError } from "../app";
 import { utf8 } from "../crypto/encoding";
@@ -16,7 +17,7 @@ import {
   telemetryProblem,
 } from "../services/telemetry/ingest";
 
-/** Set by the gateway when it hands the binding to a loader-run worker; absent in namespace mode. */
+/** Set by the gateway on the binding it gives a user worker; absent on a binding made without props. */
 export type TelemetrySinkProps = Partial<TelemetryCaller>;
 
 export type TelemetryReportInput = { body: string; signature: string; deploymentId: string };

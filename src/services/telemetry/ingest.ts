@@ -49,7 +49,7 @@ export type TelemetryReport = {
   deploymentId: string | undefined;
 };
 
-/** The identity the gateway bound to a loader-run worker's TELEMETRY binding (ctx.props). */
+/** The identity the gateway bound to a user worker's TELEMETRY binding (ctx.props). */
 export type TelemetryCaller = { userId: string; agentId: string; deploymentId: string };
 
 export type TelemetryResult = { accepted: number; duplicates: number };
