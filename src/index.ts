@@ -2,6 +2,8 @@
 import type { Env } from "./env";
 import { createGatewayApp } from "./routes";
 
+export { TelemetrySink } from "./telemetry/sink";
+
 const app = createGatewayApp();
 
 export default {
