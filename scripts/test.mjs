@@ -6,9 +6,11 @@ const offline = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER
 const steps = [
   ["built-in template module is up to date", "node", ["scripts/build-template.mjs", "--check"]],
   ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
+  ["typecheck (e2e suite, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],
   ["lint", "biome", ["check", "."]],
   ["migrations are up to date with the schema", "node", ["scripts/check-migrations.mjs"]],
   ["tests (Workers runtime)", "vitest", ["run"]],
+  ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
   ["production dry-run", "wrangler", ["deploy", "--dry-run", "--env", "production", "--outdir", "dist/production"]],
 ];
 

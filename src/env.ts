@@ -3,11 +3,13 @@
 // problem) instead of silently running with defaults.
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
-import type { DeployJob } from "./queues/messages";
+import type { QueueJob } from "./queues/messages";
+import type { MetricsEventInput } from "./services/usage/record-events";
 
 export interface Env {
   DB: D1Database;
-  DEPLOY_QUEUE: Queue<DeployJob>;
+  DEPLOY_QUEUE: Queue<QueueJob>;
+  USAGE_QUEUE: Queue<MetricsEventInput>;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
 
@@ -21,7 +23,20 @@ export interface Env {
 
   DISPATCH_MODE?: string;
   ENVIRONMENT?: string;
+
+  // Namespace mechanism (DISPATCH_MODE=namespace); parsed by src/runtime/namespace.ts and
+  // src/cloudflare/config.ts only when that mechanism is used.
+  DISPATCH_NAMESPACE?: string;
+  GATEWAY_SERVICE_NAME?: string;
   INVOKE_TIMEOUT_MS?: string;
+  CLOUDFLARE_API_BASE_URL?: string;
+  CLOUDFLARE_ACCOUNT_ID?: string;
+  CLOUDFLARE_API_TOKEN?: string;
+  CLOUDFLARE_API_TIMEOUT_MS?: string;
+  /** How many inactive deployments per agent keep their runtime script (rollback targets). */
+  DEPLOYMENT_RETENTION?: string;
+  /** JSON: per-tier { cpuMs, subRequests } for each invocation (src/runtime/limits.ts). */
+  TIER_RUNTIME_LIMITS?: string;
 }
 
 const optionalString = z

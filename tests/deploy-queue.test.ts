@@ -25,6 +25,7 @@ import * as modules from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
 import { createAgent, expectPointerInvariant, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
+import { waitFor } from "./helpers/wait";
 
 const db = createDb(env.DB);
 let messageSeq = 0;
@@ -227,6 +228,30 @@ describe("deploy consumer: claims, retries and failures", () => {
     });
     expect((await row(d.id)).status).toBe("deploying");
     expect(await expectPointerInvariant(s.agent.id)).toBeNull();
+  });
+});
+
+describe("deploy consumer: typed jobs", () => {
+  it("deleting an agent queues the cleanup of its scripts, which the consumer runs", async () => {
+    const s = await setup();
+    const d = await s.newDeployment();
+    await deliver([{ deploymentId: d.id }]);
+    expect((await call("DELETE", `/v1/agents/${s.agent.id}`, { headers: s.headers })).status).toBe(204);
+    // The real consumer picks the job up from the queue the route sent it to.
+    await waitFor(async () => ((await row(d.id)).script_removed_at !== null ? true : undefined), {
+      what: "the agent's scripts to be removed",
+    });
+  });
+
+  it("acks a cleanup job delivered directly, and a dead-lettered one", async () => {
+    const s = await setup();
+    await s.newDeployment();
+    await call("DELETE", `/v1/agents/${s.agent.id}`, { headers: s.headers });
+    const job = { type: "cleanup_agent_scripts", userId: s.userId, agentId: s.agent.id };
+    const direct = await deliver([job]);
+    expect(direct.result.explicitAcks).toEqual(direct.ids);
+    const dead = await deliver([job], "deploy-jobs-dlq");
+    expect(dead.result.explicitAcks).toEqual(dead.ids);
   });
 });
 

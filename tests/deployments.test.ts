@@ -361,6 +361,21 @@ describe("deployments: rollback", () => {
     expect((await answerOf(headers, agent.id)).text).toBe("v2");
   });
 
+  it("answers 409 for a deployment whose code retention removed", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const v1 = await deployAndActivate(headers, agent.id, { moduleCode: modules.fixedAnswer("v1") });
+    const v2 = await deployAndActivate(headers, agent.id, { moduleCode: modules.fixedAnswer("v2") });
+    await env.DB.prepare("UPDATE deployments SET script_removed_at = ? WHERE id = ?").bind(Date.now(), v1.id).run();
+    const problem = await expectProblem(
+      await call("POST", `/v1/agents/${agent.id}/deployments/${v1.id}/activate`, { headers }),
+      409,
+      "deployment_not_activatable",
+    );
+    expect(problem.detail).toContain("removed");
+    expect(await expectPointerInvariant(agent.id)).toBe(v2.id);
+  });
+
   it("answers 409 for a deployment that never became active, and for a disabled agent", async () => {
     const { headers } = await newUser();
     const agent = await createAgent(headers);

@@ -3,7 +3,9 @@ import { describe, expect, it } from "vitest";
 import { telemetrySecretAad } from "../src/crypto/aad";
 import { toBase64Url } from "../src/crypto/encoding";
 import { decryptSecret } from "../src/crypto/envelope";
+import { createDb } from "../src/db/client";
 import { getConfig } from "../src/env";
+import { recordInvocation } from "../src/services/invocations/record";
 import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
@@ -297,6 +299,41 @@ describe("invoke: streaming", () => {
 });
 
 describe("invoke: the gateway's measurement", () => {
+  it("is written directly (metrics_events and billing_usage) when the usage queue refuses it", async () => {
+    const ok = await agentRunning();
+    const requestId = `req_fallback_${crypto.randomUUID().slice(0, 8)}`;
+    const failingQueue = {
+      send: async () => {
+        throw new Error("queue down");
+      },
+    };
+    const deploymentId = ok.deployment.id;
+    const userId = await env.DB.prepare("SELECT user_id AS u FROM deployments WHERE id = ?")
+      .bind(deploymentId)
+      .first<{ u: string }>();
+    await recordInvocation(
+      { db: createDb(env.DB), usageQueue: failingQueue },
+      {
+        requestId,
+        userId: userId!.u,
+        agentId: ok.agent.id,
+        deploymentId,
+        runtimeProvider: "cloudflare",
+        startedAt: Date.now(),
+        durationMs: 7,
+        ok: true,
+        bytesIn: 10,
+        bytesOut: 20,
+        streaming: false,
+      },
+    );
+    expect(await gatewayEvent(requestId)).toMatchObject({ duration_ms: 7, bytes_in: 10, bytes_out: 20 });
+    const usage = await env.DB.prepare("SELECT requests FROM billing_usage WHERE user_id = ? AND agent_id = ?")
+      .bind(userId!.u, ok.agent.id)
+      .first<{ requests: number }>();
+    expect(usage!.requests).toBeGreaterThanOrEqual(1);
+  });
+
   it("records successes and failures as gateway metrics events, once per request", async () => {
     const ok = await agentRunning();
     const res = await call("POST", `/v1/invoke/${ok.agent.id}`, {

@@ -1,29 +1,65 @@
 // The cron handler (wrangler.toml [triggers]): periodic maintenance. Each task logs one line and
 // a failing task does not stop the others.
 import { createDb } from "../db/client";
-import type { Env } from "../env";
+import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo } from "../lib/logger";
+import { periodKeyOf } from "../lib/time";
+import { createRuntimeProvider } from "../runtime";
+import { enforceRetention, retentionFromEnv } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
+import { reconcilePeriod } from "../services/usage/reconcile";
 
-type Task = { name: string; run: (env: Env, scheduledTime: number) => Promise<Record<string, number | string>> };
+type TaskResult = Record<string, number | string | undefined>;
+type Task = {
+  name: string;
+  run: (env: Env, ctx: ExecutionContext, scheduledTime: number) => Promise<TaskResult>;
+};
+
+const DAY_MS = 24 * 60 * 60_000;
 
 const TASKS: Task[] = [
   {
+    // No deployment stays `deploying` forever (its job was lost or never finished).
     name: "sweep_stuck_deployments",
-    run: async (env, scheduledTime) => {
+    run: async (env, _ctx, scheduledTime) => {
       const failed = await sweepStuckDeployments(createDb(env.DB), Math.max(scheduledTime, Date.now()));
       return { failed: failed.length };
     },
   },
+  {
+    // Older inactive (and failed) deployments lose their runtime scripts; the newest stay for rollback.
+    name: "enforce_retention",
+    run: async (env, ctx) => {
+      const config = await getConfig(env);
+      const report = await enforceRetention(
+        { db: createDb(env.DB), runtime: createRuntimeProvider({ env, ctx, config }) },
+        { keep: retentionFromEnv(env) },
+      );
+      return { removed: report.removed.length, failed: report.failed?.deploymentId };
+    },
+  },
+  {
+    // billing_usage recomputed from metrics_events: the current period, and the previous one on
+    // the first day of a month (late events of the month that just ended).
+    name: "reconcile_usage",
+    run: async (env, _ctx, scheduledTime) => {
+      const db = createDb(env.DB);
+      const now = Math.max(scheduledTime, Date.now());
+      const periods = new Set([periodKeyOf(now), periodKeyOf(now - DAY_MS)]);
+      let corrected = 0;
+      for (const period of periods) corrected += (await reconcilePeriod(db, period)).corrected;
+      return { periods: [...periods].join(","), corrected };
+    },
+  },
 ];
 
-export async function handleScheduled(controller: ScheduledController, env: Env, _ctx: ExecutionContext) {
+export async function handleScheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext) {
   for (const task of TASKS) {
     try {
       logInfo("cron_task", {
         task: task.name,
         cron: controller.cron,
-        ...(await task.run(env, controller.scheduledTime)),
+        ...(await task.run(env, ctx, controller.scheduledTime)),
       });
     } catch (err) {
       logError("cron_task_failed", { task: task.name, error: describeError(err) });

@@ -5,15 +5,26 @@ async function hmacKey(secret: Uint8Array, usage: "sign" | "verify"): Promise<Cr
   return crypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, [usage]);
 }
 
+/** A non-extractable verify-only key, for callers that verify many bodies under one secret. */
+export function importHmacVerifyKey(secret: Uint8Array): Promise<CryptoKey> {
+  return hmacKey(secret, "verify");
+}
+
 export async function signHmacHex(secret: Uint8Array, body: Uint8Array): Promise<string> {
   return toHex(new Uint8Array(await crypto.subtle.sign("HMAC", await hmacKey(secret, "sign"), body)));
 }
 
 /**
  * True when `signatureHex` is the HMAC-SHA256 of `body`. crypto.subtle.verify compares in
- * constant time; a signature that is not 64 hex chars is rejected before any comparison.
+ * constant time; a signature that is not 64 lowercase hex chars is rejected before any comparison.
+ * `secret` is the raw key bytes or a key from `importHmacVerifyKey`.
  */
-export async function verifyHmacHex(secret: Uint8Array, body: Uint8Array, signatureHex: string): Promise<boolean> {
+export async function verifyHmacHex(
+  secret: Uint8Array | CryptoKey,
+  body: Uint8Array,
+  signatureHex: string,
+): Promise<boolean> {
   if (!/^[0-9a-f]{64}$/.test(signatureHex)) return false;
-  return crypto.subtle.verify("HMAC", await hmacKey(secret, "verify"), fromHex(signatureHex), body);
+  const key = secret instanceof Uint8Array ? await hmacKey(secret, "verify") : secret;
+  return crypto.subtle.verify("HMAC", key, fromHex(signatureHex), body);
 }

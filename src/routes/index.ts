@@ -4,21 +4,26 @@ import { ApiError, problemResponse } from "../lib/errors";
 import { authenticate } from "../middleware/authenticate";
 import { bodyGuard, DEFAULT_BODY_LIMIT_BYTES } from "../middleware/body-guard";
 import { requestContext } from "../middleware/request-context";
+import { TELEMETRY_MAX_BODY_BYTES } from "../services/telemetry/event";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
 import { registerDeploymentRoutes } from "./v1/deployments";
 import { DEPLOY_BODY_LIMIT_BYTES, INVOKE_BODY_LIMIT_BYTES } from "./v1/deployments/limits";
 import { registerInvokeRoutes } from "./v1/invoke";
+import { registerRecentMetrics } from "./v1/metrics/recent";
+import { registerTelemetryReport, TELEMETRY_REPORT_PATH } from "./v1/telemetry/report";
+import { registerCurrentUsage } from "./v1/usage/current";
 
 /** Body limits by path; everything not listed gets the default. */
 function bodyLimitFor(path: string): number {
+  if (path === TELEMETRY_REPORT_PATH) return TELEMETRY_MAX_BODY_BYTES;
   if (/^\/v1\/agents\/[^/]+\/deploy$/.test(path)) return DEPLOY_BODY_LIMIT_BYTES;
   if (path.startsWith("/v1/invoke/")) return INVOKE_BODY_LIMIT_BYTES;
   return DEFAULT_BODY_LIMIT_BYTES;
 }
 
 /** Routes under /v1 that authenticate by other means than a user's bearer token. */
-const PUBLIC_V1_PATHS = new Set<string>();
+const PUBLIC_V1_PATHS = new Set<string>([TELEMETRY_REPORT_PATH]);
 
 export function createGatewayApp(): App {
   const app = newApp();
@@ -40,5 +45,8 @@ export function createGatewayApp(): App {
   registerAgentRoutes(app);
   registerDeploymentRoutes(app);
   registerInvokeRoutes(app);
+  registerTelemetryReport(app);
+  registerRecentMetrics(app);
+  registerCurrentUsage(app);
   return app;
 }

@@ -2,6 +2,7 @@
 // code asks this factory for the RuntimeProvider; nothing else touches LOADER or DISPATCHER.
 import { type Config, ConfigError, type Env } from "../env";
 import { createLoaderRuntime } from "./loader";
+import { createNamespaceRuntime } from "./namespace";
 import type { RuntimeProvider } from "./types";
 
 export type RuntimeDeps = { env: Env; ctx: ExecutionContext; config: Config };
@@ -14,7 +15,6 @@ export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): Runtim
       return createLoaderRuntime(env.LOADER, (props) => sinks.TelemetrySink({ props }));
     }
     case "namespace":
-      // The dispatch-namespace mechanism is built separately (issue 4) and plugs in here.
-      throw new ConfigError("DISPATCH_MODE=namespace is not available in this build; use DISPATCH_MODE=loader");
+      return createNamespaceRuntime({ env });
   }
 }

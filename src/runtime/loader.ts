@@ -3,6 +3,7 @@
 // outbound network (`globalOutbound: null`). The loader caches isolates by name, so the bundle
 // (artifact read + secret decryption) is only loaded on a cold start.
 import type { TelemetrySinkProps } from "../telemetry/sink";
+import { USER_SCRIPT_COMPATIBILITY_FLAGS } from "./namespace";
 import {
   type DeploymentBundle,
   type InvokeTarget,
@@ -28,6 +29,7 @@ const INTERNAL_ORIGIN = "https://agent.webhost.internal";
 export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
+    compatibilityFlags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
     mainModule: bundle.mainModuleName,
     // The object form names the module type: the loader infers it only for names ending in .js.
     modules: { [bundle.mainModuleName]: { js: bundle.moduleCode } },

@@ -26,10 +26,15 @@ export const metricsEvents = sqliteTable(
     bytesOut: integer("bytes_out"),
     streaming: integer("streaming", { mode: "boolean" }),
     receivedAt: integer("received_at").notNull(),
+    // Tag of the write that inserted the row: usage is incremented from exactly the rows one
+    // write inserted, so a redelivered event (ignored by the dedupe index) is never counted twice.
+    ingestBatch: text("ingest_batch"),
   },
   (t) => [
     uniqueIndex("metrics_events_dedupe_uq").on(t.deploymentId, t.source, t.dedupeKey),
     index("metrics_events_agent_ts_idx").on(t.agentId, t.ts),
     index("metrics_events_user_ts_idx").on(t.userId, t.ts),
+    index("metrics_events_ingest_batch_idx").on(t.ingestBatch),
+    index("metrics_events_ts_idx").on(t.ts),
   ],
 );

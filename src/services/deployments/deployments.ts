@@ -1,6 +1,7 @@
 // Reading and activating deployments. Every query is scoped by the caller's user id (through
 // getAgent, which also hides deleted agents); another user's deployment is "not found".
-// Invariant kept by every write here and in deploy-job.ts, each a single db.batch:
+// A deployment whose runtime script was removed (script_removed_at, see services/cleanup) can no
+// longer be activated. Invariant kept by every write here and in deploy-job.ts, each a db.batch:
 // a deployment is `active` exactly when its agent's active_deployment_id names it.
 import { and, desc, eq, inArray, ne, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
@@ -76,7 +77,7 @@ export async function activateDeployment(ctx: Ctx, agentId: string, deploymentId
           eq(agents.status, "active"),
           sql`EXISTS (SELECT 1 FROM ${deployments} WHERE ${deployments.id} = ${deploymentId}
                 AND ${deployments.agentId} = ${agentId} AND ${deployments.firstActivatedAt} IS NOT NULL
-                AND ${deployments.status} IN ('active', 'inactive'))`,
+                AND ${deployments.scriptRemovedAt} IS NULL AND ${deployments.status} IN ('active', 'inactive'))`,
         ),
       )
       .returning({ id: agents.id }),
@@ -112,7 +113,9 @@ function notActivatable(row: DeploymentRow): ApiError {
       ? "it failed to deploy"
       : row.status === "deploying"
         ? "it is still deploying"
-        : "it never became active";
+        : row.scriptRemovedAt !== null
+          ? "its code was removed from the runtime (retention keeps only the newest inactive deployments)"
+          : "it never became active";
   return new ApiError(
     "deployment_not_activatable",
     `deployment ${row.id} cannot be activated: ${why}; only a deployment that was once active can be rolled back to`,

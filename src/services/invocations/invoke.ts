@@ -15,7 +15,7 @@ import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
 import { limitsForUser } from "./limits";
-import { type InvocationMeasurement, recordInvocation } from "./record";
+import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "./record";
 import { adaptJsonToSse, relaySse } from "./sse";
 
 export const DEPLOYMENT_ID_HEADER = "x-deployment-id";
@@ -24,7 +24,7 @@ export const MAX_AGENT_JSON_BYTES = 4 * 1024 * 1024;
 
 const INTERNAL_ORIGIN = "https://agent.webhost.internal";
 
-export type InvokeDeps = {
+export type InvokeDeps = RecordInvocationCtx & {
   db: Db;
   userId: string;
   keyring: Keyring;

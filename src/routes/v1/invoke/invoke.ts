@@ -61,6 +61,7 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
   return invokeAgent(
     {
       db: createDb(c.env.DB),
+      usageQueue: c.env.USAGE_QUEUE,
       userId: c.get("userId"),
       keyring: config.keyring,
       runtime: createRuntimeProvider({ env: c.env, ctx: c.executionCtx as ExecutionContext, config }),

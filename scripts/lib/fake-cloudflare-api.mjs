@@ -1,0 +1,361 @@
+// A fake of the slice of Cloudflare's v4 API the gateway uses (Workers for Platforms namespace
+// scripts), shared by the tests (inside workerd, as an injected fetch) and by
+// scripts/fake-cloudflare-api.mjs (a local HTTP server for `wrangler dev --env production`).
+// It checks each request the way Cloudflare documents it and answers with real-shaped envelopes:
+//   PUT    /accounts/{a}/workers/dispatch/namespaces/{ns}/scripts/{name}   multipart upload
+//   DELETE /accounts/{a}/workers/dispatch/namespaces/{ns}/scripts/{name}   delete one script
+//   DELETE /accounts/{a}/workers/dispatch/namespaces/{ns}/scripts?tags=t:yes delete by tag
+//   GET    /accounts/{a}/workers/dispatch/namespaces/{ns}/scripts/{name}   script details
+// Error codes used: 10000 authentication, 7000 no route, 7001 method not allowed, 7003 could not
+// route (bad account), 10001 content type, 10007 not found, 10021 validation failed (documented
+// x-cfLinkErrors / Workers error tables). The namespace-not-found code (100119) is illustrative.
+// Only web-standard APIs, so it runs unchanged in workerd and in Node 22.
+
+const SCRIPT_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+const MODULE_TYPES = new Set([
+  "application/javascript+module",
+  "text/javascript+module",
+  "application/javascript",
+  "text/javascript",
+  "application/wasm",
+  "text/plain",
+  "application/octet-stream",
+  "application/source-map",
+]);
+const ES_MODULE_TYPES = new Set(["application/javascript+module", "text/javascript+module"]);
+
+function envelope(status, { result = null, errors = [], messages = [] } = {}) {
+  return new Response(JSON.stringify({ success: errors.length === 0, errors, messages, result }), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+const fail = (status, code, message) => ({ status, errors: [{ code, message }] });
+
+class Rejection extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function reject(status, code, message) {
+  throw new Rejection(status, code, message);
+}
+
+/** Validates a multipart upload; returns what to store. Throws Rejection. */
+async function validateUpload(request, url) {
+  const contentType = request.headers.get("content-type") ?? "";
+  if (!/^multipart\/form-data;\s*boundary=/i.test(contentType)) {
+    reject(400, 10001, `Unsupported or unexpected Content Type: ${contentType || "none"}`);
+  }
+  let form;
+  try {
+    form = await request.formData();
+  } catch {
+    reject(400, 10001, "Could not parse multipart body");
+  }
+  const metadataPart = form.get("metadata");
+  if (metadataPart === null) reject(400, 10021, "Missing metadata part");
+  const metadataText = typeof metadataPart === "string" ? metadataPart : await metadataPart.text();
+  let metadata;
+  try {
+    metadata = JSON.parse(metadataText);
+  } catch {
+    reject(400, 10021, "metadata is not valid JSON");
+  }
+  if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
+    reject(400, 10021, "metadata must be a JSON object");
+  }
+  if (typeof metadata.main_module !== "string" || metadata.main_module === "") {
+    reject(400, 10021, "metadata.main_module is required for a module Worker");
+  }
+
+  const modules = [];
+  for (const [name, value] of form.entries()) {
+    if (name === "metadata") continue;
+    if (typeof value === "string") reject(400, 10021, `part ${name} must be a file part with a content type`);
+    const type = (value.type ?? "").split(";")[0].trim().toLowerCase();
+    if (!MODULE_TYPES.has(type)) reject(400, 10021, `part ${name} has unsupported content type "${value.type}"`);
+    modules.push({ name, contentType: type, content: await value.text() });
+  }
+  const main = modules.find((m) => m.name === metadata.main_module);
+  if (!main) reject(400, 10021, `main_module "${metadata.main_module}" names no uploaded part`);
+  if (!ES_MODULE_TYPES.has(main.contentType)) {
+    reject(400, 10021, `main module part must be application/javascript+module, got ${main.contentType}`);
+  }
+  if (metadata.compatibility_date !== undefined && !DATE.test(String(metadata.compatibility_date))) {
+    reject(400, 10021, "compatibility_date must be YYYY-MM-DD");
+  }
+  if (
+    metadata.compatibility_flags !== undefined &&
+    (!Array.isArray(metadata.compatibility_flags) || metadata.compatibility_flags.some((f) => typeof f !== "string"))
+  ) {
+    reject(400, 10021, "compatibility_flags must be an array of strings");
+  }
+
+  const bindings = metadata.bindings ?? [];
+  if (!Array.isArray(bindings)) reject(400, 10021, "bindings must be an array");
+  const names = new Set();
+  for (const [i, b] of bindings.entries()) {
+    const at = `bindings[${i}]`;
+    if (typeof b !== "object" || b === null) reject(400, 10021, `${at} must be an object`);
+    if (typeof b.name !== "string" || !IDENTIFIER.test(b.name)) reject(400, 10021, `${at}.name must be an identifier`);
+    if (names.has(b.name)) reject(400, 10021, `duplicate binding name ${b.name}`);
+    names.add(b.name);
+    switch (b.type) {
+      case "plain_text":
+      case "secret_text":
+        if (typeof b.text !== "string") reject(400, 10021, `${at} (${b.type}) needs a string "text"`);
+        break;
+      case "service":
+        if (typeof b.service !== "string" || !SCRIPT_NAME.test(b.service)) {
+          reject(400, 10021, `${at} (service) needs "service", a Worker name`);
+        }
+        if (b.entrypoint !== undefined && (typeof b.entrypoint !== "string" || !IDENTIFIER.test(b.entrypoint))) {
+          reject(400, 10021, `${at}.entrypoint must be an exported class name`);
+        }
+        if (b.props !== undefined && (typeof b.props !== "object" || b.props === null || Array.isArray(b.props))) {
+          reject(400, 10021, `${at}.props must be an object`);
+        }
+        break;
+      default:
+        reject(400, 10021, `${at} has a binding type this fake does not accept: ${b.type}`);
+    }
+  }
+  // Secret values must travel only as secret_text: never as plain text, never in the URL.
+  const secrets = bindings.filter((b) => b.type === "secret_text" && b.text.length >= 8).map((b) => b.text);
+  for (const b of bindings) {
+    if (b.type === "plain_text" && secrets.includes(b.text)) {
+      reject(400, 10021, `plain_text binding ${b.name} carries a value also bound as a secret`);
+    }
+    if (b.type === "service" && b.props && secrets.some((s) => JSON.stringify(b.props).includes(s))) {
+      reject(400, 10021, `service binding ${b.name} props carry a secret value`);
+    }
+  }
+  const decodedUrl = decodeURIComponent(url.href);
+  if (secrets.some((s) => decodedUrl.includes(s))) reject(400, 10021, "a secret value appears in the URL");
+
+  const tags = metadata.tags ?? [];
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== "string" || t === "" || /[,&]/.test(t))) {
+    reject(400, 10021, "tags must be non-empty strings without ',' or '&'");
+  }
+  if (tags.length > 8) reject(400, 10021, "at most 8 tags per script");
+  return { metadata, modules, tags };
+}
+
+function parseTagFilter(raw) {
+  if (!raw) return null;
+  const filter = [];
+  for (const item of raw.split(",")) {
+    const m = /^(.+):(yes|no)$/.exec(item);
+    if (!m) return undefined;
+    filter.push({ tag: m[1], want: m[2] === "yes" });
+  }
+  return filter;
+}
+
+/**
+ * @param {{ accountId: string, apiToken: string, namespace: string, basePath?: string,
+ *   deletePageSize?: number, log?: (line: string) => void }} options
+ */
+export function createFakeCloudflareApi(options) {
+  const basePath = options.basePath ?? "/client/v4";
+  const deletePageSize = options.deletePageSize ?? 100;
+  const scripts = new Map();
+  const requests = [];
+  const faults = [];
+  let uploads = 0;
+
+  function faultFor(method, path) {
+    const i = faults.findIndex(
+      (f) => (!f.method || f.method === method) && (!f.pathIncludes || path.includes(f.pathIncludes)),
+    );
+    if (i < 0) return null;
+    const f = faults[i];
+    f.times -= 1;
+    if (f.times <= 0) faults.splice(i, 1);
+    return f;
+  }
+
+  function record(entry) {
+    requests.push(entry);
+    if (options.log) {
+      const parts = [`${entry.method} ${entry.path}${entry.query ? `?${entry.query}` : ""} -> ${entry.status}`];
+      if (entry.summary) parts.push(entry.summary);
+      if (entry.error) parts.push(`error: ${entry.error}`);
+      options.log(parts.join("  "));
+    }
+  }
+
+  async function handle(request) {
+    const url = new URL(request.url);
+    const method = request.method.toUpperCase();
+    const path = url.pathname.startsWith(basePath) ? url.pathname.slice(basePath.length) : url.pathname;
+    const entry = { method, path, query: url.search.slice(1), status: 0 };
+
+    const fault = faultFor(method, path);
+    if (fault?.networkError) {
+      entry.status = -1;
+      entry.error = fault.networkError;
+      record(entry);
+      throw new TypeError(fault.networkError);
+    }
+    if (fault?.hang) {
+      entry.status = -1;
+      entry.error = "no answer (hang)";
+      record(entry);
+      return new Promise((_, rejectPromise) => {
+        const abort = () => rejectPromise(new DOMException("The operation was aborted.", "AbortError"));
+        if (request.signal.aborted) abort();
+        else request.signal.addEventListener("abort", abort);
+      });
+    }
+
+    if (request.headers.get("authorization") !== `Bearer ${options.apiToken}`) {
+      entry.status = 401;
+      record({ ...entry, error: "bad or missing bearer token" });
+      return envelope(401, fail(401, 10000, "Authentication error"));
+    }
+    if (fault) {
+      entry.status = fault.status;
+      record({ ...entry, error: "injected fault" });
+      if (fault.rawBody !== undefined) {
+        return new Response(fault.rawBody, {
+          status: fault.status,
+          headers: { "content-type": fault.contentType ?? "text/html" },
+        });
+      }
+      return envelope(fault.status, { errors: fault.errors ?? [] });
+    }
+
+    const m = /^\/accounts\/([^/]+)\/workers\/dispatch\/namespaces\/([^/]+)\/scripts(?:\/([^/]+))?$/.exec(path);
+    if (!m) {
+      entry.status = 404;
+      record(entry);
+      return envelope(404, fail(404, 7000, "No route for that URI"));
+    }
+    const [, account, namespace, rawName] = m;
+    if (decodeURIComponent(account) !== options.accountId) {
+      entry.status = 404;
+      record(entry);
+      return envelope(
+        404,
+        fail(404, 7003, "Could not route to this account, perhaps your object identifier is invalid?"),
+      );
+    }
+    if (decodeURIComponent(namespace) !== options.namespace) {
+      entry.status = 404;
+      record(entry);
+      return envelope(404, fail(404, 100119, `dispatch namespace ${decodeURIComponent(namespace)} not found`));
+    }
+    const name = rawName === undefined ? undefined : decodeURIComponent(rawName);
+    if (name !== undefined && !SCRIPT_NAME.test(name)) {
+      entry.status = 400;
+      record(entry);
+      return envelope(400, fail(400, 10021, `invalid script name ${name}`));
+    }
+
+    try {
+      if (name !== undefined && method === "PUT") {
+        const upload = await validateUpload(request, url);
+        uploads += 1;
+        const etag = `etag-${uploads}`;
+        const now = new Date().toISOString();
+        const previous = scripts.get(name);
+        scripts.set(name, { ...upload, etag, createdOn: previous?.createdOn ?? now, modifiedOn: now });
+        entry.status = 200;
+        entry.summary = `main_module=${upload.metadata.main_module} bindings=[${(upload.metadata.bindings ?? [])
+          .map((b) => `${b.name}:${b.type}`)
+          .join(",")}] tags=[${upload.tags.join(",")}]`;
+        record(entry);
+        return envelope(200, {
+          result: {
+            id: name,
+            etag,
+            startup_time_ms: 3,
+            compatibility_date: upload.metadata.compatibility_date,
+            compatibility_flags: upload.metadata.compatibility_flags ?? [],
+            created_on: previous?.createdOn ?? now,
+            modified_on: now,
+            tags: upload.tags,
+            usage_model: "standard",
+          },
+        });
+      }
+      if (name !== undefined && method === "DELETE") {
+        if (!scripts.delete(name)) {
+          entry.status = 404;
+          record(entry);
+          return envelope(404, fail(404, 10007, "This Worker does not exist on your account."));
+        }
+        entry.status = 200;
+        record(entry);
+        return envelope(200, { result: null });
+      }
+      if (name !== undefined && method === "GET") {
+        const s = scripts.get(name);
+        entry.status = s ? 200 : 404;
+        record(entry);
+        if (!s) return envelope(404, fail(404, 10007, "This Worker does not exist on your account."));
+        return envelope(200, {
+          result: {
+            created_on: s.createdOn,
+            modified_on: s.modifiedOn,
+            dispatch_namespace: options.namespace,
+            script: { id: name, etag: s.etag, tags: s.tags },
+          },
+        });
+      }
+      if (name === undefined && method === "DELETE") {
+        const filter = parseTagFilter(url.searchParams.get("tags"));
+        if (filter === undefined) reject(400, 10021, "tags must be a comma-separated list of tag:yes|no");
+        if (filter === null) reject(400, 10021, "refusing to delete every script: give a tags filter");
+        const matching = [...scripts.entries()]
+          .filter(([, s]) => filter.every((f) => s.tags.includes(f.tag) === f.want))
+          .map(([n]) => n);
+        const page = matching.slice(0, deletePageSize);
+        for (const n of page) scripts.delete(n);
+        entry.status = 200;
+        entry.summary = `deleted=${page.length}`;
+        record(entry);
+        return envelope(200, {
+          result: {
+            deleted: page.map((id) => ({ id })),
+            deleted_count: page.length,
+            has_more: matching.length > page.length,
+          },
+        });
+      }
+      entry.status = 405;
+      record(entry);
+      return envelope(405, fail(405, 7001, "Method not allowed"));
+    } catch (err) {
+      if (!(err instanceof Rejection)) throw err;
+      entry.status = err.status;
+      entry.error = err.message;
+      record(entry);
+      return envelope(err.status, fail(err.status, err.code, err.message));
+    }
+  }
+
+  return {
+    /** The fake's fetch: give it to the Cloudflare client, or call it from an HTTP server. */
+    fetch: (request) => handle(request),
+    /** Uploaded scripts by name: { metadata, modules, tags, etag }. */
+    scripts,
+    /** Every request seen, in order: { method, path, query, status, summary?, error? }. */
+    requests,
+    /**
+     * Makes the next `times` matching requests fail: with `status` (+ `errors`, or a non-JSON
+     * `rawBody`), by hanging until the caller aborts (`hang`), or as a network error.
+     */
+    inject(fault) {
+      faults.push({ times: 1, ...fault });
+    },
+  };
+}

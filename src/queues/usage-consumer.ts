@@ -1,0 +1,69 @@
+// Consumer of the usage-events queue: each message is one invocation's gateway measurement.
+// A whole batch (up to 100 messages) becomes two D1 statements (see record-events.ts), which is
+// what keeps metering far below one D1 write per invocation.
+import { z } from "zod";
+import { createDb } from "../db/client";
+import type { Env } from "../env";
+import { describeError, logError, logWarn } from "../lib/logger";
+import { type MetricsEventInput, recordEvents } from "../services/usage/record-events";
+
+const nullableInt = z.number().int().nonnegative().nullable();
+
+export const UsageEventSchema = z.object({
+  id: z.string().min(1).max(64),
+  userId: z.string().min(1).max(64),
+  agentId: z.string().min(1).max(64),
+  deploymentId: z.string().min(1).max(64),
+  source: z.enum(["gateway", "telemetry"]),
+  dedupeKey: z.string().min(1).max(200),
+  eventId: z.string().max(200).nullable(),
+  traceId: z.string().max(200).nullable(),
+  runtimeProvider: z.string().max(32),
+  kind: z.string().max(32),
+  ts: z.number().int().nonnegative(),
+  durationMs: nullableInt,
+  status: z.string().max(16).nullable(),
+  errorCode: z.string().max(64).nullable(),
+  inputTokens: nullableInt,
+  outputTokens: nullableInt,
+  bytesIn: nullableInt,
+  bytesOut: nullableInt,
+  streaming: z.boolean().nullable(),
+  receivedAt: z.number().int().nonnegative(),
+}) satisfies z.ZodType<MetricsEventInput>;
+
+/** Exponential backoff for queue retries: 2, 4, 8 … seconds, capped at 5 minutes. */
+export function retryDelaySeconds(attempts: number): number {
+  return Math.min(300, 2 ** Math.max(1, attempts));
+}
+
+export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, opts: { deadLetter?: boolean } = {}) {
+  const valid: Array<{ message: Message<unknown>; event: MetricsEventInput }> = [];
+  for (const message of batch.messages) {
+    const parsed = UsageEventSchema.safeParse(message.body);
+    if (parsed.success) {
+      valid.push({ message, event: parsed.data });
+    } else {
+      // A malformed message can never succeed: log it and drop it instead of retrying forever.
+      logWarn("usage_event_invalid", { queue: batch.queue, messageId: message.id });
+      message.ack();
+    }
+  }
+  if (valid.length === 0) return;
+  try {
+    await recordEvents(
+      createDb(env.DB),
+      valid.map((v) => v.event),
+    );
+    for (const v of valid) v.message.ack();
+  } catch (err) {
+    if (opts.deadLetter) {
+      // Last chance: the events are lost from metering; reconciliation cannot recover them.
+      logError("usage_events_lost", { queue: batch.queue, count: valid.length, error: describeError(err) });
+      for (const v of valid) v.message.ack();
+      return;
+    }
+    logError("usage_batch_failed", { queue: batch.queue, count: valid.length, error: describeError(err) });
+    for (const v of valid) v.message.retry({ delaySeconds: retryDelaySeconds(v.message.attempts) });
+  }
+}

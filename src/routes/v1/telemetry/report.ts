@@ -1,0 +1,78 @@
+// POST /v1/telemetry/report: signed telemetry from runtimes outside Cloudflare. No bearer token:
+// the deployment-scoped HMAC signature is the credential. The handler reads the raw bytes itself
+// (the signature covers them exactly), so the body is described to OpenAPI but not pre-parsed.
+import { createRoute, z } from "@hono/zod-openapi";
+import type { App } from "../../../app";
+import { createDb } from "../../../db/client";
+import {
+  TELEMETRY_MAX_BATCH_EVENTS,
+  TELEMETRY_MAX_BODY_BYTES,
+  TelemetryEventSchema,
+} from "../../../services/telemetry/event";
+import { ingestTelemetryReport } from "../../../services/telemetry/ingest";
+import { problemResponse } from "../../openapi-shared";
+
+export const TELEMETRY_REPORT_PATH = "/v1/telemetry/report";
+
+const ReportResultSchema = z
+  .object({
+    accepted: z.number().int().openapi({ description: "Events stored by this report" }),
+    duplicates: z.number().int().openapi({ description: "Events already stored (same eventId, else traceId)" }),
+  })
+  .openapi("TelemetryReportResult");
+
+const route = createRoute({
+  method: "post",
+  path: TELEMETRY_REPORT_PATH,
+  tags: ["telemetry"],
+  summary: "Report signed telemetry events for a deployment",
+  description:
+    "Authenticated by `X-Telemetry-Signature: v1=<lowercase hex HMAC-SHA256 of the exact body bytes>` under the " +
+    "deployment's telemetry secret (the base64url-decoded TELEMETRY_SECRET). The body is one event or " +
+    `\`{ "events": [...] }\` with at most ${TELEMETRY_MAX_BATCH_EVENTS} events and ${TELEMETRY_MAX_BODY_BYTES} bytes. ` +
+    "Problems carry a `check` field naming the verification step that failed.",
+  request: {
+    headers: z.object({
+      "x-telemetry-signature": z.string().openapi({ example: `v1=${"0".repeat(64)}` }),
+      "x-telemetry-deployment-id": z.string().openapi({ example: "dep_01jd0000000000000000000000" }),
+    }),
+    body: {
+      required: true,
+      content: {
+        "application/json": {
+          schema: z.union([
+            TelemetryEventSchema,
+            z.strictObject({ events: z.array(TelemetryEventSchema).min(1).max(TELEMETRY_MAX_BATCH_EVENTS) }),
+          ]),
+        },
+      },
+    },
+  },
+  responses: {
+    200: {
+      description: "Stored (or recognised as duplicates)",
+      content: { "application/json": { schema: ReportResultSchema } },
+    },
+    400: problemResponse("Malformed JSON or an event that fails a check (schema, identity, time window, batch size)"),
+    401: problemResponse("Missing, malformed or non-matching signature, or an unknown deployment"),
+    413: problemResponse("Body too large"),
+    415: problemResponse("Body is not application/json"),
+  },
+});
+
+export function registerTelemetryReport(app: App) {
+  // Described, not validated: zod would parse the JSON before the signature is checked.
+  app.openAPIRegistry.registerPath(route);
+  app.post(TELEMETRY_REPORT_PATH, async (c) => {
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const result = await ingestTelemetryReport(
+      { db: createDb(c.env.DB), keyring: c.get("config").keyring },
+      {
+        body,
+        signature: c.req.header("x-telemetry-signature"),
+        deploymentId: c.req.header("x-telemetry-deployment-id"),
+      },
+    );
+    return c.json(result, 200);
+  });
+}

@@ -1,0 +1,202 @@
+// Removing runtime copies of user code that is no longer needed:
+// - an agent's scripts when the agent is deleted (a queued job, retried while Cloudflare's
+//   answers say a retry can help);
+// - retention: per agent, the newest N inactive deployments keep their scripts (rollback
+//   targets), older inactive ones and failed ones lose them (called from the cron).
+// `deployments.script_removed_at` records the removal; a deployment with it set can no longer be
+// activated (the activation route's conditional UPDATE must require `script_removed_at IS NULL`).
+import { and, eq, isNull, sql } from "drizzle-orm";
+import { z } from "zod";
+import type { Db } from "../../db/client";
+import { agents, deployments } from "../../db/schema";
+import { describeError, logError, logInfo, logWarn } from "../../lib/logger";
+import type { CleanupAgentScriptsJob } from "../../queues/messages";
+import { agentTag, canRemoveByTag } from "../../runtime/namespace";
+import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
+
+export type CleanupDeps = { db: Db; runtime: RuntimeProvider; now?: () => number };
+
+export const DEFAULT_DEPLOYMENT_RETENTION = 5;
+/** A failed deployment's script is left alone this long, in case an upload was still finishing. */
+export const FAILED_SCRIPT_GRACE_MS = 10 * 60_000;
+/** Removals per retention run: bounds the Cloudflare API calls one cron invocation makes. */
+export const RETENTION_MAX_PER_RUN = 50;
+
+const retentionSchema = z.coerce.number().int().min(0).max(1000);
+
+/** DEPLOYMENT_RETENTION: inactive deployments per agent that keep their script (default 5). */
+export function retentionFromEnv(env: { DEPLOYMENT_RETENTION?: string }): number {
+  const raw = env.DEPLOYMENT_RETENTION?.trim();
+  if (!raw) return DEFAULT_DEPLOYMENT_RETENTION;
+  const parsed = retentionSchema.safeParse(raw);
+  if (!parsed.success) {
+    logWarn("config.invalid_deployment_retention", { fallback: DEFAULT_DEPLOYMENT_RETENTION });
+    return DEFAULT_DEPLOYMENT_RETENTION;
+  }
+  return parsed.data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent deletion
+
+export type CleanupOutcome = { removedRows: number; removedByTag: number | null; skipped?: "agent_not_deleted" };
+
+/**
+ * Deletes every runtime script of a deleted agent: by tag in the dispatch namespace (which also
+ * catches an upload D1 never recorded), by name for other mechanisms; then marks the agent's
+ * deployments `script_removed_at`. Refuses to touch a live agent. Throws RuntimeError on a
+ * runtime failure (its `retryable` says whether to try again).
+ */
+export async function handleCleanupJob(job: CleanupAgentScriptsJob, deps: CleanupDeps): Promise<CleanupOutcome> {
+  const { db, runtime } = deps;
+  const now = deps.now?.() ?? Date.now();
+
+  const agent = await db.query.agents.findFirst({
+    columns: { id: true, deletedAt: true },
+    where: and(eq(agents.id, job.agentId), eq(agents.userId, job.userId)),
+  });
+  if (agent && agent.deletedAt === null) {
+    logWarn("cleanup.skipped_live_agent", { agentId: job.agentId });
+    return { removedRows: 0, removedByTag: null, skipped: "agent_not_deleted" };
+  }
+
+  let removedByTag: number | null = null;
+  if (canRemoveByTag(runtime)) {
+    removedByTag = await runtime.removeByTag(agentTag(job.agentId));
+  } else {
+    const rows = await db
+      .select({ scriptName: deployments.scriptName })
+      .from(deployments)
+      .where(
+        and(
+          eq(deployments.agentId, job.agentId),
+          eq(deployments.userId, job.userId),
+          isNull(deployments.scriptRemovedAt),
+        ),
+      );
+    await runtime.remove(rows.map((r) => r.scriptName));
+  }
+
+  const result = await db
+    .update(deployments)
+    .set({ scriptRemovedAt: now, updatedAt: now })
+    .where(
+      and(
+        eq(deployments.agentId, job.agentId),
+        eq(deployments.userId, job.userId),
+        isNull(deployments.scriptRemovedAt),
+      ),
+    );
+  return { removedRows: result.meta.changes, removedByTag };
+}
+
+/** Seconds before the next delivery of a failed cleanup job: 10 s, 20 s, 40 s … capped at 5 min. */
+export function cleanupRetryDelaySeconds(attempts: number): number {
+  return Math.min(300, 10 * 2 ** Math.max(0, attempts - 1));
+}
+
+/**
+ * Runs one queued cleanup job and settles its message: ack on success, on a permanent failure
+ * (logged), and for a live agent; retry with backoff on a retryable failure (after the queue's
+ * max_retries the message goes to the dead-letter queue, whose consumer should log and ack it).
+ */
+export async function processCleanupMessage(
+  message: Pick<Message<unknown>, "ack" | "retry" | "attempts" | "id">,
+  job: CleanupAgentScriptsJob,
+  deps: CleanupDeps,
+): Promise<void> {
+  try {
+    const outcome = await handleCleanupJob(job, deps);
+    logInfo("cleanup.agent_scripts_removed", {
+      agentId: job.agentId,
+      removedRows: outcome.removedRows,
+      removedByTag: outcome.removedByTag,
+      skipped: outcome.skipped,
+    });
+    message.ack();
+  } catch (err) {
+    const retryable = err instanceof RuntimeError ? err.retryable : true; // e.g. a D1 hiccup
+    const fields = {
+      agentId: job.agentId,
+      messageId: message.id,
+      attempts: message.attempts,
+      error: describeError(err),
+    };
+    if (retryable) {
+      logWarn("cleanup.retry", fields);
+      message.retry({ delaySeconds: cleanupRetryDelaySeconds(message.attempts) });
+    } else {
+      logError("cleanup.failed", fields);
+      message.ack();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+
+export type RetentionReport = {
+  removed: string[];
+  /** The deployment whose removal failed and stopped the run (the next run tries again). */
+  failed?: { deploymentId: string; error: string; retryable: boolean };
+};
+
+type Candidate = { id: string; status: "inactive" | "failed"; scriptName: string };
+
+/**
+ * Per agent, keeps the scripts of the `keep` most recently active inactive deployments and
+ * removes the scripts of older inactive ones and of failed ones (after a grace period), at most
+ * `maxPerRun` per call. Each removal first claims the row (conditional UPDATE of
+ * script_removed_at), so a concurrent rollback can never activate a deployment whose script is
+ * being deleted; a failed removal releases the claim and ends the run.
+ */
+export async function enforceRetention(
+  deps: CleanupDeps,
+  opts: { keep: number; maxPerRun?: number; agentId?: string },
+): Promise<RetentionReport> {
+  const { db, runtime } = deps;
+  const now = deps.now?.() ?? Date.now();
+  const maxPerRun = opts.maxPerRun ?? RETENTION_MAX_PER_RUN;
+  const agentFilter = opts.agentId ? sql`AND agent_id = ${opts.agentId}` : sql``;
+
+  // Oldest first, so a run cut short by maxPerRun or a failure leaves the newest in place.
+  const candidates = await db.all<Candidate>(sql`
+    SELECT id, status, script_name AS scriptName, last_used FROM (
+      SELECT id, status, script_name, COALESCE(activated_at, created_at) AS last_used,
+        ROW_NUMBER() OVER (
+          PARTITION BY agent_id ORDER BY COALESCE(activated_at, created_at) DESC, id DESC
+        ) AS rn
+      FROM deployments
+      WHERE status = 'inactive' AND script_removed_at IS NULL ${agentFilter}
+    ) WHERE rn > ${opts.keep}
+    UNION ALL
+    SELECT id, status, script_name AS scriptName, created_at AS last_used FROM deployments
+    WHERE status = 'failed' AND script_removed_at IS NULL AND updated_at < ${now - FAILED_SCRIPT_GRACE_MS} ${agentFilter}
+    ORDER BY last_used ASC, id ASC
+    LIMIT ${maxPerRun}
+  `);
+
+  const report: RetentionReport = { removed: [] };
+  for (const c of candidates) {
+    const claim = await db
+      .update(deployments)
+      .set({ scriptRemovedAt: now, updatedAt: now })
+      .where(and(eq(deployments.id, c.id), eq(deployments.status, c.status), isNull(deployments.scriptRemovedAt)));
+    if (claim.meta.changes !== 1) continue; // re-activated or removed meanwhile
+    try {
+      await runtime.remove([c.scriptName]);
+      report.removed.push(c.id);
+    } catch (err) {
+      await db
+        .update(deployments)
+        .set({ scriptRemovedAt: null })
+        .where(and(eq(deployments.id, c.id), eq(deployments.scriptRemovedAt, now)));
+      const retryable = err instanceof RuntimeError ? err.retryable : true;
+      report.failed = { deploymentId: c.id, error: describeError(err), retryable };
+      logWarn("retention.remove_failed", { deploymentId: c.id, retryable, error: describeError(err) });
+      break;
+    }
+  }
+  if (report.removed.length) logInfo("retention.scripts_removed", { count: report.removed.length });
+  return report;
+}

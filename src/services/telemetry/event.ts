@@ -1,0 +1,48 @@
+// The telemetry event a user worker reports (DESIGN.md "Telemetry event") and the limits of a
+// report. One schema validates both doors (the TelemetrySink RPC and POST /v1/telemetry/report).
+import { z } from "zod";
+
+/** Largest report body, in bytes of the exact signed text. */
+export const TELEMETRY_MAX_BODY_BYTES = 64 * 1024;
+/** Most events in one `{ events: [...] }` report. */
+export const TELEMETRY_MAX_BATCH_EVENTS = 100;
+/** An event's `ts` may be at most this far in the past (late delivery, buffering runtimes)… */
+export const TELEMETRY_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+/** …and at most this far in the future (clock skew). */
+export const TELEMETRY_MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
+
+// Visible ASCII only: ids end up in dedupe keys, logs and dashboards.
+const opaqueId = z
+  .string()
+  .min(1, "must not be empty")
+  .max(128, "must be at most 128 characters")
+  .regex(/^[\x21-\x7e]+$/, "must be visible ASCII characters");
+
+const count = z.number().int("must be an integer").min(0, "must not be negative").max(1_000_000_000);
+
+export const TelemetryEventSchema = z
+  .strictObject({
+    eventId: opaqueId.optional(),
+    traceId: opaqueId.optional(),
+    userId: z.string().min(1).max(64),
+    agentId: z.string().min(1).max(64),
+    deploymentId: z.string().min(1).max(64),
+    runtimeProvider: z.literal("cloudflare"),
+    kind: z.literal("invoke"),
+    ts: z.number().int("must be an integer (ms since epoch)").min(0).max(Number.MAX_SAFE_INTEGER),
+    durationMs: count.optional(),
+    status: z.enum(["ok", "error"]).optional(),
+    usage: z.strictObject({ inputTokens: count.optional(), outputTokens: count.optional() }).optional(),
+    errorCode: z.string().min(1).max(64).optional(),
+  })
+  .refine((e) => e.eventId !== undefined || e.traceId !== undefined, {
+    message: "an event needs an eventId or a traceId (used to drop duplicates)",
+    path: ["eventId"],
+  });
+
+export type TelemetryEvent = z.infer<typeof TelemetryEventSchema>;
+
+/** The dedupe key within a deployment: eventId when given, else traceId (namespaced so they never collide). */
+export function dedupeKeyOf(event: TelemetryEvent): string {
+  return event.eventId !== undefined ? `event:${event.eventId}` : `trace:${event.traceId}`;
+}

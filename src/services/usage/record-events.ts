@@ -1,0 +1,115 @@
+// Writes metrics events and the usage they add, as two statements for one D1 batch no matter
+// how many events: the rows travel as one JSON parameter (json_each), and billing_usage is
+// incremented from exactly the rows this write inserted (tagged with `ingest_batch`), so an
+// event delivered twice is stored once and counted once.
+import type { Db } from "../../db/client";
+import { newId } from "../../lib/ids";
+
+export type MetricsEventInput = {
+  id: string;
+  userId: string;
+  agentId: string;
+  deploymentId: string;
+  source: "gateway" | "telemetry";
+  dedupeKey: string;
+  eventId: string | null;
+  traceId: string | null;
+  runtimeProvider: string;
+  kind: string;
+  ts: number;
+  durationMs: number | null;
+  status: string | null;
+  errorCode: string | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+  bytesIn: number | null;
+  bytesOut: number | null;
+  streaming: boolean | null;
+  receivedAt: number;
+};
+
+const EVENT_COLUMNS: Array<[column: string, field: keyof MetricsEventInput]> = [
+  ["id", "id"],
+  ["user_id", "userId"],
+  ["agent_id", "agentId"],
+  ["deployment_id", "deploymentId"],
+  ["source", "source"],
+  ["dedupe_key", "dedupeKey"],
+  ["event_id", "eventId"],
+  ["trace_id", "traceId"],
+  ["runtime_provider", "runtimeProvider"],
+  ["kind", "kind"],
+  ["ts", "ts"],
+  ["duration_ms", "durationMs"],
+  ["status", "status"],
+  ["error_code", "errorCode"],
+  ["input_tokens", "inputTokens"],
+  ["output_tokens", "outputTokens"],
+  ["bytes_in", "bytesIn"],
+  ["bytes_out", "bytesOut"],
+  ["streaming", "streaming"],
+  ["received_at", "receivedAt"],
+];
+
+const INSERT_EVENTS_SQL = `
+  INSERT INTO metrics_events (${EVENT_COLUMNS.map(([c]) => c).join(", ")}, ingest_batch)
+  SELECT ${EVENT_COLUMNS.map(([, f]) => `e.value ->> '$.${f}'`).join(", ")}, ?2
+  FROM json_each(?1) AS e
+  WHERE true
+  ON CONFLICT (deployment_id, source, dedupe_key) DO NOTHING`;
+
+const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, duration_ms_total, bytes_in, bytes_out,
+  input_tokens, output_tokens, updated_at)`;
+
+/**
+ * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
+ * errors, duration and bytes come from the gateway's own measurements, tokens from verified
+ * telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
+ */
+export function usageAggregateSelect(where: string): string {
+  return `
+    SELECT 'use_' || lower(hex(randomblob(13))), user_id, strftime('%Y-%m', ts / 1000, 'unixepoch') AS period,
+      agent_id,
+      COALESCE(SUM(source = 'gateway'), 0),
+      COALESCE(SUM(source = 'gateway' AND status = 'error'), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' THEN duration_ms END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_in END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_out END), 0),
+      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
+      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0),
+      ?9
+    FROM metrics_events
+    WHERE ${where}
+    GROUP BY user_id, period, agent_id`;
+}
+
+export const USAGE_INSERT = `INSERT INTO billing_usage ${USAGE_COLUMNS}`;
+
+const ADD_USAGE_SQL = `${USAGE_INSERT}
+  ${usageAggregateSelect("ingest_batch = ?2")}
+  ON CONFLICT (user_id, period_key, agent_id) DO UPDATE SET
+    requests = requests + excluded.requests,
+    errors = errors + excluded.errors,
+    duration_ms_total = duration_ms_total + excluded.duration_ms_total,
+    bytes_in = bytes_in + excluded.bytes_in,
+    bytes_out = bytes_out + excluded.bytes_out,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    updated_at = excluded.updated_at`;
+
+/** The two prepared statements that store `events` and add them to billing_usage. */
+export function recordEventsStatements(d1: D1Database, events: MetricsEventInput[]): D1PreparedStatement[] {
+  const batchTag = newId("event");
+  const rows = JSON.stringify(events);
+  return [
+    d1.prepare(INSERT_EVENTS_SQL).bind(rows, batchTag),
+    // ?1 is unused here but bound so the numbered parameters line up with the insert.
+    d1.prepare(ADD_USAGE_SQL).bind(null, batchTag, null, null, null, null, null, null, Date.now()),
+  ];
+}
+
+export async function recordEvents(db: Db, events: MetricsEventInput[]): Promise<{ inserted: number }> {
+  if (events.length === 0) return { inserted: 0 };
+  const [inserted] = await db.$client.batch(recordEventsStatements(db.$client, events));
+  return { inserted: inserted?.meta.changes ?? 0 };
+}

@@ -1,0 +1,277 @@
+// Removing scripts that are no longer needed: a deleted agent's (by tag, as a retried queue job)
+// and old inactive deployments' beyond the retention count. Real D1, fake Cloudflare API.
+import { eq, inArray } from "drizzle-orm";
+import { describe, expect, it, vi } from "vitest";
+import { deployments } from "../src/db/schema";
+import { QueueJobSchema } from "../src/queues/messages";
+import type { RuntimeProvider } from "../src/runtime/types";
+import {
+  cleanupRetryDelaySeconds,
+  enforceRetention,
+  handleCleanupJob,
+  processCleanupMessage,
+  retentionFromEnv,
+} from "../src/services/cleanup/cleanup";
+import { makeBundle, namespaceSetup, seedAgent, seedDeployment, testDb } from "./helpers/namespace";
+
+const db = testDb();
+
+async function removedAt(ids: string[]) {
+  const rows = await db
+    .select({ id: deployments.id, scriptRemovedAt: deployments.scriptRemovedAt })
+    .from(deployments)
+    .where(inArray(deployments.id, ids));
+  return Object.fromEntries(rows.map((r) => [r.id, r.scriptRemovedAt]));
+}
+
+/** Seeds an agent with deployments and uploads each deployment's script to the fake namespace. */
+async function agentWithScripts(
+  runtime: ReturnType<typeof namespaceSetup>["runtime"],
+  statuses: Array<"active" | "inactive" | "failed">,
+  opts: { deleted?: boolean } = {},
+) {
+  const seed = await seedAgent(db, opts);
+  const base = Date.now() - 3_600_000;
+  const rows = [];
+  for (const [i, status] of statuses.entries()) {
+    const row = await seedDeployment(db, seed, { status, at: base + i * 1000 });
+    await runtime.deploy(
+      makeBundle({ deploymentId: row.id, scriptName: row.scriptName, userId: seed.userId, agentId: seed.agentId }),
+    );
+    rows.push({ ...row, status });
+  }
+  return { seed, rows };
+}
+
+function fakeMessage(attempts = 1) {
+  return { id: `msg-${crypto.randomUUID()}`, attempts, ack: vi.fn(), retry: vi.fn() };
+}
+
+describe("queue job bodies", () => {
+  it("still accepts a plain deploy body and tells typed jobs apart", () => {
+    expect(QueueJobSchema.parse({ deploymentId: "dep_1" })).toEqual({ deploymentId: "dep_1" });
+    expect(QueueJobSchema.parse({ type: "cleanup_agent_scripts", userId: "usr_1", agentId: "agt_1" })).toEqual({
+      type: "cleanup_agent_scripts",
+      userId: "usr_1",
+      agentId: "agt_1",
+    });
+    expect(QueueJobSchema.safeParse({ type: "cleanup_agent_scripts", agentId: "agt_1" }).success).toBe(false);
+    expect(QueueJobSchema.safeParse({ type: "unknown", deploymentId: "dep_1" }).success).toBe(false);
+  });
+});
+
+describe("agent cleanup job", () => {
+  it("deletes every script of a deleted agent by tag and marks its deployments removed", async () => {
+    const { api, runtime } = namespaceSetup();
+    const { seed, rows } = await agentWithScripts(runtime, ["inactive", "inactive", "active", "failed"], {
+      deleted: true,
+    });
+    const bystander = await agentWithScripts(runtime, ["active"]);
+
+    const outcome = await handleCleanupJob(
+      { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
+      { db, runtime },
+    );
+    expect(outcome).toMatchObject({ removedByTag: 4, removedRows: 4 });
+    expect([...api.scripts.keys()]).toEqual([bystander.rows[0]?.scriptName]);
+    const marks = await removedAt(rows.map((r) => r.id));
+    for (const r of rows) expect(marks[r.id]).toEqual(expect.any(Number));
+    expect((await removedAt([bystander.rows[0]!.id]))[bystander.rows[0]!.id]).toBeNull();
+    const bulk = api.requests.filter((r) => r.method === "DELETE");
+    expect(bulk.map((r) => new URLSearchParams(r.query).get("tags"))).toEqual([`agent-${seed.agentId}:yes`]);
+  });
+
+  it("refuses to touch the scripts of an agent that is not deleted", async () => {
+    const { api, runtime } = namespaceSetup();
+    const { seed, rows } = await agentWithScripts(runtime, ["active"]);
+    const outcome = await handleCleanupJob(
+      { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
+      { db, runtime },
+    );
+    expect(outcome.skipped).toBe("agent_not_deleted");
+    expect(api.scripts.has(rows[0]!.scriptName)).toBe(true);
+  });
+
+  it("removes by name through a runtime without tags (the loader mechanism)", async () => {
+    const seed = await seedAgent(db, { deleted: true });
+    const a = await seedDeployment(db, seed, { status: "inactive", at: Date.now() - 5000 });
+    const b = await seedDeployment(db, seed, { status: "active", at: Date.now() - 4000 });
+    const removed: string[][] = [];
+    const runtime: RuntimeProvider = {
+      deploy: async () => {},
+      invoke: async () => new Response(null),
+      remove: async (names) => {
+        removed.push(names);
+      },
+    };
+    await handleCleanupJob(
+      { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
+      { db, runtime },
+    );
+    expect(removed.flat().sort()).toEqual([a.scriptName, b.scriptName].sort());
+  });
+
+  it("acks the message when the scripts are gone", async () => {
+    const { runtime } = namespaceSetup();
+    const { seed } = await agentWithScripts(runtime, ["active"], { deleted: true });
+    const message = fakeMessage();
+    await processCleanupMessage(
+      message,
+      { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
+      {
+        db,
+        runtime,
+      },
+    );
+    expect(message.ack).toHaveBeenCalledOnce();
+    expect(message.retry).not.toHaveBeenCalled();
+  });
+
+  it("retries with backoff while Cloudflare answers with a retryable error, then succeeds", async () => {
+    const { api, runtime } = namespaceSetup();
+    const { seed, rows } = await agentWithScripts(runtime, ["inactive", "active"], { deleted: true });
+    const job = { type: "cleanup_agent_scripts" as const, userId: seed.userId, agentId: seed.agentId };
+
+    api.inject({ method: "DELETE", status: 503, errors: [{ code: 10013, message: "service unavailable" }] });
+    const first = fakeMessage(1);
+    await processCleanupMessage(first, job, { db, runtime });
+    expect(first.retry).toHaveBeenCalledWith({ delaySeconds: cleanupRetryDelaySeconds(1) });
+    expect(first.ack).not.toHaveBeenCalled();
+    expect(api.scripts.has(rows[0]!.scriptName)).toBe(true);
+    expect((await removedAt([rows[0]!.id]))[rows[0]!.id]).toBeNull();
+
+    const second = fakeMessage(2);
+    await processCleanupMessage(second, job, { db, runtime });
+    expect(second.ack).toHaveBeenCalledOnce();
+    expect(api.scripts.has(rows[0]!.scriptName)).toBe(false);
+  });
+
+  it("gives up (acks and logs) when Cloudflare answers with a permanent error", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    const { api, runtime } = namespaceSetup();
+    const { seed } = await agentWithScripts(runtime, ["active"], { deleted: true });
+    api.inject({ method: "DELETE", status: 403, errors: [{ code: 10000, message: "Authentication error" }] });
+    const message = fakeMessage();
+    await processCleanupMessage(
+      message,
+      { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
+      {
+        db,
+        runtime,
+      },
+    );
+    expect(message.ack).toHaveBeenCalledOnce();
+    expect(message.retry).not.toHaveBeenCalled();
+    expect(errors.mock.calls.flat().join(" ")).toContain("cleanup.failed");
+    errors.mockRestore();
+  });
+
+  it("backs off exponentially up to five minutes", () => {
+    expect([1, 2, 3, 4, 10].map(cleanupRetryDelaySeconds)).toEqual([10, 20, 40, 80, 300]);
+  });
+});
+
+describe("retention", () => {
+  it("keeps the newest N inactive deployments' scripts and removes older inactive and failed ones", async () => {
+    const { api, runtime } = namespaceSetup();
+    const statuses = [
+      "inactive",
+      "failed",
+      "inactive",
+      "inactive",
+      "inactive",
+      "failed",
+      "inactive",
+      "active",
+    ] as const;
+    const { seed, rows } = await agentWithScripts(runtime, [...statuses]);
+    const inactive = rows.filter((r) => r.status === "inactive"); // oldest first
+    const failed = rows.filter((r) => r.status === "failed");
+    const active = rows.filter((r) => r.status === "active");
+
+    const report = await enforceRetention({ db, runtime }, { keep: 3, agentId: seed.agentId });
+
+    const expectedRemoved = [...inactive.slice(0, 2), ...failed].map((r) => r.id).sort();
+    expect([...report.removed].sort()).toEqual(expectedRemoved);
+    expect(report.failed).toBeUndefined();
+    for (const r of [...inactive.slice(2), ...active]) expect(api.scripts.has(r.scriptName)).toBe(true);
+    for (const r of [...inactive.slice(0, 2), ...failed]) expect(api.scripts.has(r.scriptName)).toBe(false);
+    const marks = await removedAt(rows.map((r) => r.id));
+    for (const r of rows) {
+      if (expectedRemoved.includes(r.id)) expect(marks[r.id]).toEqual(expect.any(Number));
+      else expect(marks[r.id]).toBeNull();
+    }
+
+    // A second run has nothing left to do.
+    expect((await enforceRetention({ db, runtime }, { keep: 3, agentId: seed.agentId })).removed).toEqual([]);
+  });
+
+  it("ranks inactive deployments by when they were last active, so a rolled-back-to one is kept", async () => {
+    const { api, runtime } = namespaceSetup();
+    const seed = await seedAgent(db);
+    const t = Date.now() - 3_600_000;
+    // Created first but active most recently (a rollback target that was used last).
+    const old = await seedDeployment(db, seed, { status: "inactive", at: t, activatedAt: t + 50_000 });
+    const mid = await seedDeployment(db, seed, { status: "inactive", at: t + 10_000 });
+    const newer = await seedDeployment(db, seed, { status: "inactive", at: t + 20_000 });
+    for (const r of [old, mid, newer]) {
+      await runtime.deploy(makeBundle({ deploymentId: r.id, scriptName: r.scriptName, agentId: seed.agentId }));
+    }
+    const report = await enforceRetention({ db, runtime }, { keep: 2, agentId: seed.agentId });
+    expect(report.removed).toEqual([mid.id]);
+    expect(api.scripts.has(old.scriptName)).toBe(true);
+  });
+
+  it("leaves a recently failed deployment alone for a grace period", async () => {
+    const { runtime } = namespaceSetup();
+    const seed = await seedAgent(db);
+    const recent = await seedDeployment(db, seed, { status: "failed", at: Date.now() - 1000 });
+    const report = await enforceRetention({ db, runtime }, { keep: 0, agentId: seed.agentId });
+    expect(report.removed).not.toContain(recent.id);
+  });
+
+  it("releases its claim and stops when a removal fails, so the next run tries again", async () => {
+    const { api, runtime } = namespaceSetup();
+    const { seed, rows } = await agentWithScripts(runtime, ["inactive", "inactive", "active"]);
+    api.inject({ method: "DELETE", status: 500, errors: [{ code: 10002, message: "internal error" }] });
+
+    const report = await enforceRetention({ db, runtime }, { keep: 0, agentId: seed.agentId });
+    expect(report.removed).toEqual([]);
+    expect(report.failed).toMatchObject({ retryable: true });
+    expect(Object.values(await removedAt(rows.map((r) => r.id)))).toEqual([null, null, null]);
+
+    const again = await enforceRetention({ db, runtime }, { keep: 0, agentId: seed.agentId });
+    expect([...again.removed].sort()).toEqual(
+      rows
+        .filter((r) => r.status === "inactive")
+        .map((r) => r.id)
+        .sort(),
+    );
+  });
+
+  it("never removes the script of a deployment re-activated while the run is under way", async () => {
+    const { api, runtime } = namespaceSetup();
+    const { seed, rows } = await agentWithScripts(runtime, ["inactive", "inactive", "active"]);
+    const [first, second] = rows as [(typeof rows)[0], (typeof rows)[0]];
+    // While the first candidate's script is being deleted, a rollback activates the second one.
+    const racing: RuntimeProvider = {
+      ...runtime,
+      remove: async (names) => {
+        if (names.includes(first.scriptName)) {
+          await db.update(deployments).set({ status: "active" }).where(eq(deployments.id, second.id));
+        }
+        await runtime.remove(names);
+      },
+    };
+    const report = await enforceRetention({ db, runtime: racing }, { keep: 0, agentId: seed.agentId });
+    expect(report.removed).toEqual([first.id]);
+    expect(api.scripts.has(second.scriptName)).toBe(true);
+    expect((await removedAt([second.id]))[second.id]).toBeNull();
+  });
+
+  it("reads DEPLOYMENT_RETENTION with a default of 5", () => {
+    expect(retentionFromEnv({})).toBe(5);
+    expect(retentionFromEnv({ DEPLOYMENT_RETENTION: "12" })).toBe(12);
+    expect(retentionFromEnv({ DEPLOYMENT_RETENTION: "0" })).toBe(0);
+  });
+});

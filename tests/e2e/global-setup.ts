@@ -1,0 +1,26 @@
+// Starts one `wrangler dev` for the whole e2e run with a signing key pair made here: the public
+// half goes to the server as AUTH_JWKS, the private half to the tests (through `inject`) so
+// they can mint tokens for as many users as they like. The server's output goes to
+// .wrangler/e2e/server.log (DEV_SERVER_ECHO=1 also prints it as it arrives).
+import { exportJWK, generateKeyPair } from "jose";
+import type { TestProject } from "vitest/node";
+import { type DevServer, PROJECT_ROOT, startDevServer } from "../../scripts/lib/dev-server.mjs";
+import { E2E_KID } from "./context";
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+  const issuer = `https://issuer.e2e.test/${crypto.randomUUID()}`;
+  const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid: E2E_KID, alg: "ES256", use: "sig" }] };
+  const started = performance.now();
+  const server: DevServer = await startDevServer({
+    vars: { AUTH_ISSUER: issuer, AUTH_JWKS: JSON.stringify(jwks) },
+    logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
+  });
+  console.log(`e2e: wrangler dev ready at ${server.baseUrl} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  project.provide("e2e", {
+    baseUrl: server.baseUrl,
+    issuer,
+    signingJwk: JSON.stringify({ ...(await exportJWK(privateKey)), kid: E2E_KID, alg: "ES256" }),
+  });
+  return () => server.stop();
+}

@@ -1,0 +1,79 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { eq } from "drizzle-orm";
+import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { billingUsage } from "../src/db/schema";
+import { newId } from "../src/lib/ids";
+import { handleUsageBatch } from "../src/queues/usage-consumer";
+import type { MetricsEventInput } from "../src/services/usage/record-events";
+
+function measurement(userId: string): MetricsEventInput {
+  const id = newId("event");
+  return {
+    id,
+    userId,
+    agentId: "agt_q",
+    deploymentId: "dep_q",
+    source: "gateway",
+    dedupeKey: id,
+    eventId: id,
+    traceId: null,
+    runtimeProvider: "cloudflare",
+    kind: "invoke",
+    ts: Date.now(),
+    durationMs: 5,
+    status: "ok",
+    errorCode: null,
+    inputTokens: null,
+    outputTokens: null,
+    bytesIn: 10,
+    bytesOut: 20,
+    streaming: false,
+    receivedAt: Date.now(),
+  };
+}
+
+async function runBatch(bodies: unknown[], batchEnv = env, opts: { deadLetter?: boolean } = {}) {
+  const batch = createMessageBatch(
+    "usage-events",
+    bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body })),
+  );
+  const ctx = createExecutionContext();
+  await handleUsageBatch(batch, batchEnv, opts);
+  return getQueueResult(batch, ctx);
+}
+
+describe("usage queue consumer", () => {
+  it("meters a batch, acks every message, and drops malformed ones without retrying", async () => {
+    const userId = newId("user");
+    const result = await runBatch([measurement(userId), { nope: true }, measurement(userId), "garbage"]);
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2", "m3"]);
+    const [row] = await createDb(env.DB).select().from(billingUsage).where(eq(billingUsage.userId, userId));
+    expect(row?.requests).toBe(2);
+  });
+
+  it("retries the valid messages with backoff when D1 fails, and writes nothing", async () => {
+    const userId = newId("user");
+    const failingDb = {
+      prepare: env.DB.prepare.bind(env.DB),
+      batch: async () => {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+    } as unknown as D1Database;
+    const result = await runBatch([measurement(userId), { bad: 1 }], { ...env, DB: failingDb });
+    expect(result.retryMessages.map((m) => m.msgId)).toEqual(["m0"]);
+    expect(result.explicitAcks).toEqual(["m1"]);
+    const rows = await createDb(env.DB).select().from(billingUsage).where(eq(billingUsage.userId, userId));
+    expect(rows).toEqual([]);
+  });
+
+  it("acks dead-lettered messages after a last attempt instead of looping", async () => {
+    const userId = newId("user");
+    const result = await runBatch([measurement(userId)], env, { deadLetter: true });
+    expect(result.explicitAcks).toEqual(["m0"]);
+    const [row] = await createDb(env.DB).select().from(billingUsage).where(eq(billingUsage.userId, userId));
+    expect(row?.requests).toBe(1);
+  });
+});
