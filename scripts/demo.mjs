@@ -89,8 +89,17 @@ async function main() {
     await streamInvoke(api, agent.id, "streaming one word at a time from the edge");
 
     step("Recorded metrics and usage");
-    await new Promise((r) => setTimeout(r, 500)); // measurements are written just after each response
-    const metrics = await api.json("GET", `/v1/metrics/recent?agentId=${agent.id}&limit=10`);
+    // The gateway's measurements are metered in batches (usage queue) and the agent's telemetry
+    // arrives after its answer: poll briefly until both invocations show up from both sources.
+    let metrics;
+    const until = Date.now() + 10_000;
+    for (;;) {
+      metrics = await api.json("GET", `/v1/metrics/recent?agentId=${agent.id}&limit=10`);
+      const events = metrics.status === 200 ? (metrics.data.events ?? []) : [];
+      const count = (source) => events.filter((e) => e.source === source).length;
+      if (metrics.status !== 200 || (count("gateway") >= 2 && count("telemetry") >= 2) || Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     if (metrics.status === 404 && metrics.data?.code === "route_not_found") {
       show("metrics", "GET /v1/metrics/recent is not available in this build (skipped)");
     } else {
@@ -101,7 +110,9 @@ async function main() {
           status: e.status,
           durationMs: e.durationMs,
           streaming: e.streaming,
-          usage: e.usage ?? { inputTokens: e.inputTokens, outputTokens: e.outputTokens },
+          ...(e.source === "telemetry"
+            ? { usage: e.usage ?? { inputTokens: e.inputTokens, outputTokens: e.outputTokens } }
+            : {}),
         });
       }
     }
