@@ -16,7 +16,7 @@ import { collectSse } from "./helpers/sse";
 import { waitFor } from "./helpers/wait";
 
 describe("deploy and invoke: the whole loop", () => {
-  it("deploys the template through the real queue, invokes it (JSON and SSE), deploys again and rolls back", async () => {
+  it("deploys the template through the real queue, invokes it (JSON and SSE), deploys again, rolls back, and sees the signed telemetry", async () => {
     const { headers } = await newUser();
     const agent = await createAgent(headers);
 
@@ -74,6 +74,22 @@ describe("deploy and invoke: the whole loop", () => {
       { deployment_id: v1.id, streaming: 1, status: "ok" },
       { deployment_id: v2.id, streaming: 0, status: "ok" },
       { deployment_id: v1.id, streaming: 0, status: "ok" },
+    ]);
+
+    // The template signed one telemetry event per invocation (v2 reports none), and the gateway's
+    // TelemetrySink verified and stored each, with the template's token estimates.
+    const telemetry = await waitFor(async () => {
+      const r = await env.DB.prepare(
+        "SELECT deployment_id, status, input_tokens, output_tokens FROM metrics_events WHERE agent_id = ? AND source = 'telemetry' ORDER BY ts",
+      )
+        .bind(agent.id)
+        .all<{ deployment_id: string; status: string; input_tokens: number; output_tokens: number }>();
+      return r.results.length === 3 ? r.results : undefined;
+    });
+    expect(telemetry).toEqual([
+      { deployment_id: v1.id, status: "ok", input_tokens: 2, output_tokens: 2 },
+      { deployment_id: v1.id, status: "ok", input_tokens: 3, output_tokens: 3 },
+      { deployment_id: v1.id, status: "ok", input_tokens: 2, output_tokens: 2 },
     ]);
   });
 });
