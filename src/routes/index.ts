@@ -10,6 +10,8 @@ import { registerAgentRoutes } from "./v1/agents";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerTelemetryReport, TELEMETRY_REPORT_PATH } from "./v1/telemetry/report";
 import { registerCurrentUsage } from "./v1/usage/current";
+import { registerAuditRoutes } from "./v1/audit";
+import { registerSecretRoutes } from "./v1/secrets";
 
 /** Body limits by path; everything not listed gets the default. */
 function bodyLimitFor(path: string): number {
@@ -41,5 +43,7 @@ export function createGatewayApp(): App {
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerCurrentUsage(app);
+  registerSecretRoutes(app);
+  registerAuditRoutes(app);
   return app;
 }
