@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { lookupUserSql, tierChangeStatements } from "../scripts/lib/tier-sql.mjs";
 import { parseKeyring } from "../src/crypto/keys";
 import { subscriptions } from "../src/db/schema";
 import { getConfig } from "../src/env";
@@ -8,7 +9,6 @@ import { newId } from "../src/lib/ids";
 import { assertDeployAllowed, deploysToday } from "../src/services/usage/plan-limits";
 import { DEFAULT_TIER_LIMITS, parseTierLimits } from "../src/services/usage/tiers";
 import { getUserTier, readUserTier, setUserTier, TIER_CACHE_TTL_MS } from "../src/services/usage/user-tier";
-import { lookupUserSql, tierChangeStatements } from "../scripts/lib/tier-sql.mjs";
 import { newUser } from "./helpers/auth";
 import { callWithEnv, envWith } from "./helpers/env-override";
 import { db, insertDeployment, insertUserAndAgent, setTierOf, userIdOf } from "./helpers/fixtures";

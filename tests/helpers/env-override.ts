@@ -5,7 +5,9 @@ import { env } from "cloudflare:workers";
 import worker from "../../src/index";
 import type { CallOptions } from "./http";
 
-export type EnvOverrides = Partial<Record<"TIER_LIMITS" | "SECRETS_ENCRYPTION_KEY" | "SECRETS_ENCRYPTION_PREVIOUS_KEYS", string>>;
+export type EnvOverrides = Partial<
+  Record<"TIER_LIMITS" | "SECRETS_ENCRYPTION_KEY" | "SECRETS_ENCRYPTION_PREVIOUS_KEYS", string>
+>;
 
 export function envWith(overrides: EnvOverrides): typeof env {
   return { ...env, ...overrides };

@@ -5,8 +5,8 @@ import { eq } from "drizzle-orm";
 import { createDb, type Db } from "../../src/db/client";
 import { agents, deploymentArtifacts, deployments, users } from "../../src/db/schema";
 import { newId } from "../../src/lib/ids";
-import { setUserTier } from "../../src/services/usage/user-tier";
 import type { Tier } from "../../src/services/usage/tiers";
+import { setUserTier } from "../../src/services/usage/user-tier";
 import { call } from "./http";
 
 export const db: Db = createDb(env.DB);

@@ -1,9 +1,10 @@
 // The audit log: who changed what, when. `recordAudit` builds the insert without running it, so
 // callers put it in the same `db.batch` as the change itself (one transaction: both rows land or
 // neither does). Details carry names and ids only, never secret values.
-import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, lt, type SQL } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { Db } from "../../db/client";
+import { selectRowWhere } from "../../db/insert-select";
 import { auditLog } from "../../db/schema";
 import { newId } from "../../lib/ids";
 
@@ -37,11 +38,7 @@ export function recordAudit(db: Db, entry: AuditEntry, opts: { onlyIf?: SQL; now
   if (!opts.onlyIf) {
     return db.insert(auditLog).values({ id, ...entry, details, createdAt: now });
   }
-  return db.run(sql`
-    INSERT INTO audit_log (id, user_id, actor, action, target_type, target_id, details, created_at)
-    SELECT ${id}, ${entry.userId}, ${entry.actor}, ${entry.action}, ${entry.targetType}, ${entry.targetId},
-           ${details === null ? null : JSON.stringify(details)}, ${now}
-    WHERE ${opts.onlyIf}`);
+  return db.insert(auditLog).select(selectRowWhere(auditLog, { id, ...entry, details, createdAt: now }, opts.onlyIf));
 }
 
 /** The caller's own entries, newest first; `beforeId` continues after a previous page. */

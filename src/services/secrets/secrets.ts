@@ -7,6 +7,7 @@ import { agentSecretAad } from "../../crypto/aad";
 import { DecryptionError, decryptSecretText, encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
+import { selectRowWhere } from "../../db/insert-select";
 import { agentSecrets } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
@@ -77,14 +78,22 @@ export async function putAgentSecret(
   const now = Date.now();
   const ciphertext = await encryptSecret(ctx.keyring, input.value, agentSecretAad(agentId, name));
   const [rows] = await db.batch([
-    db.all<{ created_at: number; updated_at: number }>(sql`
-      INSERT INTO agent_secrets (id, user_id, agent_id, name, ciphertext, created_at, updated_at)
-      SELECT ${newId("secret", now)}, ${userId}, ${agentId}, ${name}, ${ciphertext}, ${now}, ${now}
-      WHERE EXISTS (SELECT 1 FROM agents WHERE id = ${agentId} AND user_id = ${userId} AND deleted_at IS NULL)
-        AND ((SELECT COUNT(*) FROM agent_secrets WHERE agent_id = ${agentId}) < ${MAX_SECRETS_PER_AGENT}
-             OR EXISTS (SELECT 1 FROM agent_secrets WHERE agent_id = ${agentId} AND name = ${name}))
-      ON CONFLICT (agent_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at
-      RETURNING created_at, updated_at`),
+    db
+      .insert(agentSecrets)
+      .select(
+        selectRowWhere(
+          agentSecrets,
+          { id: newId("secret", now), userId, agentId, name, ciphertext, createdAt: now, updatedAt: now },
+          sql`EXISTS (SELECT 1 FROM agents WHERE id = ${agentId} AND user_id = ${userId} AND deleted_at IS NULL)
+            AND ((SELECT COUNT(*) FROM agent_secrets WHERE agent_id = ${agentId}) < ${MAX_SECRETS_PER_AGENT}
+                 OR EXISTS (SELECT 1 FROM agent_secrets WHERE agent_id = ${agentId} AND name = ${name}))`,
+        ),
+      )
+      .onConflictDoUpdate({
+        target: [agentSecrets.agentId, agentSecrets.name],
+        set: { ciphertext: sql`excluded.ciphertext`, updatedAt: sql`excluded.updated_at` },
+      })
+      .returning({ createdAt: agentSecrets.createdAt, updatedAt: agentSecrets.updatedAt }),
     recordAudit(
       db,
       {
@@ -112,7 +121,7 @@ export async function putAgentSecret(
     );
   }
   // created_at is only ours when this call inserted the row.
-  return { name, createdAt: row.created_at, updatedAt: row.updated_at, created: row.created_at === now };
+  return { name, createdAt: row.createdAt, updatedAt: row.updatedAt, created: row.createdAt === now };
 }
 
 /** Names and times of an agent's secrets, by name. Values are never read here. */
