@@ -56,8 +56,8 @@ function d1(sql) {
 
 const [found] = d1(lookupUserSql(user))[0].results;
 if (!found) fail(`no user ${user} (a user exists after their first authenticated request)`);
-d1(statements.join(";\n"));
-const [after] = d1(lookupUserSql(user))[0].results;
+// One call: the change, then the read-back (the last statement's result).
+const [after] = d1([...statements, lookupUserSql(user)].join(";\n")).at(-1).results;
 console.log(`${found.id}: ${found.tier} -> ${after.tier} (${target.join(" ")}; audit_log entry written)`);
 if (after.tier !== tier) fail("the tier did not change; see the output above");
 
