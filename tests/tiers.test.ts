@@ -9,8 +9,9 @@ import { newId } from "../src/lib/ids";
 import { assertDeployAllowed, deploysToday } from "../src/services/usage/plan-limits";
 import { DEFAULT_TIER_LIMITS, parseTierLimits } from "../src/services/usage/tiers";
 import { getUserTier, readUserTier, setUserTier, TIER_CACHE_TTL_MS } from "../src/services/usage/user-tier";
+import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
-import { callWithEnv, envWith } from "./helpers/env-override";
+import { envWith } from "./helpers/env-override";
 import { db, insertDeployment, insertUserAndAgent, setTierOf, userIdOf } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
 
