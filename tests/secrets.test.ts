@@ -9,6 +9,7 @@ import { loadAgentSecrets, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT } from 
 import { newUser } from "./helpers/auth";
 import { db, userIdOf } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
+import { findPlaintextInD1 } from "./helpers/plaintext-scan";
 
 type User = Awaited<ReturnType<typeof newUser>>;
 
@@ -24,7 +25,13 @@ async function newAgent(user: User): Promise<string> {
 const put = (user: User, agentId: string, name: string, body: unknown) =>
   call("PUT", `/v1/agents/${agentId}/secrets/${name}`, { headers: user.headers, body });
 
-const secretValue = () => `sk-live-${crypto.randomUUID()}`;
+// Every value this file stores, for the final plaintext scan of D1.
+const storedValues: string[] = [];
+const secretValue = () => {
+  const value = `sk-live-${crypto.randomUUID()}`;
+  storedValues.push(value);
+  return value;
+};
 
 async function keyring() {
   return (await getConfig(env)).keyring;
@@ -295,5 +302,17 @@ describe("audit log", () => {
     expect(await db.select().from(auditLog).where(eq(auditLog.userId, userId)).all()).toEqual([]);
     await recordAudit(db, entry);
     expect(await db.select().from(auditLog).where(eq(auditLog.userId, userId)).all()).toHaveLength(1);
+  });
+});
+
+describe("at rest", () => {
+  it("leaves no secret value in plaintext in any text column of any table", async () => {
+    expect(storedValues.length).toBeGreaterThan(3);
+    expect(await findPlaintextInD1(storedValues)).toEqual([]);
+    // The scan itself finds what is there: a known plaintext (an agent name) is found.
+    const user = await newUser();
+    const marker = `marker-${crypto.randomUUID().slice(0, 8)}`;
+    await call("POST", "/v1/agents", { headers: user.headers, body: { name: marker } });
+    expect(await findPlaintextInD1([marker])).toEqual([`agents.name holds ${JSON.stringify(marker.slice(0, 12))}…`]);
   });
 });
