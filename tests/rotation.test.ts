@@ -1,5 +1,5 @@
 import { createExecutionContext, createScheduledController } from "cloudflare:test";
-import { eq, inArray } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { secretsSnapshotAad, telemetrySecretAad } from "../src/crypto/aad";
 import { decryptSecretText, encryptSecret, envelopeKeyId } from "../src/crypto/envelope";
@@ -78,26 +78,66 @@ describe("key rotation", () => {
     const bothRing = await parseKeyring(newKey, oldKey);
     await expectReadableWith(bothRing, seeded);
 
-    // Step 2: re-encrypt (small pages, so paging is exercised; other tests' rows under keys this
-    // ring lacks are reported as failures and left alone).
+    // Step 2: re-encrypt (small pages, so paging is exercised; rows of other tests, under keys
+    // this ring lacks, are not selected at all).
     const report = await reencryptStaleSecrets(rotating, { batchSize: 2, maxBatches: 100_000 });
     expect(report.currentKeyId).toBe(newOnly.current.id);
     expect(report.columns["agent_secrets.ciphertext"].reencrypted).toBeGreaterThanOrEqual(2);
     expect(report.columns["deployments.telemetry_secret_ciphertext"].reencrypted).toBeGreaterThanOrEqual(2);
     expect(report.columns["deployments.secrets_snapshot_ciphertext"].reencrypted).toBeGreaterThanOrEqual(1);
     for (const column of Object.values(report.columns)) expect(column.exhausted).toBe(true);
-    const mine = new Set([seeded.agentId, ...seeded.deploymentIds]);
-    expect(report.failures.filter((f) => mine.has(f.rowId))).toEqual([]);
+    expect(report.failures).toEqual([]);
+    expect(report.complete).toBe(true);
     expect(await keyIdsOf(seeded.agentId, seeded.deploymentIds)).toEqual(new Set([newOnly.current.id]));
 
     // Step 3: the previous key is removed; everything still reads.
     await expectReadableWith(newOnly, seeded);
 
-    // A second run finds nothing of ours to do.
+    // A second run finds nothing under the old key.
     const again = await reencryptStaleSecrets(rotating, { batchSize: 50, maxBatches: 100_000 });
-    const secretsAfter = await db.select().from(agentSecrets).where(eq(agentSecrets.agentId, seeded.agentId)).all();
-    for (const s of secretsAfter) expect(again.failures.map((f) => f.rowId)).not.toContain(s.id);
-    expect(await keyIdsOf(seeded.agentId, seeded.deploymentIds)).toEqual(new Set([newOnly.current.id]));
+    for (const column of Object.values(again.columns)) expect(column.scanned).toBe(0);
+  });
+
+  it("reports a tampered row under the old key, leaves rows under unconfigured keys alone, and does the rest", async () => {
+    const oldKey = randomKey();
+    const newKey = randomKey();
+    const oldRing = await parseKeyring(oldKey);
+    const seeded = await seedUnder(oldRing);
+    const stranger = await seedUnder(await parseKeyring(randomKey()));
+    const [apiKey] = await db
+      .select()
+      .from(agentSecrets)
+      .where(and(eq(agentSecrets.agentId, seeded.agentId), eq(agentSecrets.name, "API_KEY")))
+      .all();
+    // The DB_URL ciphertext moved into API_KEY's row: sealed under the old key, wrong row.
+    const [dbUrl] = await db
+      .select()
+      .from(agentSecrets)
+      .where(and(eq(agentSecrets.agentId, seeded.agentId), eq(agentSecrets.name, "DB_URL")))
+      .all();
+    await db.update(agentSecrets).set({ ciphertext: dbUrl!.ciphertext }).where(eq(agentSecrets.id, apiKey!.id));
+    const strangerBefore = await db.select().from(agentSecrets).where(eq(agentSecrets.agentId, stranger.agentId)).all();
+
+    const report = await reencryptWithKeyring(db, await parseKeyring(newKey, oldKey), {
+      batchSize: 1,
+      maxBatches: 100_000,
+    });
+    expect(report.complete).toBe(false);
+    expect(report.failures).toEqual([
+      {
+        column: "agent_secrets.ciphertext",
+        rowId: apiKey!.id,
+        reason: "secret failed to decrypt (wrong key, row or tampered ciphertext)",
+      },
+    ]);
+    const after = await db.select().from(agentSecrets).where(eq(agentSecrets.agentId, seeded.agentId)).all();
+    const byName = new Map(after.map((r) => [r.name, r]));
+    expect(byName.get("API_KEY")!.ciphertext).toBe(dbUrl!.ciphertext);
+    expect(envelopeKeyId(byName.get("DB_URL")!.ciphertext)).toBe((await parseKeyring(newKey)).current.id);
+    // Rows under a key the ring does not hold are never selected, so never reported or changed.
+    expect(await db.select().from(agentSecrets).where(eq(agentSecrets.agentId, stranger.agentId)).all()).toEqual(
+      strangerBefore,
+    );
   });
 
   it("does nothing (and reads nothing) while no previous key is configured", async () => {

@@ -1,10 +1,10 @@
-// Key rotation, second half: re-encrypts stored secret material that is not under the current
-// SECRETS_ENCRYPTION_KEY (agent secrets, deployment telemetry secrets, deployment secret
-// snapshots). The cron runs it every time; it costs nothing while SECRETS_ENCRYPTION_PREVIOUS_KEYS
-// is empty. Each row is rewritten with a conditional UPDATE (WHERE ciphertext = the value it
-// read), so a writer that changed the row meanwhile always wins. Pages go by id, so rows that
-// cannot be decrypted (e.g. under a key no longer configured) are reported and skipped, never
-// retried forever within a run or allowed to block the rows after them.
+// Key rotation, second half: re-encrypts stored secret material that is under one of the
+// previous keys (SECRETS_ENCRYPTION_PREVIOUS_KEYS) into the current SECRETS_ENCRYPTION_KEY: agent
+// secrets, deployment telemetry secrets, deployment secret snapshots. The cron runs it every time;
+// it costs nothing while no previous key is configured. Only rows sealed under a configured
+// previous key are selected, so rows under keys nobody holds any more (undecryptable anyway)
+// cannot crowd out the rest. Each row is rewritten with a conditional UPDATE (WHERE ciphertext =
+// the value it read), so a writer that changed the row meanwhile always wins.
 import { and, asc, eq, gt, isNotNull, type SQL, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
@@ -23,12 +23,12 @@ export const REENCRYPT_COLUMNS = [
 export type ReencryptColumn = (typeof REENCRYPT_COLUMNS)[number];
 
 export type ColumnReport = {
-  /** Rows found under an older key. */
+  /** Rows found under a previous key. */
   scanned: number;
   reencrypted: number;
   /** Rows changed by someone else between read and write (left as the other writer wrote them). */
   conflicts: number;
-  /** Rows that could not be decrypted with any configured key. */
+  /** Rows under a previous key that did not decrypt (tampered or moved ciphertext). */
   failed: number;
   /** True when the scan reached the end of the table in this run. */
   exhausted: boolean;
@@ -39,7 +39,7 @@ export type ReencryptReport = {
   /** Set when there was nothing to do: only one key is configured. */
   skipped?: "no previous keys configured";
   columns: Record<ReencryptColumn, ColumnReport>;
-  /** Every column exhausted with no failures: the previous keys can now be removed. */
+  /** Every column exhausted with no failures: nothing is left under the previous keys. */
   complete: boolean;
   /** The first failures (row ids and reasons only). */
   failures: { column: ReencryptColumn; rowId: string; reason: string }[];
@@ -52,22 +52,25 @@ type StaleRow = { id: string; ciphertext: string; aad: string };
 type Target = {
   column: ReencryptColumn;
   ciphertextColumn: SQLiteColumn;
-  page(db: Db, notUnder: SQL, afterId: string, limit: number): Promise<StaleRow[]>;
+  page(db: Db, underPrevious: SQL, afterId: string, limit: number): Promise<StaleRow[]>;
   /** Sets the new ciphertext only if the row still holds the old one; returns the changed ids. */
   update(db: Db, id: string, from: string, to: string): BatchItem<"sqlite">;
 };
 
-/** `column` does not start with the current key's envelope prefix. */
-const notUnderKey = (column: SQLiteColumn, keyId: string) => {
-  const prefix = `v1.${keyId}.`;
-  return sql`substr(${column}, 1, ${prefix.length}) <> ${prefix}`;
+/** `column` holds an envelope sealed under one of `keyIds` (all key ids have the same length). */
+const sealedUnder = (column: SQLiteColumn, keyIds: string[]) => {
+  const prefixes = keyIds.map((id) => `v1.${id}.`);
+  return sql`substr(${column}, 1, ${prefixes[0]!.length}) IN (${sql.join(
+    prefixes.map((p) => sql`${p}`),
+    sql`, `,
+  )})`;
 };
 
 const TARGETS: Target[] = [
   {
     column: "agent_secrets.ciphertext",
     ciphertextColumn: agentSecrets.ciphertext,
-    async page(db, notUnder, afterId, limit) {
+    async page(db, underPrevious, afterId, limit) {
       const rows = await db
         .select({
           id: agentSecrets.id,
@@ -76,7 +79,7 @@ const TARGETS: Target[] = [
           ciphertext: agentSecrets.ciphertext,
         })
         .from(agentSecrets)
-        .where(and(gt(agentSecrets.id, afterId), notUnder))
+        .where(and(gt(agentSecrets.id, afterId), underPrevious))
         .orderBy(asc(agentSecrets.id))
         .limit(limit);
       return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: agentSecretAad(r.agentId, r.name) }));
@@ -91,11 +94,11 @@ const TARGETS: Target[] = [
   {
     column: "deployments.telemetry_secret_ciphertext",
     ciphertextColumn: deployments.telemetrySecretCiphertext,
-    async page(db, notUnder, afterId, limit) {
+    async page(db, underPrevious, afterId, limit) {
       const rows = await db
         .select({ id: deployments.id, ciphertext: deployments.telemetrySecretCiphertext })
         .from(deployments)
-        .where(and(gt(deployments.id, afterId), notUnder))
+        .where(and(gt(deployments.id, afterId), underPrevious))
         .orderBy(asc(deployments.id))
         .limit(limit);
       return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: telemetrySecretAad(r.id) }));
@@ -110,11 +113,11 @@ const TARGETS: Target[] = [
   {
     column: "deployments.secrets_snapshot_ciphertext",
     ciphertextColumn: deployments.secretsSnapshotCiphertext,
-    async page(db, notUnder, afterId, limit) {
+    async page(db, underPrevious, afterId, limit) {
       const rows = await db
         .select({ id: deployments.id, ciphertext: deployments.secretsSnapshotCiphertext })
         .from(deployments)
-        .where(and(gt(deployments.id, afterId), isNotNull(deployments.secretsSnapshotCiphertext), notUnder))
+        .where(and(gt(deployments.id, afterId), isNotNull(deployments.secretsSnapshotCiphertext), underPrevious))
         .orderBy(asc(deployments.id))
         .limit(limit);
       return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext ?? "", aad: secretsSnapshotAad(r.id) }));
@@ -145,17 +148,18 @@ export async function reencryptWithKeyring(
   const columns = Object.fromEntries(
     REENCRYPT_COLUMNS.map((c) => [c, { scanned: 0, reencrypted: 0, conflicts: 0, failed: 0, exhausted: true }]),
   ) as Record<ReencryptColumn, ColumnReport>;
-  if (keyring.byId.size === 1) {
+  const previousIds = [...keyring.byId.keys()].filter((id) => id !== currentKeyId);
+  if (previousIds.length === 0) {
     return { currentKeyId, skipped: "no previous keys configured", columns, complete: true, failures: [] };
   }
   const failures: ReencryptReport["failures"] = [];
   for (const target of TARGETS) {
     const report = columns[target.column];
     report.exhausted = false;
-    const notUnder = notUnderKey(target.ciphertextColumn, currentKeyId);
+    const underPrevious = sealedUnder(target.ciphertextColumn, previousIds);
     let afterId = "";
     for (let i = 0; i < maxBatches; i++) {
-      const rows = await target.page(db, notUnder, afterId, batchSize);
+      const rows = await target.page(db, underPrevious, afterId, batchSize);
       report.scanned += rows.length;
       const updates: BatchItem<"sqlite">[] = [];
       for (const row of rows) {
