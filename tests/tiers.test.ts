@@ -52,6 +52,11 @@ describe("TIER_LIMITS overrides", () => {
     ["unknown key", '{"free":{"agentz":3}}', /TIER_LIMITS\.free: unknown limit agentz/],
     ["not JSON", "{free: 1}", /not valid JSON/],
     ["not an object", "[1,2]", /TIER_LIMITS/],
+    [
+      "above what the runtime enforces",
+      '{"enterprise":{"cpuMs":300001}}',
+      /TIER_LIMITS\.enterprise\.cpuMs: must be at most 300000/,
+    ],
     ["beyond safe integers", '{"free":{"invocationsPerPeriod":1e300}}', /TIER_LIMITS\.free\.invocationsPerPeriod/],
   ];
 

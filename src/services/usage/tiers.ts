@@ -34,8 +34,8 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     invocationsPerPeriod: 100_000,
     agents: 25,
     deploysPerDay: 500,
-    cpuMs: 5_000,
-    subRequests: 500,
+    cpuMs: 1_000,
+    subRequests: 200,
     invokeBodyBytes: 5 * MiB,
   },
   enterprise: {
@@ -53,11 +53,17 @@ const limitValue = z
   .int("must be an integer")
   .positive("must be a positive integer");
 
+// What the runtime can enforce at most: Workers allow up to 5 minutes of CPU and 10,000
+// subrequests per invocation, so larger values would be silently meaningless.
+const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = { cpuMs: 300_000, subRequests: 10_000 };
+
 const tierOverride = z.strictObject(
-  Object.fromEntries(TIER_LIMIT_KEYS.map((k) => [k, limitValue.optional()])) as Record<
-    TierLimitKey,
-    z.ZodOptional<typeof limitValue>
-  >,
+  Object.fromEntries(
+    TIER_LIMIT_KEYS.map((k) => {
+      const max = RUNTIME_MAXIMA[k];
+      return [k, (max === undefined ? limitValue : limitValue.max(max, `must be at most ${max}`)).optional()];
+    }),
+  ) as Record<TierLimitKey, z.ZodOptional<typeof limitValue>>,
 );
 
 const overridesSchema = z.strictObject(
