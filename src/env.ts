@@ -5,6 +5,7 @@ import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { QueueJob } from "./queues/messages";
 import type { MetricsEventInput } from "./services/usage/record-events";
+import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {
   DB: D1Database;
@@ -37,6 +38,8 @@ export interface Env {
   DEPLOYMENT_RETENTION?: string;
   /** JSON: per-tier { cpuMs, subRequests } for each invocation (src/runtime/limits.ts). */
   TIER_RUNTIME_LIMITS?: string;
+  /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
+  TIER_LIMITS?: string;
 }
 
 const optionalString = z
@@ -53,6 +56,7 @@ const configSchema = z.object({
   SECRETS_ENCRYPTION_PREVIOUS_KEYS: optionalString,
   DISPATCH_MODE: z.enum(["loader", "namespace"]).default("loader"),
   ENVIRONMENT: z.string().default("development"),
+  TIER_LIMITS: optionalString,
 });
 
 export type Config = {
@@ -65,6 +69,7 @@ export type Config = {
   keyring: Keyring;
   dispatchMode: "loader" | "namespace";
   environment: string;
+  tierLimits: TierLimitsByTier;
 };
 
 export class ConfigError extends Error {
@@ -99,6 +104,12 @@ async function buildConfig(env: Env): Promise<Config> {
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
   }
+  let tierLimits: TierLimitsByTier;
+  try {
+    tierLimits = parseTierLimits(v.TIER_LIMITS);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   return {
     auth: {
       issuer: v.AUTH_ISSUER,
@@ -109,5 +120,6 @@ async function buildConfig(env: Env): Promise<Config> {
     keyring,
     dispatchMode: v.DISPATCH_MODE,
     environment: v.ENVIRONMENT,
+    tierLimits,
   };
 }

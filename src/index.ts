@@ -1,4 +1,5 @@
 // Wiring only: the HTTP app, the queue consumers, the cron, and the TelemetrySink entrypoint.
+import { runScheduled } from "./cron/scheduled";
 import type { Env } from "./env";
 import { createGatewayApp } from "./routes";
 
@@ -8,4 +9,5 @@ const app = createGatewayApp();
 
 export default {
   fetch: app.fetch,
+  scheduled: runScheduled,
 } satisfies ExportedHandler<Env>;

@@ -7,7 +7,9 @@ import { requestContext } from "../middleware/request-context";
 import { TELEMETRY_MAX_BODY_BYTES } from "../services/telemetry/event";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
+import { registerAuditRoutes } from "./v1/audit";
 import { registerRecentMetrics } from "./v1/metrics/recent";
+import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport, TELEMETRY_REPORT_PATH } from "./v1/telemetry/report";
 import { registerCurrentUsage } from "./v1/usage/current";
 
@@ -41,5 +43,7 @@ export function createGatewayApp(): App {
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerCurrentUsage(app);
+  registerSecretRoutes(app);
+  registerAuditRoutes(app);
   return app;
 }
