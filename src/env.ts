@@ -5,6 +5,7 @@ import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { QueueJob } from "./queues/messages";
 import type { MetricsEventInput } from "./services/usage/record-events";
+import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {
   DB: D1Database;
@@ -37,6 +38,8 @@ export interface Env {
   DEPLOYMENT_RETENTION?: string;
   /** JSON: per-tier { cpuMs, subRequests } for each invocation (src/runtime/limits.ts). */
   TIER_RUNTIME_LIMITS?: string;
+  /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
+  TIER_LIMITS?: string;
 }
 
 const optionalString = z
@@ -55,6 +58,7 @@ const configSchema = z.object({
   ENVIRONMENT: z.string().default("development"),
   // How long the gateway waits for a user script's answer (and, when streaming, between events).
   INVOKE_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
+  TIER_LIMITS: optionalString,
 });
 
 export type Config = {
@@ -68,6 +72,7 @@ export type Config = {
   dispatchMode: "loader" | "namespace";
   environment: string;
   invokeTimeoutMs: number;
+  tierLimits: TierLimitsByTier;
 };
 
 export class ConfigError extends Error {
@@ -102,6 +107,12 @@ async function buildConfig(env: Env): Promise<Config> {
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
   }
+  let tierLimits: TierLimitsByTier;
+  try {
+    tierLimits = parseTierLimits(v.TIER_LIMITS);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   return {
     auth: {
       issuer: v.AUTH_ISSUER,
@@ -113,5 +124,6 @@ async function buildConfig(env: Env): Promise<Config> {
     dispatchMode: v.DISPATCH_MODE,
     environment: v.ENVIRONMENT,
     invokeTimeoutMs: v.INVOKE_TIMEOUT_MS,
+    tierLimits,
   };
 }

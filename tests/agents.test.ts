@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { newUser } from "./helpers/auth";
+import { setTierOf } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
 
 async function createAgent(headers: Record<string, string>, name = `agent-${crypto.randomUUID().slice(0, 8)}`) {
@@ -67,7 +68,9 @@ describe("agents API", () => {
   });
 
   it("pages through agents newest first with an opaque cursor", async () => {
-    const { headers } = await newUser();
+    const user = await newUser();
+    const { headers } = user;
+    await setTierOf(user, "pro"); // five agents: more than the free tier allows
     const created = [];
     for (let i = 0; i < 5; i++) created.push(await createAgent(headers, `page-${i}`));
     const seen: string[] = [];

@@ -34,12 +34,14 @@ async function setup() {
   const user = await newUser();
   const agent = await createAgent(user.headers);
   const userId = await userIdOf(user.subject);
-  const { keyring } = await getConfig(env);
+  const { keyring, tierLimits } = await getConfig(env);
   const sent: unknown[] = [];
   const newDeployment = async (moduleCode = modules.fixedAnswer("queued")) =>
-    createDeployment({ db, userId, keyring, queue: { send: async (job) => void sent.push(job) } }, agent.id, {
-      moduleCode,
-    });
+    createDeployment(
+      { db, userId, keyring, tierLimits, queue: { send: async (job) => void sent.push(job) } },
+      agent.id,
+      { moduleCode },
+    );
   return { ...user, agent, userId, keyring, newDeployment, sent };
 }
 

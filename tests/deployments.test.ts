@@ -1,15 +1,13 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { agentSecretAad } from "../src/crypto/aad";
 import { sha256Hex } from "../src/crypto/encoding";
-import { encryptSecret } from "../src/crypto/envelope";
 import { createDb } from "../src/db/client";
 import { getConfig } from "../src/env";
 import { ApiError } from "../src/lib/errors";
-import { newId } from "../src/lib/ids";
 import { createDeployment } from "../src/services/deployments/create";
 import { MODULE_CODE_MAX_BYTES } from "../src/services/deployments/defaults";
 import * as modules from "./fixtures/modules";
+import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import {
   createAgent,
@@ -194,21 +192,12 @@ describe("deploy: the request", () => {
     }
   });
 
-  it("gives the script a snapshot of the agent's secrets taken at deploy time", async () => {
-    const { headers, subject } = await newUser();
+  it("gives the script a snapshot of the agent's secrets (set through the secrets API) taken at deploy time", async () => {
+    const { headers } = await newUser();
     const agent = await createAgent(headers);
-    const userId = await userIdOf(subject);
-    const { keyring } = await getConfig(env);
     const setSecret = async (value: string) => {
-      const ciphertext = await encryptSecret(keyring, value, agentSecretAad(agent.id, "API_KEY"));
-      const now = Date.now();
-      await env.DB.prepare(
-        `INSERT INTO agent_secrets (id, user_id, agent_id, name, ciphertext, created_at, updated_at)
-         VALUES (?, ?, ?, 'API_KEY', ?, ?, ?)
-         ON CONFLICT (agent_id, name) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at`,
-      )
-        .bind(newId("secret"), userId, agent.id, ciphertext, now, now)
-        .run();
+      const res = await call("PUT", `/v1/agents/${agent.id}/secrets/API_KEY`, { headers, body: { value } });
+      expect([200, 201]).toContain(res.status);
     };
     await setSecret("first-value");
     const v1 = await deployAndActivate(headers, agent.id, { moduleCode: modules.ENV_REPORTER });
@@ -221,23 +210,40 @@ describe("deploy: the request", () => {
     expect(stored!.c).toMatch(/^v1\./);
     expect(stored!.c).not.toContain("first-value");
 
+    // A changed secret reaches the next deployment only; rolling back brings the old value back.
     await setSecret("second-value");
     expect(JSON.parse((await answerOf(headers, agent.id)).text).API_KEY).toBe("first-value");
     await deployAndActivate(headers, agent.id, { moduleCode: modules.ENV_REPORTER });
     expect(JSON.parse((await answerOf(headers, agent.id)).text).API_KEY).toBe("second-value");
+    expect((await call("POST", `/v1/agents/${agent.id}/deployments/${v1.id}/activate`, { headers })).status).toBe(200);
+    expect(JSON.parse((await answerOf(headers, agent.id)).text).API_KEY).toBe("first-value");
+  });
+
+  it("answers 403 plan_limit_exceeded once the tier's deploys for the day are used up", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const limited = { TIER_LIMITS: JSON.stringify({ free: { deploysPerDay: 2 } }) };
+    const deployWithLimit = () => callWithEnv(limited, "POST", `/v1/agents/${agent.id}/deploy`, { headers, body: {} });
+    expect((await deployWithLimit()).status).toBe(202);
+    expect((await deployWithLimit()).status).toBe(202);
+    const problem = await expectProblem(await deployWithLimit(), 403, "plan_limit_exceeded");
+    expect(problem).toMatchObject({ limit: "deploysPerDay", tier: "free", max: 2, current: 2 });
+    const list = await json(await call("GET", `/v1/agents/${agent.id}/deployments`, { headers }));
+    expect(list.deployments).toHaveLength(2);
+    for (const d of list.deployments) await waitUntilSettled(headers, agent.id, d.id);
   });
 
   it("marks the deployment failed (and answers 503) when the deploy job cannot be queued", async () => {
     const { headers, subject } = await newUser();
     const agent = await createAgent(headers);
-    const { keyring } = await getConfig(env);
+    const { keyring, tierLimits } = await getConfig(env);
     const brokenQueue = {
       send: async () => {
         throw new Error("queue unavailable");
       },
     };
     const attempt = createDeployment(
-      { db: createDb(env.DB), userId: await userIdOf(subject), keyring, queue: brokenQueue },
+      { db: createDb(env.DB), userId: await userIdOf(subject), keyring, tierLimits, queue: brokenQueue },
       agent.id,
       {},
     );

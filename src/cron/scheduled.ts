@@ -1,12 +1,13 @@
-// The cron handler (wrangler.toml [triggers]): periodic maintenance. Each task logs one line and
-// a failing task does not stop the others.
+// The cron handler (wrangler.toml [triggers]): periodic maintenance. Each task logs one line; a
+// failing task does not stop the others, and the run fails (a visible failed cron) if any did.
 import { createDb } from "../db/client";
 import { type Env, getConfig } from "../env";
-import { describeError, logError, logInfo } from "../lib/logger";
+import { describeError, logError, logInfo, logWarn } from "../lib/logger";
 import { periodKeyOf } from "../lib/time";
 import { createRuntimeProvider } from "../runtime";
 import { enforceRetention, retentionFromEnv } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
+import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 import { reconcilePeriod } from "../services/usage/reconcile";
 
 type TaskResult = Record<string, number | string | undefined>;
@@ -16,6 +17,9 @@ type Task = {
 };
 
 const DAY_MS = 24 * 60 * 60_000;
+/** Secret re-encryption after a key rotation: rows per column per batch, batches per run. */
+export const REENCRYPT_BATCH_SIZE = 50;
+export const REENCRYPT_MAX_BATCHES = 10;
 
 const TASKS: Task[] = [
   {
@@ -49,6 +53,26 @@ const TASKS: Task[] = [
       let corrected = 0;
       for (const period of periods) corrected += (await reconcilePeriod(db, period)).corrected;
       return { periods: [...periods].join(","), corrected };
+    },
+  },
+  {
+    // Secrets still sealed under a previous SECRETS_ENCRYPTION_KEY are re-sealed under the current one.
+    name: "secrets_reencrypt",
+    run: async (env) => {
+      const report = await reencryptStaleSecrets(env, {
+        batchSize: REENCRYPT_BATCH_SIZE,
+        maxBatches: REENCRYPT_MAX_BATCHES,
+      });
+      if (report.skipped) return { skipped: "no previous keys" };
+      const totals = { scanned: 0, reencrypted: 0, conflicts: 0, failed: 0 };
+      for (const c of Object.values(report.columns)) {
+        totals.scanned += c.scanned;
+        totals.reencrypted += c.reencrypted;
+        totals.conflicts += c.conflicts;
+        totals.failed += c.failed;
+      }
+      for (const f of report.failures) logWarn("secret_reencrypt_failed", f);
+      return { currentKeyId: report.currentKeyId, ...totals, complete: String(report.complete) };
     },
   },
 ];

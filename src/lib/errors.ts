@@ -23,6 +23,7 @@ export const PROBLEMS = {
   agent_disabled: { status: 409, title: "Agent is disabled" },
   no_active_deployment: { status: 409, title: "Agent has no active deployment" },
   deployment_not_activatable: { status: 409, title: "Deployment cannot be activated" },
+  too_many_secrets: { status: 409, title: "Too many secrets" },
   payload_too_large: { status: 413, title: "Payload too large" },
   usage_limit_exceeded: { status: 429, title: "Usage limit exceeded" },
   internal_error: { status: 500, title: "Internal server error" },

@@ -7,10 +7,12 @@ import { requestContext } from "../middleware/request-context";
 import { TELEMETRY_MAX_BODY_BYTES } from "../services/telemetry/event";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
+import { registerAuditRoutes } from "./v1/audit";
 import { registerDeploymentRoutes } from "./v1/deployments";
 import { DEPLOY_BODY_LIMIT_BYTES, INVOKE_BODY_LIMIT_BYTES } from "./v1/deployments/limits";
 import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
+import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport, TELEMETRY_REPORT_PATH } from "./v1/telemetry/report";
 import { registerCurrentUsage } from "./v1/usage/current";
 
@@ -48,5 +50,7 @@ export function createGatewayApp(): App {
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerCurrentUsage(app);
+  registerSecretRoutes(app);
+  registerAuditRoutes(app);
   return app;
 }

@@ -1,10 +1,12 @@
 // Agent lifecycle. Every query is scoped by the caller's user id; another user's agent and a
 // deleted agent are both simply "not found".
-import { and, desc, eq, isNull, lt } from "drizzle-orm";
+import { and, count, desc, eq, isNull, lt, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type AgentRow, agents } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
+import { planLimitExceeded } from "../usage/plan-limits";
+import type { Tier } from "../usage/tiers";
 
 export type { AgentRow };
 
@@ -53,9 +55,15 @@ export async function listAgents(
   return { rows: rows.slice(0, input.limit), hasMore: rows.length > input.limit };
 }
 
+/**
+ * Creates an agent unless the user already has `plan.maxAgents` live agents (403
+ * plan_limit_exceeded). The count and the insert are one statement, so concurrent creates can
+ * never overshoot the limit: D1 runs each statement alone against the database.
+ */
 export async function createAgent(
   { db, userId }: Ctx,
   input: { name: string; description?: string | null },
+  plan: { tier: Tier; maxAgents: number },
 ): Promise<AgentRow> {
   const now = Date.now();
   const row: AgentRow = {
@@ -69,11 +77,24 @@ export async function createAgent(
     updatedAt: now,
     deletedAt: null,
   };
+  let inserted: number;
   try {
-    await db.insert(agents).values(row);
+    const result = await db.run(sql`
+      INSERT INTO agents (id, user_id, name, description, status, active_deployment_id, created_at, updated_at, deleted_at)
+      SELECT ${row.id}, ${userId}, ${row.name}, ${row.description}, 'active', NULL, ${now}, ${now}, NULL
+      WHERE (SELECT COUNT(*) FROM agents WHERE user_id = ${userId} AND deleted_at IS NULL) < ${plan.maxAgents}`);
+    inserted = result.meta.changes;
   } catch (err) {
     if (isUniqueViolation(err)) throw nameTaken(input.name);
     throw err;
+  }
+  if (inserted === 0) {
+    const current = await db
+      .select({ n: count() })
+      .from(agents)
+      .where(and(eq(agents.userId, userId), isNull(agents.deletedAt)))
+      .get();
+    throw planLimitExceeded({ limit: "agents", tier: plan.tier, max: plan.maxAgents, current: current?.n ?? 0 });
   }
   return row;
 }

@@ -16,6 +16,8 @@ import type { DeployJob } from "../../queues/messages";
 import { RUNTIME_PROVIDERS, type RuntimeProviderName } from "../../runtime/types";
 import { scriptNameFor } from "../../runtime/user-env";
 import { getAgent } from "../agents/agents";
+import { assertDeployAllowed } from "../usage/plan-limits";
+import type { TierLimitsByTier } from "../usage/tiers";
 import {
   DEFAULT_COMPATIBILITY_DATE,
   DEFAULT_INVOKE_PATH,
@@ -36,6 +38,7 @@ export type CreateDeploymentCtx = {
   db: Db;
   userId: string;
   keyring: Keyring;
+  tierLimits: TierLimitsByTier;
   queue: { send(job: DeployJob): Promise<unknown> };
 };
 
@@ -49,6 +52,8 @@ export async function createDeployment(
   if (agent.status === "disabled") {
     throw new ApiError("agent_disabled", `agent ${agentId} is disabled; it cannot be deployed`);
   }
+  // 403 plan_limit_exceeded once the tier's deploys for today are used up.
+  await assertDeployAllowed(ctx);
   const moduleCode = input.moduleCode ?? TEMPLATE_MODULE_CODE;
   const sizeBytes = utf8.encode(moduleCode).byteLength;
   if (sizeBytes > MODULE_CODE_MAX_BYTES) {

@@ -13,8 +13,9 @@ import { isIdOf } from "../../lib/ids";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
+import type { TierLimitsByTier } from "../usage/tiers";
+import { limitsForUser } from "../usage/user-tier";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
-import { limitsForUser } from "./limits";
 import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "./record";
 import { adaptJsonToSse, relaySse } from "./sse";
 
@@ -28,6 +29,7 @@ export type InvokeDeps = RecordInvocationCtx & {
   db: Db;
   userId: string;
   keyring: Keyring;
+  tierLimits: TierLimitsByTier;
   runtime: RuntimeProvider;
   requestId: string;
   timeoutMs: number;
@@ -45,7 +47,9 @@ export async function invokeAgent(
   const startedAt = Date.now();
   const deadline = startedAt + deps.timeoutMs;
   const deployment = await activeDeploymentOf(deps, agentId);
-  const limits = await limitsForUser(deps, deps.userId);
+  // The user's tier decides the script's CPU and subrequest limits for this invocation.
+  const { limits: tier } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
+  const limits = { cpuMs: tier.cpuMs, subRequests: tier.subRequests };
   const payload = JSON.stringify(body);
   const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id };
   const measure = (m: Pick<InvocationMeasurement, "ok" | "errorCode" | "bytesOut">) =>

@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createDb } from "../../../db/client";
 import { createAgent } from "../../../services/agents/agents";
+import { limitsForUser } from "../../../services/usage/user-tier";
 import { bearerSecurity, problemResponse, problemResponses } from "../../openapi-shared";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
@@ -33,7 +34,10 @@ const route = createRoute({
 export function registerCreateAgent(app: App) {
   app.openapi(route, async (c) => {
     const input = c.req.valid("json");
-    const agent = await createAgent({ db: createDb(c.env.DB), userId: c.get("userId") }, input);
+    const db = createDb(c.env.DB);
+    const userId = c.get("userId");
+    const { tier, limits } = await limitsForUser(db, userId, c.get("config").tierLimits);
+    const agent = await createAgent({ db, userId }, input, { tier, maxAgents: limits.agents });
     return c.json({ agent: toAgentResponse(agent) }, 201);
   });
 }

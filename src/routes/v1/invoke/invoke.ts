@@ -64,6 +64,7 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
       usageQueue: c.env.USAGE_QUEUE,
       userId: c.get("userId"),
       keyring: config.keyring,
+      tierLimits: config.tierLimits,
       runtime: createRuntimeProvider({ env: c.env, ctx: c.executionCtx as ExecutionContext, config }),
       requestId: c.get("requestId"),
       timeoutMs: config.invokeTimeoutMs,
