@@ -34,6 +34,16 @@ export default defineConfig(async () => {
             AUTH_ISSUER: "https://issuer.test",
             SECRETS_ENCRYPTION_KEY: btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32)))),
           },
+          // A recording stand-in for TelemetrySink, handed to the template under test as TELEMETRY.
+          serviceBindings: { FAKE_TELEMETRY: { name: "fake-telemetry", entrypoint: "FakeTelemetry" } },
+          workers: [
+            {
+              name: "fake-telemetry",
+              modules: true,
+              scriptPath: "./user-worker-template/test/fake-telemetry.mjs",
+              compatibilityDate: "2026-08-01",
+            },
+          ],
         },
       }),
     ],

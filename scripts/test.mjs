@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 const offline = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
 
 const steps = [
+  ["built-in template module is up to date", "node", ["scripts/build-template.mjs", "--check"]],
   ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
   ["typecheck (e2e suite, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],
   ["lint", "biome", ["check", "."]],

@@ -56,6 +56,8 @@ const configSchema = z.object({
   SECRETS_ENCRYPTION_PREVIOUS_KEYS: optionalString,
   DISPATCH_MODE: z.enum(["loader", "namespace"]).default("loader"),
   ENVIRONMENT: z.string().default("development"),
+  // How long the gateway waits for a user script's answer (and, when streaming, between events).
+  INVOKE_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
   TIER_LIMITS: optionalString,
 });
 
@@ -69,6 +71,7 @@ export type Config = {
   keyring: Keyring;
   dispatchMode: "loader" | "namespace";
   environment: string;
+  invokeTimeoutMs: number;
   tierLimits: TierLimitsByTier;
 };
 
@@ -120,6 +123,7 @@ async function buildConfig(env: Env): Promise<Config> {
     keyring,
     dispatchMode: v.DISPATCH_MODE,
     environment: v.ENVIRONMENT,
+    invokeTimeoutMs: v.INVOKE_TIMEOUT_MS,
     tierLimits,
   };
 }

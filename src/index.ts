@@ -1,6 +1,7 @@
 // Wiring only: the HTTP app, the queue consumers, the cron, and the TelemetrySink entrypoint.
-import { runScheduled } from "./cron/scheduled";
+import { handleScheduled } from "./cron/scheduled";
 import type { Env } from "./env";
+import { handleQueue } from "./queues";
 import { createGatewayApp } from "./routes";
 
 export { TelemetrySink } from "./telemetry/sink";
@@ -9,5 +10,6 @@ const app = createGatewayApp();
 
 export default {
   fetch: app.fetch,
-  scheduled: runScheduled,
+  queue: handleQueue,
+  scheduled: handleScheduled,
 } satisfies ExportedHandler<Env>;

@@ -1,42 +1,92 @@
-// The cron handler: runs each periodic task in turn, isolated from the others' failures, and
-// writes one log line per task. Tasks: re-encryption of secrets after a key rotation.
-import type { Env } from "../env";
+// The cron handler (wrangler.toml [triggers]): periodic maintenance. Each task logs one line; a
+// failing task does not stop the others, and the run fails (a visible failed cron) if any did.
+import { createDb } from "../db/client";
+import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
+import { periodKeyOf } from "../lib/time";
+import { createRuntimeProvider } from "../runtime";
+import { enforceRetention, retentionFromEnv } from "../services/cleanup/cleanup";
+import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
+import { reconcilePeriod } from "../services/usage/reconcile";
 
-/** Rows per column per batch, and batches per column per run (cron every 5 minutes). */
+type TaskResult = Record<string, number | string | undefined>;
+type Task = {
+  name: string;
+  run: (env: Env, ctx: ExecutionContext, scheduledTime: number) => Promise<TaskResult>;
+};
+
+const DAY_MS = 24 * 60 * 60_000;
+/** Secret re-encryption after a key rotation: rows per column per batch, batches per run. */
 export const REENCRYPT_BATCH_SIZE = 50;
 export const REENCRYPT_MAX_BATCHES = 10;
 
-async function reencryptTask(env: Env): Promise<void> {
-  const report = await reencryptStaleSecrets(env, {
-    batchSize: REENCRYPT_BATCH_SIZE,
-    maxBatches: REENCRYPT_MAX_BATCHES,
-  });
-  if (report.skipped) return;
-  const totals = { scanned: 0, reencrypted: 0, conflicts: 0, failed: 0 };
-  for (const c of Object.values(report.columns)) {
-    totals.scanned += c.scanned;
-    totals.reencrypted += c.reencrypted;
-    totals.conflicts += c.conflicts;
-    totals.failed += c.failed;
-  }
-  logInfo("secrets_reencrypt", { currentKeyId: report.currentKeyId, ...totals, complete: report.complete });
-  for (const f of report.failures) logWarn("secret_reencrypt_failed", f);
-}
+const TASKS: Task[] = [
+  {
+    // No deployment stays `deploying` forever (its job was lost or never finished).
+    name: "sweep_stuck_deployments",
+    run: async (env, _ctx, scheduledTime) => {
+      const failed = await sweepStuckDeployments(createDb(env.DB), Math.max(scheduledTime, Date.now()));
+      return { failed: failed.length };
+    },
+  },
+  {
+    // Older inactive (and failed) deployments lose their runtime scripts; the newest stay for rollback.
+    name: "enforce_retention",
+    run: async (env, ctx) => {
+      const config = await getConfig(env);
+      const report = await enforceRetention(
+        { db: createDb(env.DB), runtime: createRuntimeProvider({ env, ctx, config }) },
+        { keep: retentionFromEnv(env) },
+      );
+      return { removed: report.removed.length, failed: report.failed?.deploymentId };
+    },
+  },
+  {
+    // billing_usage recomputed from metrics_events: the current period, and the previous one on
+    // the first day of a month (late events of the month that just ended).
+    name: "reconcile_usage",
+    run: async (env, _ctx, scheduledTime) => {
+      const db = createDb(env.DB);
+      const now = Math.max(scheduledTime, Date.now());
+      const periods = new Set([periodKeyOf(now), periodKeyOf(now - DAY_MS)]);
+      let corrected = 0;
+      for (const period of periods) corrected += (await reconcilePeriod(db, period)).corrected;
+      return { periods: [...periods].join(","), corrected };
+    },
+  },
+  {
+    // Secrets still sealed under a previous SECRETS_ENCRYPTION_KEY are re-sealed under the current one.
+    name: "secrets_reencrypt",
+    run: async (env) => {
+      const report = await reencryptStaleSecrets(env, {
+        batchSize: REENCRYPT_BATCH_SIZE,
+        maxBatches: REENCRYPT_MAX_BATCHES,
+      });
+      if (report.skipped) return { skipped: "no previous keys" };
+      const totals = { scanned: 0, reencrypted: 0, conflicts: 0, failed: 0 };
+      for (const c of Object.values(report.columns)) {
+        totals.scanned += c.scanned;
+        totals.reencrypted += c.reencrypted;
+        totals.conflicts += c.conflicts;
+        totals.failed += c.failed;
+      }
+      for (const f of report.failures) logWarn("secret_reencrypt_failed", f);
+      return { currentKeyId: report.currentKeyId, ...totals, complete: String(report.complete) };
+    },
+  },
+];
 
-const TASKS: { name: string; run: (env: Env) => Promise<void> }[] = [{ name: "secrets_reencrypt", run: reencryptTask }];
-
-/** Runs every task even if one fails; then fails the run (visible as a failed cron) if any did. */
-export async function runScheduled(controller: ScheduledController, env: Env, _ctx: ExecutionContext): Promise<void> {
-  const failed: string[] = [];
+export async function handleScheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext) {
   for (const task of TASKS) {
     try {
-      await task.run(env);
+      logInfo("cron_task", {
+        task: task.name,
+        cron: controller.cron,
+        ...(await task.run(env, ctx, controller.scheduledTime)),
+      });
     } catch (err) {
-      failed.push(task.name);
-      logError("cron_task_failed", { task: task.name, cron: controller.cron, error: describeError(err) });
+      logError("cron_task_failed", { task: task.name, error: describeError(err) });
     }
   }
-  if (failed.length > 0) throw new Error(`cron tasks failed: ${failed.join(", ")}`);
 }

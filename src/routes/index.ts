@@ -8,6 +8,9 @@ import { TELEMETRY_MAX_BODY_BYTES } from "../services/telemetry/event";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
 import { registerAuditRoutes } from "./v1/audit";
+import { registerDeploymentRoutes } from "./v1/deployments";
+import { DEPLOY_BODY_LIMIT_BYTES, INVOKE_BODY_LIMIT_BYTES } from "./v1/deployments/limits";
+import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport, TELEMETRY_REPORT_PATH } from "./v1/telemetry/report";
@@ -16,6 +19,8 @@ import { registerCurrentUsage } from "./v1/usage/current";
 /** Body limits by path; everything not listed gets the default. */
 function bodyLimitFor(path: string): number {
   if (path === TELEMETRY_REPORT_PATH) return TELEMETRY_MAX_BODY_BYTES;
+  if (/^\/v1\/agents\/[^/]+\/deploy$/.test(path)) return DEPLOY_BODY_LIMIT_BYTES;
+  if (path.startsWith("/v1/invoke/")) return INVOKE_BODY_LIMIT_BYTES;
   return DEFAULT_BODY_LIMIT_BYTES;
 }
 
@@ -40,6 +45,8 @@ export function createGatewayApp(): App {
   app.get("/healthz", (c) => c.json({ ok: true }));
   registerDocs(app);
   registerAgentRoutes(app);
+  registerDeploymentRoutes(app);
+  registerInvokeRoutes(app);
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerCurrentUsage(app);

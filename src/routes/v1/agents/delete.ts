@@ -1,6 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createDb } from "../../../db/client";
+import { describeError, logError } from "../../../lib/logger";
 import { deleteAgent } from "../../../services/agents/agents";
 import { AgentIdParam, bearerSecurity, problemResponses } from "../../openapi-shared";
 
@@ -20,7 +21,15 @@ const route = createRoute({
 export function registerDeleteAgent(app: App) {
   app.openapi(route, async (c) => {
     const { agentId } = c.req.valid("param");
-    await deleteAgent({ db: createDb(c.env.DB), userId: c.get("userId") }, agentId);
+    const userId = c.get("userId");
+    await deleteAgent({ db: createDb(c.env.DB), userId }, agentId);
+    // Its runtime scripts are removed by a queued job (retried until the runtime confirms). The
+    // agent is gone for every API read either way, so a failed enqueue is logged, not returned.
+    try {
+      await c.env.DEPLOY_QUEUE.send({ type: "cleanup_agent_scripts", userId, agentId });
+    } catch (err) {
+      logError("cleanup_enqueue_failed", { agentId, requestId: c.get("requestId"), error: describeError(err) });
+    }
     return c.body(null, 204);
   });
 }

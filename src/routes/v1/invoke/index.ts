@@ -1,0 +1,1 @@
+export { registerInvokeRoutes } from "./invoke";

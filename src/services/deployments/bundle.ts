@@ -1,0 +1,40 @@
+// Assembles a DeploymentBundle (code + decrypted secrets) for the runtime. The plaintext lives
+// only in memory for the duration of a deploy or a cold invoke; it is never logged or stored.
+import { and, eq } from "drizzle-orm";
+import { secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
+import { toBase64Url } from "../../crypto/encoding";
+import { decryptSecret, decryptSecretText } from "../../crypto/envelope";
+import type { Keyring } from "../../crypto/keys";
+import type { Db } from "../../db/client";
+import { deploymentArtifacts } from "../../db/schema";
+import type { DeploymentBundle, RuntimeProviderName } from "../../runtime/types";
+import type { DeploymentRow } from "./deployments";
+
+export async function loadDeploymentBundle(
+  ctx: { db: Db; keyring: Keyring },
+  row: DeploymentRow,
+): Promise<DeploymentBundle> {
+  const artifact = await ctx.db.query.deploymentArtifacts.findFirst({
+    columns: { moduleCode: true },
+    where: and(eq(deploymentArtifacts.id, row.artifactId), eq(deploymentArtifacts.userId, row.userId)),
+  });
+  if (!artifact) throw new Error(`artifact ${row.artifactId} of deployment ${row.id} is missing`);
+  const telemetryKey = await decryptSecret(ctx.keyring, row.telemetrySecretCiphertext, telemetrySecretAad(row.id));
+  const secrets = row.secretsSnapshotCiphertext
+    ? (JSON.parse(
+        await decryptSecretText(ctx.keyring, row.secretsSnapshotCiphertext, secretsSnapshotAad(row.id)),
+      ) as Record<string, string>)
+    : {};
+  return {
+    deploymentId: row.id,
+    userId: row.userId,
+    agentId: row.agentId,
+    scriptName: row.scriptName,
+    runtimeProvider: row.runtimeProvider as RuntimeProviderName,
+    mainModuleName: row.mainModuleName,
+    moduleCode: artifact.moduleCode,
+    compatibilityDate: row.compatibilityDate,
+    telemetrySecret: toBase64Url(telemetryKey),
+    secrets,
+  };
+}

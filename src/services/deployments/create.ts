@@ -1,0 +1,164 @@
+// POST /v1/agents/:agentId/deploy: validates the payload, stores the code as a content-addressed
+// artifact, creates the deployment (`deploying`) with a fresh telemetry secret and a snapshot of
+// the agent's secrets (both encrypted), and queues the deploy job. The queue consumer does the rest.
+import { and, eq, sql } from "drizzle-orm";
+import { TEMPLATE_MODULE_CODE } from "../../../user-worker-template/dist/template-module";
+import { agentSecretAad, secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
+import { sha256Hex, utf8 } from "../../crypto/encoding";
+import { decryptSecretText, encryptSecret } from "../../crypto/envelope";
+import type { Keyring } from "../../crypto/keys";
+import type { Db } from "../../db/client";
+import { agentSecrets, deploymentArtifacts, deployments } from "../../db/schema";
+import { ApiError } from "../../lib/errors";
+import { newId } from "../../lib/ids";
+import { describeError, logError } from "../../lib/logger";
+import type { DeployJob } from "../../queues/messages";
+import { RUNTIME_PROVIDERS, type RuntimeProviderName } from "../../runtime/types";
+import { scriptNameFor } from "../../runtime/user-env";
+import { getAgent } from "../agents/agents";
+import { assertDeployAllowed } from "../usage/plan-limits";
+import type { TierLimitsByTier } from "../usage/tiers";
+import {
+  DEFAULT_COMPATIBILITY_DATE,
+  DEFAULT_INVOKE_PATH,
+  DEFAULT_MAIN_MODULE_NAME,
+  MODULE_CODE_MAX_BYTES,
+} from "./defaults";
+import type { DeploymentRow } from "./deployments";
+
+export type DeployInput = {
+  moduleCode?: string;
+  runtimeProvider?: string;
+  compatibilityDate?: string;
+  invokePath?: string;
+  mainModuleName?: string;
+};
+
+export type CreateDeploymentCtx = {
+  db: Db;
+  userId: string;
+  keyring: Keyring;
+  tierLimits: TierLimitsByTier;
+  queue: { send(job: DeployJob): Promise<unknown> };
+};
+
+export async function createDeployment(
+  ctx: CreateDeploymentCtx,
+  agentId: string,
+  input: DeployInput,
+): Promise<DeploymentRow> {
+  const runtimeProvider = checkRuntimeProvider(input.runtimeProvider);
+  const agent = await getAgent(ctx, agentId);
+  if (agent.status === "disabled") {
+    throw new ApiError("agent_disabled", `agent ${agentId} is disabled; it cannot be deployed`);
+  }
+  // 403 plan_limit_exceeded once the tier's deploys for today are used up.
+  await assertDeployAllowed(ctx);
+  const moduleCode = input.moduleCode ?? TEMPLATE_MODULE_CODE;
+  const sizeBytes = utf8.encode(moduleCode).byteLength;
+  if (sizeBytes > MODULE_CODE_MAX_BYTES) {
+    throw new ApiError(
+      "payload_too_large",
+      `moduleCode is ${sizeBytes} bytes; the limit is ${MODULE_CODE_MAX_BYTES} bytes`,
+      { extra: { limitBytes: MODULE_CODE_MAX_BYTES }, errors: [{ location: "body.moduleCode", message: "too large" }] },
+    );
+  }
+
+  const now = Date.now();
+  const deploymentId = newId("deployment", now);
+  const sha256 = await sha256Hex(moduleCode);
+  const telemetrySecret = crypto.getRandomValues(new Uint8Array(32));
+  const row: DeploymentRow = {
+    id: deploymentId,
+    userId: ctx.userId,
+    agentId,
+    status: "deploying",
+    runtimeProvider,
+    compatibilityDate: input.compatibilityDate ?? DEFAULT_COMPATIBILITY_DATE,
+    invokePath: input.invokePath ?? DEFAULT_INVOKE_PATH,
+    mainModuleName: input.mainModuleName ?? DEFAULT_MAIN_MODULE_NAME,
+    artifactId: "",
+    moduleSha256: sha256,
+    // The raw 32 key bytes, sealed; the user script receives their base64url as TELEMETRY_SECRET.
+    telemetrySecretCiphertext: await encryptSecret(ctx.keyring, telemetrySecret, telemetrySecretAad(deploymentId)),
+    secretsSnapshotCiphertext: await snapshotAgentSecrets(ctx, agentId, deploymentId),
+    scriptName: scriptNameFor(deploymentId),
+    errorMessage: null,
+    claimedAt: null,
+    activatedAt: null,
+    firstActivatedAt: null,
+    scriptRemovedAt: null,
+    createdAt: now,
+    updatedAt: now,
+  };
+
+  // Content-addressed per user: the same bytes deployed twice share one artifact row.
+  const artifactIdQuery = sql`(SELECT ${deploymentArtifacts.id} FROM ${deploymentArtifacts}
+    WHERE ${deploymentArtifacts.userId} = ${ctx.userId} AND ${deploymentArtifacts.sha256} = ${sha256})`;
+  const [, [inserted]] = await ctx.db.batch([
+    ctx.db
+      .insert(deploymentArtifacts)
+      .values({ id: newId("artifact", now), userId: ctx.userId, sha256, moduleCode, sizeBytes, createdAt: now })
+      .onConflictDoNothing({ target: [deploymentArtifacts.userId, deploymentArtifacts.sha256] }),
+    ctx.db
+      .insert(deployments)
+      .values({ ...row, artifactId: artifactIdQuery })
+      .returning(),
+  ]);
+  if (!inserted) throw new Error("deployment row missing after insert");
+
+  try {
+    await ctx.queue.send({ deploymentId });
+  } catch (err) {
+    // Without its job the deployment would sit in `deploying` until the sweep: fail it now, visibly.
+    logError("deploy_enqueue_failed", { deploymentId, error: describeError(err) });
+    await ctx.db
+      .update(deployments)
+      .set({
+        status: "failed",
+        errorMessage: "the deploy job could not be queued; deploy again",
+        updatedAt: Date.now(),
+      })
+      .where(and(eq(deployments.id, deploymentId), eq(deployments.status, "deploying")));
+    throw new ApiError(
+      "service_unavailable",
+      "the deploy queue is unavailable; the deployment was marked failed, deploy again shortly",
+      {
+        headers: { "retry-after": "5" },
+        extra: { deploymentId },
+      },
+    );
+  }
+  return inserted;
+}
+
+function checkRuntimeProvider(value: string | undefined): RuntimeProviderName {
+  if (value === undefined) return "cloudflare";
+  const allowed: readonly string[] = RUNTIME_PROVIDERS;
+  if (allowed.includes(value)) return value as RuntimeProviderName;
+  throw new ApiError(
+    "unsupported_runtime_provider",
+    `runtimeProvider "${value.slice(0, 40)}" is not supported; allowed values: ${RUNTIME_PROVIDERS.join(", ")}`,
+    {
+      errors: [{ location: "body.runtimeProvider", message: `must be one of: ${RUNTIME_PROVIDERS.join(", ")}` }],
+      extra: { allowed: [...RUNTIME_PROVIDERS] },
+    },
+  );
+}
+
+/** The agent's secrets now, as one envelope bound to the new deployment; null when there are none. */
+async function snapshotAgentSecrets(
+  ctx: { db: Db; userId: string; keyring: Keyring },
+  agentId: string,
+  deploymentId: string,
+): Promise<string | null> {
+  const rows = await ctx.db
+    .select({ name: agentSecrets.name, ciphertext: agentSecrets.ciphertext })
+    .from(agentSecrets)
+    .where(and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.userId, ctx.userId)));
+  if (rows.length === 0) return null;
+  const values: Record<string, string> = {};
+  for (const r of rows)
+    values[r.name] = await decryptSecretText(ctx.keyring, r.ciphertext, agentSecretAad(agentId, r.name));
+  return encryptSecret(ctx.keyring, JSON.stringify(values), secretsSnapshotAad(deploymentId));
+}

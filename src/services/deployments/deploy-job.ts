@@ -1,0 +1,208 @@
+// The deploy job, as the queue consumer runs it: claim, provider.deploy, then one batch that makes
+// the deployment active and moves the agent's pointer (or leaves it inactive when a newer
+// deployment of the agent is already active). Also the dead-letter and cron paths that end a
+// deployment `failed` so none stays `deploying` forever.
+//
+// The claim is `claimed_at`, set by a conditional UPDATE; its value is the claim's token. A holder
+// that hits a transient error releases its claim before asking the queue to retry, so its retry
+// can claim again; a concurrent duplicate delivery finds a live claim and comes back after the
+// lease, by which time the deployment is normally finished and the duplicate is acked unchanged.
+// Every write after the claim is conditioned on the token, so a holder whose lease lapsed (and was
+// taken over) cannot change anything.
+import { and, eq, isNull, lt, lte, ne, or, sql } from "drizzle-orm";
+import { DecryptionError } from "../../crypto/envelope";
+import type { Keyring } from "../../crypto/keys";
+import type { Db } from "../../db/client";
+import { agents, deployments } from "../../db/schema";
+import { describeError } from "../../lib/logger";
+import type { DeployJob } from "../../queues/messages";
+import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import { loadDeploymentBundle } from "./bundle";
+
+/** How long a claim protects a deployment from other deliveries of its job. */
+export const CLAIM_LEASE_MS = 60_000;
+/** Deliveries of one job: `max_retries` (4) + 1 in wrangler.toml's deploy-jobs consumer. */
+export const DEPLOY_MAX_ATTEMPTS = 5;
+/** A deployment still `deploying` this long after creation is failed by the cron sweep. */
+export const STUCK_DEPLOYMENT_MS = 10 * 60_000;
+
+export type DeployJobDeps = { db: Db; keyring: Keyring; runtime: RuntimeProvider };
+
+export type DeployJobOutcome =
+  | { action: "ack"; result: "active" | "inactive" | "failed" | "already_finished" | "not_found" | "claim_lost" }
+  | { action: "retry"; delaySeconds: number; result: "transient_error" | "claimed_elsewhere"; error?: string };
+
+/** Exponential backoff for the n-th delivery (1-based): 2, 4, 8, 16 … seconds, capped at a minute. */
+export function retryDelaySeconds(attempts: number): number {
+  return Math.min(60, 2 ** Math.max(1, attempts));
+}
+
+export async function processDeployJob(
+  deps: DeployJobDeps,
+  job: DeployJob,
+  attempts: number,
+): Promise<DeployJobOutcome> {
+  const { db } = deps;
+  const claim = Date.now();
+  const [claimed] = await db
+    .update(deployments)
+    .set({ claimedAt: claim, updatedAt: claim })
+    .where(
+      and(
+        eq(deployments.id, job.deploymentId),
+        eq(deployments.status, "deploying"),
+        or(isNull(deployments.claimedAt), lte(deployments.claimedAt, claim - CLAIM_LEASE_MS)),
+      ),
+    )
+    .returning();
+
+  if (!claimed) {
+    const row = await db.query.deployments.findFirst({
+      columns: { status: true, claimedAt: true },
+      where: eq(deployments.id, job.deploymentId),
+    });
+    if (!row) return { action: "ack", result: "not_found" };
+    if (row.status !== "deploying") return { action: "ack", result: "already_finished" };
+    const leaseLeftMs = (row.claimedAt ?? claim) + CLAIM_LEASE_MS - claim;
+    return { action: "retry", result: "claimed_elsewhere", delaySeconds: Math.max(1, Math.ceil(leaseLeftMs / 1000)) };
+  }
+
+  try {
+    const bundle = await loadDeploymentBundle(deps, claimed);
+    await deps.runtime.deploy(bundle);
+  } catch (err) {
+    const retryable = isRetryable(err);
+    if (retryable && attempts < DEPLOY_MAX_ATTEMPTS) {
+      await db
+        .update(deployments)
+        .set({ claimedAt: null, updatedAt: Date.now() })
+        .where(and(eq(deployments.id, claimed.id), eq(deployments.claimedAt, claim)));
+      return {
+        action: "retry",
+        result: "transient_error",
+        delaySeconds: retryDelaySeconds(attempts),
+        error: describeError(err),
+      };
+    }
+    const reason = readableError(err);
+    const message = retryable ? `deploy failed after ${attempts} attempts: ${reason}` : reason;
+    const failed = await db
+      .update(deployments)
+      .set({ status: "failed", errorMessage: message, updatedAt: Date.now() })
+      .where(and(eq(deployments.id, claimed.id), eq(deployments.status, "deploying"), eq(deployments.claimedAt, claim)))
+      .returning({ id: deployments.id });
+    return { action: "ack", result: failed.length > 0 ? "failed" : "claim_lost" };
+  }
+
+  return finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+}
+
+/**
+ * One batch: move the agent's pointer to this deployment unless a newer one (ids sort by creation
+ * time) is already active, demote the previously active deployment, and set this one `active`
+ * or `inactive` according to where the pointer ended. Each statement requires that we still hold
+ * the claim, so a finalize after a lost claim changes nothing.
+ */
+async function finalizeDeployment(db: Db, deploymentId: string, agentId: string, claim: number) {
+  const now = Date.now();
+  const stillClaimed = sql`EXISTS (SELECT 1 FROM "deployments" AS "d" WHERE "d"."id" = ${deploymentId}
+    AND "d"."status" = 'deploying' AND "d"."claimed_at" = ${claim})`;
+  const pointerIsThis = sql`(SELECT "a"."active_deployment_id" FROM "agents" AS "a" WHERE "a"."id" = ${agentId}) = ${deploymentId}`;
+  const [, , finished] = await db.batch([
+    db
+      .update(agents)
+      .set({ activeDeploymentId: deploymentId, updatedAt: now })
+      .where(
+        and(
+          eq(agents.id, agentId),
+          isNull(agents.deletedAt),
+          or(isNull(agents.activeDeploymentId), lt(agents.activeDeploymentId, deploymentId)),
+          stillClaimed,
+        ),
+      ),
+    db
+      .update(deployments)
+      .set({ status: "inactive", updatedAt: now })
+      .where(
+        and(
+          eq(deployments.agentId, agentId),
+          eq(deployments.status, "active"),
+          ne(deployments.id, deploymentId),
+          pointerIsThis,
+          stillClaimed,
+        ),
+      ),
+    db
+      .update(deployments)
+      .set({
+        status: sql`CASE WHEN ${pointerIsThis} THEN 'active' ELSE 'inactive' END`,
+        activatedAt: sql`CASE WHEN ${pointerIsThis} THEN ${now} ELSE "activated_at" END`,
+        firstActivatedAt: sql`CASE WHEN ${pointerIsThis} THEN ${now} ELSE "first_activated_at" END`,
+        errorMessage: null,
+        updatedAt: now,
+      })
+      .where(
+        and(eq(deployments.id, deploymentId), eq(deployments.status, "deploying"), eq(deployments.claimedAt, claim)),
+      )
+      .returning({ status: deployments.status }),
+  ]);
+  const status = finished[0]?.status;
+  if (status === "active" || status === "inactive") return { action: "ack" as const, result: status };
+  return { action: "ack" as const, result: "claim_lost" as const };
+}
+
+function isRetryable(err: unknown): boolean {
+  if (err instanceof RuntimeError) return err.retryable;
+  if (err instanceof DecryptionError) return false;
+  // Anything else (D1 hiccups, network) may pass; the attempt count bounds it.
+  return true;
+}
+
+function readableError(err: unknown): string {
+  if (err instanceof RuntimeError) return err.message;
+  if (err instanceof DecryptionError) {
+    return "the deployment's secrets could not be decrypted (was SECRETS_ENCRYPTION_KEY changed without keeping the old key in SECRETS_ENCRYPTION_PREVIOUS_KEYS?)";
+  }
+  return describeError(err);
+}
+
+/** The dead-letter path: the job ran out of deliveries without finishing the deployment. */
+export async function failDeadLetteredDeployment(db: Db, deploymentId: string): Promise<boolean> {
+  const now = Date.now();
+  const rows = await db
+    .update(deployments)
+    .set({
+      status: "failed",
+      errorMessage: "the deploy job exhausted its retries without finishing; deploy again",
+      updatedAt: now,
+    })
+    .where(
+      and(
+        eq(deployments.id, deploymentId),
+        eq(deployments.status, "deploying"),
+        or(isNull(deployments.claimedAt), lte(deployments.claimedAt, now - CLAIM_LEASE_MS)),
+      ),
+    )
+    .returning({ id: deployments.id });
+  return rows.length > 0;
+}
+
+/** The cron path: fails deployments left `deploying` (and unclaimed) past STUCK_DEPLOYMENT_MS. */
+export async function sweepStuckDeployments(db: Db, now = Date.now()): Promise<string[]> {
+  const rows = await db
+    .update(deployments)
+    .set({
+      status: "failed",
+      errorMessage: `the deployment did not finish within ${STUCK_DEPLOYMENT_MS / 60_000} minutes; deploy again`,
+      updatedAt: now,
+    })
+    .where(
+      and(
+        eq(deployments.status, "deploying"),
+        lt(deployments.createdAt, now - STUCK_DEPLOYMENT_MS),
+        or(isNull(deployments.claimedAt), lte(deployments.claimedAt, now - CLAIM_LEASE_MS)),
+      ),
+    )
+    .returning({ id: deployments.id });
+  return rows.map((r) => r.id);
+}

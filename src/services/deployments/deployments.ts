@@ -1,0 +1,124 @@
+// Reading and activating deployments. Every query is scoped by the caller's user id (through
+// getAgent, which also hides deleted agents); another user's deployment is "not found".
+// A deployment whose runtime script was removed (script_removed_at, see services/cleanup) can no
+// longer be activated. Invariant kept by every write here and in deploy-job.ts, each a db.batch:
+// a deployment is `active` exactly when its agent's active_deployment_id names it.
+import { and, desc, eq, inArray, ne, sql } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { agents, type DeploymentStatus, deployments } from "../../db/schema";
+import { ApiError } from "../../lib/errors";
+import { isIdOf } from "../../lib/ids";
+import { getAgent } from "../agents/agents";
+
+export type DeploymentRow = typeof deployments.$inferSelect;
+
+type Ctx = { db: Db; userId: string };
+
+export function deploymentNotFound(deploymentId: string): ApiError {
+  return new ApiError("not_found", `deployment ${deploymentId} not found`);
+}
+
+export async function getDeployment(ctx: Ctx, agentId: string, deploymentId: string): Promise<DeploymentRow> {
+  await getAgent(ctx, agentId);
+  if (!isIdOf("deployment", deploymentId)) throw deploymentNotFound(deploymentId);
+  const row = await ctx.db.query.deployments.findFirst({
+    where: and(eq(deployments.id, deploymentId), eq(deployments.agentId, agentId), eq(deployments.userId, ctx.userId)),
+  });
+  if (!row) throw deploymentNotFound(deploymentId);
+  return row;
+}
+
+export async function listDeployments(
+  ctx: Ctx,
+  agentId: string,
+  input: { limit: number; status?: DeploymentStatus; includeInactive: boolean },
+): Promise<DeploymentRow[]> {
+  await getAgent(ctx, agentId);
+  return ctx.db
+    .select()
+    .from(deployments)
+    .where(
+      and(
+        eq(deployments.agentId, agentId),
+        eq(deployments.userId, ctx.userId),
+        input.status ? eq(deployments.status, input.status) : undefined,
+        input.includeInactive ? undefined : ne(deployments.status, "inactive"),
+      ),
+    )
+    .orderBy(desc(deployments.createdAt), desc(deployments.id))
+    .limit(input.limit);
+}
+
+/**
+ * Rollback (ADR-0005): points the agent at an earlier deployment that once went active. One
+ * batch: move the pointer (only if the target qualifies), demote the previously active one, and
+ * promote the target, the last two conditioned on the pointer having moved.
+ */
+export async function activateDeployment(ctx: Ctx, agentId: string, deploymentId: string): Promise<DeploymentRow> {
+  const agent = await getAgent(ctx, agentId);
+  if (agent.status === "disabled") {
+    throw new ApiError("agent_disabled", `agent ${agentId} is disabled; its deployments cannot be activated`);
+  }
+  const target = await getDeployment(ctx, agentId, deploymentId);
+  if (target.status === "active" && agent.activeDeploymentId === deploymentId) return target;
+
+  const { db } = ctx;
+  const now = Date.now();
+  const pointsAtTarget = sql`(SELECT ${agents.activeDeploymentId} FROM ${agents} WHERE ${agents.id} = ${agentId}) = ${deploymentId}`;
+  const [moved] = await db.batch([
+    db
+      .update(agents)
+      .set({ activeDeploymentId: deploymentId, updatedAt: now })
+      .where(
+        and(
+          eq(agents.id, agentId),
+          eq(agents.userId, ctx.userId),
+          sql`${agents.deletedAt} IS NULL`,
+          eq(agents.status, "active"),
+          sql`EXISTS (SELECT 1 FROM ${deployments} WHERE ${deployments.id} = ${deploymentId}
+                AND ${deployments.agentId} = ${agentId} AND ${deployments.firstActivatedAt} IS NOT NULL
+                AND ${deployments.scriptRemovedAt} IS NULL AND ${deployments.status} IN ('active', 'inactive'))`,
+        ),
+      )
+      .returning({ id: agents.id }),
+    db
+      .update(deployments)
+      .set({ status: "inactive", updatedAt: now })
+      .where(
+        and(
+          eq(deployments.agentId, agentId),
+          eq(deployments.status, "active"),
+          ne(deployments.id, deploymentId),
+          pointsAtTarget,
+        ),
+      ),
+    db
+      .update(deployments)
+      .set({ status: "active", activatedAt: now, updatedAt: now })
+      .where(and(eq(deployments.id, deploymentId), inArray(deployments.status, ["inactive"]), pointsAtTarget)),
+  ]);
+  if (moved.length === 0) {
+    // Re-read to say precisely why (the agent may have changed between our reads and the batch).
+    const fresh = await getAgent(ctx, agentId);
+    if (fresh.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+    const current = await getDeployment(ctx, agentId, deploymentId);
+    throw notActivatable(current);
+  }
+  return getDeployment(ctx, agentId, deploymentId);
+}
+
+function notActivatable(row: DeploymentRow): ApiError {
+  const why =
+    row.status === "failed"
+      ? "it failed to deploy"
+      : row.status === "deploying"
+        ? "it is still deploying"
+        : row.scriptRemovedAt !== null
+          ? "its code was removed from the runtime (retention keeps only the newest inactive deployments)"
+          : "it never became active";
+  return new ApiError(
+    "deployment_not_activatable",
+    `deployment ${row.id} cannot be activated: ${why}; only a deployment that was once active can be rolled back to`,
+    { extra: { deploymentStatus: row.status } },
+  );
+}

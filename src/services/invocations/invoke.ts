@@ -1,0 +1,253 @@
+// POST /v1/invoke/:agentId and /stream: route to the agent's active deployment, forward the
+// invoke/v1 request to its invokePath, and pass the answer through. JSON answers are checked
+// against invoke/v1 before they are returned; /stream relays the agent's SSE event by event (a
+// JSON answer is adapted to delta + done). The user's POST is never retried. The gateway's own
+// measurement is recorded off the response path.
+import { and, eq, isNull } from "drizzle-orm";
+import { utf8 } from "../../crypto/encoding";
+import type { Keyring } from "../../crypto/keys";
+import type { Db } from "../../db/client";
+import { agents, deployments } from "../../db/schema";
+import { ApiError, type ProblemCode } from "../../lib/errors";
+import { isIdOf } from "../../lib/ids";
+import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import { agentNotFound } from "../agents/agents";
+import { loadDeploymentBundle } from "../deployments/bundle";
+import type { TierLimitsByTier } from "../usage/tiers";
+import { limitsForUser } from "../usage/user-tier";
+import { AgentResponseSchema, type InvokeRequest } from "./contract";
+import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "./record";
+import { adaptJsonToSse, relaySse } from "./sse";
+
+export const DEPLOYMENT_ID_HEADER = "x-deployment-id";
+/** Largest JSON answer the gateway reads from an agent. */
+export const MAX_AGENT_JSON_BYTES = 4 * 1024 * 1024;
+
+const INTERNAL_ORIGIN = "https://agent.webhost.internal";
+
+export type InvokeDeps = RecordInvocationCtx & {
+  db: Db;
+  userId: string;
+  keyring: Keyring;
+  tierLimits: TierLimitsByTier;
+  runtime: RuntimeProvider;
+  requestId: string;
+  timeoutMs: number;
+  waitUntil: (promise: Promise<unknown>) => void;
+};
+
+class InvokeTimeout extends Error {}
+
+export async function invokeAgent(
+  deps: InvokeDeps,
+  agentId: string,
+  body: InvokeRequest,
+  opts: { stream: boolean },
+): Promise<Response> {
+  const startedAt = Date.now();
+  const deadline = startedAt + deps.timeoutMs;
+  const deployment = await activeDeploymentOf(deps, agentId);
+  // The user's tier decides the script's CPU and subrequest limits for this invocation.
+  const { limits: tier } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
+  const limits = { cpuMs: tier.cpuMs, subRequests: tier.subRequests };
+  const payload = JSON.stringify(body);
+  const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id };
+  const measure = (m: Pick<InvocationMeasurement, "ok" | "errorCode" | "bytesOut">) =>
+    deps.waitUntil(
+      recordInvocation(deps, {
+        requestId: deps.requestId,
+        userId: deps.userId,
+        agentId,
+        deploymentId: deployment.id,
+        runtimeProvider: deployment.runtimeProvider,
+        startedAt,
+        durationMs: Date.now() - startedAt,
+        bytesIn: utf8.encode(payload).byteLength,
+        streaming: opts.stream,
+        ...m,
+      }),
+    );
+  const failWith = (err: ApiError): never => {
+    measure({ ok: false, errorCode: err.code, bytesOut: 0 });
+    throw err;
+  };
+
+  const abort = new AbortController();
+  const target: InvokeTarget = {
+    deploymentId: deployment.id,
+    userId: deps.userId,
+    agentId,
+    scriptName: deployment.scriptName,
+    loadBundle: () => loadDeploymentBundle(deps, deployment),
+  };
+  const request = new Request(`${INTERNAL_ORIGIN}${deployment.invokePath}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: opts.stream ? "text/event-stream" : "application/json",
+      "x-request-id": deps.requestId,
+    },
+    body: payload,
+    signal: abort.signal,
+  });
+
+  let upstream: Response;
+  try {
+    upstream = await beforeDeadline(deps.runtime.invoke(target, request, { limits }), deadline, abort);
+  } catch (err) {
+    return failWith(upstreamProblem(err, deps.timeoutMs, headers));
+  }
+
+  if (!upstream.ok) {
+    const text = await beforeDeadline(upstream.text(), deadline, abort).catch(() => "");
+    return failWith(
+      new ApiError("upstream_error", `the agent answered with HTTP ${upstream.status}`, {
+        headers,
+        extra: { agentStatus: upstream.status, agentBody: text.slice(0, 2048) },
+      }),
+    );
+  }
+
+  const contentType = upstream.headers.get("content-type") ?? "";
+  if (opts.stream && /^text\/event-stream/i.test(contentType) && upstream.body) {
+    const relayed = relaySse(upstream.body, {
+      idleTimeoutMs: deps.timeoutMs,
+      onEnd: ({ ok, errorCode, bytesOut }) => measure({ ok, errorCode, bytesOut }),
+    });
+    return new Response(relayed, {
+      status: 200,
+      headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+    });
+  }
+
+  // A JSON answer (for /stream too, where it is adapted): read it whole, within the deadline.
+  let answer: ReturnType<typeof AgentResponseSchema.parse>;
+  let text: string;
+  try {
+    text = await beforeDeadline(readBounded(upstream, MAX_AGENT_JSON_BYTES), deadline, abort);
+  } catch (err) {
+    return failWith(upstreamProblem(err, deps.timeoutMs, headers));
+  }
+  try {
+    answer = AgentResponseSchema.parse(JSON.parse(text));
+  } catch {
+    return failWith(
+      new ApiError(
+        "upstream_invalid_response",
+        `the agent's answer is not an invoke/v1 response (expected JSON with output.text; got ${describeBody(contentType, text)})`,
+        { headers },
+      ),
+    );
+  }
+  if (opts.stream) {
+    const bytes = adaptJsonToSse(answer);
+    measure({ ok: true, bytesOut: bytes.byteLength });
+    return new Response(bytes, {
+      status: 200,
+      headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+    });
+  }
+  measure({ ok: true, bytesOut: utf8.encode(text).byteLength });
+  return new Response(text, { status: 200, headers: { ...headers, "content-type": "application/json" } });
+}
+
+/**
+ * The agent (tenant-scoped, live, enabled) and its active deployment, in one query: 404 for an
+ * unknown or foreign agent, 409 when it is disabled or has no active deployment.
+ */
+async function activeDeploymentOf(deps: { db: Db; userId: string }, agentId: string) {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const [found] = await deps.db
+    .select({ agentStatus: agents.status, deployment: deployments })
+    .from(agents)
+    .leftJoin(
+      deployments,
+      and(
+        eq(deployments.id, agents.activeDeploymentId),
+        eq(deployments.userId, agents.userId),
+        eq(deployments.status, "active"),
+      ),
+    )
+    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
+    .limit(1);
+  if (!found) throw agentNotFound(agentId);
+  if (found.agentStatus === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+  if (!found.deployment) {
+    throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
+  }
+  return found.deployment;
+}
+
+/** Rejects with InvokeTimeout (and aborts the agent's request) if `work` is not done by `deadline`. */
+async function beforeDeadline<T>(work: Promise<T>, deadline: number, abort: AbortController): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => {
+        reject(new InvokeTimeout());
+        abort.abort(new InvokeTimeout());
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    if (timer !== null) clearTimeout(timer);
+  }
+}
+
+async function readBounded(res: Response, maxBytes: number): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw new RuntimeError("invalid_response", `the agent's answer exceeds ${maxBytes} bytes`, false);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+function describeBody(contentType: string, text: string): string {
+  const kind = contentType ? `${contentType.split(";")[0]}` : "no content type";
+  return text.length === 0 ? `an empty body (${kind})` : `${kind}: ${JSON.stringify(text.slice(0, 80))}`;
+}
+
+const RUNTIME_PROBLEMS: Record<RuntimeError["code"], ProblemCode> = {
+  script_not_found: "upstream_not_found",
+  limit_exceeded: "upstream_limit_exceeded",
+  exception: "upstream_exception",
+  load_failed: "upstream_exception",
+  timeout: "upstream_timeout",
+  invalid_response: "upstream_invalid_response",
+  unavailable: "upstream_error",
+};
+
+function upstreamProblem(err: unknown, timeoutMs: number, headers: Record<string, string>): ApiError {
+  if (err instanceof InvokeTimeout || (err instanceof Error && err.name === "AbortError")) {
+    return new ApiError("upstream_timeout", `the agent did not answer within ${timeoutMs} ms`, { headers });
+  }
+  if (err instanceof RuntimeError) {
+    const detail =
+      err.code === "timeout"
+        ? `the agent did not answer: ${err.message}`
+        : err.code === "load_failed"
+          ? `the agent's module failed to start: ${err.message}`
+          : `the agent failed: ${err.message}`;
+    return new ApiError(RUNTIME_PROBLEMS[err.code], detail.slice(0, 600), { headers, cause: err });
+  }
+  return new ApiError("upstream_error", "the agent could not be reached", { headers, cause: err });
+}

@@ -1,0 +1,120 @@
+// Server-sent events between the user script and the client: a relay that forwards the agent's
+// events one by one as they complete (never buffering the whole answer), the JSON-to-SSE adapter,
+// and the `error` event that ends a stream that failed after it started.
+
+const encoder = new TextEncoder();
+
+export function sseEvent(name: "delta" | "done" | "error", data: unknown): Uint8Array {
+  return encoder.encode(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+/** A JSON answer as a stream: its whole text as one `delta`, then `done` with the answer. */
+export function adaptJsonToSse(answer: { output: { text: string } }): Uint8Array {
+  const delta = sseEvent("delta", { text: answer.output.text });
+  const done = sseEvent("done", answer);
+  const out = new Uint8Array(delta.byteLength + done.byteLength);
+  out.set(delta, 0);
+  out.set(done, delta.byteLength);
+  return out;
+}
+
+export type RelayEnd = { ok: boolean; errorCode?: string; bytesOut: number };
+
+class IdleTimeout extends Error {}
+
+function readWithin<T>(read: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IdleTimeout()), ms);
+  });
+  return Promise.race([read, timeout]).finally(() => {
+    if (timer !== null) clearTimeout(timer);
+  });
+}
+
+/** Name of an SSE event block (`message` when it has no `event:` line). */
+function eventName(block: string): string {
+  for (const line of block.split("\n")) if (line.startsWith("event:")) return line.slice(6).trim();
+  return "message";
+}
+
+/**
+ * Relays the agent's SSE stream. Each complete event is forwarded as soon as its blank line
+ * arrives; the stream ends after the agent's `done` or `error` event. If the agent's stream
+ * fails, stalls for longer than `idleTimeoutMs`, or ends without `done`, the client gets an
+ * `error` event ({ code, message }) and the stream closes. `onEnd` runs exactly once.
+ */
+export function relaySse(
+  upstream: ReadableStream<Uint8Array>,
+  opts: { idleTimeoutMs: number; onEnd: (end: RelayEnd) => void },
+): ReadableStream<Uint8Array> {
+  const reader = upstream.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let bytesOut = 0;
+  let ended = false;
+
+  const end = (
+    controller: ReadableStreamDefaultController<Uint8Array> | undefined,
+    result: Omit<RelayEnd, "bytesOut">,
+  ) => {
+    if (ended) return;
+    ended = true;
+    if (controller) controller.close();
+    reader.cancel().catch(() => {});
+    opts.onEnd({ ...result, bytesOut });
+  };
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
+    if (ended) return;
+    bytesOut += bytes.byteLength;
+    controller.enqueue(bytes);
+  };
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) => {
+    send(controller, sseEvent("error", { code, message }));
+    end(controller, { ok: false, errorCode: code });
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          let chunk: ReadableStreamReadResult<Uint8Array>;
+          try {
+            chunk = await readWithin(reader.read(), opts.idleTimeoutMs);
+          } catch (err) {
+            if (ended) return; // the client went away while we waited
+            if (err instanceof IdleTimeout) {
+              fail(controller, "upstream_timeout", `the agent sent nothing for ${opts.idleTimeoutMs} ms`);
+            } else {
+              const detail = err instanceof Error ? err.message : String(err);
+              fail(controller, "upstream_exception", `the agent's stream failed: ${detail.slice(0, 300)}`);
+            }
+            return;
+          }
+          if (ended) return;
+          if (chunk.done) {
+            fail(controller, "upstream_invalid_response", "the agent's stream ended without a done event");
+            return;
+          }
+          buffer += decoder.decode(chunk.value, { stream: true }).replaceAll("\r\n", "\n");
+          let forwarded = false;
+          for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            if (block.trim() === "") continue;
+            send(controller, encoder.encode(`${block}\n\n`));
+            forwarded = true;
+            const name = eventName(block);
+            if (name === "done") return end(controller, { ok: true });
+            if (name === "error") return end(controller, { ok: false, errorCode: "agent_error_event" });
+          }
+          if (forwarded) return;
+        }
+      },
+      cancel() {
+        end(undefined, { ok: false, errorCode: "client_disconnected" });
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
