@@ -1,7 +1,8 @@
 // `npm run demo`: the whole product loop against the local gateway (started if it is not running
 // on 127.0.0.1:$PORT, default 8787, and stopped afterwards): create an agent, deploy the built-in
 // template, wait for it to go active, invoke it (JSON, then streaming with deltas printed as they
-// arrive), show metrics and usage, deploy a second version, and roll back to the first.
+// arrive), show metrics and usage, set a secret and deploy a second version that reads it, roll
+// back to the first, and show the usage all of it produced.
 import { client, ensureServer, mintToken, sseEvents, waitForDeployment } from "./lib/local-server.mjs";
 
 const bold = (s) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -13,13 +14,17 @@ function expectStatus(res, expected, what) {
   if (res.status !== expected) throw new Error(`${what} answered ${res.status}: ${JSON.stringify(res.data)}`);
 }
 
-/** The second version: a tiny hand-written agent that shouts the last user message back, streaming. */
+/**
+ * The second version: a tiny hand-written agent that shouts the last user message back, streaming,
+ * prefixed with the GREETING secret the demo sets (secrets reach a deployment as env values).
+ */
 const VERSION_TWO = `const enc = new TextEncoder();
 export default {
-  async fetch(req) {
+  async fetch(req, env) {
     if (req.method !== "POST") return new Response("ok");
     const { messages } = await req.json();
-    const text = (messages.filter((m) => m.role === "user").at(-1)?.content ?? "").toUpperCase() + "!";
+    const shout = (messages.filter((m) => m.role === "user").at(-1)?.content ?? "").toUpperCase() + "!";
+    const text = (env.GREETING ? env.GREETING + " " : "") + shout;
     const answer = { output: { text }, usage: { inputTokens: 0, outputTokens: text.split(/\\s+/).length } };
     if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) return Response.json(answer);
     const words = text.match(/\\S+\\s*/g) ?? [text];
@@ -50,6 +55,23 @@ async function streamInvoke(api, agentId, content) {
     }
   }
   show("first event after", `${first?.toFixed(1)} ms`);
+}
+
+/** Waits (bounded) until `requests` invocations are metered — the usage queue batches — then prints the report. */
+async function showUsage(api, requests) {
+  let usage;
+  const until = Date.now() + 15_000;
+  do {
+    usage = await api.json("GET", "/v1/usage/current");
+    expectStatus(usage, 200, "usage");
+    if (usage.data.usage.requests >= requests) break;
+    await new Promise((r) => setTimeout(r, 250));
+  } while (Date.now() < until);
+  const { periodKey, tier, usage: totals, remaining, agents } = usage.data;
+  show("period", `${periodKey} (${tier} plan)`);
+  show("usage", totals);
+  show("remaining", remaining);
+  for (const a of agents) show(`agent ${a.name ?? a.agentId}`, a.usage);
 }
 
 async function main() {
@@ -116,15 +138,15 @@ async function main() {
         });
       }
     }
-    const usage = await api.json("GET", "/v1/usage/current");
-    if (usage.status === 404 && usage.data?.code === "route_not_found") {
-      show("usage", "GET /v1/usage/current is not available in this build (skipped)");
-    } else {
-      expectStatus(usage, 200, "usage");
-      show("usage", usage.data);
-    }
+    await showUsage(api, 2);
 
-    step("Deploy a second version (custom moduleCode)");
+    step("Set a secret (write-only: the API lists names, never values)");
+    const secret = await api.json("PUT", `/v1/agents/${agent.id}/secrets/GREETING`, { value: "Ahoy from a secret:" });
+    expectStatus(secret, 201, "set secret");
+    const names = await api.json("GET", `/v1/agents/${agent.id}/secrets`);
+    show("secrets", names.data.secrets);
+
+    step("Deploy a second version (custom moduleCode that reads the secret)");
     t = performance.now();
     const dep2 = await api.json("POST", `/v1/agents/${agent.id}/deploy`, { moduleCode: VERSION_TWO });
     expectStatus(dep2, 202, "deploy v2");
@@ -145,6 +167,9 @@ async function main() {
     show("x-deployment-id", after.headers.get("x-deployment-id"));
     const list = await api.json("GET", `/v1/agents/${agent.id}/deployments`);
     for (const d of list.data.deployments) show("deployment", `${d.id} ${d.status}`);
+
+    step("Usage this period (metered from the gateway's own measurements and verified telemetry)");
+    await showUsage(api, 4);
 
     console.log(`\n${bold("Demo finished.")}`);
   } finally {

@@ -36,8 +36,6 @@ export interface Env {
   CLOUDFLARE_API_TIMEOUT_MS?: string;
   /** How many inactive deployments per agent keep their runtime script (rollback targets). */
   DEPLOYMENT_RETENTION?: string;
-  /** JSON: per-tier { cpuMs, subRequests } for each invocation (src/runtime/limits.ts). */
-  TIER_RUNTIME_LIMITS?: string;
   /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
   TIER_LIMITS?: string;
 }

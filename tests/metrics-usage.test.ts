@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { billingUsage, subscriptions } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
+import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
 import { newUser } from "./helpers/auth";
 import { insertGatewayEvent, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
 import { call, expectProblem, json } from "./helpers/http";
@@ -164,6 +165,13 @@ describe("GET /v1/usage/current", () => {
       periodKey: currentPeriodKey(),
       tier: "free",
       usage: { requests: 0, errors: 0, durationMsTotal: 0, bytesIn: 0, bytesOut: 0, inputTokens: 0, outputTokens: 0 },
+      limits: DEFAULT_TIER_LIMITS.free,
+      remaining: {
+        invocations: DEFAULT_TIER_LIMITS.free.invocationsPerPeriod,
+        agents: DEFAULT_TIER_LIMITS.free.agents,
+        deploysToday: DEFAULT_TIER_LIMITS.free.deploysPerDay,
+      },
+      agents: [],
     });
   });
 
@@ -204,7 +212,23 @@ describe("GET /v1/usage/current", () => {
       outputTokens: 220,
     };
     const res = await call("GET", "/v1/usage/current", { headers: dep.owner.headers });
-    expect(await json(res)).toEqual({ periodKey: currentPeriodKey(), tier: "free", usage: expected });
+    const report = await json(res);
+    expect(report).toMatchObject({ periodKey: currentPeriodKey(), tier: "free", usage: expected });
+    expect(report.remaining.invocations).toBe(DEFAULT_TIER_LIMITS.free.invocationsPerPeriod - 3);
+    // The per-agent breakdown adds up to the totals.
+    expect(report.agents.map((a: { agentId: string }) => a.agentId).sort()).toEqual(
+      [dep.agentId, second.agentId].sort(),
+    );
+    const first = report.agents.find((a: { agentId: string }) => a.agentId === dep.agentId);
+    expect(first.usage).toEqual({
+      requests: 2,
+      errors: 1,
+      durationMsTotal: 40,
+      bytesIn: 150,
+      bytesOut: 1000,
+      inputTokens: 11,
+      outputTokens: 20,
+    });
     // The metered counters (billing_usage) agree with the events they were incremented from.
     const metered = await createDb(env.DB)
       .select()
@@ -263,5 +287,46 @@ describe("OpenAPI document", () => {
     const recent = doc.paths["/v1/metrics/recent"].get;
     expect(recent.parameters.map((p: { name: string }) => p.name).sort()).toEqual(["agentId", "limit", "sinceMs"]);
     expect(doc.paths["/v1/usage/current"].get.responses["200"]).toBeDefined();
+  });
+});
+
+describe("GET /v1/usage?period=", () => {
+  it("reports an earlier period with its per-agent breakdown, and only the invocations that remained", async () => {
+    const dep = await seedDeployment();
+    const lastMonth = new Date();
+    lastMonth.setUTCDate(1);
+    lastMonth.setUTCHours(0, 0, 0, 0);
+    const ts = lastMonth.getTime() - 1000;
+    await insertGatewayEvent(dep, { status: "ok", durationMs: 4, bytesIn: 1, bytesOut: 2, ts });
+    await insertGatewayEvent(dep, { status: "error", durationMs: 6, bytesIn: 1, bytesOut: 2, ts });
+    const period = new Date(ts).toISOString().slice(0, 7);
+    const report = await json(await call("GET", `/v1/usage?period=${period}`, { headers: dep.owner.headers }));
+    expect(report).toMatchObject({
+      periodKey: period,
+      tier: "free",
+      usage: { requests: 2, errors: 1, durationMsTotal: 10 },
+    });
+    expect(report.remaining).toEqual({ invocations: DEFAULT_TIER_LIMITS.free.invocationsPerPeriod - 2 });
+    expect(report.agents).toEqual([
+      expect.objectContaining({
+        agentId: dep.agentId,
+        deleted: false,
+        usage: expect.objectContaining({ requests: 2 }),
+      }),
+    ]);
+    // The current period does not include last month's events; another user sees none of it.
+    const current = await json(await call("GET", "/v1/usage/current", { headers: dep.owner.headers }));
+    expect(current.usage.requests).toBe(0);
+    const stranger = await newUser();
+    const theirs = await json(await call("GET", `/v1/usage?period=${period}`, { headers: stranger.headers }));
+    expect(theirs.agents).toEqual([]);
+    expect(theirs.usage.requests).toBe(0);
+  });
+
+  it("refuses a malformed, missing or future period", async () => {
+    const user = await newUser();
+    for (const q of ["", "?period=2026-13", "?period=2026-1", "?period=26-01", "?period=9999-01", "?period=abc"]) {
+      await expectProblem(await call("GET", `/v1/usage${q}`, { headers: user.headers }), 400, "validation_failed");
+    }
   });
 });

@@ -2,7 +2,6 @@
 // Cloudflare documents it) and a fake DISPATCHER.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ConfigError } from "../src/env";
-import { DEFAULT_TIER_LIMITS, parseTierLimits } from "../src/runtime/limits";
 import { classifyDispatchError, createNamespaceRuntime, namespaceUpload } from "../src/runtime/namespace";
 import { RuntimeError } from "../src/runtime/types";
 import { plainUserEnv, secretUserEnv } from "../src/runtime/user-env";
@@ -370,20 +369,5 @@ describe("namespace runtime: remove", () => {
       );
       expect(new URLSearchParams(r.query).get("tags")).toBe(`agent-${agentId}:yes`);
     }
-  });
-});
-
-describe("tier limits", () => {
-  it("defaults every tier and lets TIER_RUNTIME_LIMITS override some of them", () => {
-    expect(parseTierLimits(undefined)).toEqual(DEFAULT_TIER_LIMITS);
-    const limits = parseTierLimits('{"free":{"cpuMs":10,"subRequests":5}}');
-    expect(limits.free).toEqual({ cpuMs: 10, subRequests: 5 });
-    expect(limits.pro).toEqual(DEFAULT_TIER_LIMITS.pro);
-  });
-
-  it("rejects malformed limits instead of running without them", () => {
-    expect(() => parseTierLimits("{")).toThrow(/TIER_RUNTIME_LIMITS: not valid JSON/);
-    expect(() => parseTierLimits('{"free":{"cpuMs":0,"subRequests":5}}')).toThrow(/free.cpuMs/);
-    expect(() => parseTierLimits('{"gold":{"cpuMs":10,"subRequests":5}}')).toThrow(ConfigError);
   });
 });

@@ -2,13 +2,13 @@
 // without Content-Length: a chunked body is counted as it streams and cut off at the limit.
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { AppEnv } from "../app";
+import type { AppContext, AppEnv } from "../app";
 import { ApiError } from "../lib/errors";
 
 export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024;
 
-/** `limitFor` picks the byte limit from the request path (e.g. larger for deploy). */
-export function bodyGuard(limitFor: (path: string) => number): MiddlewareHandler<AppEnv> {
+/** `limitFor` picks the byte limit for the request (e.g. larger for deploy, per configuration for invoke). */
+export function bodyGuard(limitFor: (c: AppContext) => number): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const method = c.req.method;
     if (method === "GET" || method === "HEAD" || method === "DELETE" || method === "OPTIONS") return next();
@@ -22,7 +22,7 @@ export function bodyGuard(limitFor: (path: string) => number): MiddlewareHandler
         throw new ApiError("unsupported_media_type", "send the body as `Content-Type: application/json`");
       }
     }
-    const maxSize = limitFor(c.req.path);
+    const maxSize = limitFor(c);
     return bodyLimit({
       maxSize,
       onError: () => {

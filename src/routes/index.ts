@@ -1,26 +1,32 @@
 // Assembles the gateway: middleware order, then every route group.
-import { type App, handleError, newApp } from "../app";
+import { type App, type AppContext, handleError, newApp } from "../app";
 import { ApiError, problemResponse } from "../lib/errors";
 import { authenticate } from "../middleware/authenticate";
 import { bodyGuard, DEFAULT_BODY_LIMIT_BYTES } from "../middleware/body-guard";
 import { requestContext } from "../middleware/request-context";
 import { TELEMETRY_MAX_BODY_BYTES } from "../services/telemetry/event";
+import { largestInvokeBodyBytes } from "../services/usage/tiers";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
 import { registerAuditRoutes } from "./v1/audit";
 import { registerDeploymentRoutes } from "./v1/deployments";
-import { DEPLOY_BODY_LIMIT_BYTES, INVOKE_BODY_LIMIT_BYTES } from "./v1/deployments/limits";
+import { DEPLOY_BODY_LIMIT_BYTES } from "./v1/deployments/limits";
 import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport, TELEMETRY_REPORT_PATH } from "./v1/telemetry/report";
-import { registerCurrentUsage } from "./v1/usage/current";
+import { registerUsageRoutes } from "./v1/usage";
 
-/** Body limits by path; everything not listed gets the default. */
-function bodyLimitFor(path: string): number {
+/**
+ * Body limits by path; everything not listed gets the default. Invoke bodies are capped here at
+ * the largest tier's `invokeBodyBytes` (before the caller is known); the caller's own tier limit
+ * is checked in the invoke service.
+ */
+function bodyLimitFor(c: AppContext): number {
+  const path = c.req.path;
   if (path === TELEMETRY_REPORT_PATH) return TELEMETRY_MAX_BODY_BYTES;
   if (/^\/v1\/agents\/[^/]+\/deploy$/.test(path)) return DEPLOY_BODY_LIMIT_BYTES;
-  if (path.startsWith("/v1/invoke/")) return INVOKE_BODY_LIMIT_BYTES;
+  if (path.startsWith("/v1/invoke/")) return largestInvokeBodyBytes(c.get("config").tierLimits);
   return DEFAULT_BODY_LIMIT_BYTES;
 }
 
@@ -49,7 +55,7 @@ export function createGatewayApp(): App {
   registerInvokeRoutes(app);
   registerTelemetryReport(app);
   registerRecentMetrics(app);
-  registerCurrentUsage(app);
+  registerUsageRoutes(app);
   registerSecretRoutes(app);
   registerAuditRoutes(app);
   return app;

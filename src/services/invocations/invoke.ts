@@ -13,7 +13,8 @@ import { isIdOf } from "../../lib/ids";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
-import type { TierLimitsByTier } from "../usage/tiers";
+import { admitInvocation, type QuotaDecision, rateLimitHeaders } from "../usage/invocation-quota";
+import type { Tier, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
 import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "./record";
@@ -47,11 +48,20 @@ export async function invokeAgent(
   const startedAt = Date.now();
   const deadline = startedAt + deps.timeoutMs;
   const deployment = await activeDeploymentOf(deps, agentId);
-  // The user's tier decides the script's CPU and subrequest limits for this invocation.
-  const { limits: tier } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
-  const limits = { cpuMs: tier.cpuMs, subRequests: tier.subRequests };
+  // The user's tier decides the body size, the period's invocation quota, and the script's CPU
+  // and subrequest limits for this invocation.
+  const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
   const payload = JSON.stringify(body);
-  const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id };
+  const bytesIn = utf8.encode(payload).byteLength;
+  if (bytesIn > plan.invokeBodyBytes) {
+    throw new ApiError("payload_too_large", `the ${tier} plan allows invoke bodies of ${plan.invokeBodyBytes} bytes`, {
+      extra: { limit: "invokeBodyBytes", tier, limitBytes: plan.invokeBodyBytes },
+    });
+  }
+  const quota = await admitInvocation(deps.db, { userId: deps.userId, limit: plan.invocationsPerPeriod });
+  if (!quota.allowed) throw usageLimitExceeded(quota, tier);
+  const limits = { cpuMs: plan.cpuMs, subRequests: plan.subRequests };
+  const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id, ...rateLimitHeaders(quota) };
   const measure = (m: Pick<InvocationMeasurement, "ok" | "errorCode" | "bytesOut">) =>
     deps.waitUntil(
       recordInvocation(deps, {
@@ -62,7 +72,7 @@ export async function invokeAgent(
         runtimeProvider: deployment.runtimeProvider,
         startedAt,
         durationMs: Date.now() - startedAt,
-        bytesIn: utf8.encode(payload).byteLength,
+        bytesIn,
         streaming: opts.stream,
         ...m,
       }),
@@ -149,6 +159,18 @@ export async function invokeAgent(
   }
   measure({ ok: true, bytesOut: utf8.encode(text).byteLength });
   return new Response(text, { status: 200, headers: { ...headers, "content-type": "application/json" } });
+}
+
+/** 429 once the period's invocations are used up: Retry-After is the time until the period resets. */
+function usageLimitExceeded(quota: QuotaDecision, tier: Tier): ApiError {
+  return new ApiError(
+    "usage_limit_exceeded",
+    `the ${tier} plan allows ${quota.limit} invocations per month; ${quota.periodKey} is used up`,
+    {
+      headers: { "retry-after": String(quota.resetSeconds), ...rateLimitHeaders(quota) },
+      extra: { limit: "invocationsPerPeriod", tier, max: quota.limit, periodKey: quota.periodKey },
+    },
+  );
 }
 
 /**

@@ -1,7 +1,5 @@
-// Request body limits for the deploy and invoke routes (bodyLimitFor in routes/index.ts).
+// Request body limit for the deploy route (bodyLimitFor in routes/index.ts).
 import { MODULE_CODE_MAX_BYTES } from "../../../services/deployments/defaults";
 
 /** JSON escaping can double a module's size; the module itself is checked against its own limit. */
 export const DEPLOY_BODY_LIMIT_BYTES = 2 * MODULE_CODE_MAX_BYTES + 64 * 1024;
-/** invoke/v1 conversations; tiers may lower or raise it later. */
-export const INVOKE_BODY_LIMIT_BYTES = 1024 * 1024;
