@@ -11,6 +11,11 @@ const steps = [
   ["migrations are up to date with the schema", "node", ["scripts/check-migrations.mjs"]],
   ["tests (Workers runtime)", "vitest", ["run"]],
   ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
+  [
+    "namespace mechanism vs the fake Cloudflare API (wrangler dev --env production)",
+    "node",
+    ["scripts/e2e-namespace-local.mjs"],
+  ],
   ["production dry-run", "wrangler", ["deploy", "--dry-run", "--env", "production", "--outdir", "dist/production"]],
 ];
 
