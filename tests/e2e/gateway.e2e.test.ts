@@ -62,7 +62,14 @@ type UsageTotals = {
   inputTokens: number;
   outputTokens: number;
 };
-type Usage = { periodKey: string; tier: string; usage: UsageTotals };
+type Usage = {
+  periodKey: string;
+  tier: string;
+  usage: UsageTotals;
+  limits: Record<string, number>;
+  remaining: { invocations: number; agents?: number; deploysToday?: number };
+  agents: Array<{ agentId: string; name: string | null; deleted: boolean; usage: UsageTotals }>;
+};
 
 /** What the probe agent (probe-agent.ts) answers over JSON. */
 type ProbeAnswer = {
@@ -103,9 +110,13 @@ async function listSecretNames(user: User, agentId: string): Promise<string[]> {
   return (await expectJson<{ secrets: Array<{ name: string }> }>(res, 200)).secrets.map((s) => s.name);
 }
 
-async function readUsage(user: User): Promise<Usage> {
-  return expectJson<Usage>(await api("GET", "/v1/usage/current", { user }), 200);
+async function readUsage(user: User, period?: string): Promise<Usage> {
+  const path = period === undefined ? "/v1/usage/current" : `/v1/usage?period=${period}`;
+  return expectJson<Usage>(await api("GET", path, { user }), 200);
 }
+
+/** The current UTC billing period, YYYY-MM. */
+const currentPeriod = () => new Date().toISOString().slice(0, 7);
 
 async function recentMetrics(user: User, agentId: string): Promise<MetricsEvent[]> {
   const res = await api("GET", `/v1/metrics/recent?agentId=${agentId}&limit=200`, { user });
@@ -292,6 +303,7 @@ describe("service surface", () => {
       "/v1/telemetry/report": ["post"],
       "/v1/metrics/recent": ["get"],
       "/v1/usage/current": ["get"],
+      "/v1/usage": ["get"],
     };
     for (const [path, methods] of Object.entries(driven)) {
       expect(Object.keys(doc.paths[path] ?? {}).sort(), path).toEqual(methods);
@@ -586,7 +598,15 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
       },
       { timeoutMs: METERING_TIMEOUT_MS, intervalMs: 250 },
     );
-    expect(usage).toMatchObject({ periodKey: new Date().toISOString().slice(0, 7), tier: "free", usage: expected });
+    expect(usage).toMatchObject({
+      periodKey: currentPeriod(),
+      tier: "free",
+      usage: expected,
+      agents: [{ agentId: agent.id, name: agent.name, deleted: false, usage: expected }],
+    });
+    expect(usage.remaining.invocations).toBe(usage.limits.invocationsPerPeriod! - expected.requests);
+    // The same period asked for by name gives the same report.
+    expect(await readUsage(owner, usage.periodKey)).toMatchObject({ usage: expected, agents: usage.agents });
   });
 
   it("stores a secret write-only: the running deployment does not see it, the next deployment does", async () => {
@@ -653,7 +673,9 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
     expect(answer).toMatchObject({ deploymentId: probeV1.id, greeting: null });
     // None of the owner's invocations or tokens show in the stranger's usage (they made none).
     const theirs = await readUsage(stranger);
+    expect(theirs.agents).toEqual([]);
     for (const id of [agent.id, ...deploymentIds()]) expect(JSON.stringify(theirs)).not.toContain(id);
+    expect(await readUsage(stranger, currentPeriod())).toMatchObject({ usage: theirs.usage, agents: [] });
     expect(theirs.usage).toMatchObject({
       requests: 0,
       errors: 0,
@@ -711,12 +733,9 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
       },
       { timeoutMs: METERING_TIMEOUT_MS, intervalMs: 250 },
     );
-    expect(usage.usage).toMatchObject({
-      requests: invocations,
-      errors: 0,
-      inputTokens: 1234 + 5,
-      outputTokens: 567 + 5,
-    });
+    const totals = { requests: invocations, errors: 0, inputTokens: 1234 + 5, outputTokens: 567 + 5 };
+    expect(usage.usage).toMatchObject(totals);
+    expect(usage.agents).toMatchObject([{ agentId: agent.id, name: null, deleted: true, usage: totals }]);
   });
 });
 
