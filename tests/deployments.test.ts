@@ -403,3 +403,17 @@ describe("deployments: rollback", () => {
     );
   });
 });
+
+describe("empty bodies labelled JSON", () => {
+  it("deploys the template when the body is empty but Content-Type says JSON, and lists missing fields elsewhere", async () => {
+    const user = await newUser();
+    const agent = await createAgent(user.headers);
+    const jsonNoBody = { ...user.headers, "content-type": "application/json", "content-length": "0" };
+    const res = await call("POST", `/v1/agents/${agent.id}/deploy`, { headers: jsonNoBody });
+    expect(res.status).toBe(202);
+    expect((await json(res)).deployment.status).toBe("deploying");
+    const create = await call("POST", "/v1/agents", { headers: jsonNoBody });
+    const problem = await expectProblem(create, 400, "validation_failed");
+    expect(problem.errors.map((e: { location: string }) => e.location)).toEqual(["body.name"]);
+  });
+});

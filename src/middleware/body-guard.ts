@@ -21,6 +21,13 @@ export function bodyGuard(limitFor: (c: AppContext) => number): MiddlewareHandle
       if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
         throw new ApiError("unsupported_media_type", "send the body as `Content-Type: application/json`");
       }
+    } else if (c.req.header("content-length") === "0" && c.req.header("content-type") !== undefined) {
+      // An empty body labelled JSON (curl -H 'content-type: application/json' with no -d) means
+      // "no body", not malformed JSON: drop the label so optional bodies default and required ones
+      // report their missing fields.
+      const headers = new Headers(c.req.raw.headers);
+      headers.delete("content-type");
+      c.req.raw = new Request(c.req.raw, { headers });
     }
     const maxSize = limitFor(c);
     return bodyLimit({
