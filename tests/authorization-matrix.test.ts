@@ -1,0 +1,155 @@
+// Tenant isolation as data: runs tests/helpers/authz-matrix.ts (every route × owner, another
+// user, no credentials, a malformed token) against real objects, and keeps the matrix complete.
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { telemetrySecretAad } from "../src/crypto/aad";
+import { decryptSecret } from "../src/crypto/envelope";
+import { getConfig } from "../src/env";
+import * as modules from "./fixtures/modules";
+import { newUser } from "./helpers/auth";
+import { ACTORS, type Actor, AUTHZ_MATRIX, methodOf, type World } from "./helpers/authz-matrix";
+import { createAgent, deployAndActivate, userIdOf } from "./helpers/deploy-flow";
+import { call } from "./helpers/http";
+import { servedRoutes } from "./helpers/routes";
+
+async function makeWorld(): Promise<{ world: World; headers: Record<Actor, Record<string, string>> }> {
+  const owner = await newUser("owner");
+  const other = await newUser("other");
+  const agent = await createAgent(owner.headers);
+  const previous = await deployAndActivate(owner.headers, agent.id, { moduleCode: modules.fixedAnswer("v1") });
+  const active = await deployAndActivate(owner.headers, agent.id, { moduleCode: modules.fixedAnswer("v2") });
+  const secretName = `MATRIX_${crypto.randomUUID().slice(0, 8).toUpperCase().replaceAll("-", "_")}`;
+  const put = await call("PUT", `/v1/agents/${agent.id}/secrets/${secretName}`, {
+    headers: owner.headers,
+    body: { value: `matrix-secret-${crypto.randomUUID()}` },
+  });
+  expect(put.status).toBe(201);
+  const row = await env.DB.prepare("SELECT telemetry_secret_ciphertext AS c FROM deployments WHERE id = ?")
+    .bind(active.id)
+    .first<{ c: string }>();
+  const { keyring } = await getConfig(env);
+  const telemetrySecret = await decryptSecret(keyring, row!.c, telemetrySecretAad(active.id));
+  // The other user exists (has a user row) before the matrix runs, like any real second tenant.
+  expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
+  return {
+    world: {
+      userId: await userIdOf(owner.subject),
+      agentId: agent.id,
+      activeDeploymentId: active.id,
+      previousDeploymentId: previous.id,
+      secretName,
+      telemetrySecret,
+    },
+    headers: {
+      owner: owner.headers,
+      otherUser: other.headers,
+      anonymous: {},
+      malformedToken: { authorization: "Bearer not-a-jwt" },
+    },
+  };
+}
+
+/** Everything of the owner's that a caller could change through the API. */
+async function ownerState(userId: string) {
+  const rows = async (sql: string) => (await env.DB.prepare(sql).bind(userId).all()).results;
+  return {
+    agents: await rows("SELECT * FROM agents WHERE user_id = ? ORDER BY id"),
+    deployments: await rows(
+      "SELECT id, status, claimed_at, activated_at, error_message, updated_at FROM deployments WHERE user_id = ? ORDER BY id",
+    ),
+    secrets: await rows("SELECT name, ciphertext, updated_at FROM agent_secrets WHERE user_id = ? ORDER BY name"),
+    audit: await rows("SELECT id FROM audit_log WHERE user_id = ? ORDER BY id"),
+    gatewayEvents: await rows("SELECT id FROM metrics_events WHERE user_id = ? AND source = 'gateway'"),
+  };
+}
+
+const PROBLEM_CODE_FOR_401: Partial<Record<Actor, string>> = {
+  anonymous: "unauthenticated",
+  malformedToken: "invalid_token",
+};
+
+describe("authorization matrix", () => {
+  it("has a row for every route the app serves, and names no route it does not serve", () => {
+    const inMatrix = new Set(AUTHZ_MATRIX.map((r) => r.route));
+    const served = servedRoutes({ includeNonApi: true });
+    expect(served.filter((r) => !inMatrix.has(r))).toEqual([]);
+    expect([...inMatrix].filter((r) => !served.includes(r))).toEqual([]);
+    expect(served).toContain("GET /healthz");
+    expect(served).toContain("DELETE /v1/agents/{agentId}");
+  });
+
+  it("answers every caller on every route as the matrix says; callers other than the owner change and learn nothing", async () => {
+    const { world, headers } = await makeWorld();
+    const before = await ownerState(world.userId);
+    const ownerIds = [world.agentId, world.activeDeploymentId, world.previousDeploymentId, world.userId];
+    const mismatches: string[] = [];
+
+    // ACTORS puts the owner last: the owner's destructive calls must not hide what others could do.
+    for (const actor of ACTORS) {
+      for (const row of AUTHZ_MATRIX) {
+        const req = await row.request(world);
+        const label = `${actor} ${row.route}${row.variant ? ` (${row.variant})` : ""}`;
+        const res = await call(methodOf(row), req.path, {
+          headers: { ...headers[actor], ...req.headers },
+          body: req.body,
+          rawBody: req.rawBody,
+        });
+        const text = await res.text();
+        const want = row.expect[actor];
+        if (res.status !== want) {
+          mismatches.push(`${label}: expected ${want}, got ${res.status} ${text.slice(0, 200)}`);
+          continue;
+        }
+        if (res.status >= 400) {
+          const ct = res.headers.get("content-type") ?? "";
+          const problem = ct.startsWith("application/problem+json") ? JSON.parse(text) : null;
+          if (!problem || problem.requestId !== res.headers.get("x-request-id")) {
+            mismatches.push(`${label}: ${res.status} is not a problem+json with the request id`);
+          } else if (res.status === 404 && problem.code !== "not_found") {
+            mismatches.push(`${label}: 404 with code ${problem.code}`);
+          } else if (
+            res.status === 401 &&
+            PROBLEM_CODE_FOR_401[actor] &&
+            problem.code !== PROBLEM_CODE_FOR_401[actor]
+          ) {
+            if (!row.route.includes("/telemetry/")) mismatches.push(`${label}: 401 with code ${problem.code}`);
+          }
+        }
+        // A success for another caller is about their own data: nothing of the owner's in it.
+        if (actor === "otherUser" && res.status < 300 && !row.route.includes("/telemetry/")) {
+          for (const id of ownerIds) if (text.includes(id)) mismatches.push(`${label}: response reveals ${id}`);
+        }
+      }
+      if (actor !== "owner") {
+        expect(await ownerState(world.userId), `after ${actor} ran the matrix`).toEqual(before);
+      }
+    }
+    expect(mismatches).toEqual([]);
+
+    // The owner's run really did act: the secret is gone and the agent deleted.
+    expect((await call("GET", `/v1/agents/${world.agentId}`, { headers: headers.owner })).status).toBe(404);
+    const after = await ownerState(world.userId);
+    expect(after.secrets).toEqual([]);
+    expect(after.agents).toHaveLength(2);
+  });
+
+  it("lets another user reach none of the owner's deployments through their own agent's paths", async () => {
+    const { world, headers } = await makeWorld();
+    const theirs = await createAgent(headers.otherUser);
+    const before = await ownerState(world.userId);
+    for (const [method, path] of [
+      ["GET", `/v1/agents/${theirs.id}/deployments/${world.activeDeploymentId}`],
+      ["POST", `/v1/agents/${theirs.id}/deployments/${world.previousDeploymentId}/activate`],
+      ["GET", `/v1/metrics/recent?agentId=${world.agentId}`],
+      ["DELETE", `/v1/agents/${theirs.id}/secrets/${world.secretName}`],
+    ] as const) {
+      const res = await call(method, path, { headers: headers.otherUser });
+      expect(res.status, `${method} ${path}`).toBe(404);
+    }
+    expect(await ownerState(world.userId)).toEqual(before);
+    const theirRow = await env.DB.prepare("SELECT active_deployment_id AS p FROM agents WHERE id = ?")
+      .bind(theirs.id)
+      .first<{ p: string | null }>();
+    expect(theirRow?.p).toBeNull();
+  });
+});
