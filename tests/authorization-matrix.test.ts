@@ -11,6 +11,7 @@ import { ACTORS, type Actor, AUTHZ_MATRIX, methodOf, type World } from "./helper
 import { createAgent, deployAndActivate, userIdOf } from "./helpers/deploy-flow";
 import { call } from "./helpers/http";
 import { servedRoutes } from "./helpers/routes";
+import { tenantState } from "./helpers/state";
 
 async function makeWorld(): Promise<{ world: World; headers: Record<Actor, Record<string, string>> }> {
   const owner = await newUser("owner");
@@ -49,20 +50,6 @@ async function makeWorld(): Promise<{ world: World; headers: Record<Actor, Recor
   };
 }
 
-/** Everything of the owner's that a caller could change through the API. */
-async function ownerState(userId: string) {
-  const rows = async (sql: string) => (await env.DB.prepare(sql).bind(userId).all()).results;
-  return {
-    agents: await rows("SELECT * FROM agents WHERE user_id = ? ORDER BY id"),
-    deployments: await rows(
-      "SELECT id, status, claimed_at, activated_at, error_message, updated_at FROM deployments WHERE user_id = ? ORDER BY id",
-    ),
-    secrets: await rows("SELECT name, ciphertext, updated_at FROM agent_secrets WHERE user_id = ? ORDER BY name"),
-    audit: await rows("SELECT id FROM audit_log WHERE user_id = ? ORDER BY id"),
-    gatewayEvents: await rows("SELECT id FROM metrics_events WHERE user_id = ? AND source = 'gateway'"),
-  };
-}
-
 const PROBLEM_CODE_FOR_401: Partial<Record<Actor, string>> = {
   anonymous: "unauthenticated",
   malformedToken: "invalid_token",
@@ -80,7 +67,7 @@ describe("authorization matrix", () => {
 
   it("answers every caller on every route as the matrix says; callers other than the owner change and learn nothing", async () => {
     const { world, headers } = await makeWorld();
-    const before = await ownerState(world.userId);
+    const before = await tenantState(world.userId);
     const ownerIds = [world.agentId, world.activeDeploymentId, world.previousDeploymentId, world.userId];
     const mismatches: string[] = [];
 
@@ -121,14 +108,14 @@ describe("authorization matrix", () => {
         }
       }
       if (actor !== "owner") {
-        expect(await ownerState(world.userId), `after ${actor} ran the matrix`).toEqual(before);
+        expect(await tenantState(world.userId), `after ${actor} ran the matrix`).toEqual(before);
       }
     }
     expect(mismatches).toEqual([]);
 
     // The owner's run really did act: the secret is gone and the agent deleted.
     expect((await call("GET", `/v1/agents/${world.agentId}`, { headers: headers.owner })).status).toBe(404);
-    const after = await ownerState(world.userId);
+    const after = await tenantState(world.userId);
     expect(after.secrets).toEqual([]);
     expect(after.agents).toHaveLength(2);
   });
@@ -136,7 +123,7 @@ describe("authorization matrix", () => {
   it("lets another user reach none of the owner's deployments through their own agent's paths", async () => {
     const { world, headers } = await makeWorld();
     const theirs = await createAgent(headers.otherUser);
-    const before = await ownerState(world.userId);
+    const before = await tenantState(world.userId);
     for (const [method, path] of [
       ["GET", `/v1/agents/${theirs.id}/deployments/${world.activeDeploymentId}`],
       ["POST", `/v1/agents/${theirs.id}/deployments/${world.previousDeploymentId}/activate`],
@@ -146,7 +133,7 @@ describe("authorization matrix", () => {
       const res = await call(method, path, { headers: headers.otherUser });
       expect(res.status, `${method} ${path}`).toBe(404);
     }
-    expect(await ownerState(world.userId)).toEqual(before);
+    expect(await tenantState(world.userId)).toEqual(before);
     const theirRow = await env.DB.prepare("SELECT active_deployment_id AS p FROM agents WHERE id = ?")
       .bind(theirs.id)
       .first<{ p: string | null }>();
