@@ -2,53 +2,11 @@
 // user, no credentials, a malformed token) against real objects, and keeps the matrix complete.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { telemetrySecretAad } from "../src/crypto/aad";
-import { decryptSecret } from "../src/crypto/envelope";
-import { getConfig } from "../src/env";
-import * as modules from "./fixtures/modules";
-import { newUser } from "./helpers/auth";
-import { ACTORS, type Actor, AUTHZ_MATRIX, methodOf, type World } from "./helpers/authz-matrix";
-import { createAgent, deployAndActivate, userIdOf } from "./helpers/deploy-flow";
+import { ACTORS, type Actor, AUTHZ_MATRIX, makeMatrixWorld, methodOf } from "./helpers/authz-matrix";
+import { createAgent } from "./helpers/deploy-flow";
 import { call } from "./helpers/http";
 import { servedRoutes } from "./helpers/routes";
 import { tenantState } from "./helpers/state";
-
-async function makeWorld(): Promise<{ world: World; headers: Record<Actor, Record<string, string>> }> {
-  const owner = await newUser("owner");
-  const other = await newUser("other");
-  const agent = await createAgent(owner.headers);
-  const previous = await deployAndActivate(owner.headers, agent.id, { moduleCode: modules.fixedAnswer("v1") });
-  const active = await deployAndActivate(owner.headers, agent.id, { moduleCode: modules.fixedAnswer("v2") });
-  const secretName = `MATRIX_${crypto.randomUUID().slice(0, 8).toUpperCase().replaceAll("-", "_")}`;
-  const put = await call("PUT", `/v1/agents/${agent.id}/secrets/${secretName}`, {
-    headers: owner.headers,
-    body: { value: `matrix-secret-${crypto.randomUUID()}` },
-  });
-  expect(put.status).toBe(201);
-  const row = await env.DB.prepare("SELECT telemetry_secret_ciphertext AS c FROM deployments WHERE id = ?")
-    .bind(active.id)
-    .first<{ c: string }>();
-  const { keyring } = await getConfig(env);
-  const telemetrySecret = await decryptSecret(keyring, row!.c, telemetrySecretAad(active.id));
-  // The other user exists (has a user row) before the matrix runs, like any real second tenant.
-  expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
-  return {
-    world: {
-      userId: await userIdOf(owner.subject),
-      agentId: agent.id,
-      activeDeploymentId: active.id,
-      previousDeploymentId: previous.id,
-      secretName,
-      telemetrySecret,
-    },
-    headers: {
-      owner: owner.headers,
-      otherUser: other.headers,
-      anonymous: {},
-      malformedToken: { authorization: "Bearer not-a-jwt" },
-    },
-  };
-}
 
 const PROBLEM_CODE_FOR_401: Partial<Record<Actor, string>> = {
   anonymous: "unauthenticated",
@@ -66,7 +24,7 @@ describe("authorization matrix", () => {
   });
 
   it("answers every caller on every route as the matrix says; callers other than the owner change and learn nothing", async () => {
-    const { world, headers } = await makeWorld();
+    const { world, headers } = await makeMatrixWorld();
     const before = await tenantState(world.userId);
     const ownerIds = [world.agentId, world.activeDeploymentId, world.previousDeploymentId, world.userId];
     const mismatches: string[] = [];
@@ -121,7 +79,7 @@ describe("authorization matrix", () => {
   });
 
   it("lets another user reach none of the owner's deployments through their own agent's paths", async () => {
-    const { world, headers } = await makeWorld();
+    const { world, headers } = await makeMatrixWorld();
     const theirs = await createAgent(headers.otherUser);
     const before = await tenantState(world.userId);
     for (const [method, path] of [

@@ -6,7 +6,16 @@
 // Rows are in the order the owner runs them: reads first, destructive calls (delete a secret,
 // disable, delete the agent) last. The other callers run every row before the owner and must
 // leave the world exactly as it was.
+import { env } from "cloudflare:workers";
+import { expect } from "vitest";
+import { telemetrySecretAad } from "../../src/crypto/aad";
+import { decryptSecret } from "../../src/crypto/envelope";
+import { getConfig } from "../../src/env";
+import * as modules from "../fixtures/modules";
+import { newUser } from "./auth";
+import { createAgent, deployAndActivate, userIdOf } from "./deploy-flow";
 import { signTelemetry } from "./deployments";
+import { call } from "./http";
 
 export const ACTORS = ["otherUser", "anonymous", "malformedToken", "owner"] as const;
 export type Actor = (typeof ACTORS)[number];
@@ -183,4 +192,42 @@ export const AUTHZ_MATRIX: MatrixRow[] = [
 /** "PATCH /v1/agents/{agentId}" → "PATCH". */
 export function methodOf(row: MatrixRow): string {
   return row.route.split(" ")[0]!;
+}
+
+/** The owner's objects (two deployments, the later one active; a secret) and each actor's headers. */
+export async function makeMatrixWorld(): Promise<{ world: World; headers: Record<Actor, Record<string, string>> }> {
+  const owner = await newUser("owner");
+  const other = await newUser("other");
+  const agent = await createAgent(owner.headers);
+  const previous = await deployAndActivate(owner.headers, agent.id, { moduleCode: modules.fixedAnswer("v1") });
+  const active = await deployAndActivate(owner.headers, agent.id, { moduleCode: modules.fixedAnswer("v2") });
+  const secretName = `MATRIX_${crypto.randomUUID().slice(0, 8).toUpperCase().replaceAll("-", "_")}`;
+  const put = await call("PUT", `/v1/agents/${agent.id}/secrets/${secretName}`, {
+    headers: owner.headers,
+    body: { value: `matrix-secret-${crypto.randomUUID()}` },
+  });
+  expect(put.status).toBe(201);
+  const row = await env.DB.prepare("SELECT telemetry_secret_ciphertext AS c FROM deployments WHERE id = ?")
+    .bind(active.id)
+    .first<{ c: string }>();
+  const { keyring } = await getConfig(env);
+  const telemetrySecret = await decryptSecret(keyring, row!.c, telemetrySecretAad(active.id));
+  // The other user exists (has a user row) before the matrix runs, like any real second tenant.
+  expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
+  return {
+    world: {
+      userId: await userIdOf(owner.subject),
+      agentId: agent.id,
+      activeDeploymentId: active.id,
+      previousDeploymentId: previous.id,
+      secretName,
+      telemetrySecret,
+    },
+    headers: {
+      owner: owner.headers,
+      otherUser: other.headers,
+      anonymous: {},
+      malformedToken: { authorization: "Bearer not-a-jwt" },
+    },
+  };
 }
