@@ -249,7 +249,9 @@ export function createNamespaceRuntime(opts: CreateNamespaceRuntimeOptions): Nam
           {},
           { limits: { cpuMs: limits.cpuMs, subRequests: limits.subRequests } },
         );
-        return await Promise.race([fetcher.fetch(new Request(request, { signal: controller.signal })), timedOut]);
+        // Aborted by our own timer or by the caller (the gateway's deadline usually fires first).
+        const signal = AbortSignal.any([request.signal, controller.signal]);
+        return await Promise.race([fetcher.fetch(new Request(request, { signal })), timedOut]);
       } catch (err) {
         if (err instanceof RuntimeError) throw err;
         throw classifyDispatchError(err, target.scriptName);

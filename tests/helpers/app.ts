@@ -8,17 +8,31 @@ export async function callWithEnv(
   overrides: Record<string, unknown>,
   method: string,
   path: string,
-  opts: { headers?: Record<string, string>; body?: unknown } = {},
+  opts: { headers?: Record<string, string>; body?: unknown; rawBody?: BodyInit } = {},
 ): Promise<Response> {
   const headers = new Headers(opts.headers);
-  if (opts.body !== undefined) headers.set("content-type", "application/json");
+  if (opts.body !== undefined && !headers.has("content-type")) headers.set("content-type", "application/json");
   const request = new Request(`http://gateway.test${path}`, {
     method,
     headers,
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    body: opts.body === undefined ? opts.rawBody : JSON.stringify(opts.body),
   });
   const ctx = createExecutionContext();
   const res = await worker.fetch(request, { ...env, ...overrides } as typeof env, ctx);
   await waitOnExecutionContext(ctx);
   return res;
+}
+
+/** A stand-in for a queue binding that records what is sent (for "enqueued nothing" checks). */
+export function recordingQueue(): Queue & { sent: unknown[] } {
+  const sent: unknown[] = [];
+  return {
+    sent,
+    async send(body: unknown) {
+      sent.push(body);
+    },
+    async sendBatch(messages: Iterable<MessageSendRequest>) {
+      for (const m of messages) sent.push(m.body);
+    },
+  } as unknown as Queue & { sent: unknown[] };
 }

@@ -1,0 +1,17 @@
+// A tenant's rows as the API could change them, for "changed nothing" checks: compare a snapshot
+// taken before a hostile request with one taken after.
+import { env } from "cloudflare:workers";
+
+export async function tenantState(userId: string) {
+  const rows = async (sql: string) => (await env.DB.prepare(sql).bind(userId).all()).results;
+  return {
+    agents: await rows("SELECT * FROM agents WHERE user_id = ? ORDER BY id"),
+    deployments: await rows(
+      "SELECT id, status, claimed_at, activated_at, error_message, updated_at FROM deployments WHERE user_id = ? ORDER BY id",
+    ),
+    artifacts: await rows("SELECT id, sha256 FROM deployment_artifacts WHERE user_id = ? ORDER BY id"),
+    secrets: await rows("SELECT name, ciphertext, updated_at FROM agent_secrets WHERE user_id = ? ORDER BY name"),
+    audit: await rows("SELECT id FROM audit_log WHERE user_id = ? ORDER BY id"),
+    gatewayEvents: await rows("SELECT id FROM metrics_events WHERE user_id = ? AND source = 'gateway' ORDER BY id"),
+  };
+}
