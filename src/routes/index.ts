@@ -3,6 +3,7 @@ import { type App, type AppContext, handleError, newApp } from "../app";
 import { ApiError, problemResponse } from "../lib/errors";
 import { authenticate } from "../middleware/authenticate";
 import { bodyGuard, DEFAULT_BODY_LIMIT_BYTES } from "../middleware/body-guard";
+import { invokeBodyLimit } from "../middleware/invoke-body-limit";
 import { requestContext } from "../middleware/request-context";
 import { TELEMETRY_MAX_BODY_BYTES } from "../services/telemetry/event";
 import { largestInvokeBodyBytes } from "../services/usage/tiers";
@@ -20,7 +21,7 @@ import { registerUsageRoutes } from "./v1/usage";
 /**
  * Body limits by path; everything not listed gets the default. Invoke bodies are capped here at
  * the largest tier's `invokeBodyBytes` (before the caller is known); the caller's own tier limit
- * is checked in the invoke service.
+ * follows authentication (middleware/invoke-body-limit.ts).
  */
 function bodyLimitFor(c: AppContext): number {
   const path = c.req.path;
@@ -47,6 +48,7 @@ export function createGatewayApp(): App {
   app.use("/v1/*", bodyGuard(bodyLimitFor));
   const requireUser = authenticate();
   app.use("/v1/*", async (c, next) => (PUBLIC_V1_PATHS.has(c.req.path) ? next() : requireUser(c, next)));
+  app.use("/v1/invoke/*", invokeBodyLimit());
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   registerDocs(app);

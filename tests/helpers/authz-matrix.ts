@@ -148,6 +148,7 @@ export const AUTHZ_MATRIX: MatrixRow[] = [
     expect: ownedObject(200),
   },
   { route: "GET /v1/usage/current", request: () => ({ path: "/v1/usage/current" }), expect: callerScoped(200) },
+  { route: "GET /v1/usage", request: () => ({ path: "/v1/usage?period=2026-01" }), expect: callerScoped(200) },
   { route: "GET /v1/audit", request: () => ({ path: "/v1/audit" }), expect: callerScoped(200) },
   {
     route: "GET /v1/agents/{agentId}/secrets",

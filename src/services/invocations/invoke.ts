@@ -48,16 +48,11 @@ export async function invokeAgent(
   const startedAt = Date.now();
   const deadline = startedAt + deps.timeoutMs;
   const deployment = await activeDeploymentOf(deps, agentId);
-  // The user's tier decides the body size, the period's invocation quota, and the script's CPU
-  // and subrequest limits for this invocation.
+  // The user's tier decides the period's invocation quota and the script's CPU and subrequest
+  // limits for this invocation (its body size limit was applied before the body was read).
   const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
   const payload = JSON.stringify(body);
   const bytesIn = utf8.encode(payload).byteLength;
-  if (bytesIn > plan.invokeBodyBytes) {
-    throw new ApiError("payload_too_large", `the ${tier} plan allows invoke bodies of ${plan.invokeBodyBytes} bytes`, {
-      extra: { limit: "invokeBodyBytes", tier, limitBytes: plan.invokeBodyBytes },
-    });
-  }
   const quota = await admitInvocation(deps.db, { userId: deps.userId, limit: plan.invocationsPerPeriod });
   if (!quota.allowed) throw usageLimitExceeded(quota, tier);
   const limits = { cpuMs: plan.cpuMs, subRequests: plan.subRequests };
