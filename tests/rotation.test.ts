@@ -45,7 +45,7 @@ async function keyIdsOf(agentId: string, deploymentIds: string[]) {
 }
 
 async function expectReadableWith(ring: Keyring, seeded: Awaited<ReturnType<typeof seedUnder>>) {
-  expect(await loadAgentSecrets(db, ring, seeded.agentId)).toEqual({
+  expect(await loadAgentSecrets(db, ring, seeded)).toEqual({
     API_KEY: "api-key-value",
     DB_URL: "postgres://db",
   });
@@ -71,7 +71,7 @@ describe("key rotation", () => {
     expect(await keyIdsOf(seeded.agentId, seeded.deploymentIds)).toEqual(new Set([oldRing.current.id]));
 
     // Without the old key the data is unreadable, with an explicit error.
-    await expect(loadAgentSecrets(db, newOnly, seeded.agentId)).rejects.toThrow(`unknown key id ${oldRing.current.id}`);
+    await expect(loadAgentSecrets(db, newOnly, seeded)).rejects.toThrow(`unknown key id ${oldRing.current.id}`);
 
     // Step 1: new key current, old key previous. Old data is readable before any re-encryption.
     const rotating = envWith({ SECRETS_ENCRYPTION_KEY: newKey, SECRETS_ENCRYPTION_PREVIOUS_KEYS: oldKey });
@@ -171,7 +171,7 @@ describe("key rotation", () => {
     const report = await reencryptWithKeyring(racingDb, bothRing, { batchSize: 100, maxBatches: 100_000 });
     expect(raced).toBe(true);
     expect(report.columns["agent_secrets.ciphertext"].conflicts).toBeGreaterThanOrEqual(1);
-    const secrets = await loadAgentSecrets(db, await parseKeyring(newKey), seeded.agentId);
+    const secrets = await loadAgentSecrets(db, await parseKeyring(newKey), seeded);
     expect(secrets).toEqual({ API_KEY: "rotated-by-user", DB_URL: "postgres://db" });
   });
 

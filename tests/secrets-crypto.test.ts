@@ -35,7 +35,7 @@ describe("secret envelopes", () => {
       { db, userId: other.userId, keyring: ring },
       { agentId: other.agentId, name: "ALPHA", value: "other-value" },
     );
-    expect(await loadAgentSecrets(db, ring, agentId)).toEqual({ ALPHA: "alpha-value", BETA: "beta-value" });
+    expect(await loadAgentSecrets(db, ring, { userId, agentId })).toEqual({ ALPHA: "alpha-value", BETA: "beta-value" });
 
     const alpha = await db
       .select()
@@ -47,13 +47,13 @@ describe("secret envelopes", () => {
       .update(agentSecrets)
       .set({ ciphertext: alpha!.ciphertext })
       .where(and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.name, "BETA")));
-    const err = await loadAgentSecrets(db, ring, agentId).catch((e) => e);
+    const err = await loadAgentSecrets(db, ring, { userId, agentId }).catch((e) => e);
     expect(err).toBeInstanceOf(DecryptionError);
     expect(err.message).toMatch(/agent secret BETA could not be decrypted/);
     expect(err.message).not.toContain("alpha-value");
     // Same name, other agent.
     await db.update(agentSecrets).set({ ciphertext: alpha!.ciphertext }).where(eq(agentSecrets.agentId, other.agentId));
-    await expect(loadAgentSecrets(db, ring, other.agentId)).rejects.toThrow(/ALPHA could not be decrypted/);
+    await expect(loadAgentSecrets(db, ring, other)).rejects.toThrow(/ALPHA could not be decrypted/);
   });
 
   it("rejects a ciphertext or IV with one flipped bit", async () => {

@@ -74,7 +74,10 @@ describe("secrets API", () => {
     expect(listed.map((s: any) => s.name)).toEqual(["DB_URL", "OPENAI_API_KEY"]);
     for (const s of listed) expect(Object.keys(s).sort()).toEqual(["createdAt", "name", "updatedAt"]);
 
-    expect(await loadAgentSecrets(db, await keyring(), agentId)).toEqual({ DB_URL: v3, OPENAI_API_KEY: v2 });
+    expect(await loadAgentSecrets(db, await keyring(), { userId: await userIdOf(user), agentId })).toEqual({
+      DB_URL: v3,
+      OPENAI_API_KEY: v2,
+    });
 
     const deleted = await call("DELETE", `/v1/agents/${agentId}/secrets/DB_URL`, { headers: user.headers });
     expect(deleted.status).toBe(204);
@@ -241,7 +244,9 @@ describe("secrets API tenant isolation", () => {
       "not_found",
     );
 
-    expect(await loadAgentSecrets(db, await keyring(), agentId)).toEqual({ KEEP: value });
+    expect(await loadAgentSecrets(db, await keyring(), { userId: await userIdOf(owner), agentId })).toEqual({
+      KEEP: value,
+    });
     expect((await json(await call("GET", "/v1/audit", { headers: other.headers }))).entries).toEqual([]);
     const ownerAudit = (await json(await call("GET", "/v1/audit", { headers: owner.headers }))).entries;
     expect(ownerAudit.map((e: any) => e.action)).toEqual(["secret.set"]);

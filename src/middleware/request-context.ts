@@ -20,7 +20,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
         requestId,
         method: c.req.method,
         route: c.req.routePath,
-        path: c.req.path,
+        path: c.req.path.slice(0, 200),
         status: c.res.status,
         durationMs: Date.now() - started,
         userId: c.get("userId"),

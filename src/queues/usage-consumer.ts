@@ -6,6 +6,7 @@ import { createDb } from "../db/client";
 import type { Env } from "../env";
 import { describeError, logError, logWarn } from "../lib/logger";
 import { type MetricsEventInput, recordEvents } from "../services/usage/record-events";
+import { backoffSeconds } from "./backoff";
 
 const nullableInt = z.number().int().nonnegative().nullable();
 
@@ -31,11 +32,6 @@ export const UsageEventSchema = z.object({
   streaming: z.boolean().nullable(),
   receivedAt: z.number().int().nonnegative(),
 }) satisfies z.ZodType<MetricsEventInput>;
-
-/** Exponential backoff for queue retries: 2, 4, 8 … seconds, capped at 5 minutes. */
-export function retryDelaySeconds(attempts: number): number {
-  return Math.min(300, 2 ** Math.max(1, attempts));
-}
 
 export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, opts: { deadLetter?: boolean } = {}) {
   const valid: Array<{ message: Message<unknown>; event: MetricsEventInput }> = [];
@@ -64,6 +60,7 @@ export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, o
       return;
     }
     logError("usage_batch_failed", { queue: batch.queue, count: valid.length, error: describeError(err) });
-    for (const v of valid) v.message.retry({ delaySeconds: retryDelaySeconds(v.message.attempts) });
+    for (const v of valid)
+      v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, { baseSeconds: 2, maxSeconds: 300 }) });
   }
 }

@@ -10,6 +10,7 @@ import { z } from "zod";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
 import { describeError, logError, logInfo, logWarn } from "../../lib/logger";
+import { backoffSeconds } from "../../queues/backoff";
 import type { CleanupAgentScriptsJob } from "../../queues/messages";
 import { agentTag, canRemoveByTag } from "../../runtime/namespace";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
@@ -92,7 +93,7 @@ export async function handleCleanupJob(job: CleanupAgentScriptsJob, deps: Cleanu
 
 /** Seconds before the next delivery of a failed cleanup job: 10 s, 20 s, 40 s … capped at 5 min. */
 export function cleanupRetryDelaySeconds(attempts: number): number {
-  return Math.min(300, 10 * 2 ** Math.max(0, attempts - 1));
+  return backoffSeconds(attempts, { baseSeconds: 10, maxSeconds: 300 });
 }
 
 /**

@@ -3,12 +3,12 @@
 // the agent's secrets (both encrypted), and queues the deploy job. The queue consumer does the rest.
 import { and, eq, sql } from "drizzle-orm";
 import { TEMPLATE_MODULE_CODE } from "../../../user-worker-template/dist/template-module";
-import { agentSecretAad, secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
+import { secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
 import { sha256Hex, utf8 } from "../../crypto/encoding";
-import { decryptSecretText, encryptSecret } from "../../crypto/envelope";
+import { encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { agentSecrets, deploymentArtifacts, deployments } from "../../db/schema";
+import { deploymentArtifacts, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
@@ -16,6 +16,7 @@ import type { DeployJob } from "../../queues/messages";
 import { RUNTIME_PROVIDERS, type RuntimeProviderName } from "../../runtime/types";
 import { scriptNameFor } from "../../runtime/user-env";
 import { getAgent } from "../agents/agents";
+import { loadAgentSecrets } from "../secrets/secrets";
 import { assertDeployAllowed } from "../usage/plan-limits";
 import type { TierLimitsByTier } from "../usage/tiers";
 import {
@@ -152,13 +153,7 @@ async function snapshotAgentSecrets(
   agentId: string,
   deploymentId: string,
 ): Promise<string | null> {
-  const rows = await ctx.db
-    .select({ name: agentSecrets.name, ciphertext: agentSecrets.ciphertext })
-    .from(agentSecrets)
-    .where(and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.userId, ctx.userId)));
-  if (rows.length === 0) return null;
-  const values: Record<string, string> = {};
-  for (const r of rows)
-    values[r.name] = await decryptSecretText(ctx.keyring, r.ciphertext, agentSecretAad(agentId, r.name));
+  const values = await loadAgentSecrets(ctx.db, ctx.keyring, { userId: ctx.userId, agentId });
+  if (Object.keys(values).length === 0) return null;
   return encryptSecret(ctx.keyring, JSON.stringify(values), secretsSnapshotAad(deploymentId));
 }

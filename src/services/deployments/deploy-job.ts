@@ -15,6 +15,7 @@ import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
 import { describeError } from "../../lib/logger";
+import { backoffSeconds } from "../../queues/backoff";
 import type { DeployJob } from "../../queues/messages";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { loadDeploymentBundle } from "./bundle";
@@ -32,9 +33,9 @@ export type DeployJobOutcome =
   | { action: "ack"; result: "active" | "inactive" | "failed" | "already_finished" | "not_found" | "claim_lost" }
   | { action: "retry"; delaySeconds: number; result: "transient_error" | "claimed_elsewhere"; error?: string };
 
-/** Exponential backoff for the n-th delivery (1-based): 2, 4, 8, 16 … seconds, capped at a minute. */
+/** Backoff for the n-th delivery (1-based): 2, 4, 8, 16 … seconds, capped at a minute. */
 export function retryDelaySeconds(attempts: number): number {
-  return Math.min(60, 2 ** Math.max(1, attempts));
+  return backoffSeconds(attempts, { baseSeconds: 2, maxSeconds: 60 });
 }
 
 export async function processDeployJob(
@@ -94,7 +95,18 @@ export async function processDeployJob(
     return { action: "ack", result: failed.length > 0 ? "failed" : "claim_lost" };
   }
 
-  return finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+  try {
+    return await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+  } catch (err) {
+    // The batch left nothing behind (it is one transaction); release the claim so the queue's
+    // retry can finish the job at once instead of waiting out the lease.
+    await db
+      .update(deployments)
+      .set({ claimedAt: null, updatedAt: Date.now() })
+      .where(and(eq(deployments.id, claimed.id), eq(deployments.claimedAt, claim)))
+      .catch(() => undefined);
+    throw err;
+  }
 }
 
 /**

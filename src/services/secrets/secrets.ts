@@ -166,11 +166,16 @@ export async function deleteAgentSecret(ctx: Ctx, input: { agentId: string; name
  * Every secret of an agent, decrypted: what a new deployment snapshots. Throws a
  * DecryptionError naming the secret (never its value) if one cannot be decrypted.
  */
-export async function loadAgentSecrets(db: Db, keyring: Keyring, agentId: string): Promise<Record<string, string>> {
+export async function loadAgentSecrets(
+  db: Db,
+  keyring: Keyring,
+  owner: { userId: string; agentId: string },
+): Promise<Record<string, string>> {
+  const { agentId } = owner;
   const rows = await db
     .select({ name: agentSecrets.name, ciphertext: agentSecrets.ciphertext })
     .from(agentSecrets)
-    .where(eq(agentSecrets.agentId, agentId))
+    .where(and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.userId, owner.userId)))
     .orderBy(asc(agentSecrets.name));
   const out: Record<string, string> = {};
   for (const row of rows) {
