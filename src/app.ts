@@ -78,10 +78,14 @@ export function toApiError(err: unknown, requestId: string, route?: string): Api
   return new ApiError("internal_error", "an unexpected error occurred; quote the requestId when reporting it");
 }
 
-/** D1 reports outages and overload as errors whose message names D1 or the network. */
+/**
+ * D1 outages and overload, by message. D1 prefixes every error (a SQL bug too) with `D1_ERROR`,
+ * so only the transient causes count: a bug must stay a logged 500, not pose as an outage.
+ */
 function isDatabaseUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const text = `${err.message} ${err.cause instanceof Error ? err.cause.message : ""}`;
-  if (/constraint failed/i.test(text)) return false;
-  return /D1_ERROR|D1 DB|Network connection lost|storage operation|overloaded|SQLITE_BUSY/i.test(text);
+  return /Network connection lost|storage operation exceeded|storage caused object to be reset|overloaded|SQLITE_BUSY|D1 DB is overloaded|internal error; reference/i.test(
+    text,
+  );
 }

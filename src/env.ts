@@ -57,6 +57,8 @@ const configSchema = z.object({
   // How long the gateway waits for a user script's answer (and, when streaming, between events).
   INVOKE_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
   TIER_LIMITS: optionalString,
+  // Inactive deployments per agent whose runtime scripts are kept for rollback.
+  DEPLOYMENT_RETENTION: z.coerce.number().int().min(0).max(1000).default(5),
 });
 
 export type Config = {
@@ -71,6 +73,7 @@ export type Config = {
   environment: string;
   invokeTimeoutMs: number;
   tierLimits: TierLimitsByTier;
+  deploymentRetention: number;
 };
 
 export class ConfigError extends Error {
@@ -105,6 +108,9 @@ async function buildConfig(env: Env): Promise<Config> {
   } catch (err) {
     throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
   }
+  if (v.AUTH_JWKS !== undefined && !isJwks(v.AUTH_JWKS)) {
+    throw new ConfigError('invalid configuration: AUTH_JWKS: must be JSON of the form {"keys":[…]}');
+  }
   let tierLimits: TierLimitsByTier;
   try {
     tierLimits = parseTierLimits(v.TIER_LIMITS);
@@ -123,5 +129,15 @@ async function buildConfig(env: Env): Promise<Config> {
     environment: v.ENVIRONMENT,
     invokeTimeoutMs: v.INVOKE_TIMEOUT_MS,
     tierLimits,
+    deploymentRetention: v.DEPLOYMENT_RETENTION,
   };
+}
+
+function isJwks(text: string): boolean {
+  try {
+    const parsed = JSON.parse(text) as { keys?: unknown };
+    return Array.isArray(parsed.keys) && parsed.keys.every((k) => typeof k === "object" && k !== null);
+  } catch {
+    return false;
+  }
 }

@@ -1,8 +1,11 @@
 // Removing scripts that are no longer needed: a deleted agent's (by tag, as a retried queue job)
 // and old inactive deployments' beyond the retention count. Real D1, fake Cloudflare API.
+
+import { env } from "cloudflare:workers";
 import { eq, inArray } from "drizzle-orm";
 import { describe, expect, it, vi } from "vitest";
 import { deployments } from "../src/db/schema";
+import { getConfig } from "../src/env";
 import { QueueJobSchema } from "../src/queues/messages";
 import type { RuntimeProvider } from "../src/runtime/types";
 import {
@@ -10,7 +13,6 @@ import {
   enforceRetention,
   handleCleanupJob,
   processCleanupMessage,
-  retentionFromEnv,
 } from "../src/services/cleanup/cleanup";
 import { makeBundle, namespaceSetup, seedAgent, seedDeployment, testDb } from "./helpers/namespace";
 
@@ -269,9 +271,12 @@ describe("retention", () => {
     expect((await removedAt([second.id]))[second.id]).toBeNull();
   });
 
-  it("reads DEPLOYMENT_RETENTION with a default of 5", () => {
-    expect(retentionFromEnv({})).toBe(5);
-    expect(retentionFromEnv({ DEPLOYMENT_RETENTION: "12" })).toBe(12);
-    expect(retentionFromEnv({ DEPLOYMENT_RETENTION: "0" })).toBe(0);
+  it("reads DEPLOYMENT_RETENTION with a default of 5, and refuses to run with an invalid value", async () => {
+    expect((await getConfig({ ...env })).deploymentRetention).toBe(5);
+    expect((await getConfig({ ...env, DEPLOYMENT_RETENTION: "12" })).deploymentRetention).toBe(12);
+    expect((await getConfig({ ...env, DEPLOYMENT_RETENTION: "0" })).deploymentRetention).toBe(0);
+    for (const bad of ["-1", "1.5", "lots"]) {
+      await expect(getConfig({ ...env, DEPLOYMENT_RETENTION: bad })).rejects.toThrow(/DEPLOYMENT_RETENTION/);
+    }
   });
 });

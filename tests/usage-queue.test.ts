@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
-import { handleUsageBatch } from "../src/queues/usage-consumer";
+import { DEAD_LETTER_ATTEMPTS, handleUsageBatch } from "../src/queues/usage-consumer";
 import type { MetricsEventInput } from "../src/services/usage/record-events";
 
 function measurement(userId: string): MetricsEventInput {
@@ -34,10 +34,10 @@ function measurement(userId: string): MetricsEventInput {
   };
 }
 
-async function runBatch(bodies: unknown[], batchEnv = env, opts: { deadLetter?: boolean } = {}) {
+async function runBatch(bodies: unknown[], batchEnv = env, opts: { deadLetter?: boolean; attempts?: number } = {}) {
   const batch = createMessageBatch(
     "usage-events",
-    bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body })),
+    bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: opts.attempts ?? 1, body })),
   );
   const ctx = createExecutionContext();
   await handleUsageBatch(batch, batchEnv, opts);
@@ -69,7 +69,29 @@ describe("usage queue consumer", () => {
     expect(rows).toEqual([]);
   });
 
-  it("acks dead-lettered messages after a last attempt instead of looping", async () => {
+  it("keeps retrying dead-lettered events while D1 fails, and gives them up on the last delivery", async () => {
+    const failingDb = {
+      prepare: env.DB.prepare.bind(env.DB),
+      batch: async () => {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+    } as unknown as D1Database;
+    const early = await runBatch([measurement(newId("user"))], { ...env, DB: failingDb }, { deadLetter: true });
+    expect(early.retryMessages.map((m) => m.msgId)).toEqual(["m0"]);
+    expect(early.explicitAcks).toEqual([]);
+    const last = await runBatch(
+      [measurement(newId("user"))],
+      { ...env, DB: failingDb },
+      {
+        deadLetter: true,
+        attempts: DEAD_LETTER_ATTEMPTS,
+      },
+    );
+    expect(last.retryMessages).toEqual([]);
+    expect(last.explicitAcks).toEqual(["m0"]);
+  });
+
+  it("meters dead-lettered messages when D1 is back", async () => {
     const userId = newId("user");
     const result = await runBatch([measurement(userId)], env, { deadLetter: true });
     expect(result.explicitAcks).toEqual(["m0"]);

@@ -5,7 +5,7 @@ import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
 import { periodKeyOf } from "../lib/time";
 import { createRuntimeProvider } from "../runtime";
-import { enforceRetention, retentionFromEnv } from "../services/cleanup/cleanup";
+import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 import { reconcilePeriod } from "../services/usage/reconcile";
@@ -37,7 +37,7 @@ const TASKS: Task[] = [
       const config = await getConfig(env);
       const report = await enforceRetention(
         { db: createDb(env.DB), runtime: createRuntimeProvider({ env, ctx, config }) },
-        { keep: retentionFromEnv(env) },
+        { keep: config.deploymentRetention },
       );
       return { removed: report.removed.length, failed: report.failed?.deploymentId };
     },
@@ -78,6 +78,7 @@ const TASKS: Task[] = [
 ];
 
 export async function handleScheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext) {
+  const failed: string[] = [];
   for (const task of TASKS) {
     try {
       logInfo("cron_task", {
@@ -86,7 +87,9 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
         ...(await task.run(env, ctx, controller.scheduledTime)),
       });
     } catch (err) {
+      failed.push(task.name);
       logError("cron_task_failed", { task: task.name, error: describeError(err) });
     }
   }
+  if (failed.length > 0) throw new Error(`cron tasks failed: ${failed.join(", ")}`);
 }

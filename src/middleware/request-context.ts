@@ -1,7 +1,7 @@
 // First middleware of every request: assigns the request id, loads configuration, and writes
 // the one structured log line per request once the response is known.
 import type { MiddlewareHandler } from "hono";
-import type { AppEnv } from "../app";
+import { type AppEnv, handleError } from "../app";
 import { getConfig } from "../env";
 import { newId } from "../lib/ids";
 import { logInfo } from "../lib/logger";
@@ -12,7 +12,13 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
     const requestId = newId("request", started);
     c.set("requestId", requestId);
     try {
-      c.set("config", await getConfig(c.env));
+      try {
+        c.set("config", await getConfig(c.env));
+      } catch (err) {
+        // Answered here (not thrown past us) so the log line below carries the real status.
+        c.res = handleError(err, c);
+        return;
+      }
       await next();
     } finally {
       c.header("x-request-id", requestId);
@@ -24,6 +30,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
         status: c.res.status,
         durationMs: Date.now() - started,
         userId: c.get("userId"),
+        environment: c.get("config")?.environment,
       });
     }
   };

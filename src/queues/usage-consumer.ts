@@ -33,6 +33,9 @@ export const UsageEventSchema = z.object({
   receivedAt: z.number().int().nonnegative(),
 }) satisfies z.ZodType<MetricsEventInput>;
 
+/** Deliveries a dead-lettered usage batch gets before its events are given up. */
+export const DEAD_LETTER_ATTEMPTS = 5;
+
 export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, opts: { deadLetter?: boolean } = {}) {
   const valid: Array<{ message: Message<unknown>; event: MetricsEventInput }> = [];
   for (const message of batch.messages) {
@@ -54,9 +57,22 @@ export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, o
     for (const v of valid) v.message.ack();
   } catch (err) {
     if (opts.deadLetter) {
-      // Last chance: the events are lost from metering; reconciliation cannot recover them.
-      logError("usage_events_lost", { queue: batch.queue, count: valid.length, error: describeError(err) });
-      for (const v of valid) v.message.ack();
+      // The dead-letter queue retries too (D1 may be down for minutes); only after that are the
+      // events given up, loudly: reconciliation cannot recover measurements that never landed.
+      for (const v of valid) {
+        if (v.message.attempts < DEAD_LETTER_ATTEMPTS) {
+          v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, { baseSeconds: 60, maxSeconds: 600 }) });
+        } else {
+          v.message.ack();
+        }
+      }
+      const lost = valid.filter((v) => v.message.attempts >= DEAD_LETTER_ATTEMPTS).length;
+      logError(lost > 0 ? "usage_events_lost" : "usage_dead_letter_retry", {
+        queue: batch.queue,
+        count: valid.length,
+        lost,
+        error: describeError(err),
+      });
       return;
     }
     logError("usage_batch_failed", { queue: batch.queue, count: valid.length, error: describeError(err) });

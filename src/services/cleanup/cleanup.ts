@@ -6,7 +6,6 @@
 // `deployments.script_removed_at` records the removal; a deployment with it set can no longer be
 // activated (the activation route's conditional UPDATE must require `script_removed_at IS NULL`).
 import { and, eq, isNull, sql } from "drizzle-orm";
-import { z } from "zod";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
 import { describeError, logError, logInfo, logWarn } from "../../lib/logger";
@@ -17,25 +16,10 @@ import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
 
 export type CleanupDeps = { db: Db; runtime: RuntimeProvider; now?: () => number };
 
-export const DEFAULT_DEPLOYMENT_RETENTION = 5;
 /** A failed deployment's script is left alone this long, in case an upload was still finishing. */
 export const FAILED_SCRIPT_GRACE_MS = 10 * 60_000;
 /** Removals per retention run: bounds the Cloudflare API calls one cron invocation makes. */
 export const RETENTION_MAX_PER_RUN = 50;
-
-const retentionSchema = z.coerce.number().int().min(0).max(1000);
-
-/** DEPLOYMENT_RETENTION: inactive deployments per agent that keep their script (default 5). */
-export function retentionFromEnv(env: { DEPLOYMENT_RETENTION?: string }): number {
-  const raw = env.DEPLOYMENT_RETENTION?.trim();
-  if (!raw) return DEFAULT_DEPLOYMENT_RETENTION;
-  const parsed = retentionSchema.safeParse(raw);
-  if (!parsed.success) {
-    logWarn("config.invalid_deployment_retention", { fallback: DEFAULT_DEPLOYMENT_RETENTION });
-    return DEFAULT_DEPLOYMENT_RETENTION;
-  }
-  return parsed.data;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Agent deletion
