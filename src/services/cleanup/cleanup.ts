@@ -5,7 +5,7 @@
 //   targets), older inactive ones and failed ones lose them (called from the cron).
 // `deployments.script_removed_at` records the removal; a deployment with it set can no longer be
 // activated (the activation route's conditional UPDATE must require `script_removed_at IS NULL`).
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, eq, isNull, ne, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
 import { describeError, logError, logInfo, logWarn } from "../../lib/logger";
@@ -62,6 +62,8 @@ export async function handleCleanupJob(job: CleanupAgentScriptsJob, deps: Cleanu
     await runtime.remove(rows.map((r) => r.scriptName));
   }
 
+  // A deployment still `deploying` may upload after this; the deploy job removes that script
+  // itself once it sees the agent deleted (deploy-job.ts), so its row is not marked here.
   const result = await db
     .update(deployments)
     .set({ scriptRemovedAt: now, updatedAt: now })
@@ -70,6 +72,7 @@ export async function handleCleanupJob(job: CleanupAgentScriptsJob, deps: Cleanu
         eq(deployments.agentId, job.agentId),
         eq(deployments.userId, job.userId),
         isNull(deployments.scriptRemovedAt),
+        ne(deployments.status, "deploying"),
       ),
     );
   return { removedRows: result.meta.changes, removedByTag };

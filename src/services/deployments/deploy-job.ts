@@ -14,7 +14,7 @@ import { DecryptionError } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
-import { describeError } from "../../lib/logger";
+import { describeError, logWarn } from "../../lib/logger";
 import { backoffSeconds } from "../../queues/backoff";
 import type { DeployJob } from "../../queues/messages";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
@@ -96,7 +96,9 @@ export async function processDeployJob(
   }
 
   try {
-    return await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+    const outcome = await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+    if (outcome.result === "inactive") await removeIfAgentDeleted(deps, claimed);
+    return outcome;
   } catch (err) {
     // The batch left nothing behind (it is one transaction); release the claim so the queue's
     // retry can finish the job at once instead of waiting out the lease.
@@ -106,6 +108,31 @@ export async function processDeployJob(
       .where(and(eq(deployments.id, claimed.id), eq(deployments.claimedAt, claim)))
       .catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * A deployment that finished after its agent was deleted: the agent's cleanup job may already have
+ * run, so this deployment's freshly uploaded script is removed here (best effort; logged).
+ */
+async function removeIfAgentDeleted(
+  deps: DeployJobDeps,
+  deployment: { id: string; agentId: string; scriptName: string },
+) {
+  const agent = await deps.db.query.agents.findFirst({
+    columns: { deletedAt: true },
+    where: eq(agents.id, deployment.agentId),
+  });
+  if (!agent || agent.deletedAt === null) return;
+  try {
+    await deps.runtime.remove([deployment.scriptName]);
+    const now = Date.now();
+    await deps.db
+      .update(deployments)
+      .set({ scriptRemovedAt: now, updatedAt: now })
+      .where(and(eq(deployments.id, deployment.id), isNull(deployments.scriptRemovedAt)));
+  } catch (err) {
+    logWarn("deploy_job_orphan_script", { deploymentId: deployment.id, error: describeError(err) });
   }
 }
 
