@@ -4,6 +4,9 @@
 
 const encoder = new TextEncoder();
 
+/** Largest single SSE event relayed from an agent (the relay holds at most one unfinished event). */
+export const MAX_SSE_EVENT_CHARS = 1024 * 1024;
+
 export function sseEvent(name: "delta" | "done" | "error", data: unknown): Uint8Array {
   return encoder.encode(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
 }
@@ -51,6 +54,7 @@ export function relaySse(
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
+  let pending = "";
   let bytesOut = 0;
   let ended = false;
 
@@ -92,11 +96,12 @@ export function relaySse(
             return;
           }
           if (ended) return;
-          if (chunk.done) {
-            fail(controller, "upstream_invalid_response", "the agent's stream ended without a done event");
-            return;
-          }
-          buffer += decoder.decode(chunk.value, { stream: true }).replaceAll("\r\n", "\n");
+          // Line endings are normalised on the joined text, and a trailing "\r" waits for the next
+          // chunk (or the end), so a CRLF split across chunks still ends its line (and its event).
+          if (!chunk.done) pending += decoder.decode(chunk.value, { stream: true });
+          const complete = !chunk.done && pending.endsWith("\r") ? pending.slice(0, -1) : pending;
+          pending = pending.slice(complete.length);
+          buffer += complete.replace(/\r\n?/g, "\n");
           let forwarded = false;
           for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
             const block = buffer.slice(0, cut);
@@ -107,6 +112,20 @@ export function relaySse(
             const name = eventName(block);
             if (name === "done") return end(controller, { ok: true });
             if (name === "error") return end(controller, { ok: false, errorCode: "agent_error_event" });
+          }
+          if (chunk.done) {
+            fail(controller, "upstream_invalid_response", "the agent's stream ended without a done event");
+            return;
+          }
+          // What is left is one unfinished event: bound it, so an agent cannot grow the isolate's
+          // memory (shared with other tenants' requests) by never ending an event.
+          if (buffer.length > MAX_SSE_EVENT_CHARS) {
+            fail(
+              controller,
+              "upstream_invalid_response",
+              `an SSE event from the agent exceeds ${MAX_SSE_EVENT_CHARS} characters`,
+            );
+            return;
           }
           if (forwarded) return;
         }
