@@ -17,6 +17,7 @@ import { agents, deployments } from "../../db/schema";
 import { describeError } from "../../lib/logger";
 import type { DeployJob } from "../../queues/messages";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import { forgetAgentRoute } from "../invocations/route-cache";
 import { loadDeploymentBundle } from "./bundle";
 
 /** How long a claim protects a deployment from other deliveries of its job. */
@@ -94,7 +95,10 @@ export async function processDeployJob(
     return { action: "ack", result: failed.length > 0 ? "failed" : "claim_lost" };
   }
 
-  return finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+  const outcome = await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+  // The pointer may have moved: this isolate's invocations route by D1 again (route-cache.ts, rule 2).
+  forgetAgentRoute({ userId: claimed.userId, agentId: claimed.agentId });
+  return outcome;
 }
 
 /**
