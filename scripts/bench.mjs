@@ -33,7 +33,8 @@ const SECONDS = argValue("seconds", 5);
 const CONNECTIONS = argValue("connections", 8);
 const WARMUP_SECONDS = 2;
 const STREAMS = argValue("streams", 200);
-const STREAM_CONCURRENCY = 4;
+/** Streams are timed one at a time: time to first event is a latency. */
+const STREAM_CONCURRENCY = 1;
 const DEPLOYS = argValue("deploys", 8);
 /** Hard cap on any one load phase, whatever happens. */
 const MAX_REQUESTS_PER_PHASE = 200_000;
@@ -397,26 +398,59 @@ async function main() {
       );
     }
 
-    // B1 + B3: warm both arms, let the warm-up's metering land, then alternate rounds.
-    console.log(`B1/B3: invoke load, ${CONNECTIONS} connections, 2 × ${SECONDS} s per arm …`);
+    // B1 + B3: warm both arms, let the warm-up's metering land, then alternate rounds: latency with
+    // one connection (what one call pays), throughput with CONNECTIONS (the machine saturated).
+    console.log(
+      `B1/B3: invoke, latency with 1 connection and throughput with ${CONNECTIONS}, 2 × ${SECONDS} s per arm each …`,
+    );
     const b1 = await timed("b1", async () => {
+      const phase = (url, connections) =>
+        loadPhase({ url, headers: invokeHeaders, body: INVOKE_BODY, seconds: SECONDS, connections });
       await loadPhase({ url: baselineUrl, headers: invokeHeaders, body: INVOKE_BODY, seconds: WARMUP_SECONDS });
       await loadPhase({ url: gatewayUrl, headers: invokeHeaders, body: INVOKE_BODY, seconds: WARMUP_SECONDS });
       await drainMetering(base);
       await fetch(`${base}/__bench/d1-statements/reset`, { method: "POST" });
-      const gateway = [];
-      const baseline = [];
-      for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
-        const url = arm === "gateway" ? gatewayUrl : baselineUrl;
-        (arm === "gateway" ? gateway : baseline).push(
-          await loadPhase({ url, headers: invokeHeaders, body: INVOKE_BODY, seconds: SECONDS }),
-        );
+      const arms = { latency: { gateway: [], baseline: [] }, throughput: { gateway: [], baseline: [] } };
+      for (const [kind, connections] of [
+        ["latency", 1],
+        ["throughput", CONNECTIONS],
+      ]) {
+        for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
+          arms[kind][arm].push(await phase(arm === "gateway" ? gatewayUrl : baselineUrl, connections));
+        }
       }
       await drainMetering(base);
-      return { gateway: combine(gateway), baseline: combine(baseline), statements: await d1Statements(base) };
+      const statements = await d1Statements(base);
+      const gatewayInvocations = [...arms.latency.gateway, ...arms.throughput.gateway].reduce(
+        (n, p) => n + p.samples.length + p.errors,
+        0,
+      );
+      return {
+        latency: { gateway: combine(arms.latency.gateway), baseline: combine(arms.latency.baseline) },
+        throughput: { gateway: combine(arms.throughput.gateway), baseline: combine(arms.throughput.baseline) },
+        statements,
+        gatewayInvocations,
+      };
     });
 
-    console.log(`B2: ${STREAMS} streams per arm, ${STREAM_CONCURRENCY} at a time …`);
+    // B0 (context for B1): the fixed cost of any gateway request — the Hono app, the request id
+    // and the one log line per request — as GET /healthz against the bench's GET no-op.
+    console.log("B0: /healthz against the no-op …");
+    const b0 = await timed("b0", async () => {
+      const phase = (url, connections) => loadPhase({ url, method: "GET", seconds: Math.min(3, SECONDS), connections });
+      await phase(`${base}/__bench/noop`, 1);
+      const out = { latency: {}, throughput: {} };
+      for (const [kind, connections] of [
+        ["latency", 1],
+        ["throughput", CONNECTIONS],
+      ]) {
+        out[kind].baseline = await phase(`${base}/__bench/noop`, connections);
+        out[kind].gateway = await phase(`${base}/healthz`, connections);
+      }
+      return out;
+    });
+
+    console.log(`B2: ${STREAMS} streams per arm, one at a time …`);
     const b2 = await timed("b2", async () => {
       const headers = { ...invokeHeaders, accept: "text/event-stream" };
       await streamPhase(`${baselineUrl}/stream`, headers, 20);
@@ -483,6 +517,7 @@ async function main() {
       serverReadySeconds,
       bundle,
       startup,
+      b0,
       b1,
       b2,
       b4,
@@ -503,23 +538,73 @@ function report(r) {
   const add = (bench, metric, gateway, baseline, ratioValue, goal, met) =>
     rows.push({ bench, metric, gateway, baseline, ratio: ratioValue, goal, met });
 
-  const g1 = summarize(r.b1.gateway.samples, r.b1.gateway.seconds, { errors: r.b1.gateway.errors });
-  const b1 = summarize(r.b1.baseline.samples, r.b1.baseline.seconds, { errors: r.b1.baseline.errors });
+  const g1 = summarize(r.b1.latency.gateway.samples, r.b1.latency.gateway.seconds, {
+    errors: r.b1.latency.gateway.errors,
+  });
+  const b1 = summarize(r.b1.latency.baseline.samples, r.b1.latency.baseline.seconds, {
+    errors: r.b1.latency.baseline.errors,
+  });
+  const g1t = summarize(r.b1.throughput.gateway.samples, r.b1.throughput.gateway.seconds, {
+    errors: r.b1.throughput.gateway.errors,
+  });
+  const b1t = summarize(r.b1.throughput.baseline.samples, r.b1.throughput.baseline.seconds, {
+    errors: r.b1.throughput.baseline.errors,
+  });
   const b1Ratios = {
     p50: ratio(g1.p50Ms, b1.p50Ms),
     p99: ratio(g1.p99Ms, b1.p99Ms),
-    throughput: ratio(g1.perSecond, b1.perSecond),
+    throughput: ratio(g1t.perSecond, b1t.perSecond),
+    p50Saturated: ratio(g1t.p50Ms, b1t.p50Ms),
   };
-  add("B1 invoke", "p50 ms", g1.p50Ms, b1.p50Ms, b1Ratios.p50, `≤ ${GOALS.b1P50}×`, b1Ratios.p50 <= GOALS.b1P50);
-  add("B1 invoke", "p99 ms", g1.p99Ms, b1.p99Ms, b1Ratios.p99, "", null);
   add(
-    "B1 invoke",
-    "req/s",
-    g1.perSecond,
-    b1.perSecond,
+    "B1 invoke JSON",
+    "p50 ms, 1 conn",
+    g1.p50Ms,
+    b1.p50Ms,
+    b1Ratios.p50,
+    `≤ ${GOALS.b1P50}×`,
+    b1Ratios.p50 <= GOALS.b1P50,
+  );
+  add("B1 invoke JSON", "p99 ms, 1 conn", g1.p99Ms, b1.p99Ms, b1Ratios.p99, "", null);
+  add(
+    "B1 invoke JSON",
+    `req/s, ${CONNECTIONS} conn`,
+    g1t.perSecond,
+    b1t.perSecond,
     b1Ratios.throughput,
     `≥ ${GOALS.b1Throughput}×`,
     b1Ratios.throughput >= GOALS.b1Throughput,
+  );
+  add("B1 invoke JSON", `p50 ms, ${CONNECTIONS} conn`, g1t.p50Ms, b1t.p50Ms, b1Ratios.p50Saturated, "", null);
+
+  const b0 = {};
+  for (const kind of ["latency", "throughput"]) {
+    b0[kind] = {
+      gateway: summarize(r.b0[kind].gateway.samples, r.b0[kind].gateway.seconds),
+      baseline: summarize(r.b0[kind].baseline.samples, r.b0[kind].baseline.seconds),
+    };
+  }
+  const b0Ratios = {
+    p50: ratio(b0.latency.gateway.p50Ms, b0.latency.baseline.p50Ms),
+    throughput: ratio(b0.throughput.gateway.perSecond, b0.throughput.baseline.perSecond),
+  };
+  add(
+    "B0 /healthz vs no-op",
+    "p50 ms, 1 conn",
+    b0.latency.gateway.p50Ms,
+    b0.latency.baseline.p50Ms,
+    b0Ratios.p50,
+    "",
+    null,
+  );
+  add(
+    "B0 /healthz vs no-op",
+    `req/s, ${CONNECTIONS} conn`,
+    b0.throughput.gateway.perSecond,
+    b0.throughput.baseline.perSecond,
+    b0Ratios.throughput,
+    "",
+    null,
   );
 
   const g2 = summarize(r.b2.gateway.samples, r.b2.gateway.seconds);
@@ -541,7 +626,7 @@ function report(r) {
   add("B2 first SSE event", "p99 ms", g2.p99Ms, b2.p99Ms, b2Ratios.p99, "", null);
   add("B2 first SSE event", "streams/s", g2.perSecond, b2.perSecond, b2Ratios.throughput, "", null);
 
-  const invocations = g1.n + r.b1.gateway.errors;
+  const invocations = r.b1.gatewayInvocations;
   const s = r.b1.statements;
   const b3 = {
     invocations,
@@ -629,7 +714,7 @@ function report(r) {
   console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
   for (const l of lines) console.log(line(l));
   console.log(
-    `\nB1: ${g1.n} gateway / ${b1.n} baseline requests (errors ${g1.errors} / ${b1.errors}); ` +
+    `\nB1: ${g1.n + g1t.n} gateway / ${b1.n + b1t.n} baseline requests (errors ${g1.errors + g1t.errors} / ${b1.errors + b1t.errors}); ` +
       `B3: ${b3.reads} reads + ${b3.writes} writes over ${b3.invocations} invocations; ` +
       `B6: ${r.bundle.rawBytes} bytes raw, ${r.bundle.gzipBytes} gzip -9 (wrangler: ${r.bundle.wranglerReported?.gzipKiB ?? "?"} KiB gzip), ` +
       `startup CPU ${fmt(r.startup.activeMs, 1)} ms incl. ${fmt(r.startup.gcMs, 1)} ms GC (wrangler check startup); ` +
@@ -641,7 +726,12 @@ function report(r) {
     machine: { cpus: cpus().length, node: process.version, loadAverage: r.load },
     settings: { seconds: SECONDS, connections: CONNECTIONS, streams: STREAMS, streamConcurrency: STREAM_CONCURRENCY },
     goals: GOALS,
-    b1: { gateway: g1, baseline: b1, ratios: b1Ratios },
+    b0: { ...b0, ratios: b0Ratios },
+    b1: {
+      latency: { gateway: g1, baseline: b1 },
+      throughput: { gateway: g1t, baseline: b1t },
+      ratios: b1Ratios,
+    },
     b2: { gateway: g2, baseline: b2, ratios: b2Ratios },
     b3,
     b4,

@@ -6,7 +6,7 @@
 //        the gateway calls it (same runtime provider, same request shape), its answer returned
 //        untouched — the baseline that B1/B2 compare the invoke routes against
 //   POST /__bench/noop                             reads the body, answers like a telemetry report
-//        that stored nothing — the baseline for B4
+//        that stored nothing — the baseline for B4 (GET: the same answer, the baseline for B0)
 //   GET  /__bench/d1-statements                    D1 statements run by this isolate (B3)
 //   POST /__bench/d1-statements/reset
 // The same var turns on the D1 statement counter (src/db/statement-counter.ts).
@@ -47,8 +47,8 @@ async function handleBench(request: Request, path: string, env: Env, ctx: Execut
   if (baseline?.[1] && request.method === "POST") {
     return invokeBaseline(request, env, ctx, baseline[1], baseline[2] !== undefined);
   }
-  if (path === "/__bench/noop" && request.method === "POST") {
-    await request.arrayBuffer();
+  if (path === "/__bench/noop" && (request.method === "POST" || request.method === "GET")) {
+    if (request.method === "POST") await request.arrayBuffer();
     return Response.json({ accepted: 0, duplicates: 0 });
   }
   if (path === "/__bench/d1-statements" && request.method === "GET") return Response.json(statementCounts());
