@@ -607,6 +607,15 @@ function report(r) {
     null,
   );
 
+  // What the invoke path adds beyond the fixed cost every gateway request pays here (B0).
+  const beyondFloor = {
+    p50Ms: g1.p50Ms - b1.p50Ms - (b0.latency.gateway.p50Ms - b0.latency.baseline.p50Ms),
+    msPerRequestAtSaturation:
+      1000 / g1t.perSecond -
+      1000 / b1t.perSecond -
+      (1000 / b0.throughput.gateway.perSecond - 1000 / b0.throughput.baseline.perSecond),
+  };
+
   const g2 = summarize(r.b2.gateway.samples, r.b2.gateway.seconds);
   const b2 = summarize(r.b2.baseline.samples, r.b2.baseline.seconds);
   const b2Ratios = {
@@ -715,6 +724,7 @@ function report(r) {
   for (const l of lines) console.log(line(l));
   console.log(
     `\nB1: ${g1.n + g1t.n} gateway / ${b1.n + b1t.n} baseline requests (errors ${g1.errors + g1t.errors} / ${b1.errors + b1t.errors}); ` +
+      `B1 beyond the B0 floor: ${fmt(beyondFloor.p50Ms)} ms at p50 (1 conn), ${fmt(beyondFloor.msPerRequestAtSaturation)} ms per request at saturation; ` +
       `B3: ${b3.reads} reads + ${b3.writes} writes over ${b3.invocations} invocations; ` +
       `B6: ${r.bundle.rawBytes} bytes raw, ${r.bundle.gzipBytes} gzip -9 (wrangler: ${r.bundle.wranglerReported?.gzipKiB ?? "?"} KiB gzip), ` +
       `startup CPU ${fmt(r.startup.activeMs, 1)} ms incl. ${fmt(r.startup.gcMs, 1)} ms GC (wrangler check startup); ` +
@@ -731,6 +741,7 @@ function report(r) {
       latency: { gateway: g1, baseline: b1 },
       throughput: { gateway: g1t, baseline: b1t },
       ratios: b1Ratios,
+      beyondFloor,
     },
     b2: { gateway: g2, baseline: b2, ratios: b2Ratios },
     b3,
