@@ -32,6 +32,8 @@ const argValue = (name, fallback) => {
 const SECONDS = argValue("seconds", 5);
 const CONNECTIONS = argValue("connections", 8);
 const WARMUP_SECONDS = 2;
+/** B0 is context for B1: shorter rounds, same alternation. */
+const B0_SECONDS = Math.max(1, Math.round(SECONDS * 0.6));
 const STREAMS = argValue("streams", 200);
 /** Streams are timed one at a time: time to first event is a latency. */
 const STREAM_CONCURRENCY = 1;
@@ -437,15 +439,18 @@ async function main() {
     // and the one log line per request — as GET /healthz against the bench's GET no-op.
     console.log("B0: /healthz against the no-op …");
     const b0 = await timed("b0", async () => {
-      const phase = (url, connections) => loadPhase({ url, method: "GET", seconds: Math.min(3, SECONDS), connections });
-      await phase(`${base}/__bench/noop`, 1);
+      const phase = (url, connections) => loadPhase({ url, method: "GET", seconds: B0_SECONDS, connections });
+      await phase(`${base}/healthz`, 1);
       const out = { latency: {}, throughput: {} };
       for (const [kind, connections] of [
         ["latency", 1],
         ["throughput", CONNECTIONS],
       ]) {
-        out[kind].baseline = await phase(`${base}/__bench/noop`, connections);
-        out[kind].gateway = await phase(`${base}/healthz`, connections);
+        const rounds = { gateway: [], baseline: [] };
+        for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
+          rounds[arm].push(await phase(arm === "gateway" ? `${base}/healthz` : `${base}/__bench/noop`, connections));
+        }
+        out[kind] = { gateway: combine(rounds.gateway), baseline: combine(rounds.baseline) };
       }
       return out;
     });
