@@ -60,8 +60,47 @@ function withUnavailableAsError(remote: JWTVerifyGetKey): JWTVerifyGetKey {
   };
 }
 
+/**
+ * Tokens this isolate has verified, so a client sending the same token on every call costs one
+ * signature check per token and minute instead of one per request. The rules:
+ * - only a token that passed every check is remembered; a failure is never cached, and a token
+ *   that differs in any byte (another signature, header or claim) is another key and is verified;
+ * - an entry is trusted until the token's `exp` (without the clock tolerance jose would add) and
+ *   at most VERIFIED_TOKEN_MAX_AGE_MS after it was verified, so a key removed from the issuer's
+ *   JWKS stops its tokens within a minute (no later than the JWKS cache itself would);
+ * - entries are per auth configuration (issuer, audience, key source): a token verified under
+ *   one configuration is re-verified under another;
+ * - at most MAX_VERIFIED_TOKENS entries; beyond that the oldest is dropped.
+ */
+export const VERIFIED_TOKEN_MAX_AGE_MS = 60_000;
+const MAX_VERIFIED_TOKENS = 10_000;
+
+type VerifiedEntry = { configKey: string; subject: string; trustedUntil: number };
+// Isolate-lifetime cache: token -> what verifying it found, and until when that holds.
+const verifiedTokens = new Map<string, VerifiedEntry>();
+// The identity of an auth configuration (configs are parsed once per env; see env.ts).
+const configKeys = new WeakMap<Config["auth"], string>();
+
+function configKeyOf(auth: Config["auth"]): string {
+  let key = configKeys.get(auth);
+  if (key === undefined) {
+    key = JSON.stringify([auth.issuer, auth.audience ?? null, auth.jwks ?? null, auth.jwksUrl]);
+    configKeys.set(auth, key);
+  }
+  return key;
+}
+
 /** Verifies a bearer token; every failure is an ApiError (401, or 503 when keys are unreachable). */
-export async function verifyAccessToken(token: string, auth: Config["auth"]): Promise<VerifiedToken> {
+export async function verifyAccessToken(
+  token: string,
+  auth: Config["auth"],
+  opts: { now?: number } = {},
+): Promise<VerifiedToken> {
+  const now = opts.now ?? Date.now();
+  const configKey = configKeyOf(auth);
+  const cached = verifiedTokens.get(token);
+  if (cached && cached.configKey === configKey && now < cached.trustedUntil) return { subject: cached.subject };
+
   const keySet = keySetFor(auth);
   try {
     const { payload } = await jwtVerify(token, keySet, {
@@ -70,9 +109,20 @@ export async function verifyAccessToken(token: string, auth: Config["auth"]): Pr
       algorithms: ALLOWED_ALGORITHMS,
       clockTolerance: CLOCK_TOLERANCE_SECONDS,
       requiredClaims: ["exp", "sub"],
+      currentDate: new Date(now),
     });
     if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
       throw new ApiError("invalid_token", "token subject is missing or invalid");
+    }
+    // requiredClaims guarantees a numeric exp.
+    const trustedUntil = Math.min((payload.exp as number) * 1000, now + VERIFIED_TOKEN_MAX_AGE_MS);
+    if (now < trustedUntil) {
+      verifiedTokens.delete(token);
+      verifiedTokens.set(token, { configKey, subject: payload.sub, trustedUntil });
+      if (verifiedTokens.size > MAX_VERIFIED_TOKENS) {
+        const oldest = verifiedTokens.keys().next().value;
+        if (oldest !== undefined) verifiedTokens.delete(oldest);
+      }
     }
     return { subject: payload.sub };
   } catch (err) {

@@ -5,6 +5,7 @@ import type { Db } from "../../db/client";
 import { type AgentRow, agents } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
+import { forgetAgentRoute } from "../invocations/route-cache";
 import { planLimitExceeded } from "../usage/plan-limits";
 import type { Tier } from "../usage/tiers";
 
@@ -128,6 +129,7 @@ export async function disableAgent(ctx: Ctx, agentId: string): Promise<AgentRow>
     .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
     .returning();
   if (!row) throw agentNotFound(agentId);
+  forgetAgentRoute({ userId: ctx.userId, agentId });
   return row;
 }
 
@@ -141,5 +143,6 @@ export async function deleteAgent(ctx: Ctx, agentId: string): Promise<AgentRow> 
     .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
     .returning();
   if (!row) throw agentNotFound(agentId);
+  forgetAgentRoute({ userId: ctx.userId, agentId });
   return row;
 }

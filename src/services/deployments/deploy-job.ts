@@ -18,6 +18,7 @@ import { describeError, logWarn } from "../../lib/logger";
 import { backoffSeconds } from "../../queues/backoff";
 import type { DeployJob } from "../../queues/messages";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import { forgetAgentRoute } from "../invocations/route-cache";
 import { loadDeploymentBundle } from "./bundle";
 
 /** How long a claim protects a deployment from other deliveries of its job. */
@@ -97,6 +98,8 @@ export async function processDeployJob(
 
   try {
     const outcome = await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+    // The pointer may have moved: this isolate's invocations route by D1 again (route-cache.ts, rule 2).
+    forgetAgentRoute({ userId: claimed.userId, agentId: claimed.agentId });
     if (outcome.result === "inactive") await removeIfAgentDeleted(deps, claimed);
     return outcome;
   } catch (err) {

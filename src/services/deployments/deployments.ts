@@ -9,6 +9,7 @@ import { agents, type DeploymentStatus, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
 import { getAgent } from "../agents/agents";
+import { forgetAgentRoute } from "../invocations/route-cache";
 
 export type DeploymentRow = typeof deployments.$inferSelect;
 
@@ -97,6 +98,8 @@ export async function activateDeployment(ctx: Ctx, agentId: string, deploymentId
       .set({ status: "active", activatedAt: now, updatedAt: now })
       .where(and(eq(deployments.id, deploymentId), inArray(deployments.status, ["inactive"]), pointsAtTarget)),
   ]);
+  // Invocations in this isolate route by the new pointer from now on (route-cache.ts, rule 2).
+  forgetAgentRoute({ userId: ctx.userId, agentId });
   if (moved.length === 0) {
     // Re-read to say precisely why (the agent may have changed between our reads and the batch).
     const fresh = await getAgent(ctx, agentId);

@@ -3,11 +3,9 @@
 // against invoke/v1 before they are returned; /stream relays the agent's SSE event by event (a
 // JSON answer is adapted to delta + done). The user's POST is never retried. The gateway's own
 // measurement is recorded off the response path.
-import { and, eq, isNull } from "drizzle-orm";
 import { utf8 } from "../../crypto/encoding";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { agents, deployments } from "../../db/schema";
 import { ApiError, type ProblemCode } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
@@ -18,6 +16,7 @@ import type { Tier, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
 import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "./record";
+import { agentRoute } from "./route-cache";
 import { adaptJsonToSse, relaySse } from "./sse";
 
 export const DEPLOYMENT_ID_HEADER = "x-deployment-id";
@@ -169,30 +168,26 @@ function usageLimitExceeded(quota: QuotaDecision, tier: Tier): ApiError {
 }
 
 /**
- * The agent (tenant-scoped, live, enabled) and its active deployment, in one query: 404 for an
- * unknown or foreign agent, 409 when it is disabled or has no active deployment.
+ * The agent's active deployment, routed through the isolate's route cache (route-cache.ts holds
+ * the staleness rules): 404 for an unknown, deleted or foreign agent, 409 when it is disabled or
+ * has no active deployment.
  */
-async function activeDeploymentOf(deps: { db: Db; userId: string }, agentId: string) {
+async function activeDeploymentOf(
+  deps: { db: Db; userId: string; waitUntil: (promise: Promise<unknown>) => void },
+  agentId: string,
+) {
   if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
-  const [found] = await deps.db
-    .select({ agentStatus: agents.status, deployment: deployments })
-    .from(agents)
-    .leftJoin(
-      deployments,
-      and(
-        eq(deployments.id, agents.activeDeploymentId),
-        eq(deployments.userId, agents.userId),
-        eq(deployments.status, "active"),
-      ),
-    )
-    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
-    .limit(1);
-  if (!found) throw agentNotFound(agentId);
-  if (found.agentStatus === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
-  if (!found.deployment) {
-    throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
+  const route = await agentRoute(deps.db, { userId: deps.userId, agentId }, { waitUntil: deps.waitUntil });
+  switch (route.kind) {
+    case "deployment":
+      return route.deployment;
+    case "not_found":
+      throw agentNotFound(agentId);
+    case "disabled":
+      throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+    case "no_active_deployment":
+      throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
   }
-  return found.deployment;
 }
 
 /** Rejects with InvokeTimeout (and aborts the agent's request) if `work` is not done by `deadline`. */
@@ -216,6 +211,8 @@ async function beforeDeadline<T>(work: Promise<T>, deadline: number, abort: Abor
 
 async function readBounded(res: Response, maxBytes: number): Promise<string> {
   if (!res.body) return "";
+  // Counted chunk by chunk, whatever Content-Length says: the runtime does not hold a user
+  // script's response to its declared length.
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -1,7 +1,14 @@
 // The gateway's own measurement of each invocation (source 'gateway', deduped by request id).
-// Called off the response path (ctx.waitUntil); it never throws. It goes to the usage queue,
-// whose consumer meters whole batches into metrics_events + billing_usage with two D1 statements
-// (services/usage/record-events.ts); only if the queue refuses it is it written directly.
+// Called off the response path (ctx.waitUntil); it never throws. Measurements go to the usage
+// queue, whose consumer meters whole batches into metrics_events + billing_usage with two D1
+// statements (services/usage/record-events.ts); only if the queue refuses them are they written
+// directly.
+// Sending is batched per isolate: a measurement joins the isolate's open batch, which is sent as
+// one sendBatch when it holds USAGE_BATCH_MAX_EVENTS or USAGE_BATCH_WAIT_MS after it was opened,
+// whichever comes first. Each request waits (in waitUntil) for the send of the batch that carries
+// its measurement, so the runtime keeps it alive until its measurement has left the isolate:
+// batching delays metering by at most USAGE_BATCH_WAIT_MS and loses nothing an unbatched send
+// would not.
 import type { Db } from "../../db/client";
 import { newId } from "../../lib/ids";
 import { describeError, logError, logWarn } from "../../lib/logger";
@@ -23,10 +30,31 @@ export type InvocationMeasurement = {
   streaming: boolean;
 };
 
+export type UsageQueue = {
+  send(event: MetricsEventInput): Promise<unknown>;
+  sendBatch?(messages: Iterable<MessageSendRequest<MetricsEventInput>>): Promise<unknown>;
+};
+
 export type RecordInvocationCtx = {
   db: Db;
-  usageQueue?: { send(event: MetricsEventInput): Promise<unknown> };
+  usageQueue?: UsageQueue;
 };
+
+/** Queues accept at most 100 messages per sendBatch. */
+export const USAGE_BATCH_MAX_EVENTS = 100;
+export const USAGE_BATCH_WAIT_MS = 100;
+
+type OpenBatch = {
+  ctx: RecordInvocationCtx & { usageQueue: UsageQueue };
+  events: MetricsEventInput[];
+  sent: Promise<void>;
+  release: () => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  flushing: boolean;
+};
+
+// The batch measurements currently join, per usage queue binding. Isolate-lifetime.
+const openBatches = new Map<UsageQueue, OpenBatch>();
 
 export function measurementEvent(m: InvocationMeasurement): MetricsEventInput {
   return {
@@ -53,19 +81,64 @@ export function measurementEvent(m: InvocationMeasurement): MetricsEventInput {
   };
 }
 
-export async function recordInvocation(ctx: RecordInvocationCtx, m: InvocationMeasurement): Promise<void> {
+/** Resolves once the measurement has been handed to the queue (or written directly); never rejects. */
+export function recordInvocation(ctx: RecordInvocationCtx, m: InvocationMeasurement): Promise<void> {
   const event = measurementEvent(m);
-  if (ctx.usageQueue) {
-    try {
-      await ctx.usageQueue.send(event);
-      return;
-    } catch (err) {
-      logWarn("usage_enqueue_failed", { requestId: m.requestId, error: describeError(err) });
-    }
+  const queue = ctx.usageQueue;
+  if (!queue) return writeDirectly(ctx.db, [event]);
+  let batch = openBatches.get(queue);
+  if (!batch) {
+    let release = () => {};
+    const sent = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const opened: OpenBatch = {
+      ctx: { db: ctx.db, usageQueue: queue },
+      events: [],
+      sent,
+      release,
+      timer: undefined,
+      flushing: false,
+    };
+    opened.timer = setTimeout(() => void flush(opened), USAGE_BATCH_WAIT_MS);
+    openBatches.set(queue, opened);
+    batch = opened;
   }
+  batch.events.push(event);
+  if (batch.events.length >= USAGE_BATCH_MAX_EVENTS) void flush(batch);
+  return batch.sent;
+}
+
+async function flush(batch: OpenBatch): Promise<void> {
+  if (batch.flushing) return;
+  batch.flushing = true;
+  if (batch.timer !== undefined) clearTimeout(batch.timer);
+  const queue = batch.ctx.usageQueue;
+  if (openBatches.get(queue) === batch) openBatches.delete(queue);
+  const { events } = batch;
   try {
-    await recordEvents(ctx.db, [event]);
+    if (queue.sendBatch) await queue.sendBatch(events.map((body) => ({ body })));
+    else for (const event of events) await queue.send(event);
   } catch (err) {
-    logError("record_invocation_failed", { requestId: m.requestId, error: describeError(err) });
+    logWarn("usage_enqueue_failed", {
+      events: events.length,
+      requestId: events[0]?.dedupeKey,
+      error: describeError(err),
+    });
+    await writeDirectly(batch.ctx.db, events);
+  } finally {
+    batch.release();
+  }
+}
+
+async function writeDirectly(db: Db, events: MetricsEventInput[]): Promise<void> {
+  try {
+    await recordEvents(db, events);
+  } catch (err) {
+    logError("record_invocation_failed", {
+      events: events.length,
+      requestId: events[0]?.dedupeKey,
+      error: describeError(err),
+    });
   }
 }

@@ -1,0 +1,769 @@
+// `npm run bench [-- --seconds N --connections N]`: benchmarks the gateway against baselines
+// measured in the same run, on this machine, over loopback only. It builds the production bundle
+// (dry run), starts its own `wrangler dev` (scripts/lib/dev-server.mjs: a free port, fresh state,
+// its own key pair, BENCH_BASELINE="1" for the local-only baseline routes and the D1 statement
+// counter of src/bench/local-routes.ts), and stops it at the end, also on failure.
+//   B1 invoke overhead   POST /v1/invoke/:agentId vs POST /__bench/baseline/:deploymentId (the same
+//                        loaded user worker, called with none of the gateway's work): autocannon load
+//   B2 stream            time to the first SSE event, /v1/invoke/:agentId/stream vs the baseline's /stream
+//   B3 D1 statements     per invocation during B1's gateway load (warm isolate), metering drained
+//   B4 telemetry ingest  events/s through POST /v1/telemetry/report (single events, batches of 100)
+//                        vs POST /__bench/noop with the same generated, signed bodies
+//   B5 deploy to active  POST …/deploy until GET …/deployments/:id says active
+//   B6 bundle and start  gzip of the production dry-run bundle; `wrangler check startup` CPU profile
+// Prints a table and writes bench/results/<timestamp>.json. Every load phase is bounded in time
+// and request count.
+import { spawn } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import autocannon from "autocannon";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { PROJECT_ROOT, startDevServer } from "./lib/dev-server.mjs";
+
+const args = process.argv.slice(2);
+const argValue = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+/** Seconds of measured load per arm and round (B1 runs 2 rounds per arm, B4 one). */
+const SECONDS = argValue("seconds", 5);
+const CONNECTIONS = argValue("connections", 8);
+const WARMUP_SECONDS = 2;
+/** B0 is context for B1: shorter rounds, same alternation. */
+const B0_SECONDS = Math.max(1, Math.round(SECONDS * 0.6));
+const STREAMS = argValue("streams", 200);
+/** Streams are timed one at a time: time to first event is a latency. */
+const STREAM_CONCURRENCY = 1;
+const DEPLOYS = argValue("deploys", 8);
+/** Hard cap on any one load phase, whatever happens. */
+const MAX_REQUESTS_PER_PHASE = 200_000;
+
+const GOALS = {
+  b1P50: 1.1,
+  b1Throughput: 0.85,
+  b2FirstEvent: 1.1,
+  b3Reads: 0.1,
+  b3Writes: 0.05,
+  b5Seconds: 1.5,
+  b6GzipBytes: 250 * 1000,
+};
+
+// The user worker behind B1–B3: invoke/v1 with no telemetry of its own, so what is counted is the
+// gateway's work. A streamed answer sends its first event at once and `done` 20 ms later. The
+// message "__telemetry_secret__" returns the deployment's TELEMETRY_SECRET (B4 signs with it) and USER_ID.
+const BENCH_AGENT_MODULE = `
+const enc = new TextEncoder();
+const sse = (name, data) => enc.encode("event: " + name + "\\ndata: " + JSON.stringify(data) + "\\n\\n");
+export default {
+  async fetch(request, env) {
+    if (request.method !== "POST") return Response.json({ ok: true });
+    const body = await request.json();
+    const last = body.messages[body.messages.length - 1]?.content ?? "";
+    if (last === "__telemetry_secret__") {
+      return Response.json({ output: { text: JSON.stringify({ secret: env.TELEMETRY_SECRET, userId: env.USER_ID }) } });
+    }
+    const answer = { output: { text: last }, usage: { inputTokens: 1, outputTokens: 1 } };
+    if ((request.headers.get("accept") ?? "").includes("text/event-stream")) {
+      const stream = new ReadableStream({
+        async start(controller) {
+          controller.enqueue(sse("delta", { text: last }));
+          await new Promise((r) => setTimeout(r, 20));
+          controller.enqueue(sse("done", answer));
+          controller.close();
+        },
+      });
+      return new Response(stream, { headers: { "content-type": "text/event-stream" } });
+    }
+    return Response.json(answer);
+  },
+};`;
+
+const INVOKE_BODY = JSON.stringify({ messages: [{ role: "user", content: "how much does the gateway add?" }] });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+function summarize(samples, seconds, extra = {}) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    perSecond: sorted.length / seconds,
+    ...extra,
+  };
+}
+
+const ratio = (a, b) => (b > 0 ? a / b : Number.NaN);
+
+/** Runs a command in its own process group; resolves with its output, rejects on failure. */
+function run(cmd, cmdArgs, { timeoutMs = 180_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, cmdArgs, {
+      cwd: PROJECT_ROOT,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        PATH: `${join(PROJECT_ROOT, "node_modules", ".bin")}:${process.env.PATH ?? ""}`,
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+        WRANGLER_SEND_METRICS: "false",
+        FORCE_COLOR: "0",
+        NO_COLOR: "1",
+      },
+    });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }, timeoutMs);
+    child.once("error", reject);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      try {
+        process.kill(-child.pid, "SIGKILL"); // anything the leader left in its group
+      } catch {}
+      if (code === 0) resolve(output);
+      else reject(new Error(`${cmd} ${cmdArgs.join(" ")} failed (${code ?? signal}):\n${output.slice(-3000)}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// B6: the production bundle and its startup
+
+async function measureBundle() {
+  const outdir = mkdtempSync(join(tmpdir(), "webhost-bench-bundle-"));
+  try {
+    const output = await run("wrangler", ["deploy", "--dry-run", "--env", "production", "--outdir", outdir]);
+    let raw = 0;
+    let gzip = 0;
+    const files = [];
+    for (const name of readdirSync(outdir)) {
+      if (!/\.(m?js|wasm)$/.test(name)) continue; // the upload: modules, not source maps or README
+      const bytes = readFileSync(join(outdir, name));
+      raw += bytes.byteLength;
+      gzip += gzipSync(bytes, { level: 9 }).byteLength;
+      files.push(name);
+    }
+    const reported = /Total Upload: ([\d.]+) KiB \/ gzip: ([\d.]+) KiB/.exec(output);
+    return {
+      files,
+      rawBytes: raw,
+      gzipBytes: gzip,
+      wranglerReported: reported ? { uploadKiB: Number(reported[1]), gzipKiB: Number(reported[2]) } : null,
+    };
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+async function measureStartup() {
+  const dir = mkdtempSync(join(tmpdir(), "webhost-bench-startup-"));
+  try {
+    const output = await run("wrangler", [
+      "check",
+      "startup",
+      "--env",
+      "production",
+      "--outfile",
+      join(dir, "startup.cpuprofile"),
+    ]);
+    const num = (re) => {
+      const m = re.exec(output);
+      return m ? Number(m[1]) : null;
+    };
+    return {
+      activeMs: num(/Active: ([\d.]+) ms/),
+      gcMs: num(/including ([\d.]+) ms garbage collection/),
+      profileWindowMs: num(/Profile window: ([\d.]+) ms/),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers
+
+function client(baseUrl, token) {
+  const auth = token ? { authorization: `Bearer ${token}` } : {};
+  return async (method, path, body) => {
+    const res = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: { ...auth, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await res.text();
+    let data;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+    return { status: res.status, data, headers: res.headers };
+  };
+}
+
+async function expectStatus(promise, status, what) {
+  const res = await promise;
+  if (res.status !== status)
+    throw new Error(`${what}: expected ${status}, got ${res.status} ${JSON.stringify(res.data)}`);
+  return res;
+}
+
+async function deployAndWait(api, agentId, body) {
+  const started = performance.now();
+  const res = await expectStatus(api("POST", `/v1/agents/${agentId}/deploy`, body), 202, "deploy");
+  const id = res.data.deployment.id;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const { data } = await expectStatus(api("GET", `/v1/agents/${agentId}/deployments/${id}`), 200, "read deployment");
+    if (data.deployment.status === "active") return { id, seconds: (performance.now() - started) / 1000 };
+    if (data.deployment.status !== "deploying") {
+      throw new Error(`deployment ${id} ended ${data.deployment.status}: ${data.deployment.errorMessage}`);
+    }
+    if (Date.now() > deadline) throw new Error(`deployment ${id} still deploying after 30 s`);
+    await sleep(10);
+  }
+}
+
+/** autocannon for `seconds`; latencies (float ms, 2xx only) collected from its response events. */
+async function loadPhase({ url, method = "POST", headers, body, setupRequest, seconds, connections = CONNECTIONS }) {
+  const samples = [];
+  let failures = 0;
+  const started = performance.now();
+  const instance = autocannon({
+    url,
+    method,
+    headers,
+    body,
+    connections,
+    duration: seconds,
+    amount: undefined,
+    timeout: 10,
+    requests: setupRequest ? [{ setupRequest }] : undefined,
+  });
+  instance.on("response", (_client, statusCode, _bytes, responseTime) => {
+    if (statusCode >= 200 && statusCode < 300) samples.push(responseTime);
+    else failures++;
+    if (samples.length + failures >= MAX_REQUESTS_PER_PHASE) instance.stop();
+  });
+  const result = await instance;
+  const elapsed = (performance.now() - started) / 1000;
+  const errors = failures + result.errors + result.timeouts;
+  return { samples, seconds: elapsed, errors, statusCodes: result.statusCodeStats };
+}
+
+function combine(phases) {
+  return {
+    samples: phases.flatMap((p) => p.samples),
+    seconds: phases.reduce((s, p) => s + p.seconds, 0),
+    errors: phases.reduce((s, p) => s + p.errors, 0),
+  };
+}
+
+/** Reads one SSE stream: ms to the first complete event, then drains the rest. */
+async function firstEventMs(url, headers) {
+  const t = performance.now();
+  const res = await fetch(url, { method: "POST", headers, body: INVOKE_BODY, signal: AbortSignal.timeout(10_000) });
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let first;
+  for await (const chunk of res.body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    if (first === undefined && buffer.includes("\n\n")) first = performance.now() - t;
+  }
+  if (first === undefined) throw new Error(`${url}: no SSE event`);
+  return first;
+}
+
+async function streamPhase(url, headers, count) {
+  const samples = [];
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      samples.push(await firstEventMs(url, headers));
+    }
+  };
+  await Promise.all(Array.from({ length: STREAM_CONCURRENCY }, worker));
+  return { samples, seconds: (performance.now() - started) / 1000, errors: 0 };
+}
+
+async function d1Statements(baseUrl) {
+  const res = await fetch(`${baseUrl}/__bench/d1-statements`);
+  return res.json();
+}
+
+/** Waits until the usage queue has metered everything (the statement counter stops moving). */
+async function drainMetering(baseUrl, minMs = 2500) {
+  const started = Date.now();
+  let last = JSON.stringify(await d1Statements(baseUrl));
+  for (;;) {
+    await sleep(500);
+    const now = JSON.stringify(await d1Statements(baseUrl));
+    if (now === last && Date.now() - started >= minMs) return;
+    if (Date.now() - started > 15_000) return;
+    last = now;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const startedAt = new Date();
+  const load = { before: loadavg().map((v) => Number(v.toFixed(2))) };
+  const phaseTimes = {};
+  const timed = async (name, fn) => {
+    const t = performance.now();
+    const value = await fn();
+    phaseTimes[name] = Number(((performance.now() - t) / 1000).toFixed(1));
+    return value;
+  };
+  console.log(`bench: ${cpus().length} CPUs, load average ${load.before.join(" ")}`);
+
+  console.log("B6: building the production bundle (dry run) and profiling its startup …");
+  const bundle = await timed("b6Bundle", measureBundle);
+  const startup = await timed("b6Startup", measureStartup);
+
+  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+  const issuer = `https://issuer.bench.local/${randomUUID()}`;
+  const kid = "bench-es256";
+  const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" }] };
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({})
+    .setProtectedHeader({ alg: "ES256", kid, typ: "JWT" })
+    .setSubject(`bench|${randomUUID()}`)
+    .setIssuer(issuer)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 3600)
+    .sign(privateKey);
+
+  console.log("starting wrangler dev …");
+  const serverStarted = performance.now();
+  const server = await startDevServer({
+    vars: {
+      AUTH_ISSUER: issuer,
+      AUTH_JWKS: JSON.stringify(jwks),
+      BENCH_BASELINE: "1",
+      // The bench invokes far more often than the free plan allows in a month.
+      TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 1_000_000_000 } }),
+    },
+    logFile: join(PROJECT_ROOT, ".wrangler", "bench", "server.log"),
+  });
+  const serverReadySeconds = (performance.now() - serverStarted) / 1000;
+  try {
+    const base = server.baseUrl;
+    const api = client(base, token);
+    const created = await expectStatus(api("POST", "/v1/agents", { name: "bench" }), 201, "create agent");
+    const agentId = created.data.agent.id;
+
+    // B5 first: it also leaves the bench agent deployed (the last deployment is the active one).
+    console.log(`B5: ${DEPLOYS} deploys to active …`);
+    const deploySeconds = [];
+    let deploymentId;
+    await timed("b5", async () => {
+      for (let i = 0; i < DEPLOYS; i++) {
+        const d = await deployAndWait(api, agentId, { moduleCode: `${BENCH_AGENT_MODULE}\n// deploy ${i}` });
+        deploySeconds.push(d.seconds);
+        deploymentId = d.id;
+      }
+    });
+
+    const invokeHeaders = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const gatewayUrl = `${base}/v1/invoke/${agentId}`;
+    const baselineUrl = `${base}/__bench/baseline/${deploymentId}`;
+    // Both arms must answer the same thing before anything is measured.
+    const viaGateway = await expectStatus(api("POST", `/v1/invoke/${agentId}`, JSON.parse(INVOKE_BODY)), 200, "invoke");
+    const viaBaseline = await expectStatus(
+      client(base)("POST", `/__bench/baseline/${deploymentId}`, JSON.parse(INVOKE_BODY)),
+      200,
+      "baseline",
+    );
+    if (JSON.stringify(viaGateway.data) !== JSON.stringify(viaBaseline.data)) {
+      throw new Error(
+        `gateway and baseline answer differently: ${JSON.stringify([viaGateway.data, viaBaseline.data])}`,
+      );
+    }
+
+    // B1 + B3: warm both arms, let the warm-up's metering land, then alternate rounds: latency with
+    // one connection (what one call pays), throughput with CONNECTIONS (the machine saturated).
+    console.log(
+      `B1/B3: invoke, latency with 1 connection and throughput with ${CONNECTIONS}, 2 × ${SECONDS} s per arm each …`,
+    );
+    const b1 = await timed("b1", async () => {
+      const phase = (url, connections) =>
+        loadPhase({ url, headers: invokeHeaders, body: INVOKE_BODY, seconds: SECONDS, connections });
+      await loadPhase({ url: baselineUrl, headers: invokeHeaders, body: INVOKE_BODY, seconds: WARMUP_SECONDS });
+      await loadPhase({ url: gatewayUrl, headers: invokeHeaders, body: INVOKE_BODY, seconds: WARMUP_SECONDS });
+      await drainMetering(base);
+      await fetch(`${base}/__bench/d1-statements/reset`, { method: "POST" });
+      const arms = { latency: { gateway: [], baseline: [] }, throughput: { gateway: [], baseline: [] } };
+      for (const [kind, connections] of [
+        ["latency", 1],
+        ["throughput", CONNECTIONS],
+      ]) {
+        for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
+          arms[kind][arm].push(await phase(arm === "gateway" ? gatewayUrl : baselineUrl, connections));
+        }
+      }
+      await drainMetering(base);
+      const statements = await d1Statements(base);
+      const gatewayInvocations = [...arms.latency.gateway, ...arms.throughput.gateway].reduce(
+        (n, p) => n + p.samples.length + p.errors,
+        0,
+      );
+      return {
+        latency: { gateway: combine(arms.latency.gateway), baseline: combine(arms.latency.baseline) },
+        throughput: { gateway: combine(arms.throughput.gateway), baseline: combine(arms.throughput.baseline) },
+        statements,
+        gatewayInvocations,
+      };
+    });
+
+    // B0 (context for B1): the fixed cost of any gateway request — the Hono app, the request id
+    // and the one log line per request — as GET /healthz against the bench's GET no-op.
+    console.log("B0: /healthz against the no-op …");
+    const b0 = await timed("b0", async () => {
+      const phase = (url, connections) => loadPhase({ url, method: "GET", seconds: B0_SECONDS, connections });
+      await phase(`${base}/healthz`, 1);
+      const out = { latency: {}, throughput: {} };
+      for (const [kind, connections] of [
+        ["latency", 1],
+        ["throughput", CONNECTIONS],
+      ]) {
+        const rounds = { gateway: [], baseline: [] };
+        for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
+          rounds[arm].push(await phase(arm === "gateway" ? `${base}/healthz` : `${base}/__bench/noop`, connections));
+        }
+        out[kind] = { gateway: combine(rounds.gateway), baseline: combine(rounds.baseline) };
+      }
+      return out;
+    });
+
+    console.log(`B2: ${STREAMS} streams per arm, one at a time …`);
+    const b2 = await timed("b2", async () => {
+      const headers = { ...invokeHeaders, accept: "text/event-stream" };
+      await streamPhase(`${baselineUrl}/stream`, headers, 20);
+      await streamPhase(`${gatewayUrl}/stream`, headers, 20);
+      const half = Math.ceil(STREAMS / 2);
+      const baseline = [await streamPhase(`${baselineUrl}/stream`, headers, half)];
+      const gateway = [await streamPhase(`${gatewayUrl}/stream`, headers, half)];
+      gateway.push(await streamPhase(`${gatewayUrl}/stream`, headers, half));
+      baseline.push(await streamPhase(`${baselineUrl}/stream`, headers, half));
+      return { gateway: combine(gateway), baseline: combine(baseline) };
+    });
+
+    console.log(`B4: telemetry ingest, single events and batches of 100, ${SECONDS} s per arm …`);
+    const b4 = await timed("b4", async () => {
+      const secretAnswer = await expectStatus(
+        api("POST", `/v1/invoke/${agentId}`, { messages: [{ role: "user", content: "__telemetry_secret__" }] }),
+        200,
+        "read telemetry secret",
+      );
+      const { secret, userId: owner } = JSON.parse(secretAnswer.data.output.text);
+      const key = Buffer.from(secret, "base64url");
+      const event = () => ({
+        eventId: randomUUID(),
+        userId: owner,
+        agentId,
+        deploymentId,
+        runtimeProvider: "cloudflare",
+        kind: "invoke",
+        ts: Date.now(),
+        durationMs: 3,
+        status: "ok",
+      });
+      const signed = (events) => (request) => {
+        const body =
+          events === 1 ? JSON.stringify(event()) : JSON.stringify({ events: Array.from({ length: events }, event) });
+        request.body = body;
+        request.headers = {
+          ...request.headers,
+          "content-type": "application/json",
+          "x-telemetry-deployment-id": deploymentId,
+          "x-telemetry-signature": `v1=${createHmac("sha256", key).update(body).digest("hex")}`,
+        };
+        return request;
+      };
+      const out = {};
+      for (const events of [1, 100]) {
+        const setupRequest = signed(events);
+        const phase = (url, seconds) => loadPhase({ url, setupRequest, seconds });
+        await phase(`${base}/__bench/noop`, 1);
+        await phase(`${base}/v1/telemetry/report`, 1);
+        const noop = await phase(`${base}/__bench/noop`, SECONDS);
+        const gateway = await phase(`${base}/v1/telemetry/report`, SECONDS);
+        out[events] = { gateway, noop, events };
+      }
+      return out;
+    });
+
+    const loadAfter = loadavg().map((v) => Number(v.toFixed(2)));
+    load.after = loadAfter;
+    report({
+      startedAt,
+      load,
+      phaseTimes,
+      serverReadySeconds,
+      bundle,
+      startup,
+      b0,
+      b1,
+      b2,
+      b4,
+      deploySeconds,
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+function fmt(v, digits = 2) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  return typeof v === "number" ? v.toFixed(digits) : String(v);
+}
+
+function report(r) {
+  const rows = [];
+  const add = (bench, metric, gateway, baseline, ratioValue, goal, met) =>
+    rows.push({ bench, metric, gateway, baseline, ratio: ratioValue, goal, met });
+
+  const g1 = summarize(r.b1.latency.gateway.samples, r.b1.latency.gateway.seconds, {
+    errors: r.b1.latency.gateway.errors,
+  });
+  const b1 = summarize(r.b1.latency.baseline.samples, r.b1.latency.baseline.seconds, {
+    errors: r.b1.latency.baseline.errors,
+  });
+  const g1t = summarize(r.b1.throughput.gateway.samples, r.b1.throughput.gateway.seconds, {
+    errors: r.b1.throughput.gateway.errors,
+  });
+  const b1t = summarize(r.b1.throughput.baseline.samples, r.b1.throughput.baseline.seconds, {
+    errors: r.b1.throughput.baseline.errors,
+  });
+  const b1Ratios = {
+    p50: ratio(g1.p50Ms, b1.p50Ms),
+    p99: ratio(g1.p99Ms, b1.p99Ms),
+    throughput: ratio(g1t.perSecond, b1t.perSecond),
+    p50Saturated: ratio(g1t.p50Ms, b1t.p50Ms),
+  };
+  add(
+    "B1 invoke JSON",
+    "p50 ms, 1 conn",
+    g1.p50Ms,
+    b1.p50Ms,
+    b1Ratios.p50,
+    `≤ ${GOALS.b1P50}×`,
+    b1Ratios.p50 <= GOALS.b1P50,
+  );
+  add("B1 invoke JSON", "p99 ms, 1 conn", g1.p99Ms, b1.p99Ms, b1Ratios.p99, "", null);
+  add(
+    "B1 invoke JSON",
+    `req/s, ${CONNECTIONS} conn`,
+    g1t.perSecond,
+    b1t.perSecond,
+    b1Ratios.throughput,
+    `≥ ${GOALS.b1Throughput}×`,
+    b1Ratios.throughput >= GOALS.b1Throughput,
+  );
+  add("B1 invoke JSON", `p50 ms, ${CONNECTIONS} conn`, g1t.p50Ms, b1t.p50Ms, b1Ratios.p50Saturated, "", null);
+
+  const b0 = {};
+  for (const kind of ["latency", "throughput"]) {
+    b0[kind] = {
+      gateway: summarize(r.b0[kind].gateway.samples, r.b0[kind].gateway.seconds),
+      baseline: summarize(r.b0[kind].baseline.samples, r.b0[kind].baseline.seconds),
+    };
+  }
+  const b0Ratios = {
+    p50: ratio(b0.latency.gateway.p50Ms, b0.latency.baseline.p50Ms),
+    throughput: ratio(b0.throughput.gateway.perSecond, b0.throughput.baseline.perSecond),
+  };
+  add(
+    "B0 /healthz vs no-op",
+    "p50 ms, 1 conn",
+    b0.latency.gateway.p50Ms,
+    b0.latency.baseline.p50Ms,
+    b0Ratios.p50,
+    "",
+    null,
+  );
+  add(
+    "B0 /healthz vs no-op",
+    `req/s, ${CONNECTIONS} conn`,
+    b0.throughput.gateway.perSecond,
+    b0.throughput.baseline.perSecond,
+    b0Ratios.throughput,
+    "",
+    null,
+  );
+
+  // What the invoke path adds beyond the fixed cost every gateway request pays here (B0).
+  const beyondFloor = {
+    p50Ms: g1.p50Ms - b1.p50Ms - (b0.latency.gateway.p50Ms - b0.latency.baseline.p50Ms),
+    msPerRequestAtSaturation:
+      1000 / g1t.perSecond -
+      1000 / b1t.perSecond -
+      (1000 / b0.throughput.gateway.perSecond - 1000 / b0.throughput.baseline.perSecond),
+  };
+
+  const g2 = summarize(r.b2.gateway.samples, r.b2.gateway.seconds);
+  const b2 = summarize(r.b2.baseline.samples, r.b2.baseline.seconds);
+  const b2Ratios = {
+    p50: ratio(g2.p50Ms, b2.p50Ms),
+    p99: ratio(g2.p99Ms, b2.p99Ms),
+    throughput: ratio(g2.perSecond, b2.perSecond),
+  };
+  add(
+    "B2 first SSE event",
+    "p50 ms",
+    g2.p50Ms,
+    b2.p50Ms,
+    b2Ratios.p50,
+    `≤ ${GOALS.b2FirstEvent}×`,
+    b2Ratios.p50 <= GOALS.b2FirstEvent,
+  );
+  add("B2 first SSE event", "p99 ms", g2.p99Ms, b2.p99Ms, b2Ratios.p99, "", null);
+  add("B2 first SSE event", "streams/s", g2.perSecond, b2.perSecond, b2Ratios.throughput, "", null);
+
+  const invocations = r.b1.gatewayInvocations;
+  const s = r.b1.statements;
+  const b3 = {
+    invocations,
+    reads: s.reads,
+    writes: s.writes,
+    readsPerInvocation: s.reads / invocations,
+    writesPerInvocation: s.writes / invocations,
+  };
+  add(
+    "B3 D1 per invocation",
+    "reads",
+    b3.readsPerInvocation,
+    null,
+    null,
+    `≤ ${GOALS.b3Reads}`,
+    b3.readsPerInvocation <= GOALS.b3Reads,
+  );
+  add(
+    "B3 D1 per invocation",
+    "writes",
+    b3.writesPerInvocation,
+    null,
+    null,
+    `≤ ${GOALS.b3Writes}`,
+    b3.writesPerInvocation <= GOALS.b3Writes,
+  );
+
+  const b4 = {};
+  for (const [events, phases] of Object.entries(r.b4)) {
+    const g = summarize(phases.gateway.samples, phases.gateway.seconds, { errors: phases.gateway.errors });
+    const n = summarize(phases.noop.samples, phases.noop.seconds, { errors: phases.noop.errors });
+    const label = events === "1" ? "B4 telemetry, 1 event" : `B4 telemetry, ${events} events`;
+    const gEvents = g.perSecond * Number(events);
+    const nEvents = n.perSecond * Number(events);
+    b4[events] = { gateway: { ...g, eventsPerSecond: gEvents }, noop: { ...n, eventsPerSecond: nEvents } };
+    b4[events].ratios = {
+      p50: ratio(g.p50Ms, n.p50Ms),
+      p99: ratio(g.p99Ms, n.p99Ms),
+      throughput: ratio(gEvents, nEvents),
+    };
+    add(label, "p50 ms", g.p50Ms, n.p50Ms, b4[events].ratios.p50, "", null);
+    add(label, "p99 ms", g.p99Ms, n.p99Ms, b4[events].ratios.p99, "", null);
+    add(label, "events/s", gEvents, nEvents, b4[events].ratios.throughput, "", null);
+  }
+
+  const deploySorted = [...r.deploySeconds].sort((a, b) => a - b);
+  const b5 = { runs: deploySorted.length, p50Seconds: percentile(deploySorted, 50), maxSeconds: deploySorted.at(-1) };
+  add(
+    "B5 deploy to active",
+    "p50 s",
+    b5.p50Seconds,
+    null,
+    null,
+    `< ${GOALS.b5Seconds} s`,
+    b5.p50Seconds < GOALS.b5Seconds,
+  );
+
+  add(
+    "B6 bundle",
+    "gzip KB",
+    r.bundle.gzipBytes / 1000,
+    null,
+    null,
+    `< ${GOALS.b6GzipBytes / 1000} KB`,
+    r.bundle.gzipBytes < GOALS.b6GzipBytes,
+  );
+  add("B6 cold start", "startup CPU ms", r.startup.activeMs, null, null, "", null);
+
+  console.log(
+    `\nbench results (${r.startedAt.toISOString()}; load average before ${r.load.before.join(" ")}, after ${r.load.after.join(" ")})`,
+  );
+  const header = ["benchmark", "metric", "gateway", "baseline", "ratio", "goal", "met"];
+  const lines = rows.map((row) => [
+    row.bench,
+    row.metric,
+    fmt(row.gateway, row.metric === "reads" || row.metric === "writes" ? 4 : 2),
+    fmt(row.baseline),
+    row.ratio === null ? "" : `${fmt(row.ratio)}×`,
+    row.goal,
+    row.met === null ? "" : row.met ? "yes" : "NO",
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const l of lines) console.log(line(l));
+  console.log(
+    `\nB1: ${g1.n + g1t.n} gateway / ${b1.n + b1t.n} baseline requests (errors ${g1.errors + g1t.errors} / ${b1.errors + b1t.errors}); ` +
+      `B1 beyond the B0 floor: ${fmt(beyondFloor.p50Ms)} ms at p50 (1 conn), ${fmt(beyondFloor.msPerRequestAtSaturation)} ms per request at saturation; ` +
+      `B3: ${b3.reads} reads + ${b3.writes} writes over ${b3.invocations} invocations; ` +
+      `B6: ${r.bundle.rawBytes} bytes raw, ${r.bundle.gzipBytes} gzip -9 (wrangler: ${r.bundle.wranglerReported?.gzipKiB ?? "?"} KiB gzip), ` +
+      `startup CPU ${fmt(r.startup.activeMs, 1)} ms incl. ${fmt(r.startup.gcMs, 1)} ms GC (wrangler check startup); ` +
+      `dev server ready in ${r.serverReadySeconds.toFixed(1)} s; phases ${JSON.stringify(r.phaseTimes)}`,
+  );
+
+  const result = {
+    startedAt: r.startedAt.toISOString(),
+    machine: { cpus: cpus().length, node: process.version, loadAverage: r.load },
+    settings: { seconds: SECONDS, connections: CONNECTIONS, streams: STREAMS, streamConcurrency: STREAM_CONCURRENCY },
+    goals: GOALS,
+    b0: { ...b0, ratios: b0Ratios },
+    b1: {
+      latency: { gateway: g1, baseline: b1 },
+      throughput: { gateway: g1t, baseline: b1t },
+      ratios: b1Ratios,
+      beyondFloor,
+    },
+    b2: { gateway: g2, baseline: b2, ratios: b2Ratios },
+    b3,
+    b4,
+    b5: { ...b5, samples: r.deploySeconds },
+    b6: { bundle: r.bundle, startup: r.startup, devServerReadySeconds: r.serverReadySeconds },
+    rows,
+    phaseSeconds: r.phaseTimes,
+  };
+  const dir = join(PROJECT_ROOT, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${r.startedAt.toISOString().replaceAll(":", "-")}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\nwrote ${file}`);
+}
+
+main().catch((err) => {
+  console.error(`bench failed: ${err.stack ?? err.message}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,111 @@
+// Routes that exist only for `npm run bench`, on a local dev server started with
+// BENCH_BASELINE="1" (scripts/bench.mjs is the only thing that sets it; wrangler.toml never does,
+// and ENVIRONMENT=production ignores it). They run before the Hono app, so they do none of the
+// gateway's work (no request log line, no auth, no validation, no routing, no metering):
+//   POST /__bench/baseline/:deploymentId[/stream]  the deployment's loaded user worker, called as
+//        the gateway calls it (same runtime provider, same request shape), its answer returned
+//        untouched — the baseline that B1/B2 compare the invoke routes against
+//   POST /__bench/noop                             reads the body, answers like a telemetry report
+//        that stored nothing — the baseline for B4 (GET: the same answer, the baseline for B0)
+//   GET  /__bench/d1-statements                    D1 statements run by this isolate (B3)
+//   POST /__bench/d1-statements/reset
+// The same var turns on the D1 statement counter (src/db/statement-counter.ts).
+import { createDb } from "../db/client";
+import { enableStatementCounting, resetStatementCounts, statementCounts } from "../db/statement-counter";
+import { type Env, getConfig } from "../env";
+import { ApiError, problemResponse } from "../lib/errors";
+import { isIdOf } from "../lib/ids";
+import { createRuntimeProvider } from "../runtime";
+import type { InvokeTarget } from "../runtime/types";
+import { loadDeploymentBundle } from "../services/deployments/bundle";
+import type { DeploymentRow } from "../services/deployments/deployments";
+
+export const BENCH_PATH_PREFIX = "/__bench/";
+
+const INTERNAL_ORIGIN = "https://agent.webhost.internal";
+const BASELINE_PATH = /^\/__bench\/baseline\/([a-z]{3}_[0-9a-z]{26})(\/stream)?$/;
+
+/** True when this server was started with the bench routes (never in production). */
+export function benchRoutesEnabled(env: Env): boolean {
+  return env.BENCH_BASELINE === "1" && env.ENVIRONMENT !== "production";
+}
+
+/**
+ * The bench routes' answer for this request, or undefined when it is not one of them (then the
+ * gateway app handles it: without BENCH_BASELINE, /__bench/* is the app's 404 like any unknown path).
+ */
+export function benchFetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> | undefined {
+  if (!benchRoutesEnabled(env)) return undefined;
+  enableStatementCounting();
+  const path = new URL(request.url).pathname;
+  if (!path.startsWith(BENCH_PATH_PREFIX)) return undefined;
+  return handleBench(request, path, env, ctx);
+}
+
+async function handleBench(request: Request, path: string, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const baseline = BASELINE_PATH.exec(path);
+  if (baseline?.[1] && request.method === "POST") {
+    return invokeBaseline(request, env, ctx, baseline[1], baseline[2] !== undefined);
+  }
+  if (path === "/__bench/noop" && (request.method === "POST" || request.method === "GET")) {
+    if (request.method === "POST") await request.arrayBuffer();
+    return Response.json({ accepted: 0, duplicates: 0 });
+  }
+  if (path === "/__bench/d1-statements" && request.method === "GET") return Response.json(statementCounts());
+  if (path === "/__bench/d1-statements/reset" && request.method === "POST") {
+    resetStatementCounts();
+    return Response.json(statementCounts());
+  }
+  return problemResponse(new ApiError("route_not_found", `no route for ${request.method} ${path}`), "req_bench");
+}
+
+// Deployment id -> its row, read once: the baseline does no D1 work per call.
+const deploymentRows = new Map<string, Promise<DeploymentRow | undefined>>();
+
+async function invokeBaseline(
+  request: Request,
+  env: Env,
+  ctx: ExecutionContext,
+  deploymentId: string,
+  stream: boolean,
+): Promise<Response> {
+  const config = await getConfig(env);
+  const db = createDb(env.DB);
+  if (!isIdOf("deployment", deploymentId)) return notFound(deploymentId);
+  let pending = deploymentRows.get(deploymentId);
+  if (!pending) {
+    // A drizzle query runs again on every `then`: resolve it once into a real promise.
+    pending = Promise.resolve(db.query.deployments.findFirst({ where: (d, { eq }) => eq(d.id, deploymentId) }));
+    deploymentRows.set(deploymentId, pending);
+    pending.then(
+      (row) => row ?? deploymentRows.delete(deploymentId),
+      () => deploymentRows.delete(deploymentId),
+    );
+  }
+  const row = await pending;
+  if (!row) return notFound(deploymentId);
+
+  const target: InvokeTarget = {
+    deploymentId: row.id,
+    userId: row.userId,
+    agentId: row.agentId,
+    scriptName: row.scriptName,
+    loadBundle: () => loadDeploymentBundle({ db, keyring: config.keyring }, row),
+  };
+  const upstream = new Request(`${INTERNAL_ORIGIN}${row.invokePath}`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: stream ? "text/event-stream" : "application/json",
+      "x-request-id": "req_bench",
+    },
+    body: await request.arrayBuffer(),
+  });
+  const plan = config.tierLimits.free;
+  const runtime = createRuntimeProvider({ env, ctx, config });
+  return runtime.invoke(target, upstream, { limits: { cpuMs: plan.cpuMs, subRequests: plan.subRequests } });
+}
+
+function notFound(deploymentId: string): Response {
+  return problemResponse(new ApiError("not_found", `deployment ${deploymentId} not found`), "req_bench");
+}

@@ -1,0 +1,94 @@
+// Invocation routing: (user, agent) -> the agent's active deployment, or why there is none. Read
+// from D1 on a miss and cached per isolate, so a busy agent's invocations cost no D1 read each.
+//
+// Staleness rules (what a cached route may get wrong, and for how long):
+//  1. An entry is trusted for ROUTE_CACHE_TTL_MS = 1 s counted from when its D1 read *started*.
+//     So every invocation that starts more than 1 s after a routing change was committed to D1 —
+//     an activate (rollback), a deployment becoming active, a disable, a delete — sees the change,
+//     in every isolate. (The API promises 2 s; the rest is margin.) An invocation that starts
+//     within that second may still be routed by the old state: to the deployment that was active
+//     a moment ago (never to another agent's or another tenant's), or refused as before.
+//  2. The isolate that makes a routing change drops its entry at once (`forgetAgentRoute`, called
+//     by the agents, deployments and deploy-job services after their write), so that isolate's
+//     next invocation reads D1 again; a read already in flight is not reinstated.
+//  3. Entries are keyed by user id and agent id together: a lookup by another tenant is another
+//     key, reads D1, and gets the tenant-scoped "not found". A cached route is only ever served
+//     to the user it was read for.
+//  4. What a read found is cached, whatever it was (a deployment, disabled, no active deployment,
+//     not found); a read that failed (D1 error) is never cached.
+//  5. Concurrent lookups of a missing or expired entry share one D1 read. The request that starts
+//     the read also hands it to waitUntil, so the read completes (and settles for the requests
+//     sharing it) even if that request is cancelled first.
+//  6. At most MAX_CACHED_ROUTES entries; beyond that the oldest entry is dropped.
+import { and, eq, isNull } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { agents, deployments } from "../../db/schema";
+import type { DeploymentRow } from "../deployments/deployments";
+
+export const ROUTE_CACHE_TTL_MS = 1000;
+const MAX_CACHED_ROUTES = 10_000;
+
+export type AgentRoute =
+  | { kind: "deployment"; deployment: DeploymentRow }
+  | { kind: "disabled" }
+  | { kind: "no_active_deployment" }
+  | { kind: "not_found" };
+
+type Entry = { readStartedAt: number; route: Promise<AgentRoute> };
+
+// `${userId} ${agentId}` -> the route as read at readStartedAt. Isolate-lifetime cache.
+const routes = new Map<string, Entry>();
+
+const keyOf = (userId: string, agentId: string) => `${userId} ${agentId}`;
+
+/** The agent's route for this user: cached under the rules above, else read from D1. */
+export function agentRoute(
+  db: Db,
+  input: { userId: string; agentId: string },
+  opts: { now?: number; waitUntil?: (promise: Promise<unknown>) => void } = {},
+): Promise<AgentRoute> {
+  const now = opts.now ?? Date.now();
+  const key = keyOf(input.userId, input.agentId);
+  const hit = routes.get(key);
+  if (hit && now >= hit.readStartedAt && now - hit.readStartedAt < ROUTE_CACHE_TTL_MS) return hit.route;
+
+  const entry: Entry = { readStartedAt: now, route: readAgentRoute(db, input) };
+  routes.delete(key);
+  routes.set(key, entry);
+  if (routes.size > MAX_CACHED_ROUTES) {
+    const oldest = routes.keys().next().value;
+    if (oldest !== undefined) routes.delete(oldest);
+  }
+  // A failed read is not remembered (rule 4); only this entry is removed, not a newer one.
+  const settled = entry.route.catch(() => {
+    if (routes.get(key) === entry) routes.delete(key);
+  });
+  opts.waitUntil?.(settled);
+  return entry.route;
+}
+
+/** Drops this isolate's cached route of an agent (rule 2): call after changing it in D1. */
+export function forgetAgentRoute(input: { userId: string; agentId: string }): void {
+  routes.delete(keyOf(input.userId, input.agentId));
+}
+
+/** The agent (tenant-scoped, not deleted) and its active deployment, in one query. */
+async function readAgentRoute(db: Db, input: { userId: string; agentId: string }): Promise<AgentRoute> {
+  const [found] = await db
+    .select({ agentStatus: agents.status, deployment: deployments })
+    .from(agents)
+    .leftJoin(
+      deployments,
+      and(
+        eq(deployments.id, agents.activeDeploymentId),
+        eq(deployments.userId, agents.userId),
+        eq(deployments.status, "active"),
+      ),
+    )
+    .where(and(eq(agents.id, input.agentId), eq(agents.userId, input.userId), isNull(agents.deletedAt)))
+    .limit(1);
+  if (!found) return { kind: "not_found" };
+  if (found.agentStatus === "disabled") return { kind: "disabled" };
+  if (!found.deployment) return { kind: "no_active_deployment" };
+  return { kind: "deployment", deployment: found.deployment };
+}
