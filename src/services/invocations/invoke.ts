@@ -45,7 +45,6 @@ export async function invokeAgent(
   opts: { stream: boolean },
 ): Promise<Response> {
   const startedAt = Date.now();
-  const deadline = startedAt + deps.timeoutMs;
   const deployment = await activeDeploymentOf(deps, agentId);
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
   // limits for this invocation (its body size limit was applied before the body was read).
@@ -95,6 +94,8 @@ export async function invokeAgent(
     signal: abort.signal,
   });
 
+  // The agent's time starts when it is called, not while the gateway was routing and checking quota.
+  const deadline = Date.now() + deps.timeoutMs;
   let upstream: Response;
   try {
     upstream = await beforeDeadline(deps.runtime.invoke(target, request, { limits }), deadline, abort);
@@ -103,7 +104,8 @@ export async function invokeAgent(
   }
 
   if (!upstream.ok) {
-    const text = await beforeDeadline(upstream.text(), deadline, abort).catch(() => "");
+    // Only the start of an error body is shown to the caller, so only that much is read.
+    const text = await beforeDeadline(readBounded(upstream, 2048, { truncate: true }), deadline, abort).catch(() => "");
     return failWith(
       new ApiError("upstream_error", `the agent answered with HTTP ${upstream.status}`, {
         headers,
@@ -209,7 +211,8 @@ async function beforeDeadline<T>(work: Promise<T>, deadline: number, abort: Abor
   }
 }
 
-async function readBounded(res: Response, maxBytes: number): Promise<string> {
+/** Reads at most `maxBytes` of a body: beyond that it fails, or with `truncate` stops reading. */
+async function readBounded(res: Response, maxBytes: number, opts: { truncate?: boolean } = {}): Promise<string> {
   if (!res.body) return "";
   // Counted chunk by chunk, whatever Content-Length says: the runtime does not hold a user
   // script's response to its declared length.
@@ -222,6 +225,11 @@ async function readBounded(res: Response, maxBytes: number): Promise<string> {
     size += value.byteLength;
     if (size > maxBytes) {
       await reader.cancel();
+      if (opts.truncate) {
+        chunks.push(value.subarray(0, value.byteLength - (size - maxBytes)));
+        size = maxBytes;
+        break;
+      }
       throw new RuntimeError("invalid_response", `the agent's answer exceeds ${maxBytes} bytes`, false);
     }
     chunks.push(value);
