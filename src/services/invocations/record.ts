@@ -5,10 +5,10 @@
 // directly.
 // Sending is batched per isolate: a measurement joins the isolate's open batch, which is sent as
 // one sendBatch when it holds USAGE_BATCH_MAX_EVENTS or USAGE_BATCH_WAIT_MS after it was opened,
-// whichever comes first. Each request waits (in waitUntil) for the send of the batch that carries
-// its measurement, so the runtime keeps it alive until its measurement has left the isolate:
-// batching delays metering by at most USAGE_BATCH_WAIT_MS and loses nothing an unbatched send
-// would not.
+// whichever comes first. Every request that joins a batch waits (in its waitUntil) on its own
+// timer for the batch's deadline and then sends the batch unless another request already has, so
+// a batch never depends on the request that opened it staying alive: metering is delayed by at
+// most USAGE_BATCH_WAIT_MS, and nothing is lost that an unbatched send would have kept.
 import type { Db } from "../../db/client";
 import { newId } from "../../lib/ids";
 import { describeError, logError, logWarn } from "../../lib/logger";
@@ -47,10 +47,10 @@ export const USAGE_BATCH_WAIT_MS = 100;
 type OpenBatch = {
   ctx: RecordInvocationCtx & { usageQueue: UsageQueue };
   events: MetricsEventInput[];
-  sent: Promise<void>;
-  release: () => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  flushing: boolean;
+  /** When the batch is due (ms since epoch). */
+  dueAt: number;
+  /** Set once the batch is being sent; settles when it has been (never rejects). */
+  sending: Promise<void> | undefined;
 };
 
 // The batch measurements currently join, per usage queue binding. Isolate-lifetime.
@@ -88,34 +88,32 @@ export function recordInvocation(ctx: RecordInvocationCtx, m: InvocationMeasurem
   if (!queue) return writeDirectly(ctx.db, [event]);
   let batch = openBatches.get(queue);
   if (!batch) {
-    let release = () => {};
-    const sent = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const opened: OpenBatch = {
+    batch = {
       ctx: { db: ctx.db, usageQueue: queue },
       events: [],
-      sent,
-      release,
-      timer: undefined,
-      flushing: false,
+      dueAt: Date.now() + USAGE_BATCH_WAIT_MS,
+      sending: undefined,
     };
-    opened.timer = setTimeout(() => void flush(opened), USAGE_BATCH_WAIT_MS);
-    openBatches.set(queue, opened);
-    batch = opened;
+    openBatches.set(queue, batch);
   }
   batch.events.push(event);
-  if (batch.events.length >= USAGE_BATCH_MAX_EVENTS) void flush(batch);
-  return batch.sent;
+  if (batch.events.length >= USAGE_BATCH_MAX_EVENTS) return send(batch);
+  const due = batch;
+  return new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, due.dueAt - Date.now()))).then(() => send(due));
 }
 
-async function flush(batch: OpenBatch): Promise<void> {
-  if (batch.flushing) return;
-  batch.flushing = true;
-  if (batch.timer !== undefined) clearTimeout(batch.timer);
-  const queue = batch.ctx.usageQueue;
-  if (openBatches.get(queue) === batch) openBatches.delete(queue);
-  const { events } = batch;
+/** Sends the batch once, whichever of its requests gets here first. */
+function send(batch: OpenBatch): Promise<void> {
+  if (!batch.sending) {
+    const queue = batch.ctx.usageQueue;
+    if (openBatches.get(queue) === batch) openBatches.delete(queue);
+    batch.sending = sendNow(batch.ctx, batch.events);
+  }
+  return batch.sending;
+}
+
+async function sendNow(ctx: RecordInvocationCtx & { usageQueue: UsageQueue }, events: MetricsEventInput[]) {
+  const queue = ctx.usageQueue;
   try {
     if (queue.sendBatch) await queue.sendBatch(events.map((body) => ({ body })));
     else for (const event of events) await queue.send(event);
@@ -125,9 +123,7 @@ async function flush(batch: OpenBatch): Promise<void> {
       requestId: events[0]?.dedupeKey,
       error: describeError(err),
     });
-    await writeDirectly(batch.ctx.db, events);
-  } finally {
-    batch.release();
+    await writeDirectly(ctx.db, events);
   }
 }
 
