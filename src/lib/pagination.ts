@@ -36,3 +36,12 @@ export function limitParam(z: typeof import("@hono/zod-openapi").z, fallback: nu
     })
     .openapi({ param: { name: "limit", in: "query" }, type: "integer", minimum: 1, maximum: max, default: fallback });
 }
+
+/** `cursor` query parameter: the opaque value a previous page returned as `nextCursor`. */
+export function cursorParam(z: typeof import("@hono/zod-openapi").z) {
+  return z
+    .string()
+    .max(200)
+    .optional()
+    .openapi({ param: { name: "cursor", in: "query" } });
+}

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createDb } from "../../../db/client";
-import { decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
+import { cursorParam, decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
 import { listAgents } from "../../../services/agents/agents";
 import { bearerSecurity, problemResponses } from "../../openapi-shared";
 import { AgentSchema, toAgentResponse } from "./schemas";
@@ -15,11 +15,7 @@ const route = createRoute({
   request: {
     query: z.object({
       limit: limitParam(z, 20, 100),
-      cursor: z
-        .string()
-        .max(200)
-        .optional()
-        .openapi({ param: { name: "cursor", in: "query" } }),
+      cursor: cursorParam(z),
     }),
   },
   responses: {

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createDb } from "../../../db/client";
-import { decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
+import { cursorParam, decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
 import { type AuditRow, listAuditEntries } from "../../../services/audit/audit";
 import { bearerSecurity, problemResponses } from "../../openapi-shared";
 
@@ -26,11 +26,7 @@ const route = createRoute({
   request: {
     query: z.object({
       limit: limitParam(z, 50, 200),
-      cursor: z
-        .string()
-        .max(200)
-        .optional()
-        .openapi({ param: { name: "cursor", in: "query" } }),
+      cursor: cursorParam(z),
     }),
   },
   responses: {
