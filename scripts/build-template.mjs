@@ -1,6 +1,6 @@
 // `npm run build:template`: bundles user-worker-template/src (TypeScript) into the one ES module
 // the gateway deploys by default, and writes it as a string constant to
-// user-worker-template/dist/template-module.ts. The template's tests and the gateway both import
+// src/services/deployments/template-module.generated.ts. The template's tests and the gateway both import
 // that constant, so the bytes tested are the bytes deployed. `--check` (run by `npm test`) fails
 // when the committed file differs from a fresh build.
 
@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
-const OUT = new URL("../user-worker-template/dist/template-module.ts", import.meta.url);
+const OUT = new URL("../src/services/deployments/template-module.generated.ts", import.meta.url);
 
 const result = await build({
   entryPoints: [new URL("../user-worker-template/src/index.ts", import.meta.url).pathname],
@@ -38,13 +38,15 @@ if (process.argv.includes("--check")) {
     committed = readFileSync(OUT, "utf8");
   } catch {}
   if (committed !== text) {
-    console.error("user-worker-template/dist/template-module.ts is stale: run `npm run build:template` and commit it.");
+    console.error(
+      "src/services/deployments/template-module.generated.ts is stale: run `npm run build:template` and commit it.",
+    );
     process.exit(1);
   }
   console.log(`template module is up to date (${code.length} bytes, sha256 ${sha256.slice(0, 12)}…)`);
 } else {
   writeFileSync(OUT, text);
   console.log(
-    `wrote user-worker-template/dist/template-module.ts (${code.length} bytes, sha256 ${sha256.slice(0, 12)}…)`,
+    `wrote src/services/deployments/template-module.generated.ts (${code.length} bytes, sha256 ${sha256.slice(0, 12)}…)`,
   );
 }

@@ -3,13 +3,13 @@
 // problem) instead of silently running with defaults.
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
-import type { QueueJob } from "./queues/messages";
+import type { DeployQueueMessage } from "./queues/deploy-jobs";
 import type { MetricsEventInput } from "./services/usage/record-events";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {
   DB: D1Database;
-  DEPLOY_QUEUE: Queue<QueueJob>;
+  DEPLOY_QUEUE: Queue<DeployQueueMessage>;
   USAGE_QUEUE: Queue<MetricsEventInput>;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;

@@ -3,16 +3,16 @@
 
 import { env } from "cloudflare:workers";
 import { eq, inArray } from "drizzle-orm";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { deployments } from "../src/db/schema";
 import { getConfig } from "../src/env";
-import { QueueJobSchema } from "../src/queues/messages";
+import { DeployQueueMessageSchema } from "../src/queues/deploy-jobs";
 import type { RuntimeProvider } from "../src/runtime/types";
 import {
   cleanupRetryDelaySeconds,
   enforceRetention,
   handleCleanupJob,
-  processCleanupMessage,
+  processCleanupJob,
 } from "../src/services/cleanup/cleanup";
 import { makeBundle, namespaceSetup, seedAgent, seedDeployment, testDb } from "./helpers/namespace";
 
@@ -45,20 +45,18 @@ async function agentWithScripts(
   return { seed, rows };
 }
 
-function fakeMessage(attempts = 1) {
-  return { id: `msg-${crypto.randomUUID()}`, attempts, ack: vi.fn(), retry: vi.fn() };
-}
-
 describe("queue job bodies", () => {
   it("still accepts a plain deploy body and tells typed jobs apart", () => {
-    expect(QueueJobSchema.parse({ deploymentId: "dep_1" })).toEqual({ deploymentId: "dep_1" });
-    expect(QueueJobSchema.parse({ type: "cleanup_agent_scripts", userId: "usr_1", agentId: "agt_1" })).toEqual({
+    expect(DeployQueueMessageSchema.parse({ deploymentId: "dep_1" })).toEqual({ deploymentId: "dep_1" });
+    expect(
+      DeployQueueMessageSchema.parse({ type: "cleanup_agent_scripts", userId: "usr_1", agentId: "agt_1" }),
+    ).toEqual({
       type: "cleanup_agent_scripts",
       userId: "usr_1",
       agentId: "agt_1",
     });
-    expect(QueueJobSchema.safeParse({ type: "cleanup_agent_scripts", agentId: "agt_1" }).success).toBe(false);
-    expect(QueueJobSchema.safeParse({ type: "unknown", deploymentId: "dep_1" }).success).toBe(false);
+    expect(DeployQueueMessageSchema.safeParse({ type: "cleanup_agent_scripts", agentId: "agt_1" }).success).toBe(false);
+    expect(DeployQueueMessageSchema.safeParse({ type: "unknown", deploymentId: "dep_1" }).success).toBe(false);
   });
 });
 
@@ -116,17 +114,12 @@ describe("agent cleanup job", () => {
   it("acks the message when the scripts are gone", async () => {
     const { runtime } = namespaceSetup();
     const { seed } = await agentWithScripts(runtime, ["active"], { deleted: true });
-    const message = fakeMessage();
-    await processCleanupMessage(
-      message,
+    const outcome = await processCleanupJob(
+      { db, runtime },
       { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
-      {
-        db,
-        runtime,
-      },
+      1,
     );
-    expect(message.ack).toHaveBeenCalledOnce();
-    expect(message.retry).not.toHaveBeenCalled();
+    expect(outcome).toMatchObject({ action: "ack", result: "removed", removedRows: 1 });
   });
 
   it("retries with backoff while Cloudflare answers with a retryable error, then succeeds", async () => {
@@ -135,37 +128,27 @@ describe("agent cleanup job", () => {
     const job = { type: "cleanup_agent_scripts" as const, userId: seed.userId, agentId: seed.agentId };
 
     api.inject({ method: "DELETE", status: 503, errors: [{ code: 10013, message: "service unavailable" }] });
-    const first = fakeMessage(1);
-    await processCleanupMessage(first, job, { db, runtime });
-    expect(first.retry).toHaveBeenCalledWith({ delaySeconds: cleanupRetryDelaySeconds(1) });
-    expect(first.ack).not.toHaveBeenCalled();
+    const first = await processCleanupJob({ db, runtime }, job, 1);
+    expect(first).toMatchObject({ action: "retry", delaySeconds: cleanupRetryDelaySeconds(1) });
     expect(api.scripts.has(rows[0]!.scriptName)).toBe(true);
     expect((await removedAt([rows[0]!.id]))[rows[0]!.id]).toBeNull();
 
-    const second = fakeMessage(2);
-    await processCleanupMessage(second, job, { db, runtime });
-    expect(second.ack).toHaveBeenCalledOnce();
+    const second = await processCleanupJob({ db, runtime }, job, 2);
+    expect(second).toMatchObject({ action: "ack", result: "removed" });
     expect(api.scripts.has(rows[0]!.scriptName)).toBe(false);
   });
 
-  it("gives up (acks and logs) when Cloudflare answers with a permanent error", async () => {
-    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+  it("gives up (acks, with the error) when Cloudflare answers with a permanent error", async () => {
     const { api, runtime } = namespaceSetup();
     const { seed } = await agentWithScripts(runtime, ["active"], { deleted: true });
     api.inject({ method: "DELETE", status: 403, errors: [{ code: 10000, message: "Authentication error" }] });
-    const message = fakeMessage();
-    await processCleanupMessage(
-      message,
+    const outcome = await processCleanupJob(
+      { db, runtime },
       { type: "cleanup_agent_scripts", userId: seed.userId, agentId: seed.agentId },
-      {
-        db,
-        runtime,
-      },
+      1,
     );
-    expect(message.ack).toHaveBeenCalledOnce();
-    expect(message.retry).not.toHaveBeenCalled();
-    expect(errors.mock.calls.flat().join(" ")).toContain("cleanup.failed");
-    errors.mockRestore();
+    expect(outcome).toMatchObject({ action: "ack", result: "failed" });
+    expect(outcome.error).toContain("Authentication error");
   });
 
   it("backs off exponentially up to five minutes", () => {

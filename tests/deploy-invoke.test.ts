@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { TEMPLATE_MODULE_SHA256 } from "../user-worker-template/dist/template-module";
+import { TEMPLATE_MODULE_SHA256 } from "../src/services/deployments/template-module.generated";
 import { fixedAnswer } from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
 import {

@@ -1,6 +1,6 @@
 // The worker's queue handler: routes each batch to the consumer of the queue it came from.
 import type { Env } from "../env";
-import { handleDeadLetterBatch, handleDeployBatch } from "./deploy-consumer";
+import { handleDeadLetterBatch, handleDeployBatch } from "./deploy-jobs";
 import { handleUsageBatch } from "./usage-consumer";
 
 /** Dead-letter queues are named `<queue>-dlq` (wrangler.toml). */

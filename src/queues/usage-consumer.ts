@@ -4,9 +4,9 @@
 import { z } from "zod";
 import { createDb } from "../db/client";
 import type { Env } from "../env";
+import { backoffSeconds } from "../lib/backoff";
 import { describeError, logError, logWarn } from "../lib/logger";
 import { type MetricsEventInput, recordEvents } from "../services/usage/record-events";
-import { backoffSeconds } from "./backoff";
 
 const nullableInt = z.number().int().nonnegative().nullable();
 

@@ -6,9 +6,9 @@ import { describe, expect, it } from "vitest";
 import { fromBase64, toBase64Url } from "../../src/crypto/encoding";
 import { verifyHmacHex } from "../../src/crypto/hmac";
 import { DEFAULT_COMPATIBILITY_DATE, DEFAULT_MAIN_MODULE_NAME } from "../../src/services/deployments/defaults";
+import { TEMPLATE_MODULE_CODE } from "../../src/services/deployments/template-module.generated";
 import { collectSse } from "../../tests/helpers/sse";
 import { waitFor } from "../../tests/helpers/wait";
-import { TEMPLATE_MODULE_CODE } from "../dist/template-module";
 
 type Loaded = { agent: Fetcher; deploymentId: string; secret: string };
 

@@ -51,3 +51,5 @@ export const deployments = sqliteTable(
     index("deployments_status_created_idx").on(t.status, t.createdAt),
   ],
 );
+
+export type DeploymentRow = typeof deployments.$inferSelect;

@@ -6,15 +6,24 @@
 // `deployments.script_removed_at` records the removal; a deployment with it set can no longer be
 // activated (the activation route's conditional UPDATE must require `script_removed_at IS NULL`).
 import { and, eq, isNull, ne, sql } from "drizzle-orm";
+import { z } from "zod";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
-import { describeError, logError, logInfo, logWarn } from "../../lib/logger";
-import { backoffSeconds } from "../../queues/backoff";
-import type { CleanupAgentScriptsJob } from "../../queues/messages";
+import { backoffSeconds } from "../../lib/backoff";
+import { describeError, logInfo, logWarn } from "../../lib/logger";
+import type { QueueOutcome } from "../../lib/queue-outcome";
 import { agentTag, canRemoveByTag } from "../../runtime/namespace";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
 
 export type CleanupDeps = { db: Db; runtime: RuntimeProvider; now?: () => number };
+
+/** The deploy-jobs queue message sent when an agent is deleted: remove every runtime script of it. */
+export const CleanupAgentScriptsJobSchema = z.strictObject({
+  type: z.literal("cleanup_agent_scripts"),
+  userId: z.string().min(1).max(64),
+  agentId: z.string().min(1).max(64),
+});
+export type CleanupAgentScriptsJob = z.infer<typeof CleanupAgentScriptsJobSchema>;
 
 /** A failed deployment's script is left alone this long, in case an upload was still finishing. */
 export const FAILED_SCRIPT_GRACE_MS = 10 * 60_000;
@@ -83,40 +92,30 @@ export function cleanupRetryDelaySeconds(attempts: number): number {
   return backoffSeconds(attempts, { baseSeconds: 10, maxSeconds: 300 });
 }
 
+export type CleanupJobOutcome = QueueOutcome<"removed" | "skipped_live_agent" | "failed" | "transient_error"> & {
+  removedRows?: number;
+  removedByTag?: number | null;
+};
+
 /**
- * Runs one queued cleanup job and settles its message: ack on success, on a permanent failure
- * (logged), and for a live agent; retry with backoff on a retryable failure (after the queue's
- * max_retries the message goes to the dead-letter queue, whose consumer should log and ack it).
+ * Runs one queued cleanup job and says how its message ends: ack on success, on a permanent
+ * failure and for a live agent; retry with backoff on a retryable failure (after the queue's
+ * max_retries the message goes to the dead-letter queue, whose consumer logs and acks it).
  */
-export async function processCleanupMessage(
-  message: Pick<Message<unknown>, "ack" | "retry" | "attempts" | "id">,
-  job: CleanupAgentScriptsJob,
+export async function processCleanupJob(
   deps: CleanupDeps,
-): Promise<void> {
+  job: CleanupAgentScriptsJob,
+  attempts: number,
+): Promise<CleanupJobOutcome> {
   try {
-    const outcome = await handleCleanupJob(job, deps);
-    logInfo("cleanup.agent_scripts_removed", {
-      agentId: job.agentId,
-      removedRows: outcome.removedRows,
-      removedByTag: outcome.removedByTag,
-      skipped: outcome.skipped,
-    });
-    message.ack();
+    const done = await handleCleanupJob(job, deps);
+    if (done.skipped) return { action: "ack", result: "skipped_live_agent" };
+    return { action: "ack", result: "removed", removedRows: done.removedRows, removedByTag: done.removedByTag };
   } catch (err) {
     const retryable = err instanceof RuntimeError ? err.retryable : true; // e.g. a D1 hiccup
-    const fields = {
-      agentId: job.agentId,
-      messageId: message.id,
-      attempts: message.attempts,
-      error: describeError(err),
-    };
-    if (retryable) {
-      logWarn("cleanup.retry", fields);
-      message.retry({ delaySeconds: cleanupRetryDelaySeconds(message.attempts) });
-    } else {
-      logError("cleanup.failed", fields);
-      message.ack();
-    }
+    const error = describeError(err);
+    if (!retryable) return { action: "ack", result: "failed", error };
+    return { action: "retry", result: "transient_error", delaySeconds: cleanupRetryDelaySeconds(attempts), error };
   }
 }
 

@@ -6,9 +6,9 @@ import { toBase64Url } from "../../crypto/encoding";
 import { decryptSecret, decryptSecretText } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
+import type { DeploymentRow } from "../../db/schema";
 import { deploymentArtifacts } from "../../db/schema";
 import type { DeploymentBundle, RuntimeProviderName } from "../../runtime/types";
-import type { DeploymentRow } from "./deployments";
 
 export async function loadDeploymentBundle(
   ctx: { db: Db; keyring: Keyring },

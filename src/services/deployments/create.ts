@@ -2,17 +2,15 @@
 // artifact, creates the deployment (`deploying`) with a fresh telemetry secret and a snapshot of
 // the agent's secrets (both encrypted), and queues the deploy job. The queue consumer does the rest.
 import { and, eq, sql } from "drizzle-orm";
-import { TEMPLATE_MODULE_CODE } from "../../../user-worker-template/dist/template-module";
 import { secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
 import { sha256Hex, utf8 } from "../../crypto/encoding";
 import { encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { deploymentArtifacts, deployments } from "../../db/schema";
+import { type DeploymentRow, deploymentArtifacts, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
-import type { DeployJob } from "../../queues/messages";
 import { RUNTIME_PROVIDERS, type RuntimeProviderName } from "../../runtime/types";
 import { scriptNameFor } from "../../runtime/user-env";
 import { getAgent } from "../agents/agents";
@@ -25,7 +23,8 @@ import {
   DEFAULT_MAIN_MODULE_NAME,
   MODULE_CODE_MAX_BYTES,
 } from "./defaults";
-import type { DeploymentRow } from "./deployments";
+import type { DeployJob } from "./deploy-job";
+import { TEMPLATE_MODULE_CODE } from "./template-module.generated";
 
 export type DeployInput = {
   moduleCode?: string;

@@ -10,13 +10,14 @@
 // Every write after the claim is conditioned on the token, so a holder whose lease lapsed (and was
 // taken over) cannot change anything.
 import { and, eq, isNull, lt, lte, ne, or, sql } from "drizzle-orm";
+import { z } from "zod";
 import { DecryptionError } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
+import { backoffSeconds } from "../../lib/backoff";
 import { describeError, logWarn } from "../../lib/logger";
-import { backoffSeconds } from "../../queues/backoff";
-import type { DeployJob } from "../../queues/messages";
+import type { QueueOutcome } from "../../lib/queue-outcome";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { forgetAgentRoute } from "../invocations/route-cache";
 import { loadDeploymentBundle } from "./bundle";
@@ -28,11 +29,22 @@ export const DEPLOY_MAX_ATTEMPTS = 5;
 /** A deployment still `deploying` this long after creation is failed by the cron sweep. */
 export const STUCK_DEPLOYMENT_MS = 10 * 60_000;
 
+/** The deploy-jobs queue message of a deploy: a plain `{ deploymentId }` (the original body). */
+export const DeployJobSchema = z.strictObject({ deploymentId: z.string().min(1).max(64) });
+export type DeployJob = z.infer<typeof DeployJobSchema>;
+
 export type DeployJobDeps = { db: Db; keyring: Keyring; runtime: RuntimeProvider };
 
-export type DeployJobOutcome =
-  | { action: "ack"; result: "active" | "inactive" | "failed" | "already_finished" | "not_found" | "claim_lost" }
-  | { action: "retry"; delaySeconds: number; result: "transient_error" | "claimed_elsewhere"; error?: string };
+export type DeployJobOutcome = QueueOutcome<
+  | "active"
+  | "inactive"
+  | "failed"
+  | "already_finished"
+  | "not_found"
+  | "claim_lost"
+  | "transient_error"
+  | "claimed_elsewhere"
+>;
 
 /** Backoff for the n-th delivery (1-based): 2, 4, 8, 16 … seconds, capped at a minute. */
 export function retryDelaySeconds(attempts: number): number {

@@ -5,13 +5,13 @@
 // a deployment is `active` exactly when its agent's active_deployment_id names it.
 import { and, desc, eq, inArray, ne, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
-import { agents, type DeploymentStatus, deployments } from "../../db/schema";
+import { agents, type DeploymentRow, type DeploymentStatus, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
 import { getAgent } from "../agents/agents";
 import { forgetAgentRoute } from "../invocations/route-cache";
 
-export type DeploymentRow = typeof deployments.$inferSelect;
+export type { DeploymentRow };
 
 type Ctx = { db: Db; userId: string };
 

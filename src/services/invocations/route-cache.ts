@@ -22,8 +22,8 @@
 //  6. At most MAX_CACHED_ROUTES entries; beyond that the oldest entry is dropped.
 import { and, eq, isNull } from "drizzle-orm";
 import type { Db } from "../../db/client";
+import type { DeploymentRow } from "../../db/schema";
 import { agents, deployments } from "../../db/schema";
-import type { DeploymentRow } from "../deployments/deployments";
 
 export const ROUTE_CACHE_TTL_MS = 1000;
 const MAX_CACHED_ROUTES = 10_000;

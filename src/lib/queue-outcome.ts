@@ -1,0 +1,15 @@
+// How one queue message ends, as decided by the pipeline that owns the message (deployments,
+// cleanup, metering). Pipelines return an outcome; the queue router applies it and logs it, so
+// every consumer settles its messages the same way.
+
+export type QueueOutcome<Result extends string = string> =
+  | { action: "ack"; result: Result; error?: string }
+  | { action: "retry"; delaySeconds: number; result: Result; error?: string };
+
+/** The part of a queue `Message` an outcome is applied to. */
+export type SettleableMessage = Pick<Message<unknown>, "ack" | "retry">;
+
+export function settleMessage(message: SettleableMessage, outcome: QueueOutcome): void {
+  if (outcome.action === "ack") message.ack();
+  else message.retry({ delaySeconds: outcome.delaySeconds });
+}
