@@ -3,13 +3,14 @@
 // problem) instead of silently running with defaults.
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
-import type { DeployQueueMessage } from "./queues/deploy-jobs";
+import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
+import type { DeployJob } from "./services/deployments/deploy-job";
 import type { MetricsEventInput } from "./services/usage/record-events";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {
   DB: D1Database;
-  DEPLOY_QUEUE: Queue<DeployQueueMessage>;
+  DEPLOY_QUEUE: Queue<DeployJob | CleanupAgentScriptsJob>;
   USAGE_QUEUE: Queue<MetricsEventInput>;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;

@@ -4,13 +4,20 @@ import { describe, expect, it } from "vitest";
 import { secretsSnapshotAad, telemetrySecretAad } from "../src/crypto/aad";
 import { decryptSecretText, encryptSecret, envelopeKeyId } from "../src/crypto/envelope";
 import { type Keyring, parseKeyring } from "../src/crypto/keys";
-import type { Db } from "../src/db/client";
+import { createDb, type Db } from "../src/db/client";
 import { agentSecrets, deployments } from "../src/db/schema";
+import { type Env, getConfig } from "../src/env";
 import worker from "../src/index";
-import { reencryptStaleSecrets, reencryptWithKeyring } from "../src/services/secrets/reencrypt";
+import { reencryptStaleSecrets } from "../src/services/secrets/reencrypt";
 import { loadAgentSecrets, putAgentSecret } from "../src/services/secrets/secrets";
 import { envWith, randomKey } from "./helpers/env-override";
 import { db, insertDeployment, insertUserAndAgent } from "./helpers/fixtures";
+
+/** What the cron does: the keyring from the environment's configuration. */
+async function reencryptFromEnv(testEnv: Env, opts?: Parameters<typeof reencryptStaleSecrets>[1]) {
+  const { keyring } = await getConfig(testEnv);
+  return reencryptStaleSecrets({ db: createDb(testEnv.DB), keyring }, opts);
+}
 
 /** An agent with two secrets and two deployments (one without a snapshot), all under `ring`. */
 async function seedUnder(ring: Keyring) {
@@ -80,7 +87,7 @@ describe("key rotation", () => {
 
     // Step 2: re-encrypt (small pages, so paging is exercised; rows of other tests, under keys
     // this ring lacks, are not selected at all).
-    const report = await reencryptStaleSecrets(rotating, { batchSize: 2, maxBatches: 100_000 });
+    const report = await reencryptFromEnv(rotating, { batchSize: 2, maxBatches: 100_000 });
     expect(report.currentKeyId).toBe(newOnly.current.id);
     expect(report.columns["agent_secrets.ciphertext"].reencrypted).toBeGreaterThanOrEqual(2);
     expect(report.columns["deployments.telemetry_secret_ciphertext"].reencrypted).toBeGreaterThanOrEqual(2);
@@ -94,7 +101,7 @@ describe("key rotation", () => {
     await expectReadableWith(newOnly, seeded);
 
     // A second run finds nothing under the old key.
-    const again = await reencryptStaleSecrets(rotating, { batchSize: 50, maxBatches: 100_000 });
+    const again = await reencryptFromEnv(rotating, { batchSize: 50, maxBatches: 100_000 });
     for (const column of Object.values(again.columns)) expect(column.scanned).toBe(0);
   });
 
@@ -118,10 +125,13 @@ describe("key rotation", () => {
     await db.update(agentSecrets).set({ ciphertext: dbUrl!.ciphertext }).where(eq(agentSecrets.id, apiKey!.id));
     const strangerBefore = await db.select().from(agentSecrets).where(eq(agentSecrets.agentId, stranger.agentId)).all();
 
-    const report = await reencryptWithKeyring(db, await parseKeyring(newKey, oldKey), {
-      batchSize: 1,
-      maxBatches: 100_000,
-    });
+    const report = await reencryptStaleSecrets(
+      { db, keyring: await parseKeyring(newKey, oldKey) },
+      {
+        batchSize: 1,
+        maxBatches: 100_000,
+      },
+    );
     expect(report.complete).toBe(false);
     expect(report.failures).toEqual([
       {
@@ -141,7 +151,7 @@ describe("key rotation", () => {
   });
 
   it("does nothing (and reads nothing) while no previous key is configured", async () => {
-    const report = await reencryptStaleSecrets(envWith({ SECRETS_ENCRYPTION_KEY: randomKey() }));
+    const report = await reencryptFromEnv(envWith({ SECRETS_ENCRYPTION_KEY: randomKey() }));
     expect(report.skipped).toBe("no previous keys configured");
     expect(report.complete).toBe(true);
   });
@@ -168,7 +178,10 @@ describe("key rotation", () => {
         };
       },
     });
-    const report = await reencryptWithKeyring(racingDb, bothRing, { batchSize: 100, maxBatches: 100_000 });
+    const report = await reencryptStaleSecrets(
+      { db: racingDb, keyring: bothRing },
+      { batchSize: 100, maxBatches: 100_000 },
+    );
     expect(raced).toBe(true);
     expect(report.columns["agent_secrets.ciphertext"].conflicts).toBeGreaterThanOrEqual(1);
     const secrets = await loadAgentSecrets(db, await parseKeyring(newKey), seeded);

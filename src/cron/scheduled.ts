@@ -59,10 +59,14 @@ const TASKS: Task[] = [
     // Secrets still sealed under a previous SECRETS_ENCRYPTION_KEY are re-sealed under the current one.
     name: "secrets_reencrypt",
     run: async (env) => {
-      const report = await reencryptStaleSecrets(env, {
-        batchSize: REENCRYPT_BATCH_SIZE,
-        maxBatches: REENCRYPT_MAX_BATCHES,
-      });
+      const { keyring } = await getConfig(env);
+      const report = await reencryptStaleSecrets(
+        { db: createDb(env.DB), keyring },
+        {
+          batchSize: REENCRYPT_BATCH_SIZE,
+          maxBatches: REENCRYPT_MAX_BATCHES,
+        },
+      );
       if (report.skipped) return { skipped: "no previous keys" };
       const totals = { scanned: 0, reencrypted: 0, conflicts: 0, failed: 0 };
       for (const c of Object.values(report.columns)) {

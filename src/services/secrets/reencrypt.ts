@@ -11,9 +11,8 @@ import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { agentSecretAad, secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
 import { decryptSecret, encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
-import { createDb, type Db } from "../../db/client";
+import type { Db } from "../../db/client";
 import { agentSecrets, deployments } from "../../db/schema";
-import { type Env, getConfig } from "../../env";
 
 export const REENCRYPT_COLUMNS = [
   "agent_secrets.ciphertext",
@@ -133,15 +132,9 @@ const TARGETS: Target[] = [
 
 const MAX_REPORTED_FAILURES = 20;
 
-/** What the cron calls: configuration from `env` (a bad configuration throws ConfigError). */
-export async function reencryptStaleSecrets(env: Env, opts: ReencryptOptions = {}): Promise<ReencryptReport> {
-  const config = await getConfig(env);
-  return reencryptWithKeyring(createDb(env.DB), config.keyring, opts);
-}
-
-export async function reencryptWithKeyring(
-  db: Db,
-  keyring: Keyring,
+/** Re-seals, in bounded batches, every secret still sealed under a previous key of `keyring`. */
+export async function reencryptStaleSecrets(
+  { db, keyring }: { db: Db; keyring: Keyring },
   { batchSize = 50, maxBatches = 10 }: ReencryptOptions = {},
 ): Promise<ReencryptReport> {
   const currentKeyId = keyring.current.id;
