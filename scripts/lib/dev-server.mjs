@@ -59,7 +59,7 @@ function envFileText(vars) {
 function childEnv(root, stateDir) {
   return {
     ...process.env,
-    // wrangler needs Node 22, which this project ships in node_modules (see ../shared/PLATFORM-NOTES.md in the project workspace).
+    // wrangler refuses Node below 22.12; the `node` devDependency puts a Node 22 binary in node_modules/.bin.
     PATH: `${join(root, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}`,
     CLOUDFLARE_CF_FETCH_ENABLED: "false",
     WRANGLER_SEND_METRICS: "false",

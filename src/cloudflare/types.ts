@@ -2,7 +2,7 @@
 // hand from the published API reference (Workers for Platforms "Upload Worker Module", "Delete
 // Worker", "Delete Scripts in Namespace") and the multipart upload metadata reference. They are a
 // subset of the official `cloudflare` SDK's `ScriptUpdateParams.Metadata` (checked against
-// cloudflare@7.3.0 when written; see README.md, "Limits and what could not be confirmed against Cloudflare"). The SDK is not a dependency: it
+// cloudflare@7.3.0 when written; see docs/production.md, "Limits and what could not be confirmed against Cloudflare"). The SDK is not a dependency: it
 // is ~71 MB / 17k files for the three binding kinds used here.
 
 /** One error or message entry of the v4 envelope. */

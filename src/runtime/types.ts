@@ -1,4 +1,4 @@
-// The runtime provider interface (ADR-0001): everything that touches user code goes through it.
+// The runtime provider interface (docs/architecture.md, "Layers"): everything that touches user code goes through it.
 // Two mechanisms implement it for the "cloudflare" provider: the Worker Loader (`loader`, local
 // and tests) and the Workers for Platforms dispatch namespace (`namespace`, production).
 

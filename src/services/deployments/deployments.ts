@@ -51,7 +51,7 @@ export async function listDeployments(
 }
 
 /**
- * Rollback (ADR-0005): points the agent at an earlier deployment that once went active. One
+ * Rollback (docs/writing-an-agent.md, "Rolling back"): points the agent at an earlier deployment that once went active. One
  * batch: move the pointer (only if the target qualifies), demote the previously active one, and
  * promote the target, the last two conditioned on the pointer having moved.
  */

@@ -1,4 +1,4 @@
-// invoke/v1 (DESIGN.md) as the gateway checks it. Requests are strict (validated at the route);
+// invoke/v1 (docs/writing-an-agent.md) as the gateway checks it. Requests are strict (validated at the route);
 // an agent's answer is checked loosely: the required fields with the right types, extras allowed.
 import { z } from "zod";
 

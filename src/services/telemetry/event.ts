@@ -1,4 +1,4 @@
-// The telemetry event a user worker reports (DESIGN.md "Telemetry event") and the limits of a
+// The telemetry event a user worker reports (docs/telemetry.md, "Body") and the limits of a
 // report. One schema validates both doors (the TelemetrySink RPC and POST /v1/telemetry/report).
 import { z } from "zod";
 

@@ -2,7 +2,7 @@
 // keeps the user's count for the period, refreshes it from billing_usage at most every
 // QUOTA_REFRESH_MS, and counts its own admissions in between. Counts only grow within a period,
 // so the refreshed value is max(D1, local): the local admissions not yet metered are never lost.
-// How far over the limit concurrent traffic can go is in the README ("Limits").
+// How far over the limit concurrent traffic can go is in docs/operations.md ("Usage metering and the invocation limit").
 import { and, eq, sum } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { billingUsage } from "../../db/schema";

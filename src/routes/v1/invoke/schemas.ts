@@ -1,4 +1,4 @@
-// invoke/v1 request and response schemas for validation and the OpenAPI document (DESIGN.md).
+// invoke/v1 request and response schemas for validation and the OpenAPI document (docs/writing-an-agent.md).
 import { z } from "@hono/zod-openapi";
 
 export const InvokeMessageSchema = z
