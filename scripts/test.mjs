@@ -8,6 +8,8 @@ const steps = [
   ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
   ["typecheck (e2e suite, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],
   ["lint", "biome", ["check", "."]],
+  ["layer rules (docs/architecture.md)", "depcruise", ["src", "--config", ".dependency-cruiser.cjs"]],
+  ["links and paths in the docs resolve", "node", ["scripts/check-doc-links.mjs"]],
   ["migrations are up to date with the schema", "node", ["scripts/check-migrations.mjs"]],
   ["tests (Workers runtime)", "vitest", ["run"]],
   ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
