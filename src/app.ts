@@ -3,6 +3,7 @@
 import { OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { Services } from "./compose";
 import { type Config, ConfigError, type Env } from "./env";
 import { ApiError, type FieldError, problemResponse } from "./lib/errors";
 import { describeError, logError } from "./lib/logger";
@@ -10,6 +11,8 @@ import { describeError, logError } from "./lib/logger";
 export type AppVariables = {
   requestId: string;
   config: Config;
+  /** The request's services, built once by the request-context middleware (compose.ts). */
+  services: Services;
   userId: string;
 };
 

@@ -2,7 +2,6 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app";
 import { verifyAccessToken } from "../auth/jwt";
-import { createDb } from "../db/client";
 import { ApiError } from "../lib/errors";
 import { ensureUser } from "../services/users/ensure-user";
 
@@ -12,8 +11,8 @@ export function authenticate(): MiddlewareHandler<AppEnv> {
     if (!header) throw new ApiError("unauthenticated", "send `Authorization: Bearer <token>`");
     const match = /^Bearer[ ]+([A-Za-z0-9._~+/=-]+)$/i.exec(header.trim());
     if (!match?.[1]) throw new ApiError("unauthenticated", "the Authorization header must be `Bearer <token>`");
-    const { subject } = await verifyAccessToken(match[1], c.get("config").auth);
-    c.set("userId", await ensureUser({ db: createDb(c.env.DB), subject }));
+    const { subject } = await verifyAccessToken(match[1], c.var.services.config.auth);
+    c.set("userId", await ensureUser({ db: c.var.services.db, subject }));
     await next();
   };
 }

@@ -7,8 +7,17 @@ import { ApiError } from "../lib/errors";
 
 export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024;
 
-/** `limitFor` picks the byte limit for the request (e.g. larger for deploy, per configuration for invoke). */
-export function bodyGuard(limitFor: (c: AppContext) => number): MiddlewareHandler<AppEnv> {
+/** A fixed byte limit, or one that depends on the caller (the invoke routes' per-tier limit). */
+export type BodyLimit = number | ((c: AppContext) => Promise<{ maxBytes: number; tooLarge: () => ApiError }>);
+
+function tooLargeFor(maxBytes: number): () => ApiError {
+  return () =>
+    new ApiError("payload_too_large", `the request body exceeds the limit of ${maxBytes} bytes`, {
+      extra: { limitBytes: maxBytes },
+    });
+}
+
+export function bodyGuard(limit: BodyLimit): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const method = c.req.method;
     if (method === "GET" || method === "HEAD" || method === "DELETE" || method === "OPTIONS") return next();
@@ -29,13 +38,12 @@ export function bodyGuard(limitFor: (c: AppContext) => number): MiddlewareHandle
       headers.delete("content-type");
       c.req.raw = new Request(c.req.raw, { headers });
     }
-    const maxSize = limitFor(c);
+    const { maxBytes, tooLarge } =
+      typeof limit === "number" ? { maxBytes: limit, tooLarge: tooLargeFor(limit) } : await limit(c);
     return bodyLimit({
-      maxSize,
+      maxSize: maxBytes,
       onError: () => {
-        throw new ApiError("payload_too_large", `the request body exceeds the limit of ${maxSize} bytes`, {
-          extra: { limitBytes: maxSize },
-        });
+        throw tooLarge();
       },
     })(c, next);
   };

@@ -1,7 +1,9 @@
-// First middleware of every request: assigns the request id, loads configuration, and writes
+// First middleware of every request: assigns the request id, loads configuration, builds the
+// request's services (compose.ts), and writes
 // the one structured log line per request once the response is known.
 import type { MiddlewareHandler } from "hono";
 import { type AppEnv, handleError } from "../app";
+import { composeServices } from "../compose";
 import { getConfig } from "../env";
 import { newId } from "../lib/ids";
 import { logInfo } from "../lib/logger";
@@ -13,7 +15,9 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
     c.set("requestId", requestId);
     try {
       try {
-        c.set("config", await getConfig(c.env));
+        const config = await getConfig(c.env);
+        c.set("config", config);
+        c.set("services", composeServices(c.env, c.executionCtx, config));
       } catch (err) {
         // Answered here (not thrown past us) so the log line below carries the real status.
         c.res = handleError(err, c);

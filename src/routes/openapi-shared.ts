@@ -18,16 +18,15 @@ const problem = (description: string) => ({
   content: { "application/problem+json": { schema: ProblemSchema } },
 });
 
-export const problemResponses = {
+export const commonProblems = {
   400: problem("Invalid request"),
   401: problem("Missing or invalid credentials"),
   404: problem("Not found (or owned by someone else)"),
   500: problem("Unexpected error"),
 } as const;
 
-export const problemResponse = problem;
-
-export const bearerSecurity = [{ bearerAuth: [] }];
+/** An error answer as the OpenAPI document describes it (the answer itself is lib/errors.ts). */
+export const problemDoc = problem;
 
 /** Path parameter for an agent id. Any string is accepted; an unknown id is a 404, not a 400. */
 export const AgentIdParam = z.object({

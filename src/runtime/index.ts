@@ -5,13 +5,16 @@ import { createLoaderRuntime } from "./loader";
 import { createNamespaceRuntime } from "./namespace";
 import type { RuntimeProvider } from "./types";
 
-export type RuntimeDeps = { env: Env; ctx: ExecutionContext; config: Config };
+/** `exports` is the worker's own entrypoints (ctx.exports): the loader hands TelemetrySink to agents. */
+export type RuntimeDeps = { env: Env; ctx: { readonly exports?: Cloudflare.Exports }; config: Config };
 
 export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): RuntimeProvider {
   switch (config.dispatchMode) {
     case "loader": {
       if (!env.LOADER) throw new ConfigError("DISPATCH_MODE=loader needs the LOADER (worker_loaders) binding");
       const sinks = ctx.exports;
+      if (!sinks)
+        throw new ConfigError("DISPATCH_MODE=loader needs the worker's ctx.exports (compatibility_date 2025 or later)");
       return createLoaderRuntime(env.LOADER, (props) => sinks.TelemetrySink({ props }));
     }
     case "namespace":

@@ -1,17 +1,16 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { createAgent } from "../../../services/agents/agents";
 import { limitsForUser } from "../../../services/usage/user-tier";
-import { bearerSecurity, problemResponse, problemResponses } from "../../openapi-shared";
+import { commonProblems, problemDoc } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "post",
   path: "/v1/agents",
   tags: ["agents"],
   summary: "Create an agent",
-  security: bearerSecurity,
   request: {
     body: {
       required: true,
@@ -24,19 +23,19 @@ const route = createRoute({
   },
   responses: {
     201: { description: "Created", content: { "application/json": { schema: AgentEnvelope } } },
-    ...problemResponses,
-    403: problemResponse("Plan limit reached"),
-    409: problemResponse("Name already in use"),
-    413: problemResponse("Body too large"),
+    ...commonProblems,
+    403: problemDoc("Plan limit reached"),
+    409: problemDoc("Name already in use"),
+    413: problemDoc("Body too large"),
   },
 });
 
 export function registerCreateAgent(app: App) {
   app.openapi(route, async (c) => {
     const input = c.req.valid("json");
-    const db = createDb(c.env.DB);
-    const userId = c.get("userId");
-    const { tier, limits } = await limitsForUser(db, userId, c.get("config").tierLimits);
+    const db = c.var.services.db;
+    const userId = c.var.userId;
+    const { tier, limits } = await limitsForUser(db, userId, c.var.services.tierLimits);
     const agent = await createAgent({ db, userId }, input, { tier, maxAgents: limits.agents });
     return c.json({ agent: toAgentResponse(agent) }, 201);
   });

@@ -1,27 +1,25 @@
-import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { getAgent } from "../../../services/agents/agents";
-import { AgentIdParam, bearerSecurity, problemResponses } from "../../openapi-shared";
+import { AgentIdParam, commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { AgentEnvelope, toAgentResponse } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}",
   tags: ["agents"],
   summary: "Read an agent",
-  security: bearerSecurity,
   request: { params: AgentIdParam },
   responses: {
     200: { description: "The agent", content: { "application/json": { schema: AgentEnvelope } } },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
 export function registerGetAgent(app: App) {
   app.openapi(route, async (c) => {
     const { agentId } = c.req.valid("param");
-    const agent = await getAgent({ db: createDb(c.env.DB), userId: c.get("userId") }, agentId);
+    const agent = await getAgent({ db: c.var.services.db, userId: c.var.userId }, agentId);
     return c.json({ agent: toAgentResponse(agent) }, 200);
   });
 }

@@ -1,17 +1,16 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { cursorParam, decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
 import { listAgents } from "../../../services/agents/agents";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { AgentSchema, toAgentResponse } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/agents",
   tags: ["agents"],
   summary: "List your agents, newest first",
-  security: bearerSecurity,
   request: {
     query: z.object({
       limit: limitParam(z, 20, 100),
@@ -27,7 +26,7 @@ const route = createRoute({
         },
       },
     },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
@@ -35,7 +34,7 @@ export function registerListAgents(app: App) {
   app.openapi(route, async (c) => {
     const { limit, cursor } = c.req.valid("query");
     const afterId = cursor ? decodeCursor(cursor, /^agt_[0-9a-z]{26}$/) : undefined;
-    const { rows, hasMore } = await listAgents({ db: createDb(c.env.DB), userId: c.get("userId") }, { limit, afterId });
+    const { rows, hasMore } = await listAgents({ db: c.var.services.db, userId: c.var.userId }, { limit, afterId });
     const last = rows.at(-1);
     return c.json(
       { agents: rows.map(toAgentResponse), nextCursor: hasMore && last ? encodeCursor(last.id) : null },

@@ -1,16 +1,15 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { updateAgent } from "../../../services/agents/agents";
-import { AgentIdParam, bearerSecurity, problemResponse, problemResponses } from "../../openapi-shared";
+import { AgentIdParam, commonProblems, problemDoc } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "patch",
   path: "/v1/agents/{agentId}",
   tags: ["agents"],
   summary: "Rename an agent or change its description",
-  security: bearerSecurity,
   request: {
     params: AgentIdParam,
     body: {
@@ -24,8 +23,8 @@ const route = createRoute({
   },
   responses: {
     200: { description: "The updated agent", content: { "application/json": { schema: AgentEnvelope } } },
-    ...problemResponses,
-    409: problemResponse("Name already in use"),
+    ...commonProblems,
+    409: problemDoc("Name already in use"),
   },
 });
 
@@ -33,7 +32,7 @@ export function registerUpdateAgent(app: App) {
   app.openapi(route, async (c) => {
     const { agentId } = c.req.valid("param");
     const patch = c.req.valid("json");
-    const agent = await updateAgent({ db: createDb(c.env.DB), userId: c.get("userId") }, agentId, patch);
+    const agent = await updateAgent({ db: c.var.services.db, userId: c.var.userId }, agentId, patch);
     return c.json({ agent: toAgentResponse(agent) }, 200);
   });
 }

@@ -1,9 +1,9 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { cursorParam, decodeCursor, encodeCursor, limitParam } from "../../../lib/pagination";
 import { type AuditRow, listAuditEntries } from "../../../services/audit/audit";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 
 const AuditEntrySchema = z
   .object({
@@ -17,12 +17,11 @@ const AuditEntrySchema = z
   })
   .openapi("AuditEntry");
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/audit",
   tags: ["audit"],
   summary: "Your audit log (secret and tier changes), newest first",
-  security: bearerSecurity,
   request: {
     query: z.object({
       limit: limitParam(z, 50, 200),
@@ -38,7 +37,7 @@ const route = createRoute({
         },
       },
     },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
@@ -59,7 +58,7 @@ export function registerListAudit(app: App) {
     const { limit, cursor } = c.req.valid("query");
     const beforeId = cursor ? decodeCursor(cursor, /^aud_[0-9a-z]{26}$/) : undefined;
     const { rows, hasMore } = await listAuditEntries(
-      { db: createDb(c.env.DB), userId: c.get("userId") },
+      { db: c.var.services.db, userId: c.var.userId },
       { limit, beforeId },
     );
     const last = rows.at(-1);

@@ -1,32 +1,37 @@
-import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { createDeployment } from "../../../services/deployments/create";
-import { AgentIdParam, bearerSecurity, problemResponse, problemResponses } from "../../openapi-shared";
+import { MODULE_CODE_MAX_BYTES } from "../../../services/deployments/defaults";
+import { AgentIdParam, commonProblems, problemDoc } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { DeployBody, DeploymentEnvelope, toDeploymentResponse } from "./schemas";
 
-const route = createRoute({
-  method: "post",
-  path: "/v1/agents/{agentId}/deploy",
-  tags: ["deployments"],
-  summary: "Deploy code (or the built-in template) as a new immutable deployment; it becomes active asynchronously",
-  security: bearerSecurity,
-  request: {
-    params: AgentIdParam,
-    body: { required: false, content: { "application/json": { schema: DeployBody } } },
-  },
-  responses: {
-    202: {
-      description: "Accepted: the deployment is `deploying`; poll it until `active` or `failed`",
-      content: { "application/json": { schema: DeploymentEnvelope } },
+/** JSON escaping can double a module's size; the module itself is checked against its own limit. */
+const DEPLOY_BODY_LIMIT_BYTES = 2 * MODULE_CODE_MAX_BYTES + 64 * 1024;
+
+const route = userRoute(
+  {
+    method: "post",
+    path: "/v1/agents/{agentId}/deploy",
+    tags: ["deployments"],
+    summary: "Deploy code (or the built-in template) as a new immutable deployment; it becomes active asynchronously",
+    request: {
+      params: AgentIdParam,
+      body: { required: false, content: { "application/json": { schema: DeployBody } } },
     },
-    ...problemResponses,
-    403: problemResponse("The plan's deploys per day are used up (plan_limit_exceeded)"),
-    409: problemResponse("The agent is disabled"),
-    413: problemResponse("moduleCode or the body is too large"),
-    503: problemResponse("The deploy queue is unavailable (the deployment is marked failed)"),
+    responses: {
+      202: {
+        description: "Accepted: the deployment is `deploying`; poll it until `active` or `failed`",
+        content: { "application/json": { schema: DeploymentEnvelope } },
+      },
+      ...commonProblems,
+      403: problemDoc("The plan's deploys per day are used up (plan_limit_exceeded)"),
+      409: problemDoc("The agent is disabled"),
+      413: problemDoc("moduleCode or the body is too large"),
+      503: problemDoc("The deploy queue is unavailable (the deployment is marked failed)"),
+    },
   },
-});
+  { bodyLimit: DEPLOY_BODY_LIMIT_BYTES },
+);
 
 export function registerDeploy(app: App) {
   app.openapi(route, async (c) => {
@@ -34,11 +39,11 @@ export function registerDeploy(app: App) {
     const input = c.req.valid("json") ?? {};
     const deployment = await createDeployment(
       {
-        db: createDb(c.env.DB),
-        userId: c.get("userId"),
-        keyring: c.get("config").keyring,
-        tierLimits: c.get("config").tierLimits,
-        queue: c.env.DEPLOY_QUEUE,
+        db: c.var.services.db,
+        userId: c.var.userId,
+        keyring: c.var.services.keyring,
+        tierLimits: c.var.services.tierLimits,
+        queue: c.var.services.deployQueue,
       },
       agentId,
       input,

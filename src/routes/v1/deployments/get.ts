@@ -1,27 +1,25 @@
-import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { getDeployment } from "../../../services/deployments/deployments";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { DeploymentEnvelope, DeploymentParams, toDeploymentResponse } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}/deployments/{deploymentId}",
   tags: ["deployments"],
   summary: "Read one deployment (poll it after a deploy)",
-  security: bearerSecurity,
   request: { params: DeploymentParams },
   responses: {
     200: { description: "The deployment", content: { "application/json": { schema: DeploymentEnvelope } } },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
 export function registerGetDeployment(app: App) {
   app.openapi(route, async (c) => {
     const { agentId, deploymentId } = c.req.valid("param");
-    const row = await getDeployment({ db: createDb(c.env.DB), userId: c.get("userId") }, agentId, deploymentId);
+    const row = await getDeployment({ db: c.var.services.db, userId: c.var.userId }, agentId, deploymentId);
     return c.json({ deployment: toDeploymentResponse(row) }, 200);
   });
 }

@@ -1,18 +1,17 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { DEPLOYMENT_STATUSES } from "../../../db/schema";
 import { limitParam } from "../../../lib/pagination";
 import { listDeployments } from "../../../services/deployments/deployments";
-import { AgentIdParam, bearerSecurity, problemResponses } from "../../openapi-shared";
+import { AgentIdParam, commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { DeploymentSchema, toDeploymentResponse } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}/deployments",
   tags: ["deployments"],
   summary: "List an agent's deployments, newest first",
-  security: bearerSecurity,
   request: {
     params: AgentIdParam,
     query: z.object({
@@ -33,7 +32,7 @@ const route = createRoute({
       description: "The agent's deployments",
       content: { "application/json": { schema: z.object({ deployments: z.array(DeploymentSchema) }) } },
     },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
@@ -41,7 +40,7 @@ export function registerListDeployments(app: App) {
   app.openapi(route, async (c) => {
     const { agentId } = c.req.valid("param");
     const query = c.req.valid("query");
-    const rows = await listDeployments({ db: createDb(c.env.DB), userId: c.get("userId") }, agentId, query);
+    const rows = await listDeployments({ db: c.var.services.db, userId: c.var.userId }, agentId, query);
     return c.json({ deployments: rows.map(toDeploymentResponse) }, 200);
   });
 }

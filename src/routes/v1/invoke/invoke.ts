@@ -1,74 +1,91 @@
-import { createRoute } from "@hono/zod-openapi";
 import type { App, AppContext } from "../../../app";
-import { createDb } from "../../../db/client";
-import { createRuntimeProvider } from "../../../runtime";
+import { ApiError } from "../../../lib/errors";
+import type { BodyLimit } from "../../../middleware/body-guard";
 import { invokeAgent } from "../../../services/invocations/invoke";
-import { bearerSecurity, problemResponse, problemResponses } from "../../openapi-shared";
+import { limitsForUser } from "../../../services/usage/user-tier";
+import { commonProblems, problemDoc } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schemas";
 
-const upstreamProblems = {
-  409: problemResponse("The agent is disabled or has no active deployment"),
-  413: problemResponse("Body too large"),
-  502: problemResponse(
-    "The agent failed: it threw, answered an error status, or answered something that is not invoke/v1",
-  ),
-  504: problemResponse("The agent did not answer in time"),
+/** The caller's own tier limit on invoke bodies (`invokeBodyBytes`), checked after authentication. */
+const callerInvokeBodyLimit: BodyLimit = async (c) => {
+  const { db, tierLimits } = c.var.services;
+  const { tier, limits } = await limitsForUser(db, c.var.userId, tierLimits);
+  const maxBytes = limits.invokeBodyBytes;
+  return {
+    maxBytes,
+    tooLarge: () =>
+      new ApiError("payload_too_large", `the ${tier} plan allows invoke bodies of ${maxBytes} bytes`, {
+        extra: { limit: "invokeBodyBytes", tier, limitBytes: maxBytes },
+      }),
+  };
 };
 
-const jsonRoute = createRoute({
-  method: "post",
-  path: "/v1/invoke/{agentId}",
-  tags: ["invoke"],
-  summary: "Invoke an agent's active deployment (invoke/v1, JSON)",
-  security: bearerSecurity,
-  request: {
-    params: InvokeParams,
-    body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
-  },
-  responses: {
-    200: {
-      description: "The agent's answer, passed through (header x-deployment-id names the deployment that answered)",
-      content: { "application/json": { schema: InvokeResponseSchema } },
-    },
-    ...problemResponses,
-    ...upstreamProblems,
-  },
-});
+const upstreamProblems = {
+  409: problemDoc("The agent is disabled or has no active deployment"),
+  413: problemDoc("Body too large"),
+  502: problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
+  504: problemDoc("The agent did not answer in time"),
+};
 
-const streamRoute = createRoute({
-  method: "post",
-  path: "/v1/invoke/{agentId}/stream",
-  tags: ["invoke"],
-  summary: "Invoke an agent and stream its answer as server-sent events (delta…, then done or error)",
-  security: bearerSecurity,
-  request: {
-    params: InvokeParams,
-    body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
-  },
-  responses: {
-    200: {
-      description:
-        "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
-      content: { "text/event-stream": { schema: { type: "string" } } },
+const jsonRoute = userRoute(
+  {
+    method: "post",
+    path: "/v1/invoke/{agentId}",
+    tags: ["invoke"],
+    summary: "Invoke an agent's active deployment (invoke/v1, JSON)",
+    request: {
+      params: InvokeParams,
+      body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
     },
-    ...problemResponses,
-    ...upstreamProblems,
+    responses: {
+      200: {
+        description: "The agent's answer, passed through (header x-deployment-id names the deployment that answered)",
+        content: { "application/json": { schema: InvokeResponseSchema } },
+      },
+      ...commonProblems,
+      ...upstreamProblems,
+    },
   },
-});
+  { bodyLimit: callerInvokeBodyLimit },
+);
+
+const streamRoute = userRoute(
+  {
+    method: "post",
+    path: "/v1/invoke/{agentId}/stream",
+    tags: ["invoke"],
+    summary: "Invoke an agent and stream its answer as server-sent events (delta…, then done or error)",
+    request: {
+      params: InvokeParams,
+      body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
+    },
+    responses: {
+      200: {
+        description:
+          "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
+        content: { "text/event-stream": { schema: { type: "string" } } },
+      },
+      ...commonProblems,
+      ...upstreamProblems,
+    },
+  },
+  { bodyLimit: callerInvokeBodyLimit },
+);
 
 async function handle(c: AppContext, agentId: string, body: Parameters<typeof invokeAgent>[2], stream: boolean) {
-  const config = c.get("config");
+  const services = c.var.services;
   return invokeAgent(
     {
-      db: createDb(c.env.DB),
-      usageQueue: c.env.USAGE_QUEUE,
-      userId: c.get("userId"),
-      keyring: config.keyring,
-      tierLimits: config.tierLimits,
-      runtime: createRuntimeProvider({ env: c.env, ctx: c.executionCtx as ExecutionContext, config }),
-      requestId: c.get("requestId"),
-      timeoutMs: config.invokeTimeoutMs,
-      waitUntil: (p) => c.executionCtx.waitUntil(p),
+      db: services.db,
+      usageQueue: services.usageQueue,
+      userId: c.var.userId,
+      keyring: services.keyring,
+      tierLimits: services.tierLimits,
+      runtime: services.runtime,
+      requestId: c.var.requestId,
+      timeoutMs: services.config.invokeTimeoutMs,
+      waitUntil: services.waitUntil,
     },
     agentId,
     body,

@@ -1,9 +1,9 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { limitParam } from "../../../lib/pagination";
 import { listRecentEvents, type MetricsEventRow } from "../../../services/metrics/recent";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 
 const MetricsEventSchema = z
   .object({
@@ -53,12 +53,11 @@ function toMetricsEventResponse(row: MetricsEventRow): z.infer<typeof MetricsEve
   };
 }
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/metrics/recent",
   tags: ["metrics"],
   summary: "Recent metrics events of one of your agents, newest first",
-  security: bearerSecurity,
   request: {
     query: z.object({
       agentId: z
@@ -86,17 +85,14 @@ const route = createRoute({
       description: "Events",
       content: { "application/json": { schema: z.object({ events: z.array(MetricsEventSchema) }) } },
     },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
 export function registerRecentMetrics(app: App) {
   app.openapi(route, async (c) => {
     const { agentId, sinceMs, limit } = c.req.valid("query");
-    const rows = await listRecentEvents(
-      { db: createDb(c.env.DB), userId: c.get("userId") },
-      { agentId, sinceMs, limit },
-    );
+    const rows = await listRecentEvents({ db: c.var.services.db, userId: c.var.userId }, { agentId, sinceMs, limit });
     return c.json({ events: rows.map(toMetricsEventResponse) }, 200);
   });
 }

@@ -1,27 +1,25 @@
-import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { deleteAgentSecret } from "../../../services/secrets/secrets";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { SecretParams } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "delete",
   path: "/v1/agents/{agentId}/secrets/{name}",
   tags: ["secrets"],
   summary: "Delete an agent secret (running deployments keep the snapshot they were deployed with)",
-  security: bearerSecurity,
   request: { params: SecretParams },
   responses: {
     204: { description: "Deleted" },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
 export function registerDeleteSecret(app: App) {
   app.openapi(route, async (c) => {
     const { agentId, name } = c.req.valid("param");
-    await deleteAgentSecret({ db: createDb(c.env.DB), userId: c.get("userId") }, { agentId, name });
+    await deleteAgentSecret({ db: c.var.services.db, userId: c.var.userId }, { agentId, name });
     return c.body(null, 204);
   });
 }

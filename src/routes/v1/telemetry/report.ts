@@ -3,16 +3,16 @@
 // (the signature covers them exactly), so the body is described to OpenAPI but not pre-parsed.
 import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
+import { bodyGuard } from "../../../middleware/body-guard";
 import {
   TELEMETRY_MAX_BATCH_EVENTS,
   TELEMETRY_MAX_BODY_BYTES,
   TelemetryEventSchema,
 } from "../../../services/telemetry/event";
 import { ingestTelemetryReport } from "../../../services/telemetry/ingest";
-import { problemResponse } from "../../openapi-shared";
+import { problemDoc } from "../../openapi-shared";
 
-export const TELEMETRY_REPORT_PATH = "/v1/telemetry/report";
+const TELEMETRY_REPORT_PATH = "/v1/telemetry/report";
 
 const ReportResultSchema = z
   .object({
@@ -53,20 +53,21 @@ const route = createRoute({
       description: "Stored (or recognised as duplicates)",
       content: { "application/json": { schema: ReportResultSchema } },
     },
-    400: problemResponse("Malformed JSON or an event that fails a check (schema, identity, time window, batch size)"),
-    401: problemResponse("Missing, malformed or non-matching signature, or an unknown deployment"),
-    413: problemResponse("Body too large"),
-    415: problemResponse("Body is not application/json"),
+    400: problemDoc("Malformed JSON or an event that fails a check (schema, identity, time window, batch size)"),
+    401: problemDoc("Missing, malformed or non-matching signature, or an unknown deployment"),
+    413: problemDoc("Body too large"),
+    415: problemDoc("Body is not application/json"),
   },
 });
 
 export function registerTelemetryReport(app: App) {
   // Described, not validated: zod would parse the JSON before the signature is checked.
   app.openAPIRegistry.registerPath(route);
-  app.post(TELEMETRY_REPORT_PATH, async (c) => {
+  // Public (no bearer token: the signature is the credential), with its own body limit.
+  app.post(TELEMETRY_REPORT_PATH, bodyGuard(TELEMETRY_MAX_BODY_BYTES), async (c) => {
     const body = new Uint8Array(await c.req.arrayBuffer());
     const result = await ingestTelemetryReport(
-      { db: createDb(c.env.DB), keyring: c.get("config").keyring },
+      { db: c.var.services.db, keyring: c.var.services.keyring },
       {
         body,
         signature: c.req.header("x-telemetry-signature"),

@@ -1,26 +1,24 @@
-import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { periodKeyOf } from "../../../lib/time";
 import { getUsageReport } from "../../../services/usage/report";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { UsageReportSchema } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/usage/current",
   tags: ["usage"],
   summary: "Your usage in the current UTC billing period, per agent, with your plan's limits and what remains",
-  security: bearerSecurity,
   responses: {
     200: { description: "Usage so far this period", content: { "application/json": { schema: UsageReportSchema } } },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
 export function registerCurrentUsage(app: App) {
   app.openapi(route, async (c) => {
-    const ctx = { db: createDb(c.env.DB), userId: c.get("userId"), tierLimits: c.get("config").tierLimits };
+    const ctx = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
     return c.json(await getUsageReport(ctx, periodKeyOf(Date.now())), 200);
   });
 }

@@ -1,17 +1,16 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
-import { createDb } from "../../../db/client";
 import { periodKeyOf } from "../../../lib/time";
 import { getUsageReport } from "../../../services/usage/report";
-import { bearerSecurity, problemResponses } from "../../openapi-shared";
+import { commonProblems } from "../../openapi-shared";
+import { userRoute } from "../../route-policy";
 import { UsageReportSchema } from "./schemas";
 
-const route = createRoute({
+const route = userRoute({
   method: "get",
   path: "/v1/usage",
   tags: ["usage"],
   summary: "Your usage in a given UTC billing period (YYYY-MM), per agent",
-  security: bearerSecurity,
   request: {
     query: z.object({
       period: z
@@ -23,14 +22,14 @@ const route = createRoute({
   },
   responses: {
     200: { description: "Usage in that period", content: { "application/json": { schema: UsageReportSchema } } },
-    ...problemResponses,
+    ...commonProblems,
   },
 });
 
 export function registerPeriodUsage(app: App) {
   app.openapi(route, async (c) => {
     const { period } = c.req.valid("query");
-    const ctx = { db: createDb(c.env.DB), userId: c.get("userId"), tierLimits: c.get("config").tierLimits };
+    const ctx = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
     return c.json(await getUsageReport(ctx, period), 200);
   });
 }

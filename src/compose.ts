@@ -1,0 +1,48 @@
+// The composition root: every entry point (an HTTP request, a queue batch, a cron run, a
+// TelemetrySink call) gets its services from here, so nothing else constructs a db client, reads
+// the configuration or chooses a runtime. Services receive what they need from this object.
+import type { Keyring } from "./crypto/keys";
+import { createDb, type Db } from "./db/client";
+import type { Config, Env } from "./env";
+import { createRuntimeProvider } from "./runtime";
+import type { RuntimeProvider } from "./runtime/types";
+import type { TierLimitsByTier } from "./services/usage/tiers";
+
+export type Services = {
+  db: Db;
+  config: Config;
+  keyring: Keyring;
+  tierLimits: TierLimitsByTier;
+  /** Built on first use: only what runs user code needs the runtime's configuration to be valid. */
+  readonly runtime: RuntimeProvider;
+  deployQueue: Env["DEPLOY_QUEUE"];
+  usageQueue: Env["USAGE_QUEUE"];
+  /** Keeps work alive after the response (ExecutionContext.waitUntil). */
+  waitUntil(promise: Promise<unknown>): void;
+};
+
+/**
+ * What an entry point's context offers that services use. Hono types its `executionCtx` with
+ * `exports` optional, so this is the common shape of Hono's and the Workers runtime's contexts.
+ */
+export type EntryContext = {
+  waitUntil(promise: Promise<unknown>): void;
+  readonly exports?: Cloudflare.Exports;
+};
+
+export function composeServices(env: Env, ctx: EntryContext, config: Config): Services {
+  let runtime: RuntimeProvider | undefined;
+  return {
+    db: createDb(env.DB),
+    config,
+    keyring: config.keyring,
+    tierLimits: config.tierLimits,
+    get runtime() {
+      runtime ??= createRuntimeProvider({ env, ctx, config });
+      return runtime;
+    },
+    deployQueue: env.DEPLOY_QUEUE,
+    usageQueue: env.USAGE_QUEUE,
+    waitUntil: (promise) => ctx.waitUntil(promise),
+  };
+}
