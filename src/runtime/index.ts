@@ -1,8 +1,9 @@
 // Chooses the dispatch mechanism from configuration (DISPATCH_MODE). Everything that runs user
 // code asks this factory for the RuntimeProvider; nothing else touches LOADER or DISPATCHER.
-import { type Config, ConfigError, type Env } from "../env";
+import type { Config, Env } from "../env";
+import { ConfigError } from "../lib/config-error";
 import { createLoaderRuntime } from "./loader";
-import { createNamespaceRuntime } from "./namespace";
+import { createNamespaceRuntime } from "./namespace/provider";
 import type { RuntimeProvider } from "./types";
 
 export type RuntimeDeps = { env: Env; ctx: ExecutionContext; config: Config };
@@ -15,6 +16,6 @@ export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): Runtim
       return createLoaderRuntime(env.LOADER, (props) => sinks.TelemetrySink({ props }));
     }
     case "namespace":
-      return createNamespaceRuntime({ env });
+      return createNamespaceRuntime({ env, invokeTimeoutMs: config.invokeTimeoutMs });
   }
 }

@@ -14,7 +14,7 @@ import { newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
 import type { DeployJob } from "../../queues/messages";
 import { RUNTIME_PROVIDERS, type RuntimeProviderName } from "../../runtime/types";
-import { scriptNameFor } from "../../runtime/user-env";
+import { scriptNameFor } from "../../runtime/user-script";
 import { getAgent } from "../agents/agents";
 import { loadAgentSecrets } from "../secrets/secrets";
 import { assertDeployAllowed } from "../usage/plan-limits";
