@@ -40,8 +40,6 @@ export interface Env {
   DEPLOYMENT_RETENTION?: string;
   /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
   TIER_LIMITS?: string;
-  /** "1" only on a local `npm run bench` server: bench-only routes and D1 statement counting (src/bench). */
-  BENCH_BASELINE?: string;
 }
 
 const optionalString = z
