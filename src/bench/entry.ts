@@ -3,15 +3,20 @@
 // scripts/bench.mjs runs it (`wrangler dev src/bench/entry.ts`, with wrangler.toml's local
 // bindings); wrangler.toml's `main` is src/index.ts, so no deployed bundle contains this code.
 import type { Env } from "../env";
-import gateway from "../index";
+import gateway, { TelemetrySink as GatewayTelemetrySink } from "../index";
 import { benchFetch } from "./local-routes";
 import { countingD1 } from "./statement-counter";
 
-// Everything else the gateway exports, above all TelemetrySink: the loader gives user scripts
-// `ctx.exports.TelemetrySink` as their TELEMETRY binding, and ctx.exports is this module's.
-// (Its D1 statements are not counted: it is handed its env by the runtime, not by this module;
-// the bench's agent reports no telemetry over it.)
+// Everything the gateway exports. The loader gives user scripts `ctx.exports.TelemetrySink` as
+// their TELEMETRY binding, and ctx.exports is this module's: the class below (a local export
+// wins over the star) is the gateway's, with its statements counted like every other path's.
 export * from "../index";
+
+export class TelemetrySink extends GatewayTelemetrySink {
+  constructor(ctx: ExecutionContext, env: Env) {
+    super(ctx, withCountedD1(env));
+  }
+}
 
 // The gateway's env -> the same env with a counting DB, one per isolate: config and drizzle
 // clients are cached per env / binding object, so a fresh copy per request would re-parse them.
