@@ -1,8 +1,8 @@
 // `npm run bench [-- --seconds N --connections N]`: benchmarks the gateway against baselines
 // measured in the same run, on this machine, over loopback only. It builds the production bundle
 // (dry run), starts its own `wrangler dev` (scripts/lib/dev-server.mjs: a free port, fresh state,
-// its own key pair, BENCH_BASELINE="1" for the local-only baseline routes and the D1 statement
-// counter of src/bench/local-routes.ts), and stops it at the end, also on failure.
+// its own key pair, the bench entry src/bench/entry.ts for the local-only baseline routes and the
+// D1 statement counter), and stops it at the end, also on failure.
 //   B1 invoke overhead   POST /v1/invoke/:agentId vs POST /__bench/baseline/:deploymentId (the same
 //                        loaded user worker, called with none of the gateway's work): autocannon load
 //   B2 stream            time to the first SSE event, /v1/invoke/:agentId/stream vs the baseline's /stream
@@ -359,10 +359,12 @@ async function main() {
     vars: {
       AUTH_ISSUER: issuer,
       AUTH_JWKS: JSON.stringify(jwks),
-      BENCH_BASELINE: "1",
       // The bench invokes far more often than the free plan allows in a month.
       TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 1_000_000_000 } }),
     },
+    // The bench entry: the gateway plus the /__bench routes and the D1 statement counter, with
+    // wrangler.toml's local bindings (the positional script replaces only `main`).
+    extraArgs: ["src/bench/entry.ts"],
     logFile: join(PROJECT_ROOT, ".wrangler", "bench", "server.log"),
   });
   const serverReadySeconds = (performance.now() - serverStarted) / 1000;

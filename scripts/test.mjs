@@ -19,6 +19,7 @@ const steps = [
     ["scripts/e2e-namespace-local.mjs"],
   ],
   ["production dry-run", "wrangler", ["deploy", "--dry-run", "--env", "production", "--outdir", "dist/production"]],
+  ["production bundle has no bench code", "node", ["scripts/check-production-bundle.mjs", "dist/production"]],
 ];
 
 for (const [label, cmd, args] of steps) {

@@ -4,7 +4,8 @@ import { OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Services } from "./compose";
-import { type Config, ConfigError, type Env } from "./env";
+import type { Config, Env } from "./env";
+import { ConfigError } from "./lib/config-error";
 import { ApiError, type FieldError, problemResponse } from "./lib/errors";
 import { describeError, logError } from "./lib/logger";
 

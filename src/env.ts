@@ -3,6 +3,7 @@
 // problem) instead of silently running with defaults.
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
+import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
 import type { MetricsEventInput } from "./services/usage/record-events";
@@ -26,11 +27,12 @@ export interface Env {
   DISPATCH_MODE?: string;
   ENVIRONMENT?: string;
 
-  // Namespace mechanism (DISPATCH_MODE=namespace); parsed by src/runtime/namespace.ts and
+  /** Parsed here (Config.invokeTimeoutMs) and handed to whichever mechanism runs user code. */
+  INVOKE_TIMEOUT_MS?: string;
+  // Namespace mechanism (DISPATCH_MODE=namespace); parsed by src/runtime/namespace/config.ts and
   // src/cloudflare/config.ts only when that mechanism is used.
   DISPATCH_NAMESPACE?: string;
   GATEWAY_SERVICE_NAME?: string;
-  INVOKE_TIMEOUT_MS?: string;
   CLOUDFLARE_API_BASE_URL?: string;
   CLOUDFLARE_ACCOUNT_ID?: string;
   CLOUDFLARE_API_TOKEN?: string;
@@ -39,8 +41,6 @@ export interface Env {
   DEPLOYMENT_RETENTION?: string;
   /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
   TIER_LIMITS?: string;
-  /** "1" only on a local `npm run bench` server: bench-only routes and D1 statement counting (src/bench). */
-  BENCH_BASELINE?: string;
 }
 
 const optionalString = z
@@ -79,10 +79,6 @@ export type Config = {
   deploymentRetention: number;
 };
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
 // Parsed configuration per env object (one per isolate in practice).
 const configCache = new WeakMap<object, Promise<Config>>();
 
@@ -100,8 +96,7 @@ export function getConfig(env: Env): Promise<Config> {
 async function buildConfig(env: Env): Promise<Config> {
   const parsed = configSchema.safeParse(env);
   if (!parsed.success) {
-    const fields = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new ConfigError(`invalid configuration: ${fields}`);
+    throw invalidConfiguration(parsed.error.issues);
   }
   const v = parsed.data;
   const issuer = v.AUTH_ISSUER.replace(/\/+$/, "");
@@ -109,16 +104,16 @@ async function buildConfig(env: Env): Promise<Config> {
   try {
     keyring = await parseKeyring(v.SECRETS_ENCRYPTION_KEY, v.SECRETS_ENCRYPTION_PREVIOUS_KEYS);
   } catch (err) {
-    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+    throw invalidConfiguration((err as Error).message);
   }
   if (v.AUTH_JWKS !== undefined && !isJwks(v.AUTH_JWKS)) {
-    throw new ConfigError('invalid configuration: AUTH_JWKS: must be JSON of the form {"keys":[…]}');
+    throw invalidConfiguration('AUTH_JWKS: must be JSON of the form {"keys":[…]}');
   }
   let tierLimits: TierLimitsByTier;
   try {
     tierLimits = parseTierLimits(v.TIER_LIMITS);
   } catch (err) {
-    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+    throw invalidConfiguration((err as Error).message);
   }
   return {
     auth: {

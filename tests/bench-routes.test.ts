@@ -1,11 +1,15 @@
-// The local-only bench routes (src/bench/local-routes.ts) and the D1 statement counter behind
-// them exist only on a server started with BENCH_BASELINE="1" — which only `npm run bench` does.
+// The bench routes (src/bench/local-routes.ts) and the D1 statement counter behind them exist only
+// in the bench entry (src/bench/entry.ts), which only `npm run bench` runs; the gateway's own
+// worker (src/index.ts, wrangler.toml's main) has neither.
 
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { statementKind } from "../src/db/statement-counter";
+import benchWorker from "../src/bench/entry";
+import { statementKind } from "../src/bench/statement-counter";
+import indexSource from "../src/index.ts?raw";
 import wranglerToml from "../wrangler.toml?raw";
 import { fixedAnswer } from "./fixtures/modules";
-import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
@@ -19,25 +23,49 @@ const BENCH_PATHS: Array<[string, string]> = [
   ["POST", "/__bench/d1-statements/reset"],
 ];
 
+/** One request to the bench entry, with `overrides` on top of the test env. */
+async function callBench(
+  overrides: Record<string, unknown>,
+  method: string,
+  path: string,
+  opts: { headers?: Record<string, string>; body?: unknown } = {},
+): Promise<Response> {
+  const headers = new Headers(opts.headers);
+  if (opts.body !== undefined) headers.set("content-type", "application/json");
+  const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  const request = new Request(`http://gateway.test${path}`, { method, headers, body });
+  const ctx = createExecutionContext();
+  const res = await benchWorker.fetch(request, { ...env, ...overrides } as typeof env, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
 describe("bench routes", () => {
-  it("do not exist without BENCH_BASELINE: every one is the gateway's 404", async () => {
+  it("do not exist in the gateway's worker: every one is its 404", async () => {
     for (const [method, path] of BENCH_PATHS) {
       const body = method === "POST" ? userMessage("x") : undefined;
       await expectProblem(await call(method, path, { body }), 404, "route_not_found");
     }
   });
 
-  it("do not exist in production even if BENCH_BASELINE is set", async () => {
+  it("do not exist in the bench entry when it runs as production", async () => {
     for (const [method, path] of BENCH_PATHS) {
       const body = method === "POST" ? userMessage("x") : undefined;
-      const res = await callWithEnv({ BENCH_BASELINE: "1", ENVIRONMENT: "production" }, method, path, { body });
+      const res = await callBench({ ENVIRONMENT: "production" }, method, path, { body });
       await expectProblem(res, 404, "route_not_found");
     }
   });
 
-  it("are never switched on by wrangler.toml, locally or in production", () => {
+  it("are never part of the worker wrangler.toml deploys", () => {
     expect(wranglerToml).toContain("[env.production]");
-    expect(wranglerToml).not.toMatch(/BENCH_BASELINE/);
+    expect(wranglerToml).toMatch(/^main = "src\/index\.ts"$/m);
+    expect(wranglerToml).not.toMatch(/^\s*main\s*=\s*"src\/bench/m);
+    expect(indexSource).not.toMatch(/bench/);
+  });
+
+  it("answer on the bench entry, which serves the gateway's routes too", async () => {
+    expect((await callBench({}, "GET", "/__bench/noop")).status).toBe(200);
+    expect((await callBench({}, "GET", "/healthz")).status).toBe(200);
   });
 
   it("call the deployment's loaded user worker and return its answer untouched", async () => {
@@ -46,25 +74,23 @@ describe("bench routes", () => {
     const deployment = await deployAndActivate(headers, agent.id, {
       moduleCode: fixedAnswer("straight from the agent"),
     });
-    const bench = { BENCH_BASELINE: "1" };
-    const res = await callWithEnv(bench, "POST", `/__bench/baseline/${deployment.id}`, { body: userMessage("hi") });
+    const res = await callBench({}, "POST", `/__bench/baseline/${deployment.id}`, { body: userMessage("hi") });
     expect(res.status).toBe(200);
     expect(await json(res)).toEqual({ output: { text: "straight from the agent" } });
-    const unknown = await callWithEnv(bench, "POST", "/__bench/baseline/dep_00000000000000000000000000", {
+    const unknown = await callBench({}, "POST", "/__bench/baseline/dep_00000000000000000000000000", {
       body: userMessage("hi"),
     });
     await expectProblem(unknown, 404, "not_found");
   });
 
   it("count the D1 statements the isolate runs, reads apart from writes", async () => {
-    const bench = { BENCH_BASELINE: "1" };
     const { headers } = await newUser("bench-count");
-    await callWithEnv(bench, "POST", "/__bench/d1-statements/reset");
-    const zero = await json(await callWithEnv(bench, "GET", "/__bench/d1-statements"));
-    expect(zero).toEqual({ reads: 0, writes: 0, enabled: true });
+    await callBench({}, "POST", "/__bench/d1-statements/reset");
+    const zero = await json(await callBench({}, "GET", "/__bench/d1-statements"));
+    expect(zero).toEqual({ reads: 0, writes: 0 });
     // A new user's first call inserts the user row (one batch: insert + select), then lists agents.
-    expect((await callWithEnv(bench, "GET", "/v1/agents", { headers })).status).toBe(200);
-    const counted = await json(await callWithEnv(bench, "GET", "/__bench/d1-statements"));
+    expect((await callBench({}, "GET", "/v1/agents", { headers })).status).toBe(200);
+    const counted = await json(await callBench({}, "GET", "/__bench/d1-statements"));
     expect(counted.writes).toBe(1);
     expect(counted.reads).toBe(2);
   });

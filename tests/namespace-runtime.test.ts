@@ -1,11 +1,21 @@
 // The namespace mechanism against a fake Cloudflare API (which checks each request the way
 // Cloudflare documents it) and a fake DISPATCHER.
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ConfigError } from "../src/env";
-import { classifyDispatchError, createNamespaceRuntime, namespaceUpload } from "../src/runtime/namespace";
+import { ConfigError } from "../src/lib/config-error";
+import { classifyDispatchError } from "../src/runtime/namespace/errors";
+import { createNamespaceRuntime } from "../src/runtime/namespace/provider";
+import { namespaceUpload } from "../src/runtime/namespace/upload";
 import { RuntimeError } from "../src/runtime/types";
-import { plainUserEnv, secretUserEnv } from "../src/runtime/user-env";
-import { API_TOKEN, fakeDispatcher, makeBundle, NAMESPACE, namespaceEnv, namespaceSetup } from "./helpers/namespace";
+import { plainUserEnv, secretUserEnv } from "../src/runtime/user-script";
+import {
+  API_TOKEN,
+  fakeDispatcher,
+  INVOKE_TIMEOUT_MS,
+  makeBundle,
+  NAMESPACE,
+  namespaceEnv,
+  namespaceSetup,
+} from "./helpers/namespace";
 
 async function runtimeError(promise: Promise<unknown>): Promise<RuntimeError> {
   const err = await promise.then(
@@ -196,25 +206,22 @@ describe("namespace runtime: deploy", () => {
 });
 
 describe("namespace runtime: configuration", () => {
+  const runtimeWith = (overrides: Parameters<typeof namespaceEnv>[0]) =>
+    createNamespaceRuntime({ env: namespaceEnv(overrides), invokeTimeoutMs: INVOKE_TIMEOUT_MS });
+
   it("refuses to start without the account id, the token and the namespace, naming each", () => {
-    expect(() =>
-      createNamespaceRuntime({ env: namespaceEnv({ CLOUDFLARE_ACCOUNT_ID: "", CLOUDFLARE_API_TOKEN: undefined }) }),
-    ).toThrow(ConfigError);
-    expect(() => createNamespaceRuntime({ env: namespaceEnv({ CLOUDFLARE_API_TOKEN: undefined }) })).toThrow(
-      /CLOUDFLARE_API_TOKEN/,
-    );
-    expect(() => createNamespaceRuntime({ env: namespaceEnv({ CLOUDFLARE_ACCOUNT_ID: "acct" }) })).toThrow(
+    expect(() => runtimeWith({ CLOUDFLARE_ACCOUNT_ID: "", CLOUDFLARE_API_TOKEN: undefined })).toThrow(ConfigError);
+    expect(() => runtimeWith({ CLOUDFLARE_API_TOKEN: undefined })).toThrow(/CLOUDFLARE_API_TOKEN/);
+    expect(() => runtimeWith({ CLOUDFLARE_ACCOUNT_ID: "acct" })).toThrow(
       /CLOUDFLARE_ACCOUNT_ID: must be a 32-character hex id/,
     );
-    expect(() => createNamespaceRuntime({ env: namespaceEnv({ DISPATCH_NAMESPACE: "" }) })).toThrow(
-      /DISPATCH_NAMESPACE is required/,
-    );
+    expect(() => runtimeWith({ DISPATCH_NAMESPACE: "" })).toThrow(/DISPATCH_NAMESPACE is required/);
   });
 
   it("never echoes the token in a configuration error", () => {
     let message = "";
     try {
-      createNamespaceRuntime({ env: namespaceEnv({ CLOUDFLARE_API_BASE_URL: "not a url" }) });
+      runtimeWith({ CLOUDFLARE_API_BASE_URL: "not a url" });
     } catch (err) {
       message = (err as Error).message;
     }
@@ -310,7 +317,7 @@ describe("namespace runtime: invoke", () => {
       seen = request;
       return new Promise<Response>(() => {});
     });
-    const { runtime } = namespaceSetup({ env: { INVOKE_TIMEOUT_MS: "100" }, dispatcher });
+    const { runtime } = namespaceSetup({ invokeTimeoutMs: 100, dispatcher });
     const err = await runtimeError(runtime.invoke(target(), invokeRequest(), { limits: { cpuMs: 5, subRequests: 2 } }));
     expect(err).toMatchObject({ code: "timeout", retryable: false });
     expect(err.message).toContain("100 ms");
@@ -359,7 +366,7 @@ describe("namespace runtime: remove", () => {
     const other = makeBundle();
     await runtime.deploy(other);
 
-    expect(await runtime.removeByTag(`agent-${agentId}`)).toBe(5);
+    expect(await runtime.removeAgentScripts(agentId)).toBe(5);
     expect([...api.scripts.keys()]).toEqual([other.scriptName]);
     const bulk = api.requests.filter((r) => r.method === "DELETE");
     expect(bulk).toHaveLength(3);

@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { agentSecrets, auditLog } from "../src/db/schema";
 import { getConfig } from "../src/env";
-import { PLATFORM_BINDING_NAMES } from "../src/runtime/user-env";
+import { PLATFORM_BINDING_NAMES } from "../src/runtime/user-script";
 import { recordAudit } from "../src/services/audit/audit";
 import { loadAgentSecrets, MAX_SECRET_VALUE_BYTES, MAX_SECRETS_PER_AGENT } from "../src/services/secrets/secrets";
 import { newUser } from "./helpers/auth";

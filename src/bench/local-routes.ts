@@ -1,17 +1,15 @@
-// Routes that exist only for `npm run bench`, on a local dev server started with
-// BENCH_BASELINE="1" (scripts/bench.mjs is the only thing that sets it; wrangler.toml never does,
-// and ENVIRONMENT=production ignores it). They run before the Hono app, so they do none of the
-// gateway's work (no request log line, no auth, no validation, no routing, no metering):
+// Routes that exist only for `npm run bench`: only the bench entry (src/bench/entry.ts) serves
+// them, on the local dev server scripts/bench.mjs starts. They run before the Hono app, so they do
+// none of the gateway's work (no request log line, no auth, no validation, no routing, no metering):
 //   POST /__bench/baseline/:deploymentId[/stream]  the deployment's loaded user worker, called as
 //        the gateway calls it (same runtime provider, same request shape), its answer returned
 //        untouched — the baseline that B1/B2 compare the invoke routes against
 //   POST /__bench/noop                             reads the body, answers like a telemetry report
 //        that stored nothing — the baseline for B4 (GET: the same answer, the baseline for B0)
-//   GET  /__bench/d1-statements                    D1 statements run by this isolate (B3)
+//   GET  /__bench/d1-statements                    D1 statements run by this isolate (B3,
+//        counted by ./statement-counter.ts on the binding the bench entry hands the gateway)
 //   POST /__bench/d1-statements/reset
-// The same var turns on the D1 statement counter (src/db/statement-counter.ts).
 import { createDb } from "../db/client";
-import { enableStatementCounting, resetStatementCounts, statementCounts } from "../db/statement-counter";
 import { type Env, getConfig } from "../env";
 import { ApiError, problemResponse } from "../lib/errors";
 import { isIdOf } from "../lib/ids";
@@ -19,24 +17,15 @@ import { createRuntimeProvider } from "../runtime";
 import type { InvokeTarget } from "../runtime/types";
 import { loadDeploymentBundle } from "../services/deployments/bundle";
 import type { DeploymentRow } from "../services/deployments/deployments";
+import { resetStatementCounts, statementCounts } from "./statement-counter";
 
 export const BENCH_PATH_PREFIX = "/__bench/";
 
 const INTERNAL_ORIGIN = "https://agent.webhost.internal";
 const BASELINE_PATH = /^\/__bench\/baseline\/([a-z]{3}_[0-9a-z]{26})(\/stream)?$/;
 
-/** True when this server was started with the bench routes (never in production). */
-export function benchRoutesEnabled(env: Env): boolean {
-  return env.BENCH_BASELINE === "1" && env.ENVIRONMENT !== "production";
-}
-
-/**
- * The bench routes' answer for this request, or undefined when it is not one of them (then the
- * gateway app handles it: without BENCH_BASELINE, /__bench/* is the app's 404 like any unknown path).
- */
+/** The bench routes' answer for this request, or undefined when it is not one of them. */
 export function benchFetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> | undefined {
-  if (!benchRoutesEnabled(env)) return undefined;
-  enableStatementCounting();
   const path = new URL(request.url).pathname;
   if (!path.startsWith(BENCH_PATH_PREFIX)) return undefined;
   return handleBench(request, path, env, ctx);

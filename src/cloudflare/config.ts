@@ -1,7 +1,8 @@
 // Configuration of the Cloudflare API module, read from the gateway's vars and secrets. Parsed
 // only when the namespace mechanism is in use, so local development needs none of it.
 import { z } from "zod";
-import { ConfigError } from "../env";
+import { invalidConfiguration } from "../lib/config-error";
+import { blankToUndefined } from "../lib/env-vars";
 
 export const DEFAULT_CLOUDFLARE_API_BASE_URL = "https://api.cloudflare.com/client/v4";
 export const DEFAULT_CLOUDFLARE_API_TIMEOUT_MS = 30_000;
@@ -21,8 +22,6 @@ export type CloudflareEnvVars = {
   CLOUDFLARE_API_TIMEOUT_MS?: string;
 };
 
-const blankToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
-
 const schema = z.object({
   CLOUDFLARE_API_BASE_URL: z.preprocess(blankToUndefined, z.url().default(DEFAULT_CLOUDFLARE_API_BASE_URL)),
   CLOUDFLARE_ACCOUNT_ID: z.preprocess(
@@ -40,8 +39,7 @@ export function parseCloudflareApiConfig(env: CloudflareEnvVars): CloudflareApiC
   const parsed = schema.safeParse(env);
   if (!parsed.success) {
     // Issue messages name the variable and the rule, never the value (the token is in here).
-    const fields = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new ConfigError(`invalid configuration: ${fields}`);
+    throw invalidConfiguration(parsed.error.issues);
   }
   const v = parsed.data;
   return {

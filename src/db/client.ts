@@ -1,22 +1,19 @@
 // The drizzle client over D1. `createDb` is cheap to call: building a drizzle client walks the
 // whole schema, so one client per D1 binding is made per isolate and then reused (it holds no
-// per-request state). `countingD1` is the identity unless the local-only bench instrumentation is on.
+// per-request state).
 import { drizzle } from "drizzle-orm/d1";
 import * as schema from "./schema";
-import { countingD1, statementCounting } from "./statement-counter";
 
 export type Db = ReturnType<typeof build>;
 
 function build(d1: D1Database) {
-  return drizzle(countingD1(d1), { schema });
+  return drizzle(d1, { schema });
 }
 
-// D1 binding -> its drizzle client (a second map once bench counting is on). Isolate-lifetime.
-const plainClients = new WeakMap<D1Database, Db>();
-const countingClients = new WeakMap<D1Database, Db>();
+// D1 binding -> its drizzle client. Isolate-lifetime.
+const clients = new WeakMap<D1Database, Db>();
 
 export function createDb(d1: D1Database): Db {
-  const clients = statementCounting() ? countingClients : plainClients;
   let db = clients.get(d1);
   if (!db) {
     db = build(d1);

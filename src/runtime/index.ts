@@ -1,12 +1,18 @@
 // Chooses the dispatch mechanism from configuration (DISPATCH_MODE). Everything that runs user
 // code asks this factory for the RuntimeProvider; nothing else touches LOADER or DISPATCHER.
-import { type Config, ConfigError, type Env } from "../env";
+import { ConfigError } from "../lib/config-error";
 import { createLoaderRuntime } from "./loader";
-import { createNamespaceRuntime } from "./namespace";
+import { createNamespaceRuntime, type NamespaceRuntimeEnv } from "./namespace/provider";
 import type { RuntimeProvider } from "./types";
 
+/** The bindings and variables of the gateway's env that the mechanisms read. */
+export type RuntimeEnv = NamespaceRuntimeEnv & { LOADER?: WorkerLoader };
+
+/** The parsed configuration the choice depends on (a slice of the gateway's Config). */
+export type RuntimeConfig = { dispatchMode: "loader" | "namespace"; invokeTimeoutMs: number };
+
 /** `exports` is the worker's own entrypoints (ctx.exports): the loader hands TelemetrySink to agents. */
-export type RuntimeDeps = { env: Env; ctx: { readonly exports?: Cloudflare.Exports }; config: Config };
+export type RuntimeDeps = { env: RuntimeEnv; ctx: { readonly exports?: Cloudflare.Exports }; config: RuntimeConfig };
 
 export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): RuntimeProvider {
   switch (config.dispatchMode) {
@@ -18,6 +24,6 @@ export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): Runtim
       return createLoaderRuntime(env.LOADER, (props) => sinks.TelemetrySink({ props }));
     }
     case "namespace":
-      return createNamespaceRuntime({ env });
+      return createNamespaceRuntime({ env, invokeTimeoutMs: config.invokeTimeoutMs });
   }
 }

@@ -2,8 +2,6 @@
 // own isolate, named by the deployment id, with the env the namespace upload would inject and no
 // outbound network (`globalOutbound: null`). The loader caches isolates by name, so the bundle
 // (artifact read + secret decryption) is only loaded on a cold start.
-import type { TelemetrySinkProps } from "../telemetry/sink";
-import { USER_SCRIPT_COMPATIBILITY_FLAGS } from "./namespace";
 import {
   type DeploymentBundle,
   type InvokeTarget,
@@ -11,10 +9,20 @@ import {
   type RuntimeLimits,
   type RuntimeProvider,
 } from "./types";
-import { plainUserEnv, secretUserEnv } from "./user-env";
+import {
+  plainUserEnv,
+  secretUserEnv,
+  TELEMETRY_BINDING,
+  type TelemetryBindingProps,
+  telemetryBindingProps,
+  USER_SCRIPT_COMPATIBILITY_FLAGS,
+} from "./user-script";
 
-/** Makes the TELEMETRY binding for a deployment (`ctx.exports.TelemetrySink({ props })`). */
-export type TelemetryBindingFactory = (props: TelemetrySinkProps) => Fetcher;
+/**
+ * Makes the TELEMETRY binding for a deployment: the caller (src/runtime/index.ts) gives a loopback
+ * binding to the gateway's own TelemetrySink entrypoint, `ctx.exports.TelemetrySink({ props })`.
+ */
+export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 
 /**
  * The deploy probe: `GET /` with this header. Any HTTP answer (whatever its status) proves the
@@ -36,7 +44,7 @@ export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryB
     env: {
       ...secretUserEnv(bundle),
       ...plainUserEnv(bundle),
-      TELEMETRY: telemetry({ userId: bundle.userId, agentId: bundle.agentId, deploymentId: bundle.deploymentId }),
+      [TELEMETRY_BINDING]: telemetry(telemetryBindingProps(bundle)),
     },
     globalOutbound: null,
   };

@@ -1,6 +1,8 @@
-// The runtime provider interface (docs/architecture.md, "Layers"): everything that touches user code goes through it.
-// Two mechanisms implement it for the "cloudflare" provider: the Worker Loader (`loader`, local
-// and tests) and the Workers for Platforms dispatch namespace (`namespace`, production).
+// The runtime provider interface (docs/architecture.md, "Layers"): everything that touches user code goes through it, and nothing
+// outside src/runtime/ knows which mechanism is behind it. Two mechanisms implement it for the
+// "cloudflare" provider: the Worker Loader (`loader`, local and tests) and the Workers for
+// Platforms dispatch namespace (`namespace`, production). What a user script gets from the
+// platform under either is in user-script.ts.
 
 export const RUNTIME_PROVIDERS = ["cloudflare"] as const;
 export type RuntimeProviderName = (typeof RUNTIME_PROVIDERS)[number];
@@ -66,4 +68,10 @@ export interface RuntimeProvider {
   invoke(target: InvokeTarget, request: Request, opts: { limits: RuntimeLimits }): Promise<Response>;
   /** Removes the runtime copies of these scripts (absent ones are not an error). */
   remove(scriptNames: string[]): Promise<void>;
+  /**
+   * Removes every stored script of a deleted agent, found by the mechanism itself (so also one
+   * whose upload was never recorded); resolves with how many it removed. Only mechanisms that can
+   * find an agent's scripts have it; for the others, remove the agent's scripts by name.
+   */
+  removeAgentScripts?(agentId: string): Promise<number>;
 }

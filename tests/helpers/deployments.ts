@@ -10,7 +10,7 @@ import { createDb } from "../../src/db/client";
 import { agents, deploymentArtifacts, deployments } from "../../src/db/schema";
 import { getConfig } from "../../src/env";
 import { newId } from "../../src/lib/ids";
-import { scriptNameFor } from "../../src/runtime/user-env";
+import { scriptNameFor } from "../../src/runtime/user-script";
 import { recordEvents } from "../../src/services/usage/record-events";
 import { newUser } from "./auth";
 import { call } from "./http";

@@ -11,9 +11,9 @@ import {
   type DispatcherLike,
   type NamespaceRuntime,
   type NamespaceRuntimeEnv,
-} from "../../src/runtime/namespace";
+} from "../../src/runtime/namespace/provider";
 import type { DeploymentBundle } from "../../src/runtime/types";
-import { scriptNameFor } from "../../src/runtime/user-env";
+import { scriptNameFor } from "../../src/runtime/user-script";
 
 export const ACCOUNT_ID = "0123456789abcdef0123456789abcdef";
 export const NAMESPACE = "webhost-agents";
@@ -30,8 +30,16 @@ export function namespaceEnv(overrides: Partial<NamespaceRuntimeEnv> = {}): Name
   };
 }
 
+/** The gateway's default INVOKE_TIMEOUT_MS (src/env.ts). */
+export const INVOKE_TIMEOUT_MS = 30_000;
+
 export function namespaceSetup(
-  opts: { env?: Partial<NamespaceRuntimeEnv>; dispatcher?: DispatcherLike; deletePageSize?: number } = {},
+  opts: {
+    env?: Partial<NamespaceRuntimeEnv>;
+    invokeTimeoutMs?: number;
+    dispatcher?: DispatcherLike;
+    deletePageSize?: number;
+  } = {},
 ): { api: FakeCloudflareApi; runtime: NamespaceRuntime } {
   const api = createFakeCloudflareApi({
     accountId: ACCOUNT_ID,
@@ -41,6 +49,7 @@ export function namespaceSetup(
   });
   const runtime = createNamespaceRuntime({
     env: namespaceEnv(opts.env),
+    invokeTimeoutMs: opts.invokeTimeoutMs ?? INVOKE_TIMEOUT_MS,
     fetch: api.fetch,
     dispatcher: opts.dispatcher,
   });

@@ -12,7 +12,6 @@ import { agents, deployments } from "../../db/schema";
 import { backoffSeconds } from "../../lib/backoff";
 import { describeError, logInfo, logWarn } from "../../lib/logger";
 import type { QueueOutcome } from "../../lib/queue-outcome";
-import { agentTag, canRemoveByTag } from "../../runtime/namespace";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
 
 export type CleanupDeps = { db: Db; runtime: RuntimeProvider; now?: () => number };
@@ -36,8 +35,9 @@ export const RETENTION_MAX_PER_RUN = 50;
 export type CleanupOutcome = { removedRows: number; removedByTag: number | null; skipped?: "agent_not_deleted" };
 
 /**
- * Deletes every runtime script of a deleted agent: by tag in the dispatch namespace (which also
- * catches an upload D1 never recorded), by name for other mechanisms; then marks the agent's
+ * Deletes every runtime script of a deleted agent: through the runtime's removeAgentScripts where
+ * it has one (the dispatch namespace finds them by tag, which also catches an upload D1 never
+ * recorded), otherwise by the names D1 recorded; then marks the agent's
  * deployments `script_removed_at`. Refuses to touch a live agent. Throws RuntimeError on a
  * runtime failure (its `retryable` says whether to try again).
  */
@@ -55,8 +55,8 @@ export async function handleCleanupJob(job: CleanupAgentScriptsJob, deps: Cleanu
   }
 
   let removedByTag: number | null = null;
-  if (canRemoveByTag(runtime)) {
-    removedByTag = await runtime.removeByTag(agentTag(job.agentId));
+  if (runtime.removeAgentScripts) {
+    removedByTag = await runtime.removeAgentScripts(job.agentId);
   } else {
     const rows = await db
       .select({ scriptName: deployments.scriptName })

@@ -12,7 +12,7 @@ import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
 import { RUNTIME_PROVIDERS, type RuntimeProviderName } from "../../runtime/types";
-import { scriptNameFor } from "../../runtime/user-env";
+import { scriptNameFor } from "../../runtime/user-script";
 import { getAgent } from "../agents/agents";
 import { loadAgentSecrets } from "../secrets/secrets";
 import { assertDeployAllowed } from "../usage/plan-limits";

@@ -11,7 +11,7 @@ import { selectRowWhere } from "../../db/insert-select";
 import { agentSecrets } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
-import { PLATFORM_BINDING_NAMES } from "../../runtime/user-env";
+import { PLATFORM_BINDING_NAMES } from "../../runtime/user-script";
 import { getAgent } from "../agents/agents";
 import { recordAudit, userActor } from "../audit/audit";
 

@@ -1,8 +1,6 @@
 // Counts the D1 statements this isolate runs, split into reads and writes: the instrument behind
-// `npm run bench`'s "D1 statements per invocation" (B3). Off unless something calls
-// `enableStatementCounting()`, which only the local-only bench routes do (BENCH_BASELINE="1",
-// see src/bench/local-routes.ts); while off, `countingD1` hands back the binding untouched, so
-// production runs exactly the code it would without this module.
+// `npm run bench`'s "D1 statements per invocation" (B3). Only the bench entry (src/bench/entry.ts)
+// uses it, by handing the gateway a counting D1 binding; the production bundle never contains it.
 // A statement is counted when it is executed (first/all/run/raw), once per statement in a
 // db.batch(); `prepare` and `bind` cost nothing. `exec` (multi-statement SQL, unused by the
 // gateway) counts as one write.
@@ -10,18 +8,9 @@
 export type StatementCounts = { reads: number; writes: number };
 
 const counts: StatementCounts = { reads: 0, writes: 0 };
-let enabled = false;
 
-export function enableStatementCounting(): void {
-  enabled = true;
-}
-
-export function statementCounting(): boolean {
-  return enabled;
-}
-
-export function statementCounts(): StatementCounts & { enabled: boolean } {
-  return { ...counts, enabled };
+export function statementCounts(): StatementCounts {
+  return { ...counts };
 }
 
 export function resetStatementCounts(): void {
@@ -72,9 +61,21 @@ function countingStatement(real: D1PreparedStatement, kind: Kind): D1PreparedSta
   return wrapper as unknown as D1PreparedStatement;
 }
 
-/** `d1` itself while counting is off; otherwise a D1Database that counts what it executes. */
+// Binding -> its counting wrapper, one per isolate: the gateway keeps one drizzle client per
+// binding object (src/db/client.ts), so a new wrapper per request would rebuild it every time.
+const wrappers = new WeakMap<D1Database, D1Database>();
+
+/** A D1Database that counts what it executes on `d1`; the same wrapper for the same binding. */
 export function countingD1(d1: D1Database): D1Database {
-  if (!enabled) return d1;
+  let wrapper = wrappers.get(d1);
+  if (!wrapper) {
+    wrapper = countingWrapper(d1);
+    wrappers.set(d1, wrapper);
+  }
+  return wrapper;
+}
+
+function countingWrapper(d1: D1Database): D1Database {
   const wrapper = {
     prepare: (sql: string) => countingStatement(d1.prepare(sql), statementKind(sql)),
     batch: <T>(statements: D1PreparedStatement[]) => {

@@ -1,0 +1,44 @@
+// How Workers for Platforms and the Cloudflare API report failures, turned into RuntimeErrors: an
+// invocation's failure by its exception message, an upload's or a delete's by the API error's
+// `retryable` flag.
+import { CloudflareApiError } from "../../cloudflare/errors";
+import { RuntimeError } from "../types";
+
+/**
+ * Classifies what `DISPATCHER.get(...)` or the returned fetcher's `fetch()` threw. Workers for
+ * Platforms reports these as exceptions whose messages are the only signal:
+ * - a missing script: an Error whose message starts with "Worker not found" (documented);
+ * - a custom limit hit: the user worker "immediately throws an exception" (documented); the
+ *   messages seen are "Worker exceeded CPU time limit." and "Too many subrequests by single
+ *   Worker invocation." (the CPU one is matched on "CPU time limit" as Cloudflare's own example
+ *   does; the subrequest wording is not in Cloudflare's docs);
+ * - anything else the user worker threw propagates as-is: an exception.
+ */
+export function classifyDispatchError(err: unknown, scriptName: string): RuntimeError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (/needs to be run remotely/i.test(message)) {
+    // miniflare (wrangler dev --env production) has no dispatch namespaces.
+    return new RuntimeError("unavailable", "dispatch namespaces cannot run locally", false, { cause: err });
+  }
+  if (/^Worker not found/i.test(message)) {
+    return new RuntimeError("script_not_found", `script ${scriptName} is not in the dispatch namespace`, false, {
+      cause: err,
+    });
+  }
+  if (/CPU time limit|exceeded CPU|too many subrequests|subrequest limit|exceeded memory limit/i.test(message)) {
+    return new RuntimeError("limit_exceeded", `the agent exceeded a resource limit: ${message.slice(0, 200)}`, false, {
+      cause: err,
+    });
+  }
+  return new RuntimeError("exception", `the agent threw an exception: ${message.slice(0, 200)}`, false, {
+    cause: err,
+  });
+}
+
+/** A Cloudflare API failure as a RuntimeError; anything else passes through unchanged. */
+export function runtimeErrorFromApi(err: unknown): unknown {
+  if (!(err instanceof CloudflareApiError)) return err;
+  // Retryable API failures (429, 5xx, network, timeout) leave the deployment to be retried; the
+  // others (bad script, bad token, missing namespace) are permanent. The message is Cloudflare's.
+  return new RuntimeError(err.retryable ? "unavailable" : "load_failed", err.message, err.retryable, { cause: err });
+}

@@ -1,0 +1,62 @@
+// What a deployment's upload to the dispatch namespace contains: the one ES module, and metadata
+// carrying the user script's environment as bindings (from user-script.ts, the same environment
+// the loader mechanism passes as `env`) and the tags cleanup deletes by.
+import {
+  ES_MODULE_CONTENT_TYPE,
+  type WorkerBinding,
+  type WorkerModulePart,
+  type WorkerUploadMetadata,
+} from "../../cloudflare/types";
+import type { DeploymentBundle } from "../types";
+import {
+  agentTag,
+  deploymentTag,
+  plainUserEnv,
+  secretUserEnv,
+  TELEMETRY_BINDING,
+  TELEMETRY_ENTRYPOINT,
+  telemetryBindingProps,
+  USER_SCRIPT_COMPATIBILITY_FLAGS,
+  userTag,
+} from "../user-script";
+
+/**
+ * The user script's bindings: identity as plain_text, the telemetry key and the agent's secrets
+ * as secret_text, TELEMETRY as a service binding to the gateway's TelemetrySink whose props are
+ * the identity the gateway cross-checks (the loader hands the same props to the same class).
+ */
+export function namespaceBindings(bundle: DeploymentBundle, gatewayServiceName: string): WorkerBinding[] {
+  const plain = plainUserEnv(bundle);
+  const bindings: WorkerBinding[] = [
+    {
+      type: "service",
+      name: TELEMETRY_BINDING,
+      service: gatewayServiceName,
+      entrypoint: TELEMETRY_ENTRYPOINT,
+      props: telemetryBindingProps(bundle),
+    },
+  ];
+  for (const [name, text] of Object.entries(plain)) bindings.push({ type: "plain_text", name, text });
+  for (const [name, text] of Object.entries(secretUserEnv(bundle))) {
+    // Platform names win: a secret can never shadow an identity value or TELEMETRY.
+    if (name in plain || name === TELEMETRY_BINDING) continue;
+    bindings.push({ type: "secret_text", name, text });
+  }
+  return bindings;
+}
+
+export function namespaceUpload(
+  bundle: DeploymentBundle,
+  gatewayServiceName: string,
+): { metadata: WorkerUploadMetadata; modules: WorkerModulePart[] } {
+  return {
+    metadata: {
+      main_module: bundle.mainModuleName,
+      compatibility_date: bundle.compatibilityDate,
+      compatibility_flags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
+      bindings: namespaceBindings(bundle, gatewayServiceName),
+      tags: [userTag(bundle.userId), agentTag(bundle.agentId), deploymentTag(bundle.deploymentId)],
+    },
+    modules: [{ name: bundle.mainModuleName, content: bundle.moduleCode, contentType: ES_MODULE_CONTENT_TYPE }],
+  };
+}
