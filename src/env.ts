@@ -4,7 +4,7 @@
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { QueueJob } from "./queues/messages";
-import type { MetricsEventInput } from "./services/usage/record-events";
+import type { MetricsEventInput } from "./services/metering/record-events";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {

@@ -5,9 +5,9 @@ import { createDb } from "../src/db/client";
 import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { periodKeyOf } from "../src/lib/time";
+import { reconcilePeriod } from "../src/services/metering/reconcile";
+import { type MetricsEventInput, recordEvents } from "../src/services/metering/record-events";
 import { admitInvocation, QUOTA_REFRESH_MS } from "../src/services/usage/invocation-quota";
-import { reconcilePeriod } from "../src/services/usage/reconcile";
-import { type MetricsEventInput, recordEvents } from "../src/services/usage/record-events";
 
 const db = createDb(env.DB);
 

@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
-import { DEAD_LETTER_ATTEMPTS, handleUsageBatch } from "../src/queues/usage-consumer";
-import type { MetricsEventInput } from "../src/services/usage/record-events";
+import type { MetricsEventInput } from "../src/services/metering/record-events";
+import { DEAD_LETTER_ATTEMPTS, handleUsageBatch } from "../src/services/metering/usage-queue";
 
 function measurement(userId: string): MetricsEventInput {
   const id = newId("event");

@@ -12,7 +12,7 @@ import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { ApiError, type FieldError, type ProblemCode } from "../../lib/errors";
 import { newId } from "../../lib/ids";
-import { recordEvents } from "../usage/record-events";
+import { recordEvents } from "../metering/record-events";
 import { deploymentTelemetryKey } from "./deployment-keys";
 import {
   dedupeKeyOf,

@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createDb } from "../../../db/client";
 import { limitParam } from "../../../lib/pagination";
-import { listRecentEvents, type MetricsEventRow } from "../../../services/metrics/recent";
+import { listRecentEvents, type MetricsEventRow } from "../../../services/metering/recent-events";
 import { bearerSecurity, problemResponses } from "../../openapi-shared";
 
 const MetricsEventSchema = z

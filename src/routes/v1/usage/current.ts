@@ -2,7 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createDb } from "../../../db/client";
 import { periodKeyOf } from "../../../lib/time";
-import { getUsageReport } from "../../../services/usage/report";
+import { getUsageReport } from "../../../services/metering/report";
 import { bearerSecurity, problemResponses } from "../../openapi-shared";
 import { UsageReportSchema } from "./schemas";
 

@@ -2,11 +2,11 @@
 // A whole batch (up to 100 messages) becomes two D1 statements (see record-events.ts), which is
 // what keeps metering far below one D1 write per invocation.
 import { z } from "zod";
-import { createDb } from "../db/client";
-import type { Env } from "../env";
-import { describeError, logError, logWarn } from "../lib/logger";
-import { type MetricsEventInput, recordEvents } from "../services/usage/record-events";
-import { backoffSeconds } from "./backoff";
+import { createDb } from "../../db/client";
+import type { Env } from "../../env";
+import { describeError, logError, logWarn } from "../../lib/logger";
+import { backoffSeconds } from "../../queues/backoff";
+import { type MetricsEventInput, recordEvents } from "./record-events";
 
 const nullableInt = z.number().int().nonnegative().nullable();
 

@@ -1,7 +1,7 @@
 // The gateway's own measurement of each invocation (source 'gateway', deduped by request id).
 // Called off the response path (ctx.waitUntil); it never throws. Measurements go to the usage
 // queue, whose consumer meters whole batches into metrics_events + billing_usage with two D1
-// statements (services/usage/record-events.ts); only if the queue refuses them are they written
+// statements (record-events.ts); only if the queue refuses them are they written
 // directly.
 // Sending is batched per isolate: a measurement joins the isolate's open batch, which is sent as
 // one sendBatch when it holds USAGE_BATCH_MAX_EVENTS or USAGE_BATCH_WAIT_MS after it was opened,
@@ -12,7 +12,7 @@
 import type { Db } from "../../db/client";
 import { newId } from "../../lib/ids";
 import { describeError, logError, logWarn } from "../../lib/logger";
-import { type MetricsEventInput, recordEvents } from "../usage/record-events";
+import { type MetricsEventInput, recordEvents } from "./record-events";
 
 export type InvocationMeasurement = {
   requestId: string;
