@@ -4,13 +4,13 @@
 import { z } from "zod";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { QueueJob } from "./queues/messages";
-import type { MetricsEventInput } from "./services/metering/record-events";
+import type { MetricsEvent } from "./services/metering/event";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {
   DB: D1Database;
   DEPLOY_QUEUE: Queue<QueueJob>;
-  USAGE_QUEUE: Queue<MetricsEventInput>;
+  USAGE_QUEUE: Queue<MetricsEvent>;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
 

@@ -1,45 +1,28 @@
-// Consumer of the usage-events queue: each message is one invocation's gateway measurement.
-// A whole batch (up to 100 messages) becomes two D1 statements (see record-events.ts), which is
-// what keeps metering far below one D1 write per invocation.
-import { z } from "zod";
+// Consumer of the usage-events queue and its dead-letter queue: each message is one metrics
+// event (the gateway's measurement of an invocation, sent by record-invocation.ts), checked
+// against MetricsEventSchema. A whole batch (up to 100 messages) becomes two D1 statements (see
+// record-events.ts), which is what keeps metering far below one D1 write per invocation.
 import { createDb } from "../../db/client";
-import type { Env } from "../../env";
 import { describeError, logError, logWarn } from "../../lib/logger";
 import { backoffSeconds } from "../../queues/backoff";
-import { type MetricsEventInput, recordEvents } from "./record-events";
+import { type MetricsEvent, MetricsEventSchema } from "./event";
+import { recordEvents } from "./record-events";
 
-const nullableInt = z.number().int().nonnegative().nullable();
-
-export const UsageEventSchema = z.object({
-  id: z.string().min(1).max(64),
-  userId: z.string().min(1).max(64),
-  agentId: z.string().min(1).max(64),
-  deploymentId: z.string().min(1).max(64),
-  source: z.enum(["gateway", "telemetry"]),
-  dedupeKey: z.string().min(1).max(200),
-  eventId: z.string().max(200).nullable(),
-  traceId: z.string().max(200).nullable(),
-  runtimeProvider: z.string().max(32),
-  kind: z.string().max(32),
-  ts: z.number().int().nonnegative(),
-  durationMs: nullableInt,
-  status: z.string().max(16).nullable(),
-  errorCode: z.string().max(64).nullable(),
-  inputTokens: nullableInt,
-  outputTokens: nullableInt,
-  bytesIn: nullableInt,
-  bytesOut: nullableInt,
-  streaming: z.boolean().nullable(),
-  receivedAt: z.number().int().nonnegative(),
-}) satisfies z.ZodType<MetricsEventInput>;
-
+/** Backoff of a batch that failed to land in D1. */
+export const USAGE_RETRY = { baseSeconds: 2, maxSeconds: 300 };
+/** Backoff on the dead-letter queue: longer, as its batches already failed every usage-queue delivery. */
+export const DEAD_LETTER_RETRY = { baseSeconds: 60, maxSeconds: 600 };
 /** Deliveries a dead-lettered usage batch gets before its events are given up. */
 export const DEAD_LETTER_ATTEMPTS = 5;
 
-export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, opts: { deadLetter?: boolean } = {}) {
-  const valid: Array<{ message: Message<unknown>; event: MetricsEventInput }> = [];
+export async function handleUsageBatch(
+  batch: MessageBatch<unknown>,
+  env: { DB: D1Database },
+  opts: { deadLetter?: boolean } = {},
+) {
+  const valid: Array<{ message: Message<unknown>; event: MetricsEvent }> = [];
   for (const message of batch.messages) {
-    const parsed = UsageEventSchema.safeParse(message.body);
+    const parsed = MetricsEventSchema.safeParse(message.body);
     if (parsed.success) {
       valid.push({ message, event: parsed.data });
     } else {
@@ -61,7 +44,7 @@ export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, o
       // events given up, loudly: reconciliation cannot recover measurements that never landed.
       for (const v of valid) {
         if (v.message.attempts < DEAD_LETTER_ATTEMPTS) {
-          v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, { baseSeconds: 60, maxSeconds: 600 }) });
+          v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, DEAD_LETTER_RETRY) });
         } else {
           v.message.ack();
         }
@@ -76,7 +59,6 @@ export async function handleUsageBatch(batch: MessageBatch<unknown>, env: Env, o
       return;
     }
     logError("usage_batch_failed", { queue: batch.queue, count: valid.length, error: describeError(err) });
-    for (const v of valid)
-      v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, { baseSeconds: 2, maxSeconds: 300 }) });
+    for (const v of valid) v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, USAGE_RETRY) });
   }
 }
