@@ -6,13 +6,13 @@ import { type Keyring, parseKeyring } from "./crypto/keys";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
-import type { MetricsEventInput } from "./services/usage/record-events";
+import type { MetricsEvent } from "./services/metering/event";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
 export interface Env {
   DB: D1Database;
   DEPLOY_QUEUE: Queue<DeployJob | CleanupAgentScriptsJob>;
-  USAGE_QUEUE: Queue<MetricsEventInput>;
+  USAGE_QUEUE: Queue<MetricsEvent>;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
 

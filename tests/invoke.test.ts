@@ -5,7 +5,7 @@ import { toBase64Url } from "../src/crypto/encoding";
 import { decryptSecret } from "../src/crypto/envelope";
 import { createDb } from "../src/db/client";
 import { getConfig } from "../src/env";
-import { recordInvocation } from "../src/services/invocations/record";
+import { recordInvocation } from "../src/services/metering/record-invocation";
 import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";

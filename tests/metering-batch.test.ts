@@ -1,4 +1,4 @@
-// The gateway's measurements leave the isolate in batches (src/services/invocations/record.ts):
+// The gateway's measurements leave the isolate in batches (src/services/metering/record-invocation.ts):
 // one queue sendBatch per batch, each request's promise settled once its measurement is sent,
 // and a batch the queue refuses written straight to D1.
 import { env } from "cloudflare:workers";
@@ -9,7 +9,7 @@ import {
   recordInvocation,
   USAGE_BATCH_MAX_EVENTS,
   type UsageQueue,
-} from "../src/services/invocations/record";
+} from "../src/services/metering/record-invocation";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate } from "./helpers/deploy-flow";
 

@@ -5,13 +5,14 @@ import { createDb } from "../src/db/client";
 import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { periodKeyOf } from "../src/lib/time";
+import type { MetricsEvent } from "../src/services/metering/event";
+import { reconcilePeriod } from "../src/services/metering/reconcile";
+import { recordEvents } from "../src/services/metering/record-events";
 import { admitInvocation, QUOTA_REFRESH_MS } from "../src/services/usage/invocation-quota";
-import { reconcilePeriod } from "../src/services/usage/reconcile";
-import { type MetricsEventInput, recordEvents } from "../src/services/usage/record-events";
 
 const db = createDb(env.DB);
 
-function gatewayEvent(userId: string, agentId: string, overrides: Partial<MetricsEventInput> = {}): MetricsEventInput {
+function gatewayEvent(userId: string, agentId: string, overrides: Partial<MetricsEvent> = {}): MetricsEvent {
   const id = newId("event");
   return {
     id,

@@ -5,10 +5,10 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
-import { DEAD_LETTER_ATTEMPTS, handleUsageBatch } from "../src/queues/usage-consumer";
-import type { MetricsEventInput } from "../src/services/usage/record-events";
+import type { MetricsEvent } from "../src/services/metering/event";
+import { DEAD_LETTER_ATTEMPTS, handleUsageBatch } from "../src/services/metering/usage-queue";
 
-function measurement(userId: string): MetricsEventInput {
+function measurement(userId: string): MetricsEvent {
   const id = newId("event");
   return {
     id,

@@ -7,8 +7,8 @@ import { periodKeyOf } from "../lib/time";
 import { createRuntimeProvider } from "../runtime";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
+import { reconcilePeriod } from "../services/metering/reconcile";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
-import { reconcilePeriod } from "../services/usage/reconcile";
 
 type TaskResult = Record<string, number | string | undefined>;
 type Task = {

@@ -1,7 +1,7 @@
 // The worker's queue handler: routes each batch to the consumer of the queue it came from.
 import type { Env } from "../env";
+import { handleUsageBatch } from "../services/metering/usage-queue";
 import { handleDeadLetterBatch, handleDeployBatch } from "./deploy-jobs";
-import { handleUsageBatch } from "./usage-consumer";
 
 /** Dead-letter queues are named `<queue>-dlq` (wrangler.toml). */
 export function isDeadLetterQueue(queue: string): boolean {

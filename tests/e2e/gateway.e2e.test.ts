@@ -5,6 +5,8 @@
 // delete — with a stranger checking at every stage that none of the owner's things are reachable.
 import { exportJWK, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+// The events GET /v1/metrics/recent returns, typed by the schema the gateway serves them with.
+import type { MetricsEventView as MetricsEvent } from "../../src/services/metering/event";
 import { api, expectJson, expectProblem, mintToken, newUser, type User, waitFor } from "./harness";
 import { PROBE_AGENT_SOURCE, PROBE_PAUSE_MS } from "./probe-agent";
 import { readSse, type SseEvent } from "./sse";
@@ -32,25 +34,6 @@ type Deployment = {
   updatedAt: number;
   activatedAt: number | null;
   errorMessage: string | null;
-};
-
-type MetricsEvent = {
-  id: string;
-  agentId: string;
-  deploymentId: string;
-  source: "gateway" | "telemetry";
-  eventId: string | null;
-  traceId: string | null;
-  kind: string;
-  ts: number;
-  durationMs: number | null;
-  status: string | null;
-  errorCode: string | null;
-  inputTokens: number | null;
-  outputTokens: number | null;
-  bytesIn: number | null;
-  bytesOut: number | null;
-  streaming: boolean | null;
 };
 
 type UsageTotals = {

@@ -11,7 +11,7 @@ import { agents, deploymentArtifacts, deployments } from "../../src/db/schema";
 import { getConfig } from "../../src/env";
 import { newId } from "../../src/lib/ids";
 import { scriptNameFor } from "../../src/runtime/user-script";
-import { recordEvents } from "../../src/services/usage/record-events";
+import { recordEvents } from "../../src/services/metering/record-events";
 import { newUser } from "./auth";
 import { call } from "./http";
 

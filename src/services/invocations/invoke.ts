@@ -11,11 +11,11 @@ import { isIdOf } from "../../lib/ids";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
+import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "../metering/record-invocation";
 import { admitInvocation, type QuotaDecision, rateLimitHeaders } from "../usage/invocation-quota";
 import type { Tier, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
-import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "./record";
 import { agentRoute } from "./route-cache";
 import { adaptJsonToSse, relaySse } from "./sse";
 

@@ -12,7 +12,8 @@ import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { ApiError, type FieldError, type ProblemCode } from "../../lib/errors";
 import { newId } from "../../lib/ids";
-import { recordEvents } from "../usage/record-events";
+import { metricsEvent } from "../metering/event";
+import { recordEvents } from "../metering/record-events";
 import { deploymentTelemetryKey } from "./deployment-keys";
 import {
   dedupeKeyOf,
@@ -215,28 +216,27 @@ async function insertEvents(
 ): Promise<number> {
   const { inserted } = await recordEvents(
     db,
-    events.map((e) => ({
-      id: newId("event", now),
-      userId: deployment.userId,
-      agentId: deployment.agentId,
-      deploymentId: deployment.deploymentId,
-      source: "telemetry" as const,
-      dedupeKey: dedupeKeyOf(e),
-      eventId: e.eventId ?? null,
-      traceId: e.traceId ?? null,
-      runtimeProvider: e.runtimeProvider,
-      kind: e.kind,
-      ts: e.ts,
-      durationMs: e.durationMs ?? null,
-      status: e.status ?? null,
-      errorCode: e.errorCode ?? null,
-      inputTokens: e.usage?.inputTokens ?? null,
-      outputTokens: e.usage?.outputTokens ?? null,
-      bytesIn: null,
-      bytesOut: null,
-      streaming: null,
-      receivedAt: now,
-    })),
+    events.map((e) =>
+      metricsEvent({
+        id: newId("event", now),
+        userId: deployment.userId,
+        agentId: deployment.agentId,
+        deploymentId: deployment.deploymentId,
+        source: "telemetry",
+        dedupeKey: dedupeKeyOf(e),
+        eventId: e.eventId,
+        traceId: e.traceId,
+        runtimeProvider: e.runtimeProvider,
+        kind: e.kind,
+        ts: e.ts,
+        durationMs: e.durationMs,
+        status: e.status,
+        errorCode: e.errorCode,
+        inputTokens: e.usage?.inputTokens,
+        outputTokens: e.usage?.outputTokens,
+        receivedAt: now,
+      }),
+    ),
   );
   return inserted;
 }

@@ -1,6 +1,7 @@
 // Deployment request and response schemas (one source for validation and the OpenAPI document).
 import { z } from "@hono/zod-openapi";
 import { DEPLOYMENT_STATUSES } from "../../../db/schema";
+import { pickFields } from "../../../lib/pick-fields";
 import { RUNTIME_PROVIDERS } from "../../../runtime/types";
 import {
   DEFAULT_COMPATIBILITY_DATE,
@@ -71,20 +72,7 @@ export const DeploymentSchema = z
   .openapi("Deployment");
 
 export function toDeploymentResponse(row: DeploymentRow): z.infer<typeof DeploymentSchema> {
-  return {
-    id: row.id,
-    agentId: row.agentId,
-    status: row.status,
-    runtimeProvider: row.runtimeProvider,
-    compatibilityDate: row.compatibilityDate,
-    invokePath: row.invokePath,
-    mainModuleName: row.mainModuleName,
-    moduleSha256: row.moduleSha256,
-    createdAt: row.createdAt,
-    updatedAt: row.updatedAt,
-    activatedAt: row.activatedAt,
-    errorMessage: row.errorMessage,
-  };
+  return pickFields(DeploymentSchema, row);
 }
 
 export const DeploymentEnvelope = z.object({ deployment: DeploymentSchema });

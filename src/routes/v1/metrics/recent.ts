@@ -1,57 +1,15 @@
 import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { limitParam } from "../../../lib/pagination";
-import { listRecentEvents, type MetricsEventRow } from "../../../services/metrics/recent";
+import { pickFields } from "../../../lib/pick-fields";
+import { MetricsEventViewSchema } from "../../../services/metering/event";
+import { listRecentEvents } from "../../../services/metering/recent-events";
 import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 
-const MetricsEventSchema = z
-  .object({
-    id: z.string(),
-    agentId: z.string(),
-    deploymentId: z.string(),
-    source: z.enum(["gateway", "telemetry"]).openapi({
-      description: "`gateway`: the gateway's own measurement of an invocation; `telemetry`: reported by the agent",
-    }),
-    eventId: z.string().nullable(),
-    traceId: z.string().nullable(),
-    runtimeProvider: z.string(),
-    kind: z.string(),
-    ts: z.number().int().openapi({ description: "Event time, ms since epoch" }),
-    durationMs: z.number().int().nullable(),
-    status: z.string().nullable(),
-    errorCode: z.string().nullable(),
-    inputTokens: z.number().int().nullable(),
-    outputTokens: z.number().int().nullable(),
-    bytesIn: z.number().int().nullable(),
-    bytesOut: z.number().int().nullable(),
-    streaming: z.boolean().nullable(),
-    receivedAt: z.number().int(),
-  })
-  .openapi("MetricsEvent");
-
-function toMetricsEventResponse(row: MetricsEventRow): z.infer<typeof MetricsEventSchema> {
-  return {
-    id: row.id,
-    agentId: row.agentId,
-    deploymentId: row.deploymentId,
-    source: row.source,
-    eventId: row.eventId,
-    traceId: row.traceId,
-    runtimeProvider: row.runtimeProvider,
-    kind: row.kind,
-    ts: row.ts,
-    durationMs: row.durationMs,
-    status: row.status,
-    errorCode: row.errorCode,
-    inputTokens: row.inputTokens,
-    outputTokens: row.outputTokens,
-    bytesIn: row.bytesIn,
-    bytesOut: row.bytesOut,
-    streaming: row.streaming,
-    receivedAt: row.receivedAt,
-  };
-}
+// The event as a client sees it. Built here rather than in services/metering: only schemas made
+// after @hono/zod-openapi has extended zod carry `.openapi()`, which names the document's component.
+const MetricsEventSchema = z.object(MetricsEventViewSchema.shape).openapi("MetricsEvent");
 
 const route = userRoute({
   method: "get",
@@ -93,6 +51,6 @@ export function registerRecentMetrics(app: App) {
   app.openapi(route, async (c) => {
     const { agentId, sinceMs, limit } = c.req.valid("query");
     const rows = await listRecentEvents({ db: c.var.services.db, userId: c.var.userId }, { agentId, sinceMs, limit });
-    return c.json({ events: rows.map(toMetricsEventResponse) }, 200);
+    return c.json({ events: rows.map((row) => pickFields(MetricsEventSchema, row)) }, 200);
   });
 }

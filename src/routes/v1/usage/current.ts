@@ -1,6 +1,6 @@
 import type { App } from "../../../app";
 import { periodKeyOf } from "../../../lib/time";
-import { getUsageReport } from "../../../services/usage/report";
+import { getUsageReport } from "../../../services/metering/report";
 import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { UsageReportSchema } from "./schemas";

@@ -5,9 +5,9 @@ import { and, count, eq, isNull, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { agents, billingUsage } from "../../db/schema";
 import { periodKeyOf } from "../../lib/time";
-import { deploysToday } from "./plan-limits";
-import type { Tier, TierLimits, TierLimitsByTier } from "./tiers";
-import { readUserTier } from "./user-tier";
+import { deploysToday } from "../usage/plan-limits";
+import type { Tier, TierLimits, TierLimitsByTier } from "../usage/tiers";
+import { readUserTier } from "../usage/user-tier";
 
 export type UsageTotals = {
   requests: number;

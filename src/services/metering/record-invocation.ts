@@ -1,7 +1,7 @@
 // The gateway's own measurement of each invocation (source 'gateway', deduped by request id).
 // Called off the response path (ctx.waitUntil); it never throws. Measurements go to the usage
 // queue, whose consumer meters whole batches into metrics_events + billing_usage with two D1
-// statements (services/usage/record-events.ts); only if the queue refuses them are they written
+// statements (record-events.ts); only if the queue refuses them are they written
 // directly.
 // Sending is batched per isolate: a measurement joins the isolate's open batch, which is sent as
 // one sendBatch when it holds USAGE_BATCH_MAX_EVENTS or USAGE_BATCH_WAIT_MS after it was opened,
@@ -12,7 +12,8 @@
 import type { Db } from "../../db/client";
 import { newId } from "../../lib/ids";
 import { describeError, logError, logWarn } from "../../lib/logger";
-import { type MetricsEventInput, recordEvents } from "../usage/record-events";
+import { type MetricsEvent, metricsEvent } from "./event";
+import { recordEvents } from "./record-events";
 
 export type InvocationMeasurement = {
   requestId: string;
@@ -31,8 +32,8 @@ export type InvocationMeasurement = {
 };
 
 export type UsageQueue = {
-  send(event: MetricsEventInput): Promise<unknown>;
-  sendBatch?(messages: Iterable<MessageSendRequest<MetricsEventInput>>): Promise<unknown>;
+  send(event: MetricsEvent): Promise<unknown>;
+  sendBatch?(messages: Iterable<MessageSendRequest<MetricsEvent>>): Promise<unknown>;
 };
 
 export type RecordInvocationCtx = {
@@ -46,7 +47,7 @@ export const USAGE_BATCH_WAIT_MS = 100;
 
 type OpenBatch = {
   ctx: RecordInvocationCtx & { usageQueue: UsageQueue };
-  events: MetricsEventInput[];
+  events: MetricsEvent[];
   /** When the batch is due (ms since epoch). */
   dueAt: number;
   /** Set once the batch is being sent; settles when it has been (never rejects). */
@@ -56,29 +57,26 @@ type OpenBatch = {
 // The batch measurements currently join, per usage queue binding. Isolate-lifetime.
 const openBatches = new Map<UsageQueue, OpenBatch>();
 
-export function measurementEvent(m: InvocationMeasurement): MetricsEventInput {
-  return {
+export function measurementEvent(m: InvocationMeasurement): MetricsEvent {
+  return metricsEvent({
     id: newId("event", m.startedAt),
     userId: m.userId,
     agentId: m.agentId,
     deploymentId: m.deploymentId,
     source: "gateway",
     dedupeKey: m.requestId,
-    eventId: null,
     traceId: m.requestId,
     runtimeProvider: m.runtimeProvider,
     kind: "invoke",
     ts: m.startedAt,
     durationMs: m.durationMs,
     status: m.ok ? "ok" : "error",
-    errorCode: m.errorCode ?? null,
-    inputTokens: null,
-    outputTokens: null,
+    errorCode: m.errorCode,
     bytesIn: m.bytesIn,
     bytesOut: m.bytesOut,
     streaming: m.streaming,
     receivedAt: Date.now(),
-  };
+  });
 }
 
 /** Resolves once the measurement has been handed to the queue (or written directly); never rejects. */
@@ -112,7 +110,7 @@ function send(batch: OpenBatch): Promise<void> {
   return batch.sending;
 }
 
-async function sendNow(ctx: RecordInvocationCtx & { usageQueue: UsageQueue }, events: MetricsEventInput[]) {
+async function sendNow(ctx: RecordInvocationCtx & { usageQueue: UsageQueue }, events: MetricsEvent[]) {
   const queue = ctx.usageQueue;
   try {
     if (queue.sendBatch) await queue.sendBatch(events.map((body) => ({ body })));
@@ -127,7 +125,7 @@ async function sendNow(ctx: RecordInvocationCtx & { usageQueue: UsageQueue }, ev
   }
 }
 
-async function writeDirectly(db: Db, events: MetricsEventInput[]): Promise<void> {
+async function writeDirectly(db: Db, events: MetricsEvent[]): Promise<void> {
   try {
     await recordEvents(db, events);
   } catch (err) {

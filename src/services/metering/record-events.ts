@@ -2,54 +2,14 @@
 // how many events: the rows travel as one JSON parameter (json_each), and billing_usage is
 // incremented from exactly the rows this write inserted (tagged with `ingest_batch`), so an
 // event delivered twice is stored once and counted once.
+import { getTableColumns } from "drizzle-orm";
 import type { Db } from "../../db/client";
+import { metricsEvents } from "../../db/schema";
 import { newId } from "../../lib/ids";
+import { METRICS_EVENT_FIELDS, type MetricsEvent } from "./event";
 
-export type MetricsEventInput = {
-  id: string;
-  userId: string;
-  agentId: string;
-  deploymentId: string;
-  source: "gateway" | "telemetry";
-  dedupeKey: string;
-  eventId: string | null;
-  traceId: string | null;
-  runtimeProvider: string;
-  kind: string;
-  ts: number;
-  durationMs: number | null;
-  status: string | null;
-  errorCode: string | null;
-  inputTokens: number | null;
-  outputTokens: number | null;
-  bytesIn: number | null;
-  bytesOut: number | null;
-  streaming: boolean | null;
-  receivedAt: number;
-};
-
-const EVENT_COLUMNS: Array<[column: string, field: keyof MetricsEventInput]> = [
-  ["id", "id"],
-  ["user_id", "userId"],
-  ["agent_id", "agentId"],
-  ["deployment_id", "deploymentId"],
-  ["source", "source"],
-  ["dedupe_key", "dedupeKey"],
-  ["event_id", "eventId"],
-  ["trace_id", "traceId"],
-  ["runtime_provider", "runtimeProvider"],
-  ["kind", "kind"],
-  ["ts", "ts"],
-  ["duration_ms", "durationMs"],
-  ["status", "status"],
-  ["error_code", "errorCode"],
-  ["input_tokens", "inputTokens"],
-  ["output_tokens", "outputTokens"],
-  ["bytes_in", "bytesIn"],
-  ["bytes_out", "bytesOut"],
-  ["streaming", "streaming"],
-  ["received_at", "receivedAt"],
-];
+// [SQL column, event field] for every field of the event; the writer sets ingest_batch itself.
+const EVENT_COLUMNS = METRICS_EVENT_FIELDS.map((field) => [getTableColumns(metricsEvents)[field].name, field] as const);
 
 const INSERT_EVENTS_SQL = `
   INSERT INTO metrics_events (${EVENT_COLUMNS.map(([c]) => c).join(", ")}, ingest_batch)
@@ -98,17 +58,18 @@ const ADD_USAGE_SQL = `${USAGE_INSERT}
     updated_at = excluded.updated_at`;
 
 /** The two prepared statements that store `events` and add them to billing_usage. */
-export function recordEventsStatements(d1: D1Database, events: MetricsEventInput[]): D1PreparedStatement[] {
+export function recordEventsStatements(d1: D1Database, events: MetricsEvent[]): D1PreparedStatement[] {
   const batchTag = newId("event");
-  const rows = JSON.stringify(events);
+  // Typed as the table's rows so that an event field the table cannot hold fails the type check.
+  const rows: Array<typeof metricsEvents.$inferInsert> = events;
   return [
-    d1.prepare(INSERT_EVENTS_SQL).bind(rows, batchTag),
+    d1.prepare(INSERT_EVENTS_SQL).bind(JSON.stringify(rows), batchTag),
     // ?1 is unused here but bound so the numbered parameters line up with the insert.
     d1.prepare(ADD_USAGE_SQL).bind(null, batchTag, null, null, null, null, null, null, Date.now()),
   ];
 }
 
-export async function recordEvents(db: Db, events: MetricsEventInput[]): Promise<{ inserted: number }> {
+export async function recordEvents(db: Db, events: MetricsEvent[]): Promise<{ inserted: number }> {
   if (events.length === 0) return { inserted: 0 };
   const [inserted] = await db.$client.batch(recordEventsStatements(db.$client, events));
   return { inserted: inserted?.meta.changes ?? 0 };
