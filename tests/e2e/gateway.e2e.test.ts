@@ -7,7 +7,7 @@ import { exportJWK, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { api, expectJson, expectProblem, mintToken, newUser, type User, waitFor } from "./harness";
 import { PROBE_AGENT_SOURCE, PROBE_PAUSE_MS } from "./probe-agent";
-import { readSse, type SseEvent } from "./sse";
+import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 
 type Agent = {
   id: string;
@@ -482,7 +482,7 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
     requests.stream = res.headers.get("x-request-id") ?? undefined;
     // Arrival times on the wall clock, comparable with the agent's Date.now() on this machine.
     const events: SseEvent[] = [];
-    for await (const event of readSse(res.body!, () => Date.now())) events.push(event);
+    for await (const event of readSse(res.body!, { now: () => Date.now() })) events.push(event);
     expect(events.map((e) => e.event)).toEqual(["delta", "delta", "done"]);
     const [first, last, done] = events as [SseEvent, SseEvent, SseEvent];
     const lastData = JSON.parse(last.data) as { text: string; producedAt: number };
