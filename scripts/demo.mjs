@@ -43,7 +43,9 @@ export default {
 
 async function streamInvoke(api, agentId, content) {
   const started = performance.now();
-  const res = await api.request("POST", `/v1/invoke/${agentId}/stream`, { body: { messages: [{ role: "user", content }] } });
+  const res = await api.request("POST", `/v1/invoke/${agentId}/stream`, {
+    body: { messages: [{ role: "user", content }] },
+  });
   if (res.status !== 200) throw new Error(`stream answered ${res.status}: ${await res.text()}`);
   show("deployment", res.headers.get("x-deployment-id"));
   process.stdout.write("   deltas: ");

@@ -5,8 +5,8 @@
 // the statements instead of running them. Running gateways pick the change up within 30 s
 // (the per-isolate tier cache).
 import { spawnSync } from "node:child_process";
-import { lookupUserSql, TIERS, tierChangeStatements } from "./lib/tier-sql.ts";
 import { offlineEnv } from "./lib/offline-env.ts";
+import { lookupUserSql, TIERS, tierChangeStatements } from "./lib/tier-sql.ts";
 
 const usage =
   "usage: npm run set-tier -- <userId | auth subject> <free|pro|enterprise> [--remote] [--env <name>] [--print-sql]";

@@ -13,7 +13,9 @@ import { offlineEnv, PROJECT_BIN, PROJECT_ROOT } from "./offline-env.ts";
 export type DevServerOptions = {
   /** Vars and secrets for this run (e.g. AUTH_ISSUER, AUTH_JWKS); override wrangler.toml [vars]. */
   vars?: Record<string, string>;
-  /** A named environment of wrangler.toml (e.g. "production"), for the migrations and the server. */
+  /** Wrangler configuration file for the migrations and the server (default: wrangler.toml). */
+  config?: string;
+  /** A named environment of the configuration (e.g. "production"), for the migrations and the server. */
   wranglerEnv?: string;
   /** Port to listen on; defaults to a free one chosen by the OS. */
   port?: number;
@@ -108,7 +110,10 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   const envFile = join(stateDir, "run.env");
   const env = wranglerEnv(stateDir);
   const wrangler = join(PROJECT_BIN, "wrangler");
-  const named = options.wranglerEnv ? ["--env", options.wranglerEnv] : [];
+  const named = [
+    ...(options.config ? ["--config", options.config] : []),
+    ...(options.wranglerEnv ? ["--env", options.wranglerEnv] : []),
+  ];
   const echo = options.echo ?? process.env.DEV_SERVER_ECHO === "1";
   const common = { env, echo, label: "wrangler", logFile: options.logFile, stopGraceMs: options.stopGraceMs };
   let server: ReturnType<typeof launch> | undefined;

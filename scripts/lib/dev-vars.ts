@@ -48,7 +48,8 @@ export async function mintDevToken(
 ): Promise<string> {
   await ensureDevVars();
   const jwk = readDevVars().DEV_SIGNING_JWK;
-  if (!jwk) throw new Error(".dev.vars has no DEV_SIGNING_JWK; move the file away and run `npm run dev` to recreate it.");
+  if (!jwk)
+    throw new Error(".dev.vars has no DEV_SIGNING_JWK; move the file away and run `npm run dev` to recreate it.");
   return mintToken(jwk, {
     subject: options.subject ?? `local|${name}`,
     issuer: options.issuer ?? process.env.AUTH_ISSUER ?? LOCAL_ISSUER,

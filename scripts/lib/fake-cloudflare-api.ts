@@ -114,7 +114,10 @@ function reject(status: number, code: number, message: string): never {
 }
 
 /** Validates a multipart upload; returns what to store. Throws Rejection. */
-async function validateUpload(request: Request, url: URL): Promise<Omit<FakeScript, "etag" | "createdOn" | "modifiedOn">> {
+async function validateUpload(
+  request: Request,
+  url: URL,
+): Promise<Omit<FakeScript, "etag" | "createdOn" | "modifiedOn">> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!/^multipart\/form-data;\s*boundary=/i.test(contentType)) {
     reject(400, 10001, `Unsupported or unexpected Content Type: ${contentType || "none"}`);
@@ -160,7 +163,8 @@ async function validateUpload(request: Request, url: URL): Promise<Omit<FakeScri
   }
   if (
     metadata.compatibility_flags !== undefined &&
-    (!Array.isArray(metadata.compatibility_flags) || metadata.compatibility_flags.some((f: unknown) => typeof f !== "string"))
+    (!Array.isArray(metadata.compatibility_flags) ||
+      metadata.compatibility_flags.some((f: unknown) => typeof f !== "string"))
   ) {
     reject(400, 10021, "compatibility_flags must be an array of strings");
   }

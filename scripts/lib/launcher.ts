@@ -298,7 +298,8 @@ export async function waitForHttp(
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const exit = options.launched?.exit();
-    if (exit) throw new Error(`the server exited before ${url} answered (${exit.error?.message ?? exit.code ?? exit.signal})`);
+    if (exit)
+      throw new Error(`the server exited before ${url} answered (${exit.error?.message ?? exit.code ?? exit.signal})`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
       await res.arrayBuffer();

@@ -1,9 +1,10 @@
 // The local gateway `npm run demo` and `npm run measure:latency` talk to: the one already running
 // on 127.0.0.1:$PORT (default 8787) or $GATEWAY_URL, or else `npm run dev` started here in its
 // own process group (launcher.ts) and stopped afterwards.
+
+import { ensureDevVars } from "./dev-vars.ts";
 import type { HttpClient } from "./http-client.ts";
 import { launch, waitForHttp } from "./launcher.ts";
-import { ensureDevVars } from "./dev-vars.ts";
 import { offlineEnv } from "./offline-env.ts";
 
 export const PORT = process.env.PORT ?? "8787";

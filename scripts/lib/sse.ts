@@ -26,7 +26,10 @@ export type ReadSseOptions = {
 };
 
 /** Yields the events of an SSE body in order. */
-export async function* readSse(body: ReadableStream<Uint8Array>, options: ReadSseOptions = {}): AsyncGenerator<SseEvent> {
+export async function* readSse(
+  body: ReadableStream<Uint8Array>,
+  options: ReadSseOptions = {},
+): AsyncGenerator<SseEvent> {
   const now = options.now ?? (() => performance.now());
   const reader = body.getReader();
   const decoder = new TextDecoder("utf-8");

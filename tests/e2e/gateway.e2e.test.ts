@@ -5,9 +5,9 @@
 // delete — with a stranger checking at every stage that none of the owner's things are reachable.
 import { exportJWK, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 import { api, expectJson, expectProblem, mintToken, newUser, type User, waitFor } from "./harness";
 import { PROBE_AGENT_SOURCE, PROBE_PAUSE_MS } from "./probe-agent";
-import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 
 type Agent = {
   id: string;

@@ -100,7 +100,9 @@ describe("readSse", () => {
 describe("readSse options and JSON events", () => {
   it("throws on an unterminated last event when asked to", async () => {
     const read = async () => {
-      for await (const _ of readSse(streamOf(["data: kept\n\n", "event: delta\ndata: cut off"]), { unterminated: "throw" }));
+      for await (const _ of readSse(streamOf(["data: kept\n\n", "event: delta\ndata: cut off"]), {
+        unterminated: "throw",
+      }));
     };
     await expect(read()).rejects.toThrow(/stream ended inside an event/);
   });

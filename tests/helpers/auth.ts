@@ -1,7 +1,7 @@
 // Mints tokens (scripts/lib/tokens.ts) with the key pairs vitest.config.ts generated for this run.
 import { env } from "cloudflare:workers";
 import type { JWTPayload } from "jose";
-import { mintToken as signToken, type PrivateJwk, type SigningAlg } from "../../scripts/lib/tokens.ts";
+import { type PrivateJwk, type SigningAlg, mintToken as signToken } from "../../scripts/lib/tokens.ts";
 
 function privateKey(alg: SigningAlg): PrivateJwk {
   const keys = (JSON.parse(env.TEST_SIGNING_JWKS) as { keys: PrivateJwk[] }).keys;
