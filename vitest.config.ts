@@ -2,21 +2,15 @@
 // wrangler.toml bindings (real D1, queues and Worker Loader). Signing keys for test tokens are
 // generated here, once per run, and handed to the worker as bindings.
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
-import { exportJWK, generateKeyPair } from "jose";
 import { defineConfig } from "vitest/config";
+import { newSigningKey } from "./scripts/lib/tokens.ts";
 
 async function testKeys() {
-  const rsa = await generateKeyPair("RS256", { extractable: true });
-  const ec = await generateKeyPair("ES256", { extractable: true });
-  const pub = [
-    { ...(await exportJWK(rsa.publicKey)), kid: "test-rsa", alg: "RS256", use: "sig" },
-    { ...(await exportJWK(ec.publicKey)), kid: "test-ec", alg: "ES256", use: "sig" },
-  ];
-  const priv = [
-    { ...(await exportJWK(rsa.privateKey)), kid: "test-rsa", alg: "RS256" },
-    { ...(await exportJWK(ec.privateKey)), kid: "test-ec", alg: "ES256" },
-  ];
-  return { publicJwks: JSON.stringify({ keys: pub }), privateJwks: JSON.stringify({ keys: priv }) };
+  const keys = [await newSigningKey("test-rsa", "RS256"), await newSigningKey("test-ec", "ES256")];
+  return {
+    publicJwks: JSON.stringify({ keys: keys.map((k) => k.publicJwk) }),
+    privateJwks: JSON.stringify({ keys: keys.map((k) => k.privateJwk) }),
+  };
 }
 
 export default defineConfig(async () => {

@@ -1,8 +1,8 @@
 // `npm run bench [-- --seconds N --connections N]`: benchmarks the gateway against baselines
 // measured in the same run, on this machine, over loopback only. It builds the production bundle
-// (dry run), starts its own `wrangler dev` (scripts/lib/dev-server.mjs: a free port, fresh state,
-// its own key pair, the bench entry src/bench/entry.ts for the local-only baseline routes and the
-// D1 statement counter), and stops it at the end, also on failure.
+// (dry run), starts its own `wrangler dev` (startBenchServer below, through scripts/lib/dev-server.ts:
+// a free port, fresh state, its own key pair, the bench entry src/bench/entry.ts for the local-only
+// baseline routes and the D1 statement counter), and stops it at the end, also on failure.
 //   B1 invoke overhead   POST /v1/invoke/:agentId vs POST /__bench/baseline/:deploymentId (the same
 //                        loaded user worker, called with none of the gateway's work): autocannon load
 //   B2 stream            time to the first SSE event, /v1/invoke/:agentId/stream vs the baseline's /stream
@@ -13,15 +13,18 @@
 //   B6 bundle and start  gzip of the production dry-run bundle; `wrangler check startup` CPU profile
 // Prints a table and writes bench/results/<timestamp>.json. Every load phase is bounded in time
 // and request count.
-import { spawn } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import autocannon from "autocannon";
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { PROJECT_ROOT, startDevServer } from "./lib/dev-server.mjs";
+import { PROJECT_ROOT, startDevServer } from "./lib/dev-server.ts";
+import { httpClient } from "./lib/http-client.ts";
+import { removeScratchDir, runToEnd, scratchDir } from "./lib/launcher.ts";
+import { offlineEnv } from "./lib/offline-env.ts";
+import { readSse } from "./lib/sse.ts";
+import { mintToken, newSigningKey } from "./lib/tokens.ts";
 
 const args = process.argv.slice(2);
 const argValue = (name, fallback) => {
@@ -103,49 +106,18 @@ function summarize(samples, seconds, extra = {}) {
 
 const ratio = (a, b) => (b > 0 ? a / b : Number.NaN);
 
-/** Runs a command in its own process group; resolves with its output, rejects on failure. */
-function run(cmd, cmdArgs, { timeoutMs = 180_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, cmdArgs, {
-      cwd: PROJECT_ROOT,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        PATH: `${join(PROJECT_ROOT, "node_modules", ".bin")}:${process.env.PATH ?? ""}`,
-        CLOUDFLARE_CF_FETCH_ENABLED: "false",
-        WRANGLER_SEND_METRICS: "false",
-        FORCE_COLOR: "0",
-        NO_COLOR: "1",
-      },
-    });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch {}
-    }, timeoutMs);
-    child.once("error", reject);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      try {
-        process.kill(-child.pid, "SIGKILL"); // anything the leader left in its group
-      } catch {}
-      if (code === 0) resolve(output);
-      else reject(new Error(`${cmd} ${cmdArgs.join(" ")} failed (${code ?? signal}):\n${output.slice(-3000)}`));
-    });
-  });
+/** Runs wrangler to completion in its own process group; resolves with its output, rejects on failure. */
+function wrangler(cmdArgs) {
+  return runToEnd("wrangler", cmdArgs, { env: offlineEnv({ FORCE_COLOR: "0", NO_COLOR: "1" }), timeoutMs: 180_000 });
 }
 
 // ---------------------------------------------------------------------------------------------
 // B6: the production bundle and its startup
 
 async function measureBundle() {
-  const outdir = mkdtempSync(join(tmpdir(), "webhost-bench-bundle-"));
+  const outdir = scratchDir("webhost-bench-bundle-");
   try {
-    const output = await run("wrangler", ["deploy", "--dry-run", "--env", "production", "--outdir", outdir]);
+    const output = await wrangler(["deploy", "--dry-run", "--env", "production", "--outdir", outdir]);
     let raw = 0;
     let gzip = 0;
     const files = [];
@@ -164,14 +136,14 @@ async function measureBundle() {
       wranglerReported: reported ? { uploadKiB: Number(reported[1]), gzipKiB: Number(reported[2]) } : null,
     };
   } finally {
-    rmSync(outdir, { recursive: true, force: true });
+    removeScratchDir(outdir);
   }
 }
 
 async function measureStartup() {
-  const dir = mkdtempSync(join(tmpdir(), "webhost-bench-startup-"));
+  const dir = scratchDir("webhost-bench-startup-");
   try {
-    const output = await run("wrangler", [
+    const output = await wrangler([
       "check",
       "startup",
       "--env",
@@ -189,31 +161,35 @@ async function measureStartup() {
       profileWindowMs: num(/Profile window: ([\d.]+) ms/),
     };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeScratchDir(dir);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bench's server: the one place that decides how `wrangler dev` is started for the bench
+// (configuration, vars, log file).
+
+function startBenchServer({ issuer, jwks }) {
+  return startDevServer({
+    vars: {
+      AUTH_ISSUER: issuer,
+      AUTH_JWKS: JSON.stringify(jwks),
+      // The bench invokes far more often than the free plan allows in a month.
+      TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 1_000_000_000 } }),
+    },
+    // The bench entry: the gateway plus the /__bench routes and the D1 statement counter, with
+    // wrangler.toml's local bindings (the positional script replaces only `main`).
+    extraArgs: ["src/bench/entry.ts"],
+    logFile: join(PROJECT_ROOT, ".wrangler", "bench", "server.log"),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
 
+/** `(method, path, body?) => { status, headers, data }` against the bench's server. */
 function client(baseUrl, token) {
-  const auth = token ? { authorization: `Bearer ${token}` } : {};
-  return async (method, path, body) => {
-    const res = await fetch(`${baseUrl}${path}`, {
-      method,
-      headers: { ...auth, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(30_000),
-    });
-    const text = await res.text();
-    let data;
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = text;
-    }
-    return { status: res.status, data, headers: res.headers };
-  };
+  return httpClient({ baseUrl, token, timeoutMs: 30_000 }).json;
 }
 
 async function expectStatus(promise, status, what) {
@@ -279,13 +255,8 @@ async function firstEventMs(url, headers) {
   const t = performance.now();
   const res = await fetch(url, { method: "POST", headers, body: INVOKE_BODY, signal: AbortSignal.timeout(10_000) });
   if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
-  const decoder = new TextDecoder();
-  let buffer = "";
   let first;
-  for await (const chunk of res.body) {
-    buffer += decoder.decode(chunk, { stream: true });
-    if (first === undefined && buffer.includes("\n\n")) first = performance.now() - t;
-  }
+  for await (const event of readSse(res.body)) first ??= event.receivedAt - t;
   if (first === undefined) throw new Error(`${url}: no SSE event`);
   return first;
 }
@@ -340,33 +311,13 @@ async function main() {
   const bundle = await timed("b6Bundle", measureBundle);
   const startup = await timed("b6Startup", measureStartup);
 
-  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+  const { privateJwk, publicJwk } = await newSigningKey("bench-es256");
   const issuer = `https://issuer.bench.local/${randomUUID()}`;
-  const kid = "bench-es256";
-  const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid, alg: "ES256", use: "sig" }] };
-  const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({})
-    .setProtectedHeader({ alg: "ES256", kid, typ: "JWT" })
-    .setSubject(`bench|${randomUUID()}`)
-    .setIssuer(issuer)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 3600)
-    .sign(privateKey);
+  const token = await mintToken(privateJwk, { subject: `bench|${randomUUID()}`, issuer, expiresIn: 3600 });
 
   console.log("starting wrangler dev …");
   const serverStarted = performance.now();
-  const server = await startDevServer({
-    vars: {
-      AUTH_ISSUER: issuer,
-      AUTH_JWKS: JSON.stringify(jwks),
-      // The bench invokes far more often than the free plan allows in a month.
-      TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 1_000_000_000 } }),
-    },
-    // The bench entry: the gateway plus the /__bench routes and the D1 statement counter, with
-    // wrangler.toml's local bindings (the positional script replaces only `main`).
-    extraArgs: ["src/bench/entry.ts"],
-    logFile: join(PROJECT_ROOT, ".wrangler", "bench", "server.log"),
-  });
+  const server = await startBenchServer({ issuer, jwks: { keys: [publicJwk] } });
   const serverReadySeconds = (performance.now() - serverStarted) / 1000;
   try {
     const base = server.baseUrl;

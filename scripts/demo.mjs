@@ -3,7 +3,10 @@
 // template, wait for it to go active, invoke it (JSON, then streaming with deltas printed as they
 // arrive), show metrics and usage, set a secret and deploy a second version that reads it, roll
 // back to the first, and show the usage all of it produced.
-import { client, ensureServer, mintToken, sseEvents, waitForDeployment } from "./lib/local-server.mjs";
+import { mintDevToken } from "./lib/dev-vars.ts";
+import { httpClient } from "./lib/http-client.ts";
+import { BASE, ensureServer, waitForDeployment } from "./lib/local-server.ts";
+import { readJsonSse } from "./lib/sse.ts";
 
 const bold = (s) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 let stepNo = 0;
@@ -40,12 +43,14 @@ export default {
 
 async function streamInvoke(api, agentId, content) {
   const started = performance.now();
-  const res = await api.request("POST", `/v1/invoke/${agentId}/stream`, { messages: [{ role: "user", content }] });
+  const res = await api.request("POST", `/v1/invoke/${agentId}/stream`, {
+    body: { messages: [{ role: "user", content }] },
+  });
   if (res.status !== 200) throw new Error(`stream answered ${res.status}: ${await res.text()}`);
   show("deployment", res.headers.get("x-deployment-id"));
   process.stdout.write("   deltas: ");
   let first;
-  for await (const e of sseEvents(res)) {
+  for await (const e of readJsonSse(res)) {
     if (e.event === "delta") {
       first ??= performance.now() - started;
       process.stdout.write(`[${e.data.text}]`);
@@ -77,7 +82,7 @@ async function showUsage(api, requests) {
 async function main() {
   const stop = await ensureServer();
   try {
-    const api = client(await mintToken(`demo-${Date.now()}`));
+    const api = httpClient({ baseUrl: BASE, token: await mintDevToken(`demo-${Date.now()}`) });
 
     step("Create an agent");
     const created = await api.json("POST", "/v1/agents", { name: `demo-${Date.now()}`, description: "npm run demo" });

@@ -2,11 +2,11 @@
 //   FAKE_CF_PORT=8794 node scripts/fake-cloudflare-api.mjs
 // then start the gateway with CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8794/client/v4 (see
 // docs/production.md, "Running the namespace mechanism locally against a fake Cloudflare API"). It validates every
-// request as Cloudflare would (scripts/lib/fake-cloudflare-api.mjs) and logs one line per request
+// request as Cloudflare would (scripts/lib/fake-cloudflare-api.ts) and logs one line per request
 // (binding names and types, never their values). GET /__fake/scripts lists what was uploaded,
 // secret_text values redacted. Listens on 127.0.0.1 only.
 import { createServer } from "node:http";
-import { createFakeCloudflareApi } from "./lib/fake-cloudflare-api.mjs";
+import { createFakeCloudflareApi } from "./lib/fake-cloudflare-api.ts";
 
 const port = Number(process.env.FAKE_CF_PORT ?? "8794");
 const accountId = process.env.FAKE_CF_ACCOUNT_ID ?? "0123456789abcdef0123456789abcdef";

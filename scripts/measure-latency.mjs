@@ -5,7 +5,10 @@
 //   - the first SSE event of a streamed invoke (POST /v1/invoke/:agentId/stream),
 // after a warm-up, and prints min / p50 / p90 / p99 / max in milliseconds. GET /healthz (no
 // gateway work at all) is measured alongside as the floor that wrangler dev's local proxy adds.
-import { BASE, client, ensureServer, mintToken, sseEvents, waitForDeployment } from "./lib/local-server.mjs";
+import { mintDevToken } from "./lib/dev-vars.ts";
+import { httpClient } from "./lib/http-client.ts";
+import { BASE, ensureServer, waitForDeployment } from "./lib/local-server.ts";
+import { readJsonSse } from "./lib/sse.ts";
 
 const runsArg = process.argv.indexOf("--runs");
 const RUNS = runsArg >= 0 ? Number(process.argv[runsArg + 1]) : 100;
@@ -21,7 +24,7 @@ function summarize(name, samples) {
 async function main() {
   const stop = await ensureServer();
   try {
-    const api = client(await mintToken(`latency-${Date.now()}`));
+    const api = httpClient({ baseUrl: BASE, token: await mintDevToken(`latency-${Date.now()}`) });
     const created = await api.json("POST", "/v1/agents", { name: `latency-${Date.now()}` });
     if (created.status !== 201) throw new Error(`create agent: ${created.status}`);
     const agentId = created.data.agent.id;
@@ -39,17 +42,17 @@ async function main() {
 
     const invokeJson = async () => {
       const t = performance.now();
-      const res = await api.request("POST", `/v1/invoke/${agentId}`, body);
+      const res = await api.request("POST", `/v1/invoke/${agentId}`, { body });
       await res.text();
       if (res.status !== 200) throw new Error(`invoke: ${res.status}`);
       return performance.now() - t;
     };
     const firstEvent = async () => {
       const t = performance.now();
-      const res = await api.request("POST", `/v1/invoke/${agentId}/stream`, body);
+      const res = await api.request("POST", `/v1/invoke/${agentId}/stream`, { body });
       if (res.status !== 200) throw new Error(`stream: ${res.status}`);
       let first;
-      for await (const e of sseEvents(res)) {
+      for await (const e of readJsonSse(res)) {
         first ??= performance.now() - t;
         if (e.event === "done" || e.event === "error") break;
       }

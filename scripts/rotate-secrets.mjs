@@ -12,7 +12,8 @@
 import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { DEV_VARS_PATH, readDevVars } from "./lib/dev-vars.mjs";
+import { DEV_VARS_PATH, readDevVars } from "./lib/dev-vars.ts";
+import { offlineEnv } from "./lib/offline-env.ts";
 
 const args = process.argv.slice(2);
 const command = args[0];
@@ -23,7 +24,7 @@ const option = (name) => {
 const remote = args.includes("--remote");
 const envName = option("--env");
 const port = option("--port") ?? process.env.PORT ?? "8787";
-const offline = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+const offline = offlineEnv();
 
 /** Same derivation as src/crypto/keys.ts: first 12 hex chars of sha256(raw key bytes). */
 function keyIdOf(text) {

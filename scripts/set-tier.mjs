@@ -5,7 +5,8 @@
 // the statements instead of running them. Running gateways pick the change up within 30 s
 // (the per-isolate tier cache).
 import { spawnSync } from "node:child_process";
-import { lookupUserSql, TIERS, tierChangeStatements } from "./lib/tier-sql.mjs";
+import { offlineEnv } from "./lib/offline-env.ts";
+import { lookupUserSql, TIERS, tierChangeStatements } from "./lib/tier-sql.ts";
 
 const usage =
   "usage: npm run set-tier -- <userId | auth subject> <free|pro|enterprise> [--remote] [--env <name>] [--print-sql]";
@@ -38,7 +39,7 @@ if (printSql) {
   process.exit(0);
 }
 
-const offline = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+const offline = offlineEnv();
 
 /** Runs SQL through wrangler (arguments passed as an array: no shell, no shell quoting). */
 function d1(sql) {

@@ -1,7 +1,8 @@
 // `npm test`: everything CI checks, in order, stopping at the first failure.
 import { spawnSync } from "node:child_process";
+import { offlineEnv } from "./lib/offline-env.ts";
 
-const offline = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+const offline = offlineEnv();
 
 const steps = [
   ["built-in template module is up to date", "node", ["scripts/build-template.mjs", "--check"]],

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { lookupUserSql, tierChangeStatements } from "../scripts/lib/tier-sql.mjs";
+import { lookupUserSql, tierChangeStatements } from "../scripts/lib/tier-sql.ts";
 import { parseKeyring } from "../src/crypto/keys";
 import { subscriptions } from "../src/db/schema";
 import { getConfig } from "../src/env";

@@ -5,11 +5,11 @@
 // delete — with a stranger checking at every stage that none of the owner's things are reachable.
 import { exportJWK, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 // The events GET /v1/metrics/recent returns, typed by the schema the gateway serves them with.
 import type { MetricsEventView as MetricsEvent } from "../../src/services/metering/event";
 import { api, expectJson, expectProblem, mintToken, newUser, type User, waitFor } from "./harness";
 import { PROBE_AGENT_SOURCE, PROBE_PAUSE_MS } from "./probe-agent";
-import { readSse, type SseEvent } from "./sse";
 
 type Agent = {
   id: string;
@@ -465,7 +465,7 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
     requests.stream = res.headers.get("x-request-id") ?? undefined;
     // Arrival times on the wall clock, comparable with the agent's Date.now() on this machine.
     const events: SseEvent[] = [];
-    for await (const event of readSse(res.body!, () => Date.now())) events.push(event);
+    for await (const event of readSse(res.body!, { now: () => Date.now() })) events.push(event);
     expect(events.map((e) => e.event)).toEqual(["delta", "delta", "done"]);
     const [first, last, done] = events as [SseEvent, SseEvent, SseEvent];
     const lastData = JSON.parse(last.data) as { text: string; producedAt: number };

@@ -2,25 +2,20 @@
 // half goes to the server as AUTH_JWKS, the private half to the tests (through `inject`) so
 // they can mint tokens for as many users as they like. The server's output goes to
 // .wrangler/e2e/server.log (DEV_SERVER_ECHO=1 also prints it as it arrives).
-import { exportJWK, generateKeyPair } from "jose";
 import type { TestProject } from "vitest/node";
-import { type DevServer, PROJECT_ROOT, startDevServer } from "../../scripts/lib/dev-server.mjs";
-import { E2E_KID } from "./context";
+import { type DevServer, PROJECT_ROOT, startDevServer } from "../../scripts/lib/dev-server.ts";
+import { newSigningKey } from "../../scripts/lib/tokens.ts";
+import { E2E_KID } from "./context.ts";
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+  const { publicJwk, privateJwk } = await newSigningKey(E2E_KID);
   const issuer = `https://issuer.e2e.test/${crypto.randomUUID()}`;
-  const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid: E2E_KID, alg: "ES256", use: "sig" }] };
   const started = performance.now();
   const server: DevServer = await startDevServer({
-    vars: { AUTH_ISSUER: issuer, AUTH_JWKS: JSON.stringify(jwks) },
+    vars: { AUTH_ISSUER: issuer, AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }) },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
   });
   console.log(`e2e: wrangler dev ready at ${server.baseUrl} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  project.provide("e2e", {
-    baseUrl: server.baseUrl,
-    issuer,
-    signingJwk: JSON.stringify({ ...(await exportJWK(privateKey)), kid: E2E_KID, alg: "ES256" }),
-  });
+  project.provide("e2e", { baseUrl: server.baseUrl, issuer, signingJwk: JSON.stringify(privateJwk) });
   return () => server.stop();
 }

@@ -1,10 +1,13 @@
 // Client-side helpers for the e2e suite: tokens minted from the run's own key pair, plain
-// fetch() against the dev server, and checks every problem+json answer must pass.
-import { importJWK, type JWTPayload, SignJWT } from "jose";
+// HTTP against the dev server (scripts/lib), and checks every problem+json answer must pass.
+import type { JWTPayload } from "jose";
 import { expect, inject } from "vitest";
-import type { E2eContext } from "./context";
+import { httpClient } from "../../scripts/lib/http-client.ts";
+import { mintToken as signToken } from "../../scripts/lib/tokens.ts";
+import type { E2eContext } from "./context.ts";
 
 export const e2e: E2eContext = inject("e2e");
+const client = httpClient({ baseUrl: e2e.baseUrl, timeoutMs: 15_000 });
 
 export type User = { subject: string; token: string; headers: Record<string, string> };
 
@@ -17,17 +20,13 @@ type MintOptions = {
   signingJwk?: string;
 };
 
-export async function mintToken(subject: string, opts: MintOptions = {}): Promise<string> {
-  const jwk = JSON.parse(opts.signingJwk ?? e2e.signingJwk) as { kid: string; alg: "ES256" };
-  const key = await importJWK(jwk, jwk.alg);
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ ...opts.claims })
-    .setProtectedHeader({ alg: jwk.alg, kid: jwk.kid, typ: "JWT" })
-    .setSubject(subject)
-    .setIssuer(opts.issuer ?? e2e.issuer)
-    .setIssuedAt(now)
-    .setExpirationTime(now + (opts.expiresIn ?? 600))
-    .sign(key);
+export function mintToken(subject: string, opts: MintOptions = {}): Promise<string> {
+  return signToken(opts.signingJwk ?? e2e.signingJwk, {
+    subject,
+    issuer: opts.issuer ?? e2e.issuer,
+    expiresIn: opts.expiresIn ?? 600,
+    claims: opts.claims,
+  });
 }
 
 let users = 0;
@@ -50,19 +49,8 @@ export type CallOptions = {
 
 /** One HTTP request to the dev server, as any client would send it. */
 export function api(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
-  const headers = new Headers(opts.user?.headers);
-  for (const [k, v] of Object.entries(opts.headers ?? {})) headers.set(k, v);
-  let body = opts.rawBody;
-  if (opts.body !== undefined) {
-    body = JSON.stringify(opts.body);
-    if (!headers.has("content-type")) headers.set("content-type", "application/json");
-  }
-  return fetch(`${e2e.baseUrl}${path}`, {
-    method,
-    headers,
-    body,
-    signal: opts.signal ?? AbortSignal.timeout(15_000),
-  });
+  const { user, headers, ...rest } = opts;
+  return client.request(method, path, { ...rest, headers: { ...user?.headers, ...headers } });
 }
 
 /** The JSON body of a response that must have the given status. */

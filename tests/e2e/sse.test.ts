@@ -1,6 +1,6 @@
-// Unit tests of the SSE reader the e2e suite uses for streaming responses.
+// Unit tests of the SSE reader (scripts/lib/sse.ts) that every test and script reads streams with.
 import { describe, expect, it } from "vitest";
-import { collectSse, readSse, type SseEvent } from "./sse";
+import { collectJsonSse, collectSse, readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 
 const encoder = new TextEncoder();
 
@@ -58,7 +58,7 @@ describe("readSse", () => {
       },
     });
     let clock = 100;
-    const events = readSse(body, () => clock);
+    const events = readSse(body, { now: () => clock });
     controller.enqueue(encoder.encode("event: delta\ndata: one\n\n"));
     const first = await events.next();
     expect(first.value).toEqual({ event: "delta", data: "one", id: undefined, receivedAt: 100 });
@@ -94,5 +94,25 @@ describe("readSse", () => {
     const events = await collectSse(res);
     expect(events.map((e) => e.event)).toEqual(["delta", "done"]);
     expect(events[1]!.receivedAt).toBeGreaterThanOrEqual(events[0]!.receivedAt);
+  });
+});
+
+describe("readSse options and JSON events", () => {
+  it("throws on an unterminated last event when asked to", async () => {
+    const read = async () => {
+      for await (const _ of readSse(streamOf(["data: kept\n\n", "event: delta\ndata: cut off"]), {
+        unterminated: "throw",
+      }));
+    };
+    await expect(read()).rejects.toThrow(/stream ended inside an event/);
+  });
+
+  it("parses JSON data and keeps text that is not JSON", async () => {
+    const res = new Response(streamOf(['event: delta\ndata: {"text":"hi"}\n\n', "data: plain\n\n"]));
+    const events = await collectJsonSse(res);
+    expect(events.map((e) => [e.event, e.data])).toEqual([
+      ["delta", { text: "hi" }],
+      ["message", "plain"],
+    ]);
   });
 });

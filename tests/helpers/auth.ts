@@ -1,20 +1,19 @@
-// Mints tokens with the key pairs vitest.config.ts generated for this run.
+// Mints tokens (scripts/lib/tokens.ts) with the key pairs vitest.config.ts generated for this run.
 import { env } from "cloudflare:workers";
-import { importJWK, type JWTPayload, SignJWT } from "jose";
+import type { JWTPayload } from "jose";
+import { type PrivateJwk, type SigningAlg, mintToken as signToken } from "../../scripts/lib/tokens.ts";
 
-type PrivateJwk = { kid: string; alg: "RS256" | "ES256" } & Record<string, unknown>;
-
-function privateKey(alg: "RS256" | "ES256"): PrivateJwk {
+function privateKey(alg: SigningAlg): PrivateJwk {
   const keys = (JSON.parse(env.TEST_SIGNING_JWKS) as { keys: PrivateJwk[] }).keys;
   const key = keys.find((k) => k.alg === alg);
   if (!key) throw new Error(`no ${alg} test key`);
   return key;
 }
 
-export async function mintToken(
+export function mintToken(
   subject: string,
   opts: {
-    alg?: "RS256" | "ES256";
+    alg?: SigningAlg;
     issuer?: string;
     audience?: string;
     expiresIn?: number;
@@ -24,19 +23,15 @@ export async function mintToken(
     omitExp?: boolean;
   } = {},
 ): Promise<string> {
-  const alg = opts.alg ?? "ES256";
-  const jwk = privateKey(alg);
-  const key = await importJWK(jwk, alg);
-  const now = Math.floor(Date.now() / 1000);
-  let jwt = new SignJWT({ ...opts.claims })
-    .setProtectedHeader({ alg, kid: opts.kid ?? jwk.kid, typ: "JWT" })
-    .setSubject(subject)
-    .setIssuer(opts.issuer ?? env.AUTH_ISSUER ?? "")
-    .setIssuedAt(now);
-  if (!opts.omitExp) jwt = jwt.setExpirationTime(now + (opts.expiresIn ?? 600));
-  if (opts.notBefore !== undefined) jwt = jwt.setNotBefore(now + opts.notBefore);
-  if (opts.audience) jwt = jwt.setAudience(opts.audience);
-  return jwt.sign(key);
+  return signToken(privateKey(opts.alg ?? "ES256"), {
+    subject,
+    issuer: opts.issuer ?? env.AUTH_ISSUER ?? "",
+    expiresIn: opts.omitExp ? null : (opts.expiresIn ?? 600),
+    notBefore: opts.notBefore,
+    audience: opts.audience,
+    claims: opts.claims,
+    kid: opts.kid,
+  });
 }
 
 let counter = 0;

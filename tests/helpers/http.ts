@@ -1,16 +1,14 @@
-// Calls the gateway exactly as a client would, through the worker's own fetch handler.
+// Calls the gateway exactly as a client would (scripts/lib/http-client.ts), through the worker's
+// own fetch handler.
 import { exports } from "cloudflare:workers";
+import { httpClient } from "../../scripts/lib/http-client.ts";
 
 export type CallOptions = { headers?: Record<string, string>; body?: unknown; rawBody?: BodyInit };
 
-export async function call(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
-  const headers = new Headers(opts.headers);
-  let body: BodyInit | undefined = opts.rawBody;
-  if (opts.body !== undefined) {
-    body = JSON.stringify(opts.body);
-    if (!headers.has("content-type")) headers.set("content-type", "application/json");
-  }
-  return exports.default.fetch(new Request(`http://gateway.test${path}`, { method, headers, body }));
+const gateway = httpClient({ baseUrl: "http://gateway.test", fetch: (request) => exports.default.fetch(request) });
+
+export function call(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
+  return gateway.request(method, path, opts);
 }
 
 export async function json<T = any>(res: Response): Promise<T> {

@@ -2,7 +2,7 @@
 // the cleanup tests. The fakes sit exactly where production talks to things we cannot run here:
 // the Cloudflare REST API (an injected fetch) and the DISPATCHER binding.
 import { env } from "cloudflare:workers";
-import { createFakeCloudflareApi, type FakeCloudflareApi } from "../../scripts/lib/fake-cloudflare-api.mjs";
+import { createFakeCloudflareApi, type FakeCloudflareApi } from "../../scripts/lib/fake-cloudflare-api.ts";
 import { createDb, type Db } from "../../src/db/client";
 import { agents, deploymentArtifacts, deployments, users } from "../../src/db/schema";
 import { newId } from "../../src/lib/ids";

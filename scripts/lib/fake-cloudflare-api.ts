@@ -26,34 +26,103 @@ const MODULE_TYPES = new Set([
 ]);
 const ES_MODULE_TYPES = new Set(["application/javascript+module", "text/javascript+module"]);
 
-function envelope(status, { result = null, errors = [], messages = [] } = {}) {
+type Binding = { type: string; name: string; [field: string]: any };
+
+export type FakeScript = {
+  metadata: {
+    main_module: string;
+    compatibility_date?: string;
+    compatibility_flags?: string[];
+    bindings?: Binding[];
+    tags?: string[];
+    [field: string]: unknown;
+  };
+  modules: Array<{ name: string; contentType: string; content: string }>;
+  tags: string[];
+  etag: string;
+  createdOn: string;
+  modifiedOn: string;
+};
+
+export type FakeRequestRecord = {
+  method: string;
+  path: string;
+  query: string;
+  status: number;
+  summary?: string;
+  error?: string;
+};
+
+export type FakeFault = {
+  method?: string;
+  pathIncludes?: string;
+  times?: number;
+  status?: number;
+  errors?: Array<{ code: number; message: string }>;
+  rawBody?: string;
+  contentType?: string;
+  hang?: boolean;
+  networkError?: string;
+};
+
+export type FakeCloudflareApi = {
+  /** The fake's fetch: give it to the Cloudflare client, or call it from an HTTP server. */
+  fetch(request: Request): Promise<Response>;
+  /** Uploaded scripts by name. */
+  scripts: Map<string, FakeScript>;
+  /** Every request seen, in order. */
+  requests: FakeRequestRecord[];
+  /**
+   * Makes the next `times` matching requests fail: with `status` (+ `errors`, or a non-JSON
+   * `rawBody`), by hanging until the caller aborts (`hang`), or as a network error.
+   */
+  inject(fault: FakeFault): void;
+};
+
+export type FakeCloudflareApiOptions = {
+  accountId: string;
+  apiToken: string;
+  namespace: string;
+  basePath?: string;
+  deletePageSize?: number;
+  log?: (line: string) => void;
+};
+
+type Envelope = { result?: unknown; errors?: Array<{ code: number; message: string }>; messages?: unknown[] };
+
+function envelope(status: number, { result = null, errors = [], messages = [] }: Envelope = {}): Response {
   return new Response(JSON.stringify({ success: errors.length === 0, errors, messages, result }), {
     status,
     headers: { "content-type": "application/json" },
   });
 }
 
-const fail = (status, code, message) => ({ status, errors: [{ code, message }] });
+const fail = (status: number, code: number, message: string) => ({ status, errors: [{ code, message }] });
 
 class Rejection extends Error {
-  constructor(status, code, message) {
+  status: number;
+  code: number;
+  constructor(status: number, code: number, message: string) {
     super(message);
     this.status = status;
     this.code = code;
   }
 }
 
-function reject(status, code, message) {
+function reject(status: number, code: number, message: string): never {
   throw new Rejection(status, code, message);
 }
 
 /** Validates a multipart upload; returns what to store. Throws Rejection. */
-async function validateUpload(request, url) {
+async function validateUpload(
+  request: Request,
+  url: URL,
+): Promise<Omit<FakeScript, "etag" | "createdOn" | "modifiedOn">> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!/^multipart\/form-data;\s*boundary=/i.test(contentType)) {
     reject(400, 10001, `Unsupported or unexpected Content Type: ${contentType || "none"}`);
   }
-  let form;
+  let form: FormData;
   try {
     form = await request.formData();
   } catch {
@@ -61,8 +130,8 @@ async function validateUpload(request, url) {
   }
   const metadataPart = form.get("metadata");
   if (metadataPart === null) reject(400, 10021, "Missing metadata part");
-  const metadataText = typeof metadataPart === "string" ? metadataPart : await metadataPart.text();
-  let metadata;
+  const metadataText = typeof metadataPart === "string" ? metadataPart : await (metadataPart as Blob).text();
+  let metadata: any;
   try {
     metadata = JSON.parse(metadataText);
   } catch {
@@ -75,13 +144,14 @@ async function validateUpload(request, url) {
     reject(400, 10021, "metadata.main_module is required for a module Worker");
   }
 
-  const modules = [];
+  const modules: FakeScript["modules"] = [];
   for (const [name, value] of form.entries()) {
     if (name === "metadata") continue;
     if (typeof value === "string") reject(400, 10021, `part ${name} must be a file part with a content type`);
-    const type = (value.type ?? "").split(";")[0].trim().toLowerCase();
-    if (!MODULE_TYPES.has(type)) reject(400, 10021, `part ${name} has unsupported content type "${value.type}"`);
-    modules.push({ name, contentType: type, content: await value.text() });
+    const file = value as unknown as Blob;
+    const type = (file.type ?? "").split(";")[0]!.trim().toLowerCase();
+    if (!MODULE_TYPES.has(type)) reject(400, 10021, `part ${name} has unsupported content type "${file.type}"`);
+    modules.push({ name, contentType: type, content: await file.text() });
   }
   const main = modules.find((m) => m.name === metadata.main_module);
   if (!main) reject(400, 10021, `main_module "${metadata.main_module}" names no uploaded part`);
@@ -93,14 +163,15 @@ async function validateUpload(request, url) {
   }
   if (
     metadata.compatibility_flags !== undefined &&
-    (!Array.isArray(metadata.compatibility_flags) || metadata.compatibility_flags.some((f) => typeof f !== "string"))
+    (!Array.isArray(metadata.compatibility_flags) ||
+      metadata.compatibility_flags.some((f: unknown) => typeof f !== "string"))
   ) {
     reject(400, 10021, "compatibility_flags must be an array of strings");
   }
 
-  const bindings = metadata.bindings ?? [];
+  const bindings: Binding[] = metadata.bindings ?? [];
   if (!Array.isArray(bindings)) reject(400, 10021, "bindings must be an array");
-  const names = new Set();
+  const names = new Set<string>();
   for (const [i, b] of bindings.entries()) {
     const at = `bindings[${i}]`;
     if (typeof b !== "object" || b === null) reject(400, 10021, `${at} must be an object`);
@@ -140,7 +211,7 @@ async function validateUpload(request, url) {
   const decodedUrl = decodeURIComponent(url.href);
   if (secrets.some((s) => decodedUrl.includes(s))) reject(400, 10021, "a secret value appears in the URL");
 
-  const tags = metadata.tags ?? [];
+  const tags: string[] = metadata.tags ?? [];
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== "string" || t === "" || /[,&]/.test(t))) {
     reject(400, 10021, "tags must be non-empty strings without ',' or '&'");
   }
@@ -148,41 +219,37 @@ async function validateUpload(request, url) {
   return { metadata, modules, tags };
 }
 
-function parseTagFilter(raw) {
+function parseTagFilter(raw: string | null): Array<{ tag: string; want: boolean }> | null | undefined {
   if (!raw) return null;
-  const filter = [];
+  const filter: Array<{ tag: string; want: boolean }> = [];
   for (const item of raw.split(",")) {
     const m = /^(.+):(yes|no)$/.exec(item);
     if (!m) return undefined;
-    filter.push({ tag: m[1], want: m[2] === "yes" });
+    filter.push({ tag: m[1]!, want: m[2] === "yes" });
   }
   return filter;
 }
 
-/**
- * @param {{ accountId: string, apiToken: string, namespace: string, basePath?: string,
- *   deletePageSize?: number, log?: (line: string) => void }} options
- */
-export function createFakeCloudflareApi(options) {
+export function createFakeCloudflareApi(options: FakeCloudflareApiOptions): FakeCloudflareApi {
   const basePath = options.basePath ?? "/client/v4";
   const deletePageSize = options.deletePageSize ?? 100;
-  const scripts = new Map();
-  const requests = [];
-  const faults = [];
+  const scripts = new Map<string, FakeScript>();
+  const requests: FakeRequestRecord[] = [];
+  const faults: Array<FakeFault & { times: number }> = [];
   let uploads = 0;
 
-  function faultFor(method, path) {
+  function faultFor(method: string, path: string): FakeFault | null {
     const i = faults.findIndex(
       (f) => (!f.method || f.method === method) && (!f.pathIncludes || path.includes(f.pathIncludes)),
     );
     if (i < 0) return null;
-    const f = faults[i];
+    const f = faults[i]!;
     f.times -= 1;
     if (f.times <= 0) faults.splice(i, 1);
     return f;
   }
 
-  function record(entry) {
+  function record(entry: FakeRequestRecord): void {
     requests.push(entry);
     if (options.log) {
       const parts = [`${entry.method} ${entry.path}${entry.query ? `?${entry.query}` : ""} -> ${entry.status}`];
@@ -192,11 +259,11 @@ export function createFakeCloudflareApi(options) {
     }
   }
 
-  async function handle(request) {
+  async function handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const method = request.method.toUpperCase();
     const path = url.pathname.startsWith(basePath) ? url.pathname.slice(basePath.length) : url.pathname;
-    const entry = { method, path, query: url.search.slice(1), status: 0 };
+    const entry: FakeRequestRecord = { method, path, query: url.search.slice(1), status: 0 };
 
     const fault = faultFor(method, path);
     if (fault?.networkError) {
@@ -209,7 +276,7 @@ export function createFakeCloudflareApi(options) {
       entry.status = -1;
       entry.error = "no answer (hang)";
       record(entry);
-      return new Promise((_, rejectPromise) => {
+      return new Promise<Response>((_, rejectPromise) => {
         const abort = () => rejectPromise(new DOMException("The operation was aborted.", "AbortError"));
         if (request.signal.aborted) abort();
         else request.signal.addEventListener("abort", abort);
@@ -222,15 +289,15 @@ export function createFakeCloudflareApi(options) {
       return envelope(401, fail(401, 10000, "Authentication error"));
     }
     if (fault) {
-      entry.status = fault.status;
+      entry.status = fault.status ?? 500;
       record({ ...entry, error: "injected fault" });
       if (fault.rawBody !== undefined) {
         return new Response(fault.rawBody, {
-          status: fault.status,
+          status: fault.status ?? 500,
           headers: { "content-type": fault.contentType ?? "text/html" },
         });
       }
-      return envelope(fault.status, { errors: fault.errors ?? [] });
+      return envelope(fault.status ?? 500, { errors: fault.errors ?? [] });
     }
 
     const m = /^\/accounts\/([^/]+)\/workers\/dispatch\/namespaces\/([^/]+)\/scripts(?:\/([^/]+))?$/.exec(path);
@@ -239,7 +306,7 @@ export function createFakeCloudflareApi(options) {
       record(entry);
       return envelope(404, fail(404, 7000, "No route for that URI"));
     }
-    const [, account, namespace, rawName] = m;
+    const [, account = "", namespace = "", rawName] = m;
     if (decodeURIComponent(account) !== options.accountId) {
       entry.status = 404;
       record(entry);
@@ -344,16 +411,9 @@ export function createFakeCloudflareApi(options) {
   }
 
   return {
-    /** The fake's fetch: give it to the Cloudflare client, or call it from an HTTP server. */
     fetch: (request) => handle(request),
-    /** Uploaded scripts by name: { metadata, modules, tags, etag }. */
     scripts,
-    /** Every request seen, in order: { method, path, query, status, summary?, error? }. */
     requests,
-    /**
-     * Makes the next `times` matching requests fail: with `status` (+ `errors`, or a non-JSON
-     * `rawBody`), by hanging until the caller aborts (`hang`), or as a network error.
-     */
     inject(fault) {
       faults.push({ times: 1, ...fault });
     },

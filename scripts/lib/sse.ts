@@ -1,7 +1,8 @@
-// A small Server-Sent Events reader for the e2e suite: parses `event:` / `data:` / `id:` lines
-// from a fetch body as the bytes arrive (WHATWG "event stream interpretation") and yields each
-// event the moment its terminating blank line is read, stamped with its arrival time, so tests
-// can check that a stream is delivered incrementally rather than buffered.
+// The one Server-Sent Events reader (the e2e suite, the Workers-runtime tests, the bench, the
+// demo): parses `event:` / `data:` / `id:` lines from a fetch body as the bytes arrive (WHATWG
+// "event stream interpretation") and yields each event the moment its terminating blank line is
+// read, stamped with its arrival time, so callers can check that a stream is delivered
+// incrementally rather than buffered. Web-platform code only: it runs in Node and in workerd.
 
 export type SseEvent = {
   /** `event:` field; "message" when the event has none. */
@@ -14,11 +15,22 @@ export type SseEvent = {
   receivedAt: number;
 };
 
-/** Yields the events of an SSE body in order; an unterminated last event is dropped, as in browsers. */
+export type ReadSseOptions = {
+  /** Clock for `receivedAt` (default performance.now). */
+  now?: () => number;
+  /**
+   * What to do with bytes left after the last blank line: "drop" them as browsers do (default),
+   * or "throw", for tests that hold a server to terminating every event it sends.
+   */
+  unterminated?: "drop" | "throw";
+};
+
+/** Yields the events of an SSE body in order. */
 export async function* readSse(
   body: ReadableStream<Uint8Array>,
-  now: () => number = () => performance.now(),
+  options: ReadSseOptions = {},
 ): AsyncGenerator<SseEvent> {
+  const now = options.now ?? (() => performance.now());
   const reader = body.getReader();
   const decoder = new TextDecoder("utf-8");
   let buffer = "";
@@ -33,6 +45,9 @@ export async function* readSse(
       const { done, value } = await reader.read();
       if (done) {
         finished = true;
+        if (options.unterminated === "throw" && (buffer.trim() !== "" || data.length > 0 || eventType !== "")) {
+          throw new Error(`stream ended inside an event: ${JSON.stringify(buffer)}`);
+        }
         return;
       }
       const receivedAt = now();
@@ -85,9 +100,33 @@ function lineEnd(text: string): { index: number; length: number } | undefined {
 }
 
 /** Reads a whole SSE response into a list of events. */
-export async function collectSse(res: Response): Promise<SseEvent[]> {
+export async function collectSse(res: Response, options?: ReadSseOptions): Promise<SseEvent[]> {
   if (!res.body) return [];
   const events: SseEvent[] = [];
-  for await (const event of readSse(res.body)) events.push(event);
+  for await (const event of readSse(res.body, options)) events.push(event);
+  return events;
+}
+
+/** An event whose data has been parsed as JSON (left as text when it is not JSON). */
+export type JsonSseEvent = Omit<SseEvent, "data"> & { data: any };
+
+/** readSse with each event's data parsed as JSON, for streams whose events carry JSON. */
+export async function* readJsonSse(res: Response, options?: ReadSseOptions): AsyncGenerator<JsonSseEvent> {
+  if (!res.body) throw new Error("response has no body");
+  for await (const event of readSse(res.body, options)) {
+    let data: unknown = event.data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      // Not JSON: keep the text.
+    }
+    yield { ...event, data };
+  }
+}
+
+/** Reads a whole SSE response of JSON events into a list. */
+export async function collectJsonSse(res: Response, options?: ReadSseOptions): Promise<JsonSseEvent[]> {
+  const events: JsonSseEvent[] = [];
+  for await (const event of readJsonSse(res, options)) events.push(event);
   return events;
 }
