@@ -115,13 +115,13 @@ describe("isolate cache", () => {
     expect(await cache.get("a", async () => "ok")).toBe("ok");
   });
 
-  it("keeps an expired entry when its reload fails, and hands it to the next load as previous", async () => {
+  it("hands a load the expired value it replaces, and keeps that value when the load fails", async () => {
     const clock = testClock();
     const cache = new IsolateCache<string, string>({ maxEntries: 10, ttlMs: 1000, clock: clock.read });
-    await cache.get("a", async () => "v1");
+    expect(await cache.get("a", async (previous) => `v1 after ${previous}`)).toBe("v1 after undefined");
     clock.now += 1000;
     await expect(cache.get("a", () => Promise.reject(new Error("down")))).rejects.toThrow("down");
-    expect(await cache.get("a", async (previous) => `after ${await previous()}`)).toBe("after v1");
+    expect(await cache.get("a", async (previous) => `v2 after ${previous}`)).toBe("v2 after v1 after undefined");
   });
 
   it("calls load once for concurrent misses of one key", async () => {
@@ -153,17 +153,24 @@ describe("isolate cache", () => {
     expect(await cache.get("a", async () => "not called")).toBe("newer");
   });
 
-  it("hands a load the result of an older load still in flight as previous", async () => {
-    const clock = testClock();
-    const cache = new IsolateCache<string, { n: number }>({ maxEntries: 10, ttlMs: 1000, clock: clock.read });
-    const stuck = deferred<{ n: number }>();
-    const counter = { n: 1 };
-    const first = cache.get("a", () => stuck.promise);
-    clock.now += 1000;
-    const second = cache.get("a", async (previous) => (await previous()) ?? { n: 0 });
-    stuck.resolve(counter);
-    expect(await first).toBe(counter);
-    expect(await second).toBe(counter);
+  it("hands a load it starts to waitUntil, and a shared load only once", async () => {
+    const cache = new IsolateCache<string, string>({ maxEntries: 10, ttlMs: 1000, clock: testClock().read });
+    const held: Promise<unknown>[] = [];
+    const waitUntil = (promise: Promise<unknown>) => held.push(promise);
+    const failing = deferred<string>();
+    const gets = [
+      cache.get("a", () => failing.promise, { waitUntil }),
+      cache.get("a", () => failing.promise, { waitUntil }),
+    ];
+    expect(held).toHaveLength(1);
+    failing.reject(new Error("down"));
+    await expect(gets[0]).rejects.toThrow("down");
+    await expect(gets[1]).rejects.toThrow("down");
+    // What waitUntil holds never rejects: a failed load is the callers' to handle, not the runtime's.
+    await expect(held[0]).resolves.toBeUndefined();
+    await cache.get("a", async () => "hit", { waitUntil });
+    await cache.get("a", async () => "not called", { waitUntil });
+    expect(held).toHaveLength(2);
   });
 
   it("does not store a load that was in flight when its key was deleted or the cache cleared", async () => {

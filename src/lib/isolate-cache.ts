@@ -6,7 +6,9 @@
 //    whose clock reads earlier loads again). `ttlOf` may shorten the TTL from the loaded value;
 //    0 or less means the value is returned but not kept.
 //  - Concurrent `get`s of a missing or expired key share one load while it is younger than
-//    `ttlMs`; a joined load answers as if the caller had arrived when it started.
+//    `ttlMs`; a joined load answers as if the caller had arrived when it started. The caller that
+//    starts it hands it to `waitUntil` when given one, so the callers sharing it are not left
+//    waiting if that caller's request ends first.
 //  - A load that fails is never kept: every caller sharing it sees the failure, the next `get`
 //    loads again, and an expired entry it would have replaced stays as it was.
 //  - `delete` and `clear` also drop loads in flight: their results are returned to the callers
@@ -27,11 +29,10 @@ export type IsolateCacheOptions<V> = {
 };
 
 /**
- * Loads a missing or expired value. `previous` resolves to the value this load replaces (the
- * expired entry, or the result of an older load still in flight), for callers that carry state
- * from one load to the next; most ignore it.
+ * Loads a missing or expired value. `previous` is the expired entry's value, if one is stored,
+ * for callers that carry state from one load to the next; most ignore it.
  */
-export type IsolateCacheLoad<V> = (previous: () => Promise<V | undefined>) => Promise<V>;
+export type IsolateCacheLoad<V> = (previous: V | undefined) => Promise<V>;
 
 type Entry<V> = { value: V; loadStartedAt: number; expiresAt: number };
 type Flight<V> = { startedAt: number; promise: Promise<V> };
@@ -52,13 +53,19 @@ export class IsolateCache<K, V> {
   }
 
   /** The cached value of `key`, else the result of `load` (shared with concurrent callers). */
-  get(key: K, load: IsolateCacheLoad<V>, opts: { now?: number } = {}): Promise<V> {
+  get(
+    key: K,
+    load: IsolateCacheLoad<V>,
+    opts: { now?: number; waitUntil?: (promise: Promise<unknown>) => void } = {},
+  ): Promise<V> {
     const now = opts.now ?? this.#clock();
     const entry = this.#entries.get(key);
     if (entry && now >= entry.loadStartedAt && now < entry.expiresAt) return Promise.resolve(entry.value);
     const flight = this.#flights.get(key);
     if (flight && now >= flight.startedAt && now - flight.startedAt < this.#ttlMs) return flight.promise;
-    return this.#load(key, load, now, entry, flight);
+    const started = this.#load(key, load, now, entry?.value);
+    opts.waitUntil?.(started.catch(() => undefined));
+    return started;
   }
 
   /** Forgets `key`, including a load in flight (its result will not be stored). */
@@ -73,17 +80,9 @@ export class IsolateCache<K, V> {
     this.#flights.clear();
   }
 
-  #load(key: K, load: IsolateCacheLoad<V>, now: number, expired?: Entry<V>, older?: Flight<V>): Promise<V> {
-    const previous = (): Promise<V | undefined> =>
-      older
-        ? older.promise.then(
-            (value) => value,
-            () => expired?.value,
-          )
-        : Promise.resolve(expired?.value);
-    const flight: Flight<V> = { startedAt: now, promise: Promise.resolve(undefined as V) };
+  #load(key: K, load: IsolateCacheLoad<V>, now: number, previous: V | undefined): Promise<V> {
     // The async wrapper turns a load that throws synchronously into a rejected flight.
-    flight.promise = (async () => load(previous))().then(
+    const promise = (async () => load(previous))().then(
       (value) => {
         if (this.#flights.get(key) === flight) {
           this.#flights.delete(key);
@@ -96,8 +95,9 @@ export class IsolateCache<K, V> {
         throw err;
       },
     );
+    const flight: Flight<V> = { startedAt: now, promise };
     this.#flights.set(key, flight);
-    return flight.promise;
+    return promise;
   }
 
   #store(key: K, value: V, loadStartedAt: number): void {

@@ -48,12 +48,7 @@ export function agentRoute(
   input: { userId: string; agentId: string },
   opts: { now?: number; waitUntil?: (promise: Promise<unknown>) => void } = {},
 ): Promise<AgentRoute> {
-  const load = () => {
-    const read = readAgentRoute(db, input);
-    opts.waitUntil?.(read.catch(() => undefined));
-    return read;
-  };
-  return routes.get(keyOf(input.userId, input.agentId), load, { now: opts.now });
+  return routes.get(keyOf(input.userId, input.agentId), () => readAgentRoute(db, input), opts);
 }
 
 /** Drops this isolate's cached route of an agent (rule 2): call after changing it in D1. */
