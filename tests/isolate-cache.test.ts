@@ -2,7 +2,7 @@
 // the load's start with an injected clock, eviction of the oldest entry, no remembered failures,
 // one load for concurrent misses, and invalidation that an older load cannot undo.
 import { describe, expect, it } from "vitest";
-import { IsolateCache } from "../src/lib/isolate-cache";
+import { IsolateCache, MAX_JOIN_MS } from "../src/lib/isolate-cache";
 
 function testClock(start = 1_000_000) {
   const clock = { now: start, read: () => clock.now };
@@ -151,6 +151,19 @@ describe("isolate cache", () => {
     stuck.resolve("older");
     expect(await first).toBe("older");
     expect(await cache.get("a", async () => "not called")).toBe("newer");
+  });
+
+  it("joins a load that never settles for less than MAX_JOIN_MS, even when entries never expire", async () => {
+    const clock = testClock();
+    const cache = new IsolateCache<string, string>({ maxEntries: 10, ttlMs: Infinity, clock: clock.read });
+    const load = countingLoad("a");
+    void cache.get("a", () => new Promise<string>(() => {}));
+    clock.now += MAX_JOIN_MS - 1;
+    void cache.get("a", load);
+    expect(load.calls).toBe(0);
+    clock.now += 1;
+    expect(await cache.get("a", load)).toBe("a#1");
+    expect(await cache.get("a", load)).toBe("a#1");
   });
 
   it("hands a load it starts to waitUntil, and a shared load only once", async () => {

@@ -6,8 +6,9 @@
 //    whose clock reads earlier loads again). `ttlOf` may shorten the TTL from the loaded value;
 //    0 or less means the value is returned but not kept.
 //  - Concurrent `get`s of a missing or expired key share one load while it is younger than
-//    `ttlMs`; a joined load answers as if the caller had arrived when it started. The caller that
-//    starts it hands it to `waitUntil` when given one, so the callers sharing it are not left
+//    `ttlMs` and MAX_JOIN_MS; a joined load answers as if the caller had arrived when it started.
+//    An older load is presumed stuck, and the next caller starts its own. The caller that starts
+//    a load hands it to `waitUntil` when given one, so the callers sharing it are not left
 //    waiting if that caller's request ends first.
 //  - A load that fails is never kept: every caller sharing it sees the failure, the next `get`
 //    loads again, and an expired entry it would have replaced stays as it was.
@@ -16,6 +17,9 @@
 //  - At most `maxEntries` entries; storing one more drops the one stored longest ago (insertion
 //    order, not LRU: entries expire anyway, so a busy entry that is dropped costs one reload,
 //    and a hit stays a plain lookup).
+
+/** How long a load in flight may be joined at most; ours (D1 reads, a 3 s JWKS fetch) take far less. */
+export const MAX_JOIN_MS = 10_000;
 
 export type IsolateCacheOptions<V> = {
   /** Most entries kept; storing one more drops the oldest. */
@@ -43,12 +47,14 @@ export class IsolateCache<K, V> {
   readonly #maxEntries: number;
   readonly #ttlMs: number;
   readonly #ttlOf: ((value: V) => number) | undefined;
+  readonly #joinMs: number;
   readonly #clock: () => number;
 
   constructor(options: IsolateCacheOptions<V>) {
     this.#maxEntries = options.maxEntries;
     this.#ttlMs = options.ttlMs;
     this.#ttlOf = options.ttlOf;
+    this.#joinMs = Math.min(options.ttlMs, MAX_JOIN_MS);
     this.#clock = options.clock ?? Date.now;
   }
 
@@ -62,7 +68,7 @@ export class IsolateCache<K, V> {
     const entry = this.#entries.get(key);
     if (entry && now >= entry.loadStartedAt && now < entry.expiresAt) return Promise.resolve(entry.value);
     const flight = this.#flights.get(key);
-    if (flight && now >= flight.startedAt && now - flight.startedAt < this.#ttlMs) return flight.promise;
+    if (flight && now >= flight.startedAt && now - flight.startedAt < this.#joinMs) return flight.promise;
     const started = this.#load(key, load, now, entry?.value);
     opts.waitUntil?.(started.catch(() => undefined));
     return started;
