@@ -4,6 +4,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jose";
 import type { Config } from "../env";
 import { ApiError } from "../lib/errors";
+import { IsolateCache } from "../lib/isolate-cache";
 
 export const ALLOWED_ALGORITHMS = ["RS256", "ES256"];
 export const CLOCK_TOLERANCE_SECONDS = 5;
@@ -70,24 +71,37 @@ function withUnavailableAsError(remote: JWTVerifyGetKey): JWTVerifyGetKey {
  *   JWKS stops its tokens within a minute (no later than the JWKS cache itself would);
  * - entries are per auth configuration (issuer, audience, key source): a token verified under
  *   one configuration is re-verified under another;
- * - at most MAX_VERIFIED_TOKENS entries; beyond that the oldest is dropped.
+ * - at most MAX_VERIFIED_TOKENS entries; beyond that the oldest is dropped;
+ * - concurrent requests with the same unverified token share one verification.
  */
 export const VERIFIED_TOKEN_MAX_AGE_MS = 60_000;
 const MAX_VERIFIED_TOKENS = 10_000;
 
-type VerifiedEntry = { configKey: string; subject: string; trustedUntil: number };
-// Isolate-lifetime cache: token -> what verifying it found, and until when that holds.
-const verifiedTokens = new Map<string, VerifiedEntry>();
-// The identity of an auth configuration (configs are parsed once per env; see env.ts).
-const configKeys = new WeakMap<Config["auth"], string>();
+type Verified = { subject: string; trustedForMs: number };
+// `${configId} ${token}` -> the subject, trusted up to a minute after verifying (the rules above).
+const verifiedTokens = new IsolateCache<string, Verified>({
+  maxEntries: MAX_VERIFIED_TOKENS,
+  ttlMs: VERIFIED_TOKEN_MAX_AGE_MS,
+  ttlOf: (verified) => verified.trustedForMs,
+});
 
-function configKeyOf(auth: Config["auth"]): string {
-  let key = configKeys.get(auth);
-  if (key === undefined) {
-    key = JSON.stringify([auth.issuer, auth.audience ?? null, auth.jwks ?? null, auth.jwksUrl]);
-    configKeys.set(auth, key);
+// A short id per distinct auth configuration (issuer, audience, key source), so cache keys do not
+// carry an inline JWKS. Configs are parsed once per env (see env.ts): an isolate sees one or a few.
+const configIdByContent = new Map<string, string>();
+const configIds = new WeakMap<Config["auth"], string>();
+
+function configIdOf(auth: Config["auth"]): string {
+  let id = configIds.get(auth);
+  if (id === undefined) {
+    const content = JSON.stringify([auth.issuer, auth.audience ?? null, auth.jwks ?? null, auth.jwksUrl]);
+    id = configIdByContent.get(content);
+    if (id === undefined) {
+      id = `c${configIdByContent.size}`;
+      configIdByContent.set(content, id);
+    }
+    configIds.set(auth, id);
   }
-  return key;
+  return id;
 }
 
 /** Verifies a bearer token; every failure is an ApiError (401, or 503 when keys are unreachable). */
@@ -97,10 +111,12 @@ export async function verifyAccessToken(
   opts: { now?: number } = {},
 ): Promise<VerifiedToken> {
   const now = opts.now ?? Date.now();
-  const configKey = configKeyOf(auth);
-  const cached = verifiedTokens.get(token);
-  if (cached && cached.configKey === configKey && now < cached.trustedUntil) return { subject: cached.subject };
+  const key = `${configIdOf(auth)} ${token}`;
+  const { subject } = await verifiedTokens.get(key, () => verifyUncached(token, auth, now), { now });
+  return { subject };
+}
 
+async function verifyUncached(token: string, auth: Config["auth"], now: number): Promise<Verified> {
   const keySet = keySetFor(auth);
   try {
     const { payload } = await jwtVerify(token, keySet, {
@@ -114,17 +130,8 @@ export async function verifyAccessToken(
     if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
       throw new ApiError("invalid_token", "token subject is missing or invalid");
     }
-    // requiredClaims guarantees a numeric exp.
-    const trustedUntil = Math.min((payload.exp as number) * 1000, now + VERIFIED_TOKEN_MAX_AGE_MS);
-    if (now < trustedUntil) {
-      verifiedTokens.delete(token);
-      verifiedTokens.set(token, { configKey, subject: payload.sub, trustedUntil });
-      if (verifiedTokens.size > MAX_VERIFIED_TOKENS) {
-        const oldest = verifiedTokens.keys().next().value;
-        if (oldest !== undefined) verifiedTokens.delete(oldest);
-      }
-    }
-    return { subject: payload.sub };
+    // requiredClaims guarantees a numeric exp. Trust ends at exp itself, without the tolerance.
+    return { subject: payload.sub, trustedForMs: (payload.exp as number) * 1000 - now };
   } catch (err) {
     throw toAuthError(err);
   }

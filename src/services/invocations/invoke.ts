@@ -51,7 +51,11 @@ export async function invokeAgent(
   const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
   const payload = JSON.stringify(body);
   const bytesIn = utf8.encode(payload).byteLength;
-  const quota = await admitInvocation(deps.db, { userId: deps.userId, limit: plan.invocationsPerPeriod });
+  const quota = await admitInvocation(deps.db, {
+    userId: deps.userId,
+    limit: plan.invocationsPerPeriod,
+    waitUntil: deps.waitUntil,
+  });
   if (!quota.allowed) throw usageLimitExceeded(quota, tier);
   const limits = { cpuMs: plan.cpuMs, subRequests: plan.subRequests };
   const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id, ...rateLimitHeaders(quota) };

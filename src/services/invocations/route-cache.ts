@@ -16,14 +16,16 @@
 //     to the user it was read for.
 //  4. What a read found is cached, whatever it was (a deployment, disabled, no active deployment,
 //     not found); a read that failed (D1 error) is never cached.
-//  5. Concurrent lookups of a missing or expired entry share one D1 read. The request that starts
-//     the read also hands it to waitUntil, so the read completes (and settles for the requests
-//     sharing it) even if that request is cancelled first.
+//  5. Concurrent lookups of a missing or expired entry share one D1 read (while it is younger than
+//     ROUTE_CACHE_TTL_MS, so rule 1 holds for a slow read too). The request that starts the read
+//     also hands it to waitUntil, so the read completes (and settles for the requests sharing it)
+//     even if that request is cancelled first.
 //  6. At most MAX_CACHED_ROUTES entries; beyond that the oldest entry is dropped.
+// Rules 1, 2, 4, 5 and 6 are those of the isolate cache (src/lib/isolate-cache.ts).
 import { and, eq, isNull } from "drizzle-orm";
 import type { Db } from "../../db/client";
-import type { DeploymentRow } from "../../db/schema";
-import { agents, deployments } from "../../db/schema";
+import { agents, type DeploymentRow, deployments } from "../../db/schema";
+import { IsolateCache } from "../../lib/isolate-cache";
 
 export const ROUTE_CACHE_TTL_MS = 1000;
 const MAX_CACHED_ROUTES = 10_000;
@@ -34,10 +36,8 @@ export type AgentRoute =
   | { kind: "no_active_deployment" }
   | { kind: "not_found" };
 
-type Entry = { readStartedAt: number; route: Promise<AgentRoute> };
-
-// `${userId} ${agentId}` -> the route as read at readStartedAt. Isolate-lifetime cache.
-const routes = new Map<string, Entry>();
+// `${userId} ${agentId}` -> the route, up to ROUTE_CACHE_TTL_MS stale (rule 1: within the API's 2 s).
+const routes = new IsolateCache<string, AgentRoute>({ maxEntries: MAX_CACHED_ROUTES, ttlMs: ROUTE_CACHE_TTL_MS });
 
 const keyOf = (userId: string, agentId: string) => `${userId} ${agentId}`;
 
@@ -47,24 +47,7 @@ export function agentRoute(
   input: { userId: string; agentId: string },
   opts: { now?: number; waitUntil?: (promise: Promise<unknown>) => void } = {},
 ): Promise<AgentRoute> {
-  const now = opts.now ?? Date.now();
-  const key = keyOf(input.userId, input.agentId);
-  const hit = routes.get(key);
-  if (hit && now >= hit.readStartedAt && now - hit.readStartedAt < ROUTE_CACHE_TTL_MS) return hit.route;
-
-  const entry: Entry = { readStartedAt: now, route: readAgentRoute(db, input) };
-  routes.delete(key);
-  routes.set(key, entry);
-  if (routes.size > MAX_CACHED_ROUTES) {
-    const oldest = routes.keys().next().value;
-    if (oldest !== undefined) routes.delete(oldest);
-  }
-  // A failed read is not remembered (rule 4); only this entry is removed, not a newer one.
-  const settled = entry.route.catch(() => {
-    if (routes.get(key) === entry) routes.delete(key);
-  });
-  opts.waitUntil?.(settled);
-  return entry.route;
+  return routes.get(keyOf(input.userId, input.agentId), () => readAgentRoute(db, input), opts);
 }
 
 /** Drops this isolate's cached route of an agent (rule 2): call after changing it in D1. */

@@ -14,6 +14,7 @@ import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { deployments } from "../../db/schema";
 import { isIdOf } from "../../lib/ids";
+import { IsolateCache } from "../../lib/isolate-cache";
 
 export type DeploymentTelemetryKey = {
   deploymentId: string;
@@ -26,8 +27,13 @@ export type DeploymentTelemetryKey = {
 export const TELEMETRY_KEY_TTL_MS = 10 * 60 * 1000;
 const MAX_CACHED_KEYS = 2_000;
 
-// Isolate-lifetime cache: deployment id -> pending or found key (never a miss or a failure).
-const cache = new Map<string, { value: Promise<DeploymentTelemetryKey | null>; expiresAt: number }>();
+// Deployment id -> found key, up to TELEMETRY_KEY_TTL_MS stale: only a deleted deployment's key
+// can go stale, and it verifies reports for at most that long. A miss (null) is not kept.
+const keys = new IsolateCache<string, DeploymentTelemetryKey | null>({
+  maxEntries: MAX_CACHED_KEYS,
+  ttlMs: TELEMETRY_KEY_TTL_MS,
+  ttlOf: (found) => (found ? TELEMETRY_KEY_TTL_MS : 0),
+});
 
 /** The deployment's key, or null when no deployment has this id. Throws on D1 or decryption failure. */
 export function deploymentTelemetryKey(
@@ -35,28 +41,8 @@ export function deploymentTelemetryKey(
   deploymentId: string,
 ): Promise<DeploymentTelemetryKey | null> {
   if (!isIdOf("deployment", deploymentId)) return Promise.resolve(null);
-  const now = Date.now();
-  const hit = cache.get(deploymentId);
-  if (hit && hit.expiresAt > now) {
-    // Re-insert so that eviction drops the least recently used deployment, not a busy one.
-    cache.delete(deploymentId);
-    cache.set(deploymentId, hit);
-    return hit.value;
-  }
-
-  const value = loadKey(ctx, deploymentId);
   // Concurrent reports of a cold deployment share one lookup while it is pending.
-  cache.set(deploymentId, { value, expiresAt: now + TELEMETRY_KEY_TTL_MS });
-  const forget = () => {
-    if (cache.get(deploymentId)?.value === value) cache.delete(deploymentId);
-  };
-  value.then((found) => (found ? undefined : forget()), forget);
-  if (cache.size > MAX_CACHED_KEYS) {
-    // Map iteration is insertion (here: last use) order: drop the least recently used entry.
-    const oldest = cache.keys().next().value;
-    if (oldest !== undefined) cache.delete(oldest);
-  }
-  return value;
+  return keys.get(deploymentId, () => loadKey(ctx, deploymentId));
 }
 
 async function loadKey(

@@ -4,6 +4,7 @@ import { and, desc, eq } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { subscriptions } from "../../db/schema";
 import { newId } from "../../lib/ids";
+import { IsolateCache } from "../../lib/isolate-cache";
 import { recordAudit } from "../audit/audit";
 import type { Tier, TierLimits, TierLimitsByTier } from "./tiers";
 
@@ -15,22 +16,16 @@ import type { Tier, TierLimits, TierLimitsByTier } from "./tiers";
 export const TIER_CACHE_TTL_MS = 30_000;
 const MAX_CACHED_USERS = 10_000;
 
-// userId -> tier and when this isolate read it. Isolate-lifetime cache.
-const tierCache = new Map<string, { tier: Tier; readAt: number }>();
+// userId -> tier, up to TIER_CACHE_TTL_MS stale (see above); this isolate's own changes drop it at once.
+const tiers = new IsolateCache<string, Tier>({ maxEntries: MAX_CACHED_USERS, ttlMs: TIER_CACHE_TTL_MS });
 
-export async function getUserTier(db: Db, userId: string, opts: { now?: number } = {}): Promise<Tier> {
-  const now = opts.now ?? Date.now();
-  const cached = tierCache.get(userId);
-  if (cached && now - cached.readAt < TIER_CACHE_TTL_MS && now >= cached.readAt) return cached.tier;
-  const tier = await readUserTier(db, userId);
-  if (tierCache.size >= MAX_CACHED_USERS) tierCache.clear();
-  tierCache.set(userId, { tier, readAt: now });
-  return tier;
+export function getUserTier(db: Db, userId: string, opts: { now?: number } = {}): Promise<Tier> {
+  return tiers.get(userId, () => readUserTier(db, userId), { now: opts.now });
 }
 
 /** Drops this isolate's cached tier of a user (after this isolate changed it). */
 export function forgetUserTier(userId: string): void {
-  tierCache.delete(userId);
+  tiers.delete(userId);
 }
 
 /** The tier straight from D1, bypassing the cache. */

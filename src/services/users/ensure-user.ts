@@ -3,14 +3,17 @@ import { eq } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { users } from "../../db/schema";
 import { newId } from "../../lib/ids";
+import { IsolateCache } from "../../lib/isolate-cache";
 
-// Subject -> user id, per isolate. Users are never re-keyed, so entries never go stale.
-const userIdBySubject = new Map<string, string>();
 const MAX_CACHED_SUBJECTS = 10_000;
+// Subject -> user id, per isolate, kept until evicted: users are never re-keyed, so entries never go stale.
+const userIdBySubject = new IsolateCache<string, string>({ maxEntries: MAX_CACHED_SUBJECTS, ttlMs: Infinity });
 
-export async function ensureUser({ db, subject }: { db: Db; subject: string }): Promise<string> {
-  const cached = userIdBySubject.get(subject);
-  if (cached) return cached;
+export function ensureUser({ db, subject }: { db: Db; subject: string }): Promise<string> {
+  return userIdBySubject.get(subject, () => upsertUser(db, subject));
+}
+
+async function upsertUser(db: Db, subject: string): Promise<string> {
   const now = Date.now();
   // Insert-or-ignore then read: concurrent first requests of one subject converge on one row.
   const [row] = await db
@@ -23,7 +26,5 @@ export async function ensureUser({ db, subject }: { db: Db; subject: string }): 
     ])
     .then(([, rows]) => rows);
   if (!row) throw new Error("user row missing after upsert");
-  if (userIdBySubject.size >= MAX_CACHED_SUBJECTS) userIdBySubject.clear();
-  userIdBySubject.set(subject, row.id);
   return row.id;
 }
