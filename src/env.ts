@@ -2,6 +2,7 @@
 // isolate by `getConfig`; a bad value stops the worker from serving (a configuration_error
 // problem) instead of silently running with defaults.
 import { z } from "zod";
+import type { AuthConfig } from "./auth/jwt";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
@@ -65,12 +66,7 @@ const configSchema = z.object({
 });
 
 export type Config = {
-  auth: {
-    issuer: string;
-    audience?: string;
-    jwks?: string;
-    jwksUrl: string;
-  };
+  auth: AuthConfig;
   keyring: Keyring;
   dispatchMode: "loader" | "namespace";
   environment: string;

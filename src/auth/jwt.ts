@@ -2,7 +2,6 @@
 // the issuer's JWKS URL (cached per isolate, refetched at most once per cooldown when an
 // unknown `kid` shows up). `jku`/`x5u` headers are never followed.
 import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jose";
-import type { Config } from "../env";
 import { ApiError } from "../lib/errors";
 import { IsolateCache } from "../lib/isolate-cache";
 
@@ -12,12 +11,21 @@ const JWKS_TIMEOUT_MS = 3000;
 const JWKS_COOLDOWN_MS = 30_000;
 const JWKS_MAX_AGE_MS = 10 * 60_000;
 
+/** Where tokens come from and whom they must be for (parsed from AUTH_* by src/env.ts). */
+export type AuthConfig = {
+  issuer: string;
+  audience?: string;
+  /** Inline JWKS JSON (local dev and tests); otherwise keys are fetched from jwksUrl. */
+  jwks?: string;
+  jwksUrl: string;
+};
+
 export type VerifiedToken = { subject: string };
 
 // Key sets per isolate, keyed by the inline JSON or the URL they were built from.
 const keySets = new Map<string, JWTVerifyGetKey>();
 
-function keySetFor(auth: Config["auth"]): JWTVerifyGetKey {
+function keySetFor(auth: AuthConfig): JWTVerifyGetKey {
   const cacheKey = auth.jwks ? `inline:${auth.jwks}` : `url:${auth.jwksUrl}`;
   let keySet = keySets.get(cacheKey);
   if (!keySet) {
@@ -88,9 +96,9 @@ const verifiedTokens = new IsolateCache<string, Verified>({
 // A short id per distinct auth configuration (issuer, audience, key source), so cache keys do not
 // carry an inline JWKS. Configs are parsed once per env (see env.ts): an isolate sees one or a few.
 const configIdByContent = new Map<string, string>();
-const configIds = new WeakMap<Config["auth"], string>();
+const configIds = new WeakMap<AuthConfig, string>();
 
-function configIdOf(auth: Config["auth"]): string {
+function configIdOf(auth: AuthConfig): string {
   let id = configIds.get(auth);
   if (id === undefined) {
     const content = JSON.stringify([auth.issuer, auth.audience ?? null, auth.jwks ?? null, auth.jwksUrl]);
@@ -107,7 +115,7 @@ function configIdOf(auth: Config["auth"]): string {
 /** Verifies a bearer token; every failure is an ApiError (401, or 503 when keys are unreachable). */
 export async function verifyAccessToken(
   token: string,
-  auth: Config["auth"],
+  auth: AuthConfig,
   opts: { now?: number } = {},
 ): Promise<VerifiedToken> {
   const now = opts.now ?? Date.now();
@@ -116,7 +124,7 @@ export async function verifyAccessToken(
   return { subject };
 }
 
-async function verifyUncached(token: string, auth: Config["auth"], now: number): Promise<Verified> {
+async function verifyUncached(token: string, auth: AuthConfig, now: number): Promise<Verified> {
   const keySet = keySetFor(auth);
   try {
     const { payload } = await jwtVerify(token, keySet, {
