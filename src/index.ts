@@ -4,7 +4,7 @@ import type { Env } from "./env";
 import { handleQueue } from "./queues";
 import { createGatewayApp } from "./routes";
 
-export { TelemetrySink } from "./telemetry/sink";
+export { TelemetrySink } from "./entrypoints/telemetry-sink";
 
 const app = createGatewayApp();
 

@@ -40,7 +40,7 @@ async function runBatch(bodies: unknown[], batchEnv = env, opts: { deadLetter?: 
     bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: opts.attempts ?? 1, body })),
   );
   const ctx = createExecutionContext();
-  await handleUsageBatch(batch, batchEnv, opts);
+  await handleUsageBatch(batch, { db: createDb(batchEnv.DB) }, opts);
   return getQueueResult(batch, ctx);
 }
 

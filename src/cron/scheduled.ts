@@ -1,19 +1,25 @@
 // The cron handler (wrangler.toml [triggers]): periodic maintenance. Each task logs one line; a
 // failing task does not stop the others, and the run fails (a visible failed cron) if any did.
-import { createDb } from "../db/client";
+import { composeServices, type Services } from "../compose";
+import { createDb, type Db } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
 import { periodKeyOf } from "../lib/time";
-import { createRuntimeProvider } from "../runtime";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { reconcilePeriod } from "../services/metering/reconcile";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 
 type TaskResult = Record<string, number | string | undefined>;
+/**
+ * The db alone needs no configuration, so the tasks that only read and write D1 keep running while
+ * a bad setting stops the ones that need the full services (keyring, runtime).
+ */
+type CronDeps = { db: Db; services: () => Promise<Services> };
+
 type Task = {
   name: string;
-  run: (env: Env, ctx: ExecutionContext, scheduledTime: number) => Promise<TaskResult>;
+  run: (deps: CronDeps, scheduledTime: number) => Promise<TaskResult>;
 };
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -25,20 +31,17 @@ const TASKS: Task[] = [
   {
     // No deployment stays `deploying` forever (its job was lost or never finished).
     name: "sweep_stuck_deployments",
-    run: async (env, _ctx, scheduledTime) => {
-      const failed = await sweepStuckDeployments(createDb(env.DB), Math.max(scheduledTime, Date.now()));
+    run: async ({ db }, scheduledTime) => {
+      const failed = await sweepStuckDeployments(db, Math.max(scheduledTime, Date.now()));
       return { failed: failed.length };
     },
   },
   {
     // Older inactive (and failed) deployments lose their runtime scripts; the newest stay for rollback.
     name: "enforce_retention",
-    run: async (env, ctx) => {
-      const config = await getConfig(env);
-      const report = await enforceRetention(
-        { db: createDb(env.DB), runtime: createRuntimeProvider({ env, ctx, config }) },
-        { keep: config.deploymentRetention },
-      );
+    run: async (deps) => {
+      const { db, runtime, config } = await deps.services();
+      const report = await enforceRetention({ db, runtime }, { keep: config.deploymentRetention });
       return { removed: report.removed.length, failed: report.failed?.deploymentId };
     },
   },
@@ -46,8 +49,7 @@ const TASKS: Task[] = [
     // billing_usage recomputed from metrics_events: the current period, and the previous one on
     // the first day of a month (late events of the month that just ended).
     name: "reconcile_usage",
-    run: async (env, _ctx, scheduledTime) => {
-      const db = createDb(env.DB);
+    run: async ({ db }, scheduledTime) => {
       const now = Math.max(scheduledTime, Date.now());
       const periods = new Set([periodKeyOf(now), periodKeyOf(now - DAY_MS)]);
       let corrected = 0;
@@ -58,10 +60,10 @@ const TASKS: Task[] = [
   {
     // Secrets still sealed under a previous SECRETS_ENCRYPTION_KEY are re-sealed under the current one.
     name: "secrets_reencrypt",
-    run: async (env) => {
-      const { keyring } = await getConfig(env);
+    run: async (deps) => {
+      const { db, keyring } = await deps.services();
       const report = await reencryptStaleSecrets(
-        { db: createDb(env.DB), keyring },
+        { db, keyring },
         {
           batchSize: REENCRYPT_BATCH_SIZE,
           maxBatches: REENCRYPT_MAX_BATCHES,
@@ -82,13 +84,21 @@ const TASKS: Task[] = [
 ];
 
 export async function handleScheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext) {
+  let services: Promise<Services> | undefined;
+  const deps: CronDeps = {
+    db: createDb(env.DB),
+    services: () => {
+      services ??= getConfig(env).then((config) => composeServices(env, ctx, config));
+      return services;
+    },
+  };
   const failed: string[] = [];
   for (const task of TASKS) {
     try {
       logInfo("cron_task", {
         task: task.name,
         cron: controller.cron,
-        ...(await task.run(env, ctx, controller.scheduledTime)),
+        ...(await task.run(deps, controller.scheduledTime)),
       });
     } catch (err) {
       failed.push(task.name);

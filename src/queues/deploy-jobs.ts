@@ -3,11 +3,11 @@
 // message schema, handler and retry policy and returns an outcome; this module only reads the
 // message, picks the pipeline, applies the outcome and writes one log line per message.
 import { z } from "zod";
+import { composeServices } from "../compose";
 import { createDb } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { describeError, type LogFields, logError, logInfo, logWarn } from "../lib/logger";
 import { type QueueOutcome, settleMessage } from "../lib/queue-outcome";
-import { createRuntimeProvider } from "../runtime";
 import { CleanupAgentScriptsJobSchema, processCleanupJob } from "../services/cleanup/cleanup";
 import {
   DeployJobSchema,
@@ -23,8 +23,8 @@ export type DeployQueueMessage = z.infer<typeof DeployQueueMessageSchema>;
 export async function handleDeployBatch(batch: MessageBatch<unknown>, env: Env, ctx: ExecutionContext): Promise<void> {
   let deps: Parameters<typeof processDeployJob>[0];
   try {
-    const config = await getConfig(env);
-    deps = { db: createDb(env.DB), keyring: config.keyring, runtime: createRuntimeProvider({ env, ctx, config }) };
+    const services = composeServices(env, ctx, await getConfig(env));
+    deps = { db: services.db, keyring: services.keyring, runtime: services.runtime };
   } catch (err) {
     // Misconfiguration: nothing can be deployed until an operator fixes it; keep the jobs.
     logError("deploy_batch_config_error", { queue: batch.queue, error: describeError(err) });

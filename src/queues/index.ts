@@ -1,4 +1,5 @@
 // The worker's queue handler: routes each batch to the consumer of the queue it came from.
+import { createDb } from "../db/client";
 import type { Env } from "../env";
 import { handleUsageBatch } from "../services/metering/usage-queue";
 import { handleDeadLetterBatch, handleDeployBatch } from "./deploy-jobs";
@@ -14,7 +15,11 @@ function isUsageQueue(queue: string): boolean {
 }
 
 export async function handleQueue(batch: MessageBatch<unknown>, env: Env, ctx: ExecutionContext): Promise<void> {
-  if (isUsageQueue(batch.queue)) return handleUsageBatch(batch, env, { deadLetter: isDeadLetterQueue(batch.queue) });
+  // Metering and the dead-letter queue need only D1, not the full services: they keep working
+  // while a bad setting stops deploys.
+  if (isUsageQueue(batch.queue)) {
+    return handleUsageBatch(batch, { db: createDb(env.DB) }, { deadLetter: isDeadLetterQueue(batch.queue) });
+  }
   if (isDeadLetterQueue(batch.queue)) return handleDeadLetterBatch(batch, env);
   return handleDeployBatch(batch, env, ctx);
 }

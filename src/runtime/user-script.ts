@@ -7,7 +7,7 @@ import type { DeploymentBundle } from "./types";
 
 /** The binding user scripts report telemetry through. */
 export const TELEMETRY_BINDING = "TELEMETRY";
-/** The gateway's RPC entrypoint behind TELEMETRY (src/telemetry/sink.ts). */
+/** The gateway's RPC entrypoint behind TELEMETRY (src/entrypoints/telemetry-sink.ts). */
 export const TELEMETRY_ENTRYPOINT = "TelemetrySink";
 
 /** Names the platform injects itself; agent secrets may not use them. */

@@ -2,7 +2,7 @@
 // event (the gateway's measurement of an invocation, sent by record-invocation.ts), checked
 // against MetricsEventSchema. A whole batch (up to 100 messages) becomes two D1 statements (see
 // record-events.ts), which is what keeps metering far below one D1 write per invocation.
-import { createDb } from "../../db/client";
+import type { Db } from "../../db/client";
 import { backoffSeconds } from "../../lib/backoff";
 import { describeError, logError, logWarn } from "../../lib/logger";
 import { type MetricsEvent, MetricsEventSchema } from "./event";
@@ -17,7 +17,7 @@ export const DEAD_LETTER_ATTEMPTS = 5;
 
 export async function handleUsageBatch(
   batch: MessageBatch<unknown>,
-  env: { DB: D1Database },
+  deps: { db: Db },
   opts: { deadLetter?: boolean } = {},
 ) {
   const valid: Array<{ message: Message<unknown>; event: MetricsEvent }> = [];
@@ -34,7 +34,7 @@ export async function handleUsageBatch(
   if (valid.length === 0) return;
   try {
     await recordEvents(
-      createDb(env.DB),
+      deps.db,
       valid.map((v) => v.event),
     );
     for (const v of valid) v.message.ack();

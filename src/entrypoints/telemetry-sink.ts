@@ -1,21 +1,17 @@
 // The TelemetrySink entrypoint: user workers call `env.TELEMETRY.report({ body, signature,
 // deploymentId })` over their TELEMETRY binding — a service binding (namespace mode) or a loopback
 // binding (loader mode), both carrying the worker's own identity as ctx.props, which the gateway
-// set and the worker cannot forge. Same verifier as the HTTP route.
+// set and the worker cannot forge. Same verifier (services/telemetry/verify-report.ts) as the HTTP route.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { toApiError } from "../app";
+import { composeServices } from "../compose";
 import { utf8 } from "../crypto/encoding";
-import { createDb } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { PROBLEMS } from "../lib/errors";
 import { newId } from "../lib/ids";
 import { logInfo } from "../lib/logger";
-import {
-  ingestTelemetryReport,
-  type TelemetryCaller,
-  type TelemetryResult,
-  telemetryProblem,
-} from "../services/telemetry/ingest";
+import { ingestTelemetryReport, type TelemetryResult } from "../services/telemetry/ingest";
+import { type TelemetryCaller, telemetryProblem } from "../services/telemetry/verify-report";
 
 /** Set by the gateway on the binding it gives a user worker; absent on a binding made without props. */
 export type TelemetrySinkProps = Partial<TelemetryCaller>;
@@ -45,9 +41,9 @@ export class TelemetrySink extends WorkerEntrypoint<Env, TelemetrySinkProps> {
           "`body` must be the exact JSON text that was signed",
         );
       }
-      const config = await getConfig(this.env);
+      const { db, keyring } = composeServices(this.env, this.ctx, await getConfig(this.env));
       const result = await ingestTelemetryReport(
-        { db: createDb(this.env.DB), keyring: config.keyring },
+        { db, keyring },
         {
           body: utf8.encode(input.body),
           signature: typeof input.signature === "string" ? input.signature : undefined,
