@@ -1,4 +1,4 @@
-// The invoke route cache (src/services/invocations/route-cache.ts) never makes the product wrong:
+// The invoke route cache (src/services/invoke/route-cache.ts) never makes the product wrong:
 // - its staleness rule, exactly, with an injected clock: a read is served for ROUTE_CACHE_TTL_MS
 //   and never after, for each of the four routing changes made by "another isolate" (straight in D1);
 // - over HTTP: the four changes made through the API take effect for the very next invocation
@@ -8,7 +8,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../src/db/client";
-import { agentRoute, ROUTE_CACHE_TTL_MS } from "../src/services/invocations/route-cache";
+import { agentRoute, ROUTE_CACHE_TTL_MS } from "../src/services/invoke/route-cache";
 import { fixedAnswer } from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
 import { createAgent, deploy, deployAndActivate, userMessage, waitUntilSettled } from "./helpers/deploy-flow";

@@ -1,7 +1,7 @@
 // Edge cases of the SSE relay at the byte level: line endings split across chunks, and the bound
 // on one unfinished event (an agent must not be able to grow the gateway's memory without limit).
 import { describe, expect, it } from "vitest";
-import { MAX_SSE_EVENT_CHARS, relaySse } from "../src/services/invocations/sse";
+import { MAX_SSE_EVENT_CHARS, relaySse } from "../src/services/invoke/sse";
 
 function streamOf(chunks: string[]): ReadableStream<Uint8Array> {
   const enc = new TextEncoder();

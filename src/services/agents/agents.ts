@@ -1,17 +1,15 @@
 // Agent lifecycle. Every query is scoped by the caller's user id; another user's agent and a
 // deleted agent are both simply "not found".
 import { and, count, desc, eq, isNull, lt, sql } from "drizzle-orm";
-import type { Db } from "../../db/client";
 import { type AgentRow, agents } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
-import { forgetAgentRoute } from "../invocations/route-cache";
+import { forgetAgentRoute } from "../invoke/route-cache";
+import type { TenantDeps } from "../tenant";
 import { planLimitExceeded } from "../usage/plan-limits";
 import type { Tier } from "../usage/tiers";
 
 export type { AgentRow };
-
-type Ctx = { db: Db; userId: string };
 
 export function agentNotFound(agentId: string): ApiError {
   return new ApiError("not_found", `agent ${agentId} not found`);
@@ -28,7 +26,7 @@ function nameTaken(name: string): ApiError {
   });
 }
 
-export async function getAgent({ db, userId }: Ctx, agentId: string): Promise<AgentRow> {
+export async function getAgent({ db, userId }: TenantDeps, agentId: string): Promise<AgentRow> {
   if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
   const row = await db.query.agents.findFirst({
     where: and(eq(agents.id, agentId), eq(agents.userId, userId), isNull(agents.deletedAt)),
@@ -38,7 +36,7 @@ export async function getAgent({ db, userId }: Ctx, agentId: string): Promise<Ag
 }
 
 export async function listAgents(
-  { db, userId }: Ctx,
+  { db, userId }: TenantDeps,
   input: { limit: number; afterId?: string },
 ): Promise<{ rows: AgentRow[]; hasMore: boolean }> {
   const rows = await db
@@ -62,7 +60,7 @@ export async function listAgents(
  * never overshoot the limit: D1 runs each statement alone against the database.
  */
 export async function createAgent(
-  { db, userId }: Ctx,
+  { db, userId }: TenantDeps,
   input: { name: string; description?: string | null },
   plan: { tier: Tier; maxAgents: number },
 ): Promise<AgentRow> {
@@ -101,17 +99,17 @@ export async function createAgent(
 }
 
 export async function updateAgent(
-  ctx: Ctx,
+  deps: TenantDeps,
   agentId: string,
   patch: { name?: string; description?: string | null },
 ): Promise<AgentRow> {
-  const existing = await getAgent(ctx, agentId);
+  const existing = await getAgent(deps, agentId);
   if (patch.name === undefined && patch.description === undefined) return existing;
   try {
-    const [row] = await ctx.db
+    const [row] = await deps.db
       .update(agents)
       .set({ ...patch, updatedAt: Date.now() })
-      .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
+      .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
       .returning();
     if (!row) throw agentNotFound(agentId);
     return row;
@@ -121,28 +119,28 @@ export async function updateAgent(
   }
 }
 
-export async function disableAgent(ctx: Ctx, agentId: string): Promise<AgentRow> {
+export async function disableAgent(deps: TenantDeps, agentId: string): Promise<AgentRow> {
   if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
-  const [row] = await ctx.db
+  const [row] = await deps.db
     .update(agents)
     .set({ status: "disabled", updatedAt: Date.now() })
-    .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
+    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
     .returning();
   if (!row) throw agentNotFound(agentId);
-  forgetAgentRoute({ userId: ctx.userId, agentId });
+  forgetAgentRoute({ userId: deps.userId, agentId });
   return row;
 }
 
 /** Tombstones the agent: it disappears from every read and its name becomes free again. */
-export async function deleteAgent(ctx: Ctx, agentId: string): Promise<AgentRow> {
+export async function deleteAgent(deps: TenantDeps, agentId: string): Promise<AgentRow> {
   if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
   const now = Date.now();
-  const [row] = await ctx.db
+  const [row] = await deps.db
     .update(agents)
     .set({ status: "disabled", deletedAt: now, updatedAt: now })
-    .where(and(eq(agents.id, agentId), eq(agents.userId, ctx.userId), isNull(agents.deletedAt)))
+    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
     .returning();
   if (!row) throw agentNotFound(agentId);
-  forgetAgentRoute({ userId: ctx.userId, agentId });
+  forgetAgentRoute({ userId: deps.userId, agentId });
   return row;
 }

@@ -11,18 +11,18 @@ import { deploymentArtifacts } from "../../db/schema";
 import type { DeploymentBundle, RuntimeProviderName } from "../../runtime/types";
 
 export async function loadDeploymentBundle(
-  ctx: { db: Db; keyring: Keyring },
+  deps: { db: Db; keyring: Keyring },
   row: DeploymentRow,
 ): Promise<DeploymentBundle> {
-  const artifact = await ctx.db.query.deploymentArtifacts.findFirst({
+  const artifact = await deps.db.query.deploymentArtifacts.findFirst({
     columns: { moduleCode: true },
     where: and(eq(deploymentArtifacts.id, row.artifactId), eq(deploymentArtifacts.userId, row.userId)),
   });
   if (!artifact) throw new Error(`artifact ${row.artifactId} of deployment ${row.id} is missing`);
-  const telemetryKey = await decryptSecret(ctx.keyring, row.telemetrySecretCiphertext, telemetrySecretAad(row.id));
+  const telemetryKey = await decryptSecret(deps.keyring, row.telemetrySecretCiphertext, telemetrySecretAad(row.id));
   const secrets = row.secretsSnapshotCiphertext
     ? (JSON.parse(
-        await decryptSecretText(ctx.keyring, row.secretsSnapshotCiphertext, secretsSnapshotAad(row.id)),
+        await decryptSecretText(deps.keyring, row.secretsSnapshotCiphertext, secretsSnapshotAad(row.id)),
       ) as Record<string, string>)
     : {};
   return {

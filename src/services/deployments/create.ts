@@ -34,7 +34,7 @@ export type DeployInput = {
   mainModuleName?: string;
 };
 
-export type CreateDeploymentCtx = {
+export type CreateDeploymentDeps = {
   db: Db;
   userId: string;
   keyring: Keyring;
@@ -43,17 +43,17 @@ export type CreateDeploymentCtx = {
 };
 
 export async function createDeployment(
-  ctx: CreateDeploymentCtx,
+  deps: CreateDeploymentDeps,
   agentId: string,
   input: DeployInput,
 ): Promise<DeploymentRow> {
   const runtimeProvider = checkRuntimeProvider(input.runtimeProvider);
-  const agent = await getAgent(ctx, agentId);
+  const agent = await getAgent(deps, agentId);
   if (agent.status === "disabled") {
     throw new ApiError("agent_disabled", `agent ${agentId} is disabled; it cannot be deployed`);
   }
   // 403 plan_limit_exceeded once the tier's deploys for today are used up.
-  await assertDeployAllowed(ctx);
+  await assertDeployAllowed(deps);
   const moduleCode = input.moduleCode ?? TEMPLATE_MODULE_CODE;
   const sizeBytes = utf8.encode(moduleCode).byteLength;
   if (sizeBytes > MODULE_CODE_MAX_BYTES) {
@@ -70,7 +70,7 @@ export async function createDeployment(
   const telemetrySecret = crypto.getRandomValues(new Uint8Array(32));
   const row: DeploymentRow = {
     id: deploymentId,
-    userId: ctx.userId,
+    userId: deps.userId,
     agentId,
     status: "deploying",
     runtimeProvider,
@@ -80,8 +80,8 @@ export async function createDeployment(
     artifactId: "",
     moduleSha256: sha256,
     // The raw 32 key bytes, sealed; the user script receives their base64url as TELEMETRY_SECRET.
-    telemetrySecretCiphertext: await encryptSecret(ctx.keyring, telemetrySecret, telemetrySecretAad(deploymentId)),
-    secretsSnapshotCiphertext: await snapshotAgentSecrets(ctx, agentId, deploymentId),
+    telemetrySecretCiphertext: await encryptSecret(deps.keyring, telemetrySecret, telemetrySecretAad(deploymentId)),
+    secretsSnapshotCiphertext: await snapshotAgentSecrets(deps, agentId, deploymentId),
     scriptName: scriptNameFor(deploymentId),
     errorMessage: null,
     claimedAt: null,
@@ -94,13 +94,13 @@ export async function createDeployment(
 
   // Content-addressed per user: the same bytes deployed twice share one artifact row.
   const artifactIdQuery = sql`(SELECT ${deploymentArtifacts.id} FROM ${deploymentArtifacts}
-    WHERE ${deploymentArtifacts.userId} = ${ctx.userId} AND ${deploymentArtifacts.sha256} = ${sha256})`;
-  const [, [inserted]] = await ctx.db.batch([
-    ctx.db
+    WHERE ${deploymentArtifacts.userId} = ${deps.userId} AND ${deploymentArtifacts.sha256} = ${sha256})`;
+  const [, [inserted]] = await deps.db.batch([
+    deps.db
       .insert(deploymentArtifacts)
-      .values({ id: newId("artifact", now), userId: ctx.userId, sha256, moduleCode, sizeBytes, createdAt: now })
+      .values({ id: newId("artifact", now), userId: deps.userId, sha256, moduleCode, sizeBytes, createdAt: now })
       .onConflictDoNothing({ target: [deploymentArtifacts.userId, deploymentArtifacts.sha256] }),
-    ctx.db
+    deps.db
       .insert(deployments)
       .values({ ...row, artifactId: artifactIdQuery })
       .returning(),
@@ -108,11 +108,11 @@ export async function createDeployment(
   if (!inserted) throw new Error("deployment row missing after insert");
 
   try {
-    await ctx.queue.send({ deploymentId });
+    await deps.queue.send({ deploymentId });
   } catch (err) {
     // Without its job the deployment would sit in `deploying` until the sweep: fail it now, visibly.
     logError("deploy_enqueue_failed", { deploymentId, error: describeError(err) });
-    await ctx.db
+    await deps.db
       .update(deployments)
       .set({
         status: "failed",
@@ -148,11 +148,11 @@ function checkRuntimeProvider(value: string | undefined): RuntimeProviderName {
 
 /** The agent's secrets now, as one envelope bound to the new deployment; null when there are none. */
 async function snapshotAgentSecrets(
-  ctx: { db: Db; userId: string; keyring: Keyring },
+  deps: { db: Db; userId: string; keyring: Keyring },
   agentId: string,
   deploymentId: string,
 ): Promise<string | null> {
-  const values = await loadAgentSecrets(ctx.db, ctx.keyring, { userId: ctx.userId, agentId });
+  const values = await loadAgentSecrets(deps.db, deps.keyring, { userId: deps.userId, agentId });
   if (Object.keys(values).length === 0) return null;
-  return encryptSecret(ctx.keyring, JSON.stringify(values), secretsSnapshotAad(deploymentId));
+  return encryptSecret(deps.keyring, JSON.stringify(values), secretsSnapshotAad(deploymentId));
 }

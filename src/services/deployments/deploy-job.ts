@@ -19,7 +19,7 @@ import { backoffSeconds } from "../../lib/backoff";
 import { describeError, logWarn } from "../../lib/logger";
 import type { QueueOutcome } from "../../lib/queue-outcome";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
-import { forgetAgentRoute } from "../invocations/route-cache";
+import { forgetAgentRoute } from "../invoke/route-cache";
 import { loadDeploymentBundle } from "./bundle";
 
 /** How long a claim protects a deployment from other deliveries of its job. */

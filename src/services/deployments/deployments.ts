@@ -4,44 +4,42 @@
 // longer be activated. Invariant kept by every write here and in deploy-job.ts, each a db.batch:
 // a deployment is `active` exactly when its agent's active_deployment_id names it.
 import { and, desc, eq, inArray, ne, sql } from "drizzle-orm";
-import type { Db } from "../../db/client";
 import { agents, type DeploymentRow, type DeploymentStatus, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
 import { getAgent } from "../agents/agents";
-import { forgetAgentRoute } from "../invocations/route-cache";
+import { forgetAgentRoute } from "../invoke/route-cache";
+import type { TenantDeps } from "../tenant";
 
 export type { DeploymentRow };
-
-type Ctx = { db: Db; userId: string };
 
 export function deploymentNotFound(deploymentId: string): ApiError {
   return new ApiError("not_found", `deployment ${deploymentId} not found`);
 }
 
-export async function getDeployment(ctx: Ctx, agentId: string, deploymentId: string): Promise<DeploymentRow> {
-  await getAgent(ctx, agentId);
+export async function getDeployment(deps: TenantDeps, agentId: string, deploymentId: string): Promise<DeploymentRow> {
+  await getAgent(deps, agentId);
   if (!isIdOf("deployment", deploymentId)) throw deploymentNotFound(deploymentId);
-  const row = await ctx.db.query.deployments.findFirst({
-    where: and(eq(deployments.id, deploymentId), eq(deployments.agentId, agentId), eq(deployments.userId, ctx.userId)),
+  const row = await deps.db.query.deployments.findFirst({
+    where: and(eq(deployments.id, deploymentId), eq(deployments.agentId, agentId), eq(deployments.userId, deps.userId)),
   });
   if (!row) throw deploymentNotFound(deploymentId);
   return row;
 }
 
 export async function listDeployments(
-  ctx: Ctx,
+  deps: TenantDeps,
   agentId: string,
   input: { limit: number; status?: DeploymentStatus; includeInactive: boolean },
 ): Promise<DeploymentRow[]> {
-  await getAgent(ctx, agentId);
-  return ctx.db
+  await getAgent(deps, agentId);
+  return deps.db
     .select()
     .from(deployments)
     .where(
       and(
         eq(deployments.agentId, agentId),
-        eq(deployments.userId, ctx.userId),
+        eq(deployments.userId, deps.userId),
         input.status ? eq(deployments.status, input.status) : undefined,
         input.includeInactive ? undefined : ne(deployments.status, "inactive"),
       ),
@@ -55,15 +53,19 @@ export async function listDeployments(
  * batch: move the pointer (only if the target qualifies), demote the previously active one, and
  * promote the target, the last two conditioned on the pointer having moved.
  */
-export async function activateDeployment(ctx: Ctx, agentId: string, deploymentId: string): Promise<DeploymentRow> {
-  const agent = await getAgent(ctx, agentId);
+export async function activateDeployment(
+  deps: TenantDeps,
+  agentId: string,
+  deploymentId: string,
+): Promise<DeploymentRow> {
+  const agent = await getAgent(deps, agentId);
   if (agent.status === "disabled") {
     throw new ApiError("agent_disabled", `agent ${agentId} is disabled; its deployments cannot be activated`);
   }
-  const target = await getDeployment(ctx, agentId, deploymentId);
+  const target = await getDeployment(deps, agentId, deploymentId);
   if (target.status === "active" && agent.activeDeploymentId === deploymentId) return target;
 
-  const { db } = ctx;
+  const { db } = deps;
   const now = Date.now();
   const pointsAtTarget = sql`(SELECT ${agents.activeDeploymentId} FROM ${agents} WHERE ${agents.id} = ${agentId}) = ${deploymentId}`;
   const [moved] = await db.batch([
@@ -73,7 +75,7 @@ export async function activateDeployment(ctx: Ctx, agentId: string, deploymentId
       .where(
         and(
           eq(agents.id, agentId),
-          eq(agents.userId, ctx.userId),
+          eq(agents.userId, deps.userId),
           sql`${agents.deletedAt} IS NULL`,
           eq(agents.status, "active"),
           sql`EXISTS (SELECT 1 FROM ${deployments} WHERE ${deployments.id} = ${deploymentId}
@@ -99,15 +101,15 @@ export async function activateDeployment(ctx: Ctx, agentId: string, deploymentId
       .where(and(eq(deployments.id, deploymentId), inArray(deployments.status, ["inactive"]), pointsAtTarget)),
   ]);
   // Invocations in this isolate route by the new pointer from now on (route-cache.ts, rule 2).
-  forgetAgentRoute({ userId: ctx.userId, agentId });
+  forgetAgentRoute({ userId: deps.userId, agentId });
   if (moved.length === 0) {
     // Re-read to say precisely why (the agent may have changed between our reads and the batch).
-    const fresh = await getAgent(ctx, agentId);
+    const fresh = await getAgent(deps, agentId);
     if (fresh.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
-    const current = await getDeployment(ctx, agentId, deploymentId);
+    const current = await getDeployment(deps, agentId, deploymentId);
     throw notActivatable(current);
   }
-  return getDeployment(ctx, agentId, deploymentId);
+  return getDeployment(deps, agentId, deploymentId);
 }
 
 function notActivatable(row: DeploymentRow): ApiError {

@@ -8,17 +8,17 @@ import { getAgent } from "../agents/agents";
 export type MetricsEventRow = typeof metricsEvents.$inferSelect;
 
 export async function listRecentEvents(
-  ctx: { db: Db; userId: string },
+  deps: { db: Db; userId: string },
   input: { agentId: string; sinceMs?: number; limit: number },
 ): Promise<MetricsEventRow[]> {
-  await getAgent(ctx, input.agentId);
-  return ctx.db
+  await getAgent(deps, input.agentId);
+  return deps.db
     .select()
     .from(metricsEvents)
     .where(
       and(
         eq(metricsEvents.agentId, input.agentId),
-        eq(metricsEvents.userId, ctx.userId),
+        eq(metricsEvents.userId, deps.userId),
         input.sinceMs !== undefined ? gte(metricsEvents.ts, input.sinceMs) : undefined,
       ),
     )

@@ -36,7 +36,7 @@ export type UsageQueue = {
   sendBatch?(messages: Iterable<MessageSendRequest<MetricsEvent>>): Promise<unknown>;
 };
 
-export type RecordInvocationCtx = {
+export type RecordInvocationDeps = {
   db: Db;
   usageQueue?: UsageQueue;
 };
@@ -46,7 +46,7 @@ export const USAGE_BATCH_MAX_EVENTS = 100;
 export const USAGE_BATCH_WAIT_MS = 100;
 
 type OpenBatch = {
-  ctx: RecordInvocationCtx & { usageQueue: UsageQueue };
+  deps: RecordInvocationDeps & { usageQueue: UsageQueue };
   events: MetricsEvent[];
   /** When the batch is due (ms since epoch). */
   dueAt: number;
@@ -80,14 +80,14 @@ export function measurementEvent(m: InvocationMeasurement): MetricsEvent {
 }
 
 /** Resolves once the measurement has been handed to the queue (or written directly); never rejects. */
-export function recordInvocation(ctx: RecordInvocationCtx, m: InvocationMeasurement): Promise<void> {
+export function recordInvocation(deps: RecordInvocationDeps, m: InvocationMeasurement): Promise<void> {
   const event = measurementEvent(m);
-  const queue = ctx.usageQueue;
-  if (!queue) return writeDirectly(ctx.db, [event]);
+  const queue = deps.usageQueue;
+  if (!queue) return writeDirectly(deps.db, [event]);
   let batch = openBatches.get(queue);
   if (!batch) {
     batch = {
-      ctx: { db: ctx.db, usageQueue: queue },
+      deps: { db: deps.db, usageQueue: queue },
       events: [],
       dueAt: Date.now() + USAGE_BATCH_WAIT_MS,
       sending: undefined,
@@ -103,15 +103,15 @@ export function recordInvocation(ctx: RecordInvocationCtx, m: InvocationMeasurem
 /** Sends the batch once, whichever of its requests gets here first. */
 function send(batch: OpenBatch): Promise<void> {
   if (!batch.sending) {
-    const queue = batch.ctx.usageQueue;
+    const queue = batch.deps.usageQueue;
     if (openBatches.get(queue) === batch) openBatches.delete(queue);
-    batch.sending = sendNow(batch.ctx, batch.events);
+    batch.sending = sendNow(batch.deps, batch.events);
   }
   return batch.sending;
 }
 
-async function sendNow(ctx: RecordInvocationCtx & { usageQueue: UsageQueue }, events: MetricsEvent[]) {
-  const queue = ctx.usageQueue;
+async function sendNow(deps: RecordInvocationDeps & { usageQueue: UsageQueue }, events: MetricsEvent[]) {
+  const queue = deps.usageQueue;
   try {
     if (queue.sendBatch) await queue.sendBatch(events.map((body) => ({ body })));
     else for (const event of events) await queue.send(event);
@@ -121,7 +121,7 @@ async function sendNow(ctx: RecordInvocationCtx & { usageQueue: UsageQueue }, ev
       requestId: events[0]?.dedupeKey,
       error: describeError(err),
     });
-    await writeDirectly(ctx.db, events);
+    await writeDirectly(deps.db, events);
   }
 }
 

@@ -40,11 +40,11 @@ const ZERO: UsageTotals = {
 };
 
 export async function getUsageReport(
-  ctx: { db: Db; userId: string; tierLimits: TierLimitsByTier },
+  deps: { db: Db; userId: string; tierLimits: TierLimitsByTier },
   periodKey: string,
   now = Date.now(),
 ): Promise<UsageReport> {
-  const { db, userId } = ctx;
+  const { db, userId } = deps;
   const isCurrent = periodKey === periodKeyOf(now);
   // The usage page is not a hot path: read the tier fresh rather than through the isolate cache.
   const [tier, rows, liveAgents, deploys] = await Promise.all([
@@ -75,7 +75,7 @@ export async function getUsageReport(
       : undefined,
     isCurrent ? deploysToday(db, userId, now) : undefined,
   ]);
-  const limits = ctx.tierLimits[tier];
+  const limits = deps.tierLimits[tier];
   const usage = { ...ZERO };
   const perAgent: UsageReport["agents"] = [];
   for (const row of rows) {

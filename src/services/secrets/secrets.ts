@@ -14,6 +14,7 @@ import { newId } from "../../lib/ids";
 import { PLATFORM_BINDING_NAMES } from "../../runtime/user-script";
 import { getAgent } from "../agents/agents";
 import { recordAudit, userActor } from "../audit/audit";
+import type { TenantDeps } from "../tenant";
 
 /** Environment-variable style: upper case letters, digits and `_`, not starting with a digit. */
 export const SECRET_NAME_PATTERN = /^[A-Z_][A-Z0-9_]{0,63}$/;
@@ -46,8 +47,6 @@ export function secretValueProblem(value: string): string | undefined {
 
 export type SecretMetadata = { name: string; createdAt: number; updatedAt: number };
 
-type Ctx = { db: Db; userId: string };
-
 function secretNotFound(agentId: string, name: string): ApiError {
   return new ApiError("not_found", `agent ${agentId} has no secret named ${name}`);
 }
@@ -68,15 +67,15 @@ function assertValid(name: string, value?: string): void {
  * concurrency; the audit entry is written only if the new ciphertext actually landed.
  */
 export async function putAgentSecret(
-  ctx: Ctx & { keyring: Keyring },
+  deps: TenantDeps & { keyring: Keyring },
   input: { agentId: string; name: string; value: string },
 ): Promise<SecretMetadata & { created: boolean }> {
-  const { db, userId } = ctx;
+  const { db, userId } = deps;
   const { agentId, name } = input;
   assertValid(name, input.value);
-  await getAgent(ctx, agentId);
+  await getAgent(deps, agentId);
   const now = Date.now();
-  const ciphertext = await encryptSecret(ctx.keyring, input.value, agentSecretAad(agentId, name));
+  const ciphertext = await encryptSecret(deps.keyring, input.value, agentSecretAad(agentId, name));
   const [rows] = await db.batch([
     db
       .insert(agentSecrets)
@@ -113,7 +112,7 @@ export async function putAgentSecret(
   const row = rows[0];
   if (!row) {
     // Nothing written: the agent went away meanwhile (404) or it has no room for a new name.
-    await getAgent(ctx, agentId);
+    await getAgent(deps, agentId);
     throw new ApiError(
       "too_many_secrets",
       `an agent can hold at most ${MAX_SECRETS_PER_AGENT} secrets; delete one before adding ${name}`,
@@ -125,20 +124,20 @@ export async function putAgentSecret(
 }
 
 /** Names and times of an agent's secrets, by name. Values are never read here. */
-export async function listAgentSecrets(ctx: Ctx, agentId: string): Promise<SecretMetadata[]> {
-  await getAgent(ctx, agentId);
-  return ctx.db
+export async function listAgentSecrets(deps: TenantDeps, agentId: string): Promise<SecretMetadata[]> {
+  await getAgent(deps, agentId);
+  return deps.db
     .select({ name: agentSecrets.name, createdAt: agentSecrets.createdAt, updatedAt: agentSecrets.updatedAt })
     .from(agentSecrets)
-    .where(and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.userId, ctx.userId)))
+    .where(and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.userId, deps.userId)))
     .orderBy(asc(agentSecrets.name));
 }
 
-export async function deleteAgentSecret(ctx: Ctx, input: { agentId: string; name: string }): Promise<void> {
-  const { db, userId } = ctx;
+export async function deleteAgentSecret(deps: TenantDeps, input: { agentId: string; name: string }): Promise<void> {
+  const { db, userId } = deps;
   const { agentId, name } = input;
   assertValid(name);
-  await getAgent(ctx, agentId);
+  await getAgent(deps, agentId);
   const where = and(eq(agentSecrets.agentId, agentId), eq(agentSecrets.userId, userId), eq(agentSecrets.name, name));
   // Audit first, conditional on the row existing: in the same batch, so it is written exactly
   // when the delete below removes something.

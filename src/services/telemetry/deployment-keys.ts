@@ -37,12 +37,12 @@ const keys = new IsolateCache<string, DeploymentTelemetryKey | null>({
 
 /** The deployment's key, or null when no deployment has this id. Throws on D1 or decryption failure. */
 export function deploymentTelemetryKey(
-  ctx: { db: Db; keyring: Keyring },
+  deps: { db: Db; keyring: Keyring },
   deploymentId: string,
 ): Promise<DeploymentTelemetryKey | null> {
   if (!isIdOf("deployment", deploymentId)) return Promise.resolve(null);
   // Concurrent reports of a cold deployment share one lookup while it is pending.
-  return keys.get(deploymentId, () => loadKey(ctx, deploymentId));
+  return keys.get(deploymentId, () => loadKey(deps, deploymentId));
 }
 
 async function loadKey(

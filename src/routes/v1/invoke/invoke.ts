@@ -1,7 +1,7 @@
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import { invokeAgent } from "../../../services/invocations/invoke";
+import { invokeAgent } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";

@@ -11,7 +11,7 @@ import { isIdOf } from "../../lib/ids";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
-import { type InvocationMeasurement, type RecordInvocationCtx, recordInvocation } from "../metering/record-invocation";
+import { type InvocationMeasurement, type RecordInvocationDeps, recordInvocation } from "../metering/record-invocation";
 import { admitInvocation, type QuotaDecision, rateLimitHeaders } from "../usage/invocation-quota";
 import type { Tier, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
@@ -25,7 +25,7 @@ export const MAX_AGENT_JSON_BYTES = 4 * 1024 * 1024;
 
 const INTERNAL_ORIGIN = "https://agent.webhost.internal";
 
-export type InvokeDeps = RecordInvocationCtx & {
+export type InvokeDeps = RecordInvocationDeps & {
   db: Db;
   userId: string;
   keyring: Keyring;
