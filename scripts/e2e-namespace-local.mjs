@@ -19,6 +19,8 @@ import { mintToken, newSigningKey } from "./lib/tokens.ts";
 const accountId = "0123456789abcdef0123456789abcdef";
 const apiToken = `fake-token-${Date.now()}`;
 const issuer = "http://127.0.0.1/local-e2e";
+// Production refuses to serve unless tokens are checked for whom they are for (AUTH_AUDIENCE or AUTH_AUTHORIZED_PARTIES).
+const audience = "webhost-e2e";
 
 function fail(message) {
   console.error(`\n✗ ${message}`);
@@ -61,12 +63,13 @@ const server = await startDevServer({
     CLOUDFLARE_ACCOUNT_ID: accountId,
     CLOUDFLARE_API_TOKEN: apiToken,
     AUTH_ISSUER: issuer,
+    AUTH_AUDIENCE: audience,
     AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }),
   },
 });
 console.log("\n▶ gateway (production config) and fake Cloudflare API are up");
 
-const token = await mintToken(privateJwk, { subject: `local|e2e-${Date.now()}`, issuer, expiresIn: 3600 });
+const token = await mintToken(privateJwk, { subject: `local|e2e-${Date.now()}`, issuer, audience, expiresIn: 3600 });
 const api = httpClient({ baseUrl: server.baseUrl, token, timeoutMs: 30_000 });
 
 const created = await api.json("POST", "/v1/agents", { name: `ns-e2e-${Date.now()}` });

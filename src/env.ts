@@ -19,6 +19,8 @@ export interface Env {
 
   AUTH_ISSUER?: string;
   AUTH_AUDIENCE?: string;
+  /** Comma-separated `azp` values a token must carry one of (Clerk: the frontend's origin). */
+  AUTH_AUTHORIZED_PARTIES?: string;
   AUTH_JWKS?: string;
   AUTH_JWKS_URL?: string;
 
@@ -52,6 +54,7 @@ const optionalString = z
 const configSchema = z.object({
   AUTH_ISSUER: z.string().min(1, "AUTH_ISSUER is required"),
   AUTH_AUDIENCE: optionalString,
+  AUTH_AUTHORIZED_PARTIES: optionalString,
   AUTH_JWKS: optionalString,
   AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
   SECRETS_ENCRYPTION_KEY: z.string().min(1, "SECRETS_ENCRYPTION_KEY is required"),
@@ -96,6 +99,16 @@ async function buildConfig(env: Env): Promise<Config> {
   }
   const v = parsed.data;
   const issuer = v.AUTH_ISSUER.replace(/\/+$/, "");
+  const authorizedParties = (v.AUTH_AUTHORIZED_PARTIES ?? "")
+    .split(",")
+    .map((party) => party.trim())
+    .filter((party) => party !== "");
+  // Without either, any token the issuer signs (for any of its applications) would be accepted.
+  if (v.ENVIRONMENT === "production" && v.AUTH_AUDIENCE === undefined && authorizedParties.length === 0) {
+    throw invalidConfiguration(
+      "AUTH_AUDIENCE or AUTH_AUTHORIZED_PARTIES: one is required in production (tokens must be checked for whom they are for)",
+    );
+  }
   let keyring: Keyring;
   try {
     keyring = await parseKeyring(v.SECRETS_ENCRYPTION_KEY, v.SECRETS_ENCRYPTION_PREVIOUS_KEYS);
@@ -115,6 +128,7 @@ async function buildConfig(env: Env): Promise<Config> {
     auth: {
       issuer: v.AUTH_ISSUER,
       audience: v.AUTH_AUDIENCE,
+      authorizedParties: authorizedParties.length > 0 ? authorizedParties : undefined,
       jwks: v.AUTH_JWKS,
       jwksUrl: v.AUTH_JWKS_URL ?? `${issuer}/.well-known/jwks.json`,
     },

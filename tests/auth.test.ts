@@ -225,3 +225,51 @@ describe("configuration", () => {
     expect(problem.detail).not.toMatch(/AUTH_ISSUER|SECRETS/);
   });
 });
+
+describe("production insists on whom a token is for", () => {
+  const get = (overrides: Record<string, unknown>, token: string) =>
+    callWithEnv({ ENVIRONMENT: "production", ...overrides }, "GET", "/v1/agents", { headers: bearer(token) });
+
+  it("refuses to serve without AUTH_AUDIENCE or AUTH_AUTHORIZED_PARTIES", async () => {
+    const token = await mintToken("prod-none", { audience: "webhost-api", claims: { azp: "https://app.test" } });
+    for (const overrides of [{}, { AUTH_AUDIENCE: " ", AUTH_AUTHORIZED_PARTIES: " , " }]) {
+      const problem = await expectProblem(await get(overrides, token), 500, "configuration_error");
+      expect(problem.detail).not.toMatch(/AUTH_/);
+      await expectProblem(
+        await callWithEnv({ ENVIRONMENT: "production", ...overrides }, "GET", "/healthz"),
+        500,
+        "configuration_error",
+      );
+    }
+  });
+
+  it("serves with AUTH_AUDIENCE, checking the audience", async () => {
+    const withAudience = { AUTH_AUDIENCE: "webhost-api" };
+    expect((await get(withAudience, await mintToken("prod-aud", { audience: "webhost-api" }))).status).toBe(200);
+    await expectUnauthorized(await get(withAudience, await mintToken("prod-aud-other", { audience: "other" })));
+    await expectUnauthorized(await get(withAudience, await mintToken("prod-aud-none")));
+  });
+
+  it("serves with AUTH_AUTHORIZED_PARTIES, accepting only tokens whose azp is listed", async () => {
+    const parties = { AUTH_AUTHORIZED_PARTIES: "https://app.example.test, https://admin.example.test" };
+    for (const azp of ["https://app.example.test", "https://admin.example.test"]) {
+      const token = await mintToken(`prod-azp-${crypto.randomUUID()}`, { claims: { azp } });
+      expect((await get(parties, token)).status, azp).toBe(200);
+    }
+    for (const azp of ["https://evil.example.test", "https://app.example.test/", "", 42]) {
+      const token = await mintToken(`prod-azp-bad-${crypto.randomUUID()}`, { claims: { azp } });
+      const problem = await expectUnauthorized(await get(parties, token));
+      expect(problem.detail).toMatch(/azp/);
+    }
+    await expectUnauthorized(await get(parties, await mintToken("prod-azp-missing")));
+  });
+
+  it("outside production, AUTH_AUTHORIZED_PARTIES is checked when set and nothing is required when not", async () => {
+    const parties = { AUTH_AUTHORIZED_PARTIES: "https://app.example.test" };
+    const good = await mintToken("dev-azp-ok", { claims: { azp: "https://app.example.test" } });
+    const bad = await mintToken("dev-azp-bad", { claims: { azp: "https://evil.example.test" } });
+    expect((await callWithEnv(parties, "GET", "/v1/agents", { headers: bearer(good) })).status).toBe(200);
+    await expectUnauthorized(await callWithEnv(parties, "GET", "/v1/agents", { headers: bearer(bad) }));
+    expect((await call("GET", "/v1/agents", { headers: bearer(bad) })).status).toBe(200);
+  });
+});

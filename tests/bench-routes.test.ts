@@ -51,7 +51,8 @@ describe("bench routes", () => {
   it("do not exist in the bench entry when it runs as production", async () => {
     for (const [method, path] of BENCH_PATHS) {
       const body = method === "POST" ? userMessage("x") : undefined;
-      const res = await callBench({ ENVIRONMENT: "production" }, method, path, { body });
+      // Production refuses to serve without an audience (or authorized parties) to check tokens for.
+      const res = await callBench({ ENVIRONMENT: "production", AUTH_AUDIENCE: "webhost-api" }, method, path, { body });
       await expectProblem(res, 404, "route_not_found");
     }
   });

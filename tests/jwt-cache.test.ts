@@ -48,7 +48,7 @@ describe("verified-token cache", () => {
     expect(await refusal(verifyAccessToken(token, config))).toBe("accepted");
   });
 
-  it("verifies a token again under another configuration (issuer or audience)", async () => {
+  it("verifies a token again under another configuration (issuer, audience or authorized parties)", async () => {
     const token = await mintToken(`cache-config-${crypto.randomUUID()}`);
     const config = await auth();
     await verifyAccessToken(token, config);
@@ -56,6 +56,9 @@ describe("verified-token cache", () => {
       "invalid_token",
     );
     expect(await refusal(verifyAccessToken(token, { ...config, audience: "another-audience" }))).toBe("invalid_token");
+    expect(
+      await refusal(verifyAccessToken(token, { ...config, authorizedParties: ["https://app.example.test"] })),
+    ).toBe("invalid_token");
   });
 
   it("does not remember a refusal: a token refused before its nbf is accepted once it is valid", async () => {

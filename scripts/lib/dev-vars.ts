@@ -44,7 +44,7 @@ export async function ensureDevVars(): Promise<boolean> {
  */
 export async function mintDevToken(
   name: string,
-  options: { issuer?: string; ttlSeconds?: number; subject?: string } = {},
+  options: { issuer?: string; ttlSeconds?: number; subject?: string; audience?: string } = {},
 ): Promise<string> {
   await ensureDevVars();
   const jwk = readDevVars().DEV_SIGNING_JWK;
@@ -54,6 +54,7 @@ export async function mintDevToken(
     subject: options.subject ?? `local|${name}`,
     issuer: options.issuer ?? process.env.AUTH_ISSUER ?? LOCAL_ISSUER,
     expiresIn: options.ttlSeconds ?? 3600,
+    audience: options.audience,
     claims: { name },
   });
 }

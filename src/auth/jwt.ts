@@ -15,6 +15,8 @@ const JWKS_MAX_AGE_MS = 10 * 60_000;
 export type AuthConfig = {
   issuer: string;
   audience?: string;
+  /** When set, the token's `azp` (authorized party) must be one of these, exactly. */
+  authorizedParties?: readonly string[];
   /** Inline JWKS JSON (local dev and tests); otherwise keys are fetched from jwksUrl. */
   jwks?: string;
   jwksUrl: string;
@@ -77,7 +79,7 @@ function withUnavailableAsError(remote: JWTVerifyGetKey): JWTVerifyGetKey {
  * - an entry is trusted until the token's `exp` (without the clock tolerance jose would add) and
  *   at most VERIFIED_TOKEN_MAX_AGE_MS after it was verified, so a key removed from the issuer's
  *   JWKS stops its tokens within a minute (no later than the JWKS cache itself would);
- * - entries are per auth configuration (issuer, audience, key source): a token verified under
+ * - entries are per auth configuration (issuer, audience, authorized parties, key source): a token verified under
  *   one configuration is re-verified under another;
  * - at most MAX_VERIFIED_TOKENS entries; beyond that the oldest is dropped;
  * - concurrent requests with the same unverified token share one verification.
@@ -93,7 +95,7 @@ const verifiedTokens = new IsolateCache<string, Verified>({
   ttlOf: (verified) => verified.trustedForMs,
 });
 
-// A short id per distinct auth configuration (issuer, audience, key source), so cache keys do not
+// A short id per distinct auth configuration (issuer, audience, authorized parties, key source), so cache keys do not
 // carry an inline JWKS. Configs are parsed once per env (see env.ts): an isolate sees one or a few.
 const configIdByContent = new Map<string, string>();
 const configIds = new WeakMap<AuthConfig, string>();
@@ -101,7 +103,13 @@ const configIds = new WeakMap<AuthConfig, string>();
 function configIdOf(auth: AuthConfig): string {
   let id = configIds.get(auth);
   if (id === undefined) {
-    const content = JSON.stringify([auth.issuer, auth.audience ?? null, auth.jwks ?? null, auth.jwksUrl]);
+    const content = JSON.stringify([
+      auth.issuer,
+      auth.audience ?? null,
+      auth.authorizedParties ?? null,
+      auth.jwks ?? null,
+      auth.jwksUrl,
+    ]);
     id = configIdByContent.get(content);
     if (id === undefined) {
       id = `c${configIdByContent.size}`;
@@ -137,6 +145,9 @@ async function verifyUncached(token: string, auth: AuthConfig, now: number): Pro
     });
     if (typeof payload.sub !== "string" || payload.sub.length === 0 || payload.sub.length > 255) {
       throw new ApiError("invalid_token", "token subject is missing or invalid");
+    }
+    if (auth.authorizedParties && !(typeof payload.azp === "string" && auth.authorizedParties.includes(payload.azp))) {
+      throw new ApiError("invalid_token", "token claim check failed: azp");
     }
     // requiredClaims guarantees a numeric exp. Trust ends at exp itself, without the tolerance.
     return { subject: payload.sub, trustedForMs: (payload.exp as number) * 1000 - now };

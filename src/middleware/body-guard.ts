@@ -1,7 +1,8 @@
-// Size and type limits on request bodies, applied before any handler reads them. Works with and
-// without Content-Length: a chunked body is counted as it streams and cut off at the limit.
+// Size and type limits on request bodies, applied before any handler reads them. A declared
+// Content-Length over the limit is refused without reading a byte; every body is then counted as
+// the handler reads it, and reading stops (and the rest of the body is cancelled, never drained)
+// as soon as the count passes the limit, with or without Content-Length (chunked, HTTP/2).
 import type { MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { AppContext, AppEnv } from "../app";
 import { ApiError } from "../lib/errors";
 
@@ -21,16 +22,14 @@ export function bodyGuard(limit: BodyLimit): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const method = c.req.method;
     if (method === "GET" || method === "HEAD" || method === "DELETE" || method === "OPTIONS") return next();
-    const hasBody =
-      c.req.header("content-length") !== undefined
-        ? c.req.header("content-length") !== "0"
-        : c.req.header("transfer-encoding") !== undefined;
+    const declared = c.req.header("content-length");
+    const hasBody = declared !== undefined ? declared !== "0" : c.req.header("transfer-encoding") !== undefined;
     if (hasBody) {
       const type = c.req.header("content-type") ?? "";
       if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
         throw new ApiError("unsupported_media_type", "send the body as `Content-Type: application/json`");
       }
-    } else if (c.req.header("content-length") === "0" && c.req.header("content-type") !== undefined) {
+    } else if (declared === "0" && c.req.header("content-type") !== undefined) {
       // An empty body labelled JSON (curl -H 'content-type: application/json' with no -d) means
       // "no body", not malformed JSON: drop the label so optional bodies default and required ones
       // report their missing fields.
@@ -38,13 +37,60 @@ export function bodyGuard(limit: BodyLimit): MiddlewareHandler<AppEnv> {
       headers.delete("content-type");
       c.req.raw = new Request(c.req.raw, { headers });
     }
+    const source = c.req.raw.body;
+    if (!source) return next();
     const { maxBytes, tooLarge } =
       typeof limit === "number" ? { maxBytes: limit, tooLarge: tooLargeFor(limit) } : await limit(c);
-    return bodyLimit({
-      maxSize: maxBytes,
-      onError: () => {
-        throw tooLarge();
-      },
-    })(c, next);
+    if (declared !== undefined && Number(declared) > maxBytes) {
+      await source.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    const counted = countedBody(source, maxBytes, tooLarge);
+    c.req.raw = new Request(c.req.raw, { body: counted.stream });
+    await next();
+    // The JSON validator reports any failed read as malformed JSON: when the count was passed,
+    // the answer is the limit's problem whatever the reader made of the error.
+    const refusal = counted.refusal();
+    if (refusal && c.error !== refusal) throw refusal;
   };
+}
+
+/**
+ * `source`, passed through one chunk per read. Once more than `maxBytes` have come through, the
+ * stream errors with the limit's problem and `source` is cancelled, so nothing past the limit (plus
+ * the one chunk that crossed it) is ever read.
+ */
+function countedBody(
+  source: ReadableStream<Uint8Array>,
+  maxBytes: number,
+  tooLarge: () => ApiError,
+): { stream: ReadableStream<Uint8Array>; refusal: () => ApiError | undefined } {
+  const reader = source.getReader();
+  let count = 0;
+  let refusal: ApiError | undefined;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          return;
+        }
+        count += value.byteLength;
+        if (count > maxBytes) {
+          refusal = tooLarge();
+          controller.error(refusal);
+          await reader.cancel(refusal).catch(() => {});
+          return;
+        }
+        controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    // Read from the source only when the handler asks: no read-ahead past what it consumed.
+    { highWaterMark: 0 },
+  );
+  return { stream, refusal: () => refusal };
 }
