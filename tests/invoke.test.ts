@@ -31,6 +31,30 @@ async function gatewayEvent(requestId: string) {
   );
 }
 
+/** The stream's events; fails the test if the stream is still open after `ms`. */
+async function collectWithin(res: Response, ms: number) {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const stillOpen = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the stream was still open after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([collectSse(res), stillOpen]);
+  } finally {
+    if (timer !== null) clearTimeout(timer);
+  }
+}
+
+/** Asks the CANCEL_OBSERVER agent whether the stream opened with `key` was cancelled. */
+async function expectAgentStreamCancelled(headers: Record<string, string>, agentId: string, key: string) {
+  await waitFor(
+    async () => {
+      const res = await call("POST", `/v1/invoke/${agentId}`, { headers, body: userMessage(`cancelled? ${key}`) });
+      return (await json(res)).output.text === "true" ? true : undefined;
+    },
+    { timeoutMs: 3_000, intervalMs: 100, what: "the agent's stream to be cancelled" },
+  );
+}
+
 describe("invoke: routing and request validation", () => {
   it("answers 409 no_active_deployment before any deployment is active", async () => {
     const { headers } = await newUser();
@@ -284,6 +308,48 @@ describe("invoke: streaming", () => {
     const events = await collectSse(res);
     expect(events.map((e) => e.event)).toEqual(["delta", "error"]);
     expect(events[1]!.data.code).toBe("upstream_timeout");
+  });
+
+  it("times each event: an agent dribbling bytes without finishing an event hits INVOKE_TIMEOUT_MS, and is cancelled", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const key = crypto.randomUUID();
+    // One byte every 300 ms: a timer reset by every chunk would never fire.
+    const res = await callWithEnv({ INVOKE_TIMEOUT_MS: "1000" }, "POST", `/v1/invoke/${agent.id}/stream`, {
+      headers,
+      body: userMessage(`dribble ${key}`),
+    });
+    const events = await collectWithin(res, 3_500);
+    expect(events.map((e) => e.event)).toEqual(["delta", "error"]);
+    expect(events[1]!.data).toMatchObject({ code: "upstream_timeout" });
+    await expectAgentStreamCancelled(headers, agent.id, key);
+    expect(await gatewayEvent(res.headers.get("x-request-id")!)).toMatchObject({
+      streaming: 1,
+      status: "error",
+      error_code: "upstream_timeout",
+    });
+  });
+
+  it("ends a lively stream at the tier's streamSeconds with stream_time_limit, and cancels the agent's stream", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const key = crypto.randomUUID();
+    const res = await callWithEnv(
+      { TIER_LIMITS: JSON.stringify({ free: { streamSeconds: 2 } }) },
+      "POST",
+      `/v1/invoke/${agent.id}/stream`,
+      { headers, body: userMessage(`lively ${key}`) },
+    );
+    const events = await collectWithin(res, 5_000);
+    // An event every 200 ms for 2 s: the idle timer never fires, the overall deadline does.
+    expect(events.length).toBeGreaterThan(3);
+    expect(events.slice(0, -1).every((e) => e.event === "delta")).toBe(true);
+    expect(events.at(-1)).toMatchObject({ event: "error", data: { code: "stream_time_limit" } });
+    expect(events.at(-1)!.data.message).toContain("2 s");
+    await expectAgentStreamCancelled(headers, agent.id, key);
+    expect(await gatewayEvent(res.headers.get("x-request-id")!)).toMatchObject({
+      streaming: 1,
+      status: "error",
+      error_code: "stream_time_limit",
+    });
   });
 
   it("reassembles events split across chunks (and CRLF line ends) before relaying them", async () => {

@@ -11,6 +11,7 @@ import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-fl
 import { seedDeployment } from "./helpers/deployments";
 import { call, expectProblem, json } from "./helpers/http";
 import { namespaceEnv } from "./helpers/namespace";
+import { collectSse } from "./helpers/sse";
 
 type Dispatch = (request: Request) => Promise<Response>;
 
@@ -171,6 +172,35 @@ describe("runtime faults through the gateway (namespace mechanism)", () => {
     await expectProblem(res, 504, "upstream_timeout");
     expect(dispatcher.requests).toHaveLength(1);
     expect(dispatcher.requests[0]!.signal.aborted).toBe(true);
+  });
+
+  it("aborts the request to an agent whose stream outlives the tier's streamSeconds", async () => {
+    const dep = await seedDeployment();
+    const enc = new TextEncoder();
+    let bodyCancelled = false;
+    const dispatcher = countingDispatcher(async () => {
+      const endless = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await new Promise((r) => setTimeout(r, 100));
+          c.enqueue(enc.encode('event: delta\ndata: {"text":"tick"}\n\n'));
+        },
+        cancel() {
+          bodyCancelled = true;
+        },
+      });
+      return new Response(endless, { headers: { "content-type": "text/event-stream" } });
+    });
+    const res = await callWithEnv(
+      namespaceMode(dispatcher, { TIER_LIMITS: JSON.stringify({ free: { streamSeconds: 1 } }) }),
+      "POST",
+      `/v1/invoke/${dep.agentId}/stream`,
+      { headers: dep.owner.headers, body: userMessage("hello") },
+    );
+    const events = await collectSse(res);
+    expect(events.at(-1)).toMatchObject({ event: "error", data: { code: "stream_time_limit" } });
+    expect(dispatcher.requests).toHaveLength(1);
+    expect(dispatcher.requests[0]!.signal.aborted).toBe(true);
+    expect(bodyCancelled).toBe(true);
   });
 
   it("passes a healthy answer through, with one call, so the fakes above are not what fails", async () => {

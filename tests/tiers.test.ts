@@ -30,6 +30,7 @@ describe("TIER_LIMITS overrides", () => {
       cpuMs: 50,
       subRequests: 50,
       invokeBodyBytes: 1048576,
+      streamSeconds: 300,
     });
   });
 
@@ -56,6 +57,11 @@ describe("TIER_LIMITS overrides", () => {
       "above what the runtime enforces",
       '{"enterprise":{"cpuMs":300001}}',
       /TIER_LIMITS\.enterprise\.cpuMs: must be at most 300000/,
+    ],
+    [
+      "a stream limit above a day",
+      '{"pro":{"streamSeconds":86401}}',
+      /TIER_LIMITS\.pro\.streamSeconds: must be at most 86400/,
     ],
     ["beyond safe integers", '{"free":{"invocationsPerPeriod":1e300}}', /TIER_LIMITS\.free\.invocationsPerPeriod/],
   ];

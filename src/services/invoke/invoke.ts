@@ -37,6 +37,7 @@ export type InvokeDeps = RecordInvocationDeps & {
 };
 
 class InvokeTimeout extends Error {}
+class StreamCutOff extends Error {}
 
 export async function invokeAgent(
   deps: InvokeDeps,
@@ -120,9 +121,16 @@ export async function invokeAgent(
 
   const contentType = upstream.headers.get("content-type") ?? "";
   if (opts.stream && /^text\/event-stream/i.test(contentType) && upstream.body) {
+    // Each event must complete within the invoke timeout, and the whole stream within the tier's
+    // streamSeconds; the relay cancels the agent's body when it ends, and a stream the gateway
+    // cut off also aborts the call itself.
     const relayed = relaySse(upstream.body, {
       idleTimeoutMs: deps.timeoutMs,
-      onEnd: ({ ok, errorCode, bytesOut }) => measure({ ok, errorCode, bytesOut }),
+      maxDurationMs: plan.streamSeconds * 1000,
+      onEnd: ({ ok, errorCode, bytesOut, cutOff }) => {
+        if (cutOff) abort.abort(new StreamCutOff(`the gateway ended the stream: ${errorCode}`));
+        measure({ ok, errorCode, bytesOut });
+      },
     });
     return new Response(relayed, {
       status: 200,

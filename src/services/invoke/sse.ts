@@ -21,14 +21,26 @@ export function adaptJsonToSse(answer: { output: { text: string } }): Uint8Array
   return out;
 }
 
-export type RelayEnd = { ok: boolean; errorCode?: string; bytesOut: number };
+/**
+ * The codes of the `error` event the gateway itself sends to end a stream (an agent's own `error`
+ * event is relayed as it is).
+ */
+export type StreamErrorCode =
+  | "upstream_timeout"
+  | "upstream_exception"
+  | "upstream_invalid_response"
+  | "stream_time_limit";
+
+/** How a relayed stream ended; `cutOff` when the gateway ended it with its own `error` event. */
+export type RelayEnd = { ok: boolean; errorCode?: string; bytesOut: number; cutOff: boolean };
 
 class IdleTimeout extends Error {}
 
-function readWithin<T>(read: Promise<T>, ms: number): Promise<T> {
+/** `read`, or an IdleTimeout rejection once `deadline` (epoch ms) has passed. */
+function readBefore<T>(read: Promise<T>, deadline: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | null = null;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new IdleTimeout()), ms);
+    timer = setTimeout(() => reject(new IdleTimeout()), Math.max(0, deadline - Date.now()));
   });
   return Promise.race([read, timeout]).finally(() => {
     if (timer !== null) clearTimeout(timer);
@@ -43,13 +55,16 @@ function eventName(block: string): string {
 
 /**
  * Relays the agent's SSE stream. Each complete event is forwarded as soon as its blank line
- * arrives; the stream ends after the agent's `done` or `error` event. If the agent's stream
- * fails, stalls for longer than `idleTimeoutMs`, or ends without `done`, the client gets an
- * `error` event ({ code, message }) and the stream closes. `onEnd` runs exactly once.
+ * arrives; the stream ends after the agent's `done` or `error` event. The client gets an `error`
+ * event ({ code, message }) and the stream closes if the agent's stream fails, ends without
+ * `done`, takes longer than `idleTimeoutMs` to complete an event (timed per event, from when the
+ * client asks for the next one: bytes that do not finish an event do not count), or is still
+ * open `maxDurationMs` after the relay started (`stream_time_limit`, whether or not the client is
+ * reading). Whenever the relay ends, it cancels the agent's stream. `onEnd` runs exactly once.
  */
 export function relaySse(
   upstream: ReadableStream<Uint8Array>,
-  opts: { idleTimeoutMs: number; onEnd: (end: RelayEnd) => void },
+  opts: { idleTimeoutMs: number; maxDurationMs: number; onEnd: (end: RelayEnd) => void },
 ): ReadableStream<Uint8Array> {
   const reader = upstream.getReader();
   const decoder = new TextDecoder();
@@ -57,38 +72,55 @@ export function relaySse(
   let pending = "";
   let bytesOut = 0;
   let ended = false;
+  let streamTimer: ReturnType<typeof setTimeout> | null = null;
 
   const end = (
     controller: ReadableStreamDefaultController<Uint8Array> | undefined,
-    result: Omit<RelayEnd, "bytesOut">,
+    result: Omit<RelayEnd, "bytesOut" | "cutOff">,
+    cutOff = false,
   ) => {
     if (ended) return;
     ended = true;
+    if (streamTimer !== null) clearTimeout(streamTimer);
     if (controller) controller.close();
     reader.cancel().catch(() => {});
-    opts.onEnd({ ...result, bytesOut });
+    opts.onEnd({ ...result, bytesOut, cutOff });
   };
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, bytes: Uint8Array) => {
     if (ended) return;
     bytesOut += bytes.byteLength;
     controller.enqueue(bytes);
   };
-  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, code: string, message: string) => {
+  const fail = (controller: ReadableStreamDefaultController<Uint8Array>, code: StreamErrorCode, message: string) => {
     send(controller, sseEvent("error", { code, message }));
-    end(controller, { ok: false, errorCode: code });
+    end(controller, { ok: false, errorCode: code }, true);
   };
 
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        // The overall deadline runs on its own timer, so it also ends a stream whose client has
+        // stopped reading (no pull pending); the error event then waits in the queue.
+        streamTimer = setTimeout(() => {
+          const seconds = Math.round(opts.maxDurationMs / 1000);
+          fail(controller, "stream_time_limit", `the stream reached its time limit of ${seconds} s`);
+        }, opts.maxDurationMs);
+      },
       async pull(controller) {
+        // The client asked for the next event: the agent has idleTimeoutMs to complete it.
+        const eventDeadline = Date.now() + opts.idleTimeoutMs;
         for (;;) {
           let chunk: ReadableStreamReadResult<Uint8Array>;
           try {
-            chunk = await readWithin(reader.read(), opts.idleTimeoutMs);
+            chunk = await readBefore(reader.read(), eventDeadline);
           } catch (err) {
-            if (ended) return; // the client went away while we waited
+            if (ended) return; // the client went away, or the stream's time ran out, while we waited
             if (err instanceof IdleTimeout) {
-              fail(controller, "upstream_timeout", `the agent sent nothing for ${opts.idleTimeoutMs} ms`);
+              fail(
+                controller,
+                "upstream_timeout",
+                `the agent did not complete an event within ${opts.idleTimeoutMs} ms`,
+              );
             } else {
               const detail = err instanceof Error ? err.message : String(err);
               fail(controller, "upstream_exception", `the agent's stream failed: ${detail.slice(0, 300)}`);

@@ -13,6 +13,7 @@ export const TIER_LIMIT_KEYS = [
   "cpuMs",
   "subRequests",
   "invokeBodyBytes",
+  "streamSeconds",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -29,6 +30,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     cpuMs: 50,
     subRequests: 50,
     invokeBodyBytes: 1 * MiB,
+    streamSeconds: 300,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -37,6 +39,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     cpuMs: 1_000,
     subRequests: 200,
     invokeBodyBytes: 5 * MiB,
+    streamSeconds: 900,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -45,6 +48,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     cpuMs: 30_000,
     subRequests: 1_000,
     invokeBodyBytes: 10 * MiB,
+    streamSeconds: 3_600,
   },
 };
 
@@ -54,8 +58,13 @@ const limitValue = z
   .positive("must be a positive integer");
 
 // What the runtime can enforce at most: Workers allow up to 5 minutes of CPU and 10,000
-// subrequests per invocation, so larger values would be silently meaningless.
-const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = { cpuMs: 300_000, subRequests: 10_000 };
+// subrequests per invocation, so larger values would be silently meaningless. A stream is held
+// open by the gateway for at most a day.
+const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = {
+  cpuMs: 300_000,
+  subRequests: 10_000,
+  streamSeconds: 86_400,
+};
 
 const tierOverride = z.strictObject(
   Object.fromEntries(
