@@ -42,6 +42,8 @@ export interface Env {
   CLOUDFLARE_API_TIMEOUT_MS?: string;
   /** How many inactive deployments per agent keep their runtime script (rollback targets). */
   DEPLOYMENT_RETENTION?: string;
+  /** `all` (default), `errors` (5xx and slow requests only) or `none`: the per-request log line. */
+  LOG_REQUESTS?: string;
   /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
   TIER_LIMITS?: string;
 }
@@ -66,6 +68,8 @@ const configSchema = z.object({
   TIER_LIMITS: optionalString,
   // Inactive deployments per agent whose runtime scripts are kept for rollback.
   DEPLOYMENT_RETENTION: z.coerce.number().int().min(0).max(1000).default(5),
+  // Which requests get the one request log line: every one, only failed (5xx) and slow ones, none.
+  LOG_REQUESTS: z.enum(["all", "errors", "none"]).default("all"),
 });
 
 export type Config = {
@@ -76,6 +80,7 @@ export type Config = {
   invokeTimeoutMs: number;
   tierLimits: TierLimitsByTier;
   deploymentRetention: number;
+  logRequests: "all" | "errors" | "none";
 };
 
 // Parsed configuration per env object (one per isolate in practice).
@@ -138,6 +143,7 @@ async function buildConfig(env: Env): Promise<Config> {
     invokeTimeoutMs: v.INVOKE_TIMEOUT_MS,
     tierLimits,
     deploymentRetention: v.DEPLOYMENT_RETENTION,
+    logRequests: v.LOG_REQUESTS,
   };
 }
 

@@ -1,6 +1,6 @@
 // First middleware of every request: assigns the request id, loads configuration, builds the
 // request's services (compose.ts), and writes
-// the one structured log line per request once the response is known.
+// the one structured log line per request once the response is known (LOG_REQUESTS decides which).
 import type { MiddlewareHandler } from "hono";
 import { type AppEnv, handleError } from "../app";
 import { composeServices } from "../compose";
@@ -26,16 +26,33 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
       await next();
     } finally {
       c.header("x-request-id", requestId);
-      logInfo("request", {
-        requestId,
-        method: c.req.method,
-        route: c.req.routePath,
-        path: c.req.path.slice(0, 200),
-        status: c.res.status,
-        durationMs: Date.now() - started,
-        userId: c.get("userId"),
-        environment: c.get("config")?.environment,
-      });
+      const durationMs = Date.now() - started;
+      if (shouldLogRequest(c.get("config")?.logRequests ?? "all", c.res.status, durationMs)) {
+        logInfo("request", {
+          requestId,
+          method: c.req.method,
+          route: c.req.routePath,
+          path: c.req.path.slice(0, 200),
+          status: c.res.status,
+          durationMs,
+          userId: c.get("userId"),
+          environment: c.get("config")?.environment,
+        });
+      }
     }
   };
+}
+
+/** In `errors` mode a request taking at least this long to answer is logged whatever its status. */
+export const SLOW_REQUEST_MS = 2000;
+
+/**
+ * The request line costs a console write per request, which a busy production gateway may not
+ * want; `errors` keeps the lines an operator acts on (5xx, slow answers). Until the configuration
+ * is known (it failed to parse) every request is logged.
+ */
+function shouldLogRequest(mode: "all" | "errors" | "none", status: number, durationMs: number): boolean {
+  if (mode === "all") return true;
+  if (mode === "none") return false;
+  return status >= 500 || durationMs >= SLOW_REQUEST_MS;
 }
