@@ -1,6 +1,7 @@
 // The composition root: every entry point (an HTTP request, a queue batch, a cron run, a
-// TelemetrySink call) gets its services from here, so nothing else constructs a db client, reads
-// the configuration or chooses a runtime. Services receive what they need from this object.
+// TelemetrySink call) gets its services from here; no route or service builds a client or chooses
+// a runtime. The paths that must keep working on a bad setting (metering, the dead-letter queue,
+// the D1-only cron tasks) build just the db client. Services receive what they need from this object.
 import type { Keyring } from "./crypto/keys";
 import { createDb, type Db } from "./db/client";
 import type { Config, Env } from "./env";

@@ -124,11 +124,15 @@ function configIdOf(auth: AuthConfig): string {
 export async function verifyAccessToken(
   token: string,
   auth: AuthConfig,
-  opts: { now?: number } = {},
+  opts: { now?: number; waitUntil?: (promise: Promise<unknown>) => void } = {},
 ): Promise<VerifiedToken> {
   const now = opts.now ?? Date.now();
   const key = `${configIdOf(auth)} ${token}`;
-  const { subject } = await verifiedTokens.get(key, () => verifyUncached(token, auth, now), { now });
+  // waitUntil: a verification shared by concurrent requests finishes even if its starter goes away.
+  const { subject } = await verifiedTokens.get(key, () => verifyUncached(token, auth, now), {
+    now,
+    waitUntil: opts.waitUntil,
+  });
   return { subject };
 }
 

@@ -1,6 +1,7 @@
-// How one queue message ends, as decided by the pipeline that owns the message (deployments,
-// cleanup, metering). Pipelines return an outcome; the queue router applies it and logs it, so
-// every consumer settles its messages the same way.
+// How one queue message ends, as decided by the pipeline that owns the message (a deploy, an
+// agent-script cleanup). Pipelines return an outcome; the queue router applies it and logs it. The
+// usage queue is the exception: its consumer writes a whole batch in one statement and settles the
+// batch's messages together (services/metering/usage-queue.ts).
 
 export type QueueOutcome<Result extends string = string> =
   | { action: "ack"; result: Result; error?: string }

@@ -11,8 +11,9 @@ export function authenticate(): MiddlewareHandler<AppEnv> {
     if (!header) throw new ApiError("unauthenticated", "send `Authorization: Bearer <token>`");
     const match = /^Bearer[ ]+([A-Za-z0-9._~+/=-]+)$/i.exec(header.trim());
     if (!match?.[1]) throw new ApiError("unauthenticated", "the Authorization header must be `Bearer <token>`");
-    const { subject } = await verifyAccessToken(match[1], c.var.services.config.auth);
-    c.set("userId", await ensureUser({ db: c.var.services.db, subject }));
+    const { config, db, waitUntil } = c.var.services;
+    const { subject } = await verifyAccessToken(match[1], config.auth, { waitUntil });
+    c.set("userId", await ensureUser({ db, subject, waitUntil }));
     await next();
   };
 }

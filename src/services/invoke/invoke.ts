@@ -49,7 +49,9 @@ export async function invokeAgent(
   const deployment = await activeDeploymentOf(deps, agentId);
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
   // limits for this invocation (its body size limit was applied before the body was read).
-  const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
+  const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, {
+    waitUntil: deps.waitUntil,
+  });
   const payload = JSON.stringify(body);
   const bytesIn = utf8.encode(payload).byteLength;
   const quota = await admitInvocation(deps.db, {

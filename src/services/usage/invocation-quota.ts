@@ -23,7 +23,7 @@ const MAX_TRACKED_USERS = 50_000;
 type Counter = { count: number };
 
 // `${userId} ${periodKey}` -> the period's invocation count as this isolate knows it: D1's part is
-// up to QUOTA_REFRESH_MS stale, which only lets other isolates' traffic overshoot (README, "Limits").
+// up to QUOTA_REFRESH_MS stale, which only lets other isolates' traffic overshoot (docs/operations.md).
 const counters = new IsolateCache<string, Counter>({ maxEntries: MAX_TRACKED_USERS, ttlMs: QUOTA_REFRESH_MS });
 
 export type QuotaDecision = {

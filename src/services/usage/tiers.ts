@@ -113,8 +113,3 @@ export function parseTierLimits(raw: string | undefined): TierLimitsByTier {
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
-
-/** The largest invoke body any tier allows: the hard cap applied before the caller is known. */
-export function largestInvokeBodyBytes(limits: TierLimitsByTier): number {
-  return Math.max(...Object.values(limits).map((l) => l.invokeBodyBytes));
-}

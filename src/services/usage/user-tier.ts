@@ -19,8 +19,12 @@ const MAX_CACHED_USERS = 10_000;
 // userId -> tier, up to TIER_CACHE_TTL_MS stale (see above); this isolate's own changes drop it at once.
 const tiers = new IsolateCache<string, Tier>({ maxEntries: MAX_CACHED_USERS, ttlMs: TIER_CACHE_TTL_MS });
 
-export function getUserTier(db: Db, userId: string, opts: { now?: number } = {}): Promise<Tier> {
-  return tiers.get(userId, () => readUserTier(db, userId), { now: opts.now });
+export function getUserTier(
+  db: Db,
+  userId: string,
+  opts: { now?: number; waitUntil?: (promise: Promise<unknown>) => void } = {},
+): Promise<Tier> {
+  return tiers.get(userId, () => readUserTier(db, userId), opts);
 }
 
 /** Drops this isolate's cached tier of a user (after this isolate changed it). */
@@ -45,8 +49,10 @@ export async function limitsForUser(
   db: Db,
   userId: string,
   tierLimits: TierLimitsByTier,
+  /** Keeps a tier read shared by concurrent requests alive if the request that started it ends. */
+  opts: { waitUntil?: (promise: Promise<unknown>) => void } = {},
 ): Promise<{ tier: Tier; limits: TierLimits }> {
-  const tier = await getUserTier(db, userId);
+  const tier = await getUserTier(db, userId, opts);
   return { tier, limits: tierLimits[tier] };
 }
 

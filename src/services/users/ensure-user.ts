@@ -9,8 +9,17 @@ const MAX_CACHED_SUBJECTS = 10_000;
 // Subject -> user id, per isolate, kept until evicted: users are never re-keyed, so entries never go stale.
 const userIdBySubject = new IsolateCache<string, string>({ maxEntries: MAX_CACHED_SUBJECTS, ttlMs: Infinity });
 
-export function ensureUser({ db, subject }: { db: Db; subject: string }): Promise<string> {
-  return userIdBySubject.get(subject, () => upsertUser(db, subject));
+export function ensureUser({
+  db,
+  subject,
+  waitUntil,
+}: {
+  db: Db;
+  subject: string;
+  /** Keeps an upsert shared by concurrent requests alive if the request that started it ends. */
+  waitUntil?: (promise: Promise<unknown>) => void;
+}): Promise<string> {
+  return userIdBySubject.get(subject, () => upsertUser(db, subject), { waitUntil });
 }
 
 async function upsertUser(db: Db, subject: string): Promise<string> {

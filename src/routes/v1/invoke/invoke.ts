@@ -9,8 +9,8 @@ import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schem
 
 /** The caller's own tier limit on invoke bodies (`invokeBodyBytes`), checked after authentication. */
 const callerInvokeBodyLimit: BodyLimit = async (c) => {
-  const { db, tierLimits } = c.var.services;
-  const { tier, limits } = await limitsForUser(db, c.var.userId, tierLimits);
+  const { db, tierLimits, waitUntil } = c.var.services;
+  const { tier, limits } = await limitsForUser(db, c.var.userId, tierLimits, { waitUntil });
   const maxBytes = limits.invokeBodyBytes;
   return {
     maxBytes,

@@ -18,7 +18,7 @@ const route = userRoute({
 
 export function registerCurrentUsage(app: App) {
   app.openapi(route, async (c) => {
-    const ctx = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
-    return c.json(await getUsageReport(ctx, periodKeyOf(Date.now())), 200);
+    const deps = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
+    return c.json(await getUsageReport(deps, periodKeyOf(Date.now())), 200);
   });
 }

@@ -29,7 +29,7 @@ const route = userRoute({
 export function registerPeriodUsage(app: App) {
   app.openapi(route, async (c) => {
     const { period } = c.req.valid("query");
-    const ctx = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
-    return c.json(await getUsageReport(ctx, period), 200);
+    const deps = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
+    return c.json(await getUsageReport(deps, period), 200);
   });
 }
