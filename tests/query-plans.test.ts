@@ -6,6 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { listDeploymentsQuery } from "../src/services/deployments/deployments";
 import { recentEventsQuery } from "../src/services/metering/recent-events";
+import { RECONCILE_STEP_SQL } from "../src/services/metering/reconcile";
 import { seedAgent, seedDeployment, testDb } from "./helpers/namespace";
 
 const db = testDb();
@@ -88,5 +89,32 @@ describe("query plans of per-agent reads", () => {
     expect(stats.map((s) => s.idx)).toContain("metrics_events_user_ts_idx");
 
     await expectAgentIndex();
+  });
+});
+
+describe("query plans of the usage reconciliation", () => {
+  it("reads events by rowid range and counters by key: no statement scans a table", async () => {
+    const params = [10_000, 500, null, null, null, null, null, null, Date.now()];
+    const plans: string[] = [];
+    for (const statement of RECONCILE_STEP_SQL) {
+      const highest = Math.max(0, ...[...statement.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
+      const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${statement}`)
+        .bind(...params.slice(0, highest))
+        .all<{ detail: string }>();
+      const lines = results.map((r) => r.detail);
+      plans.push(lines.join(" | "));
+      // The only scans allowed: of a bounded subquery, or of the partial index of dirty totals
+      // (LIMIT-ed); never of a table or a whole index of events or counters.
+      for (const line of lines.filter((l) => l.startsWith("SCAN "))) {
+        expect(line, statement).toMatch(
+          /^SCAN (\(subquery-\d+\)|k|usage_verified_totals USING (COVERING )?INDEX usage_verified_totals_dirty_idx)$/,
+        );
+      }
+    }
+    const all = plans.join("\n");
+    expect(all).toContain("SEARCH metrics_events USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)");
+    expect(all).toContain(
+      "SEARCH b USING INDEX billing_usage_user_period_agent_uq ((user_id,period_key,agent_id)>(?,?,?))",
+    );
   });
 });
