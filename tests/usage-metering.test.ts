@@ -206,16 +206,14 @@ describe("incremental reconciliation", () => {
         and(eq(billingUsage.userId, u1), eq(billingUsage.agentId, "agt_a"), eq(billingUsage.periodKey, "2031-02")),
       );
     await db.delete(billingUsage).where(and(eq(billingUsage.userId, u2), eq(billingUsage.agentId, "agt_d")));
-    await db
-      .insert(billingUsage)
-      .values({
-        id: newId("usage"),
-        userId: u2,
-        periodKey: "2031-01",
-        agentId: "agt_ghost",
-        requests: 5,
-        updatedAt: 0,
-      });
+    await db.insert(billingUsage).values({
+      id: newId("usage"),
+      userId: u2,
+      periodKey: "2031-01",
+      agentId: "agt_ghost",
+      requests: 5,
+      updatedAt: 0,
+    });
     const expected = await fullRecompute([u1, u2]);
     expect(await billingLines([u1, u2])).not.toEqual(expected);
 

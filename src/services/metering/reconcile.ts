@@ -166,7 +166,7 @@ export async function reconcileUsage(db: Db, opts: ReconcileOptions = {}): Promi
     const results = await d1.batch(
       RECONCILE_STEP_SQL.map((s) => d1.prepare(s).bind(...params.slice(0, highestParameter(s)))),
     );
-    const before = (results[1]?.results[0] as { watermark: number }).watermark;
+    const before = (results[1]?.results[0] as { watermark: number } | undefined)?.watermark ?? 0;
     const status = results.at(-1)?.results[0] as Status;
     const rowsWritten = (i: number) => results[i]?.meta.changes ?? 0;
     report.corrected += rowsWritten(RECONCILE_STEP_SQL.indexOf(CORRECT_DIRTY_SQL));
