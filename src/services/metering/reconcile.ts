@@ -32,12 +32,16 @@
 import type { Db } from "../../db/client";
 import { EVENT_PERIOD, USAGE_SUMS } from "./record-events";
 
-/** Events added to the verified totals per step (one D1 batch). */
-export const RECONCILE_SLICE_EVENTS = 10_000;
+/**
+ * Events added to the verified totals per step (one D1 batch). Measured on a 2-core machine with
+ * 1M events whose every event is a new (user, month, agent) key (the worst case for the upsert):
+ * the slice statement took 34 ms at p50 and about 100 ms at p99 at this size.
+ */
+export const RECONCILE_SLICE_EVENTS = 2_500;
 /** billing_usage keys compared per step, for the dirty totals and again for the sweep. */
 export const RECONCILE_SWEEP_KEYS = 500;
 /** Steps per run: at most maxSteps × sliceEvents events and 2 × maxSteps × sweepKeys keys. */
-export const RECONCILE_MAX_STEPS = 10;
+export const RECONCILE_MAX_STEPS = 40;
 
 export type ReconcileOptions = { sliceEvents?: number; sweepKeys?: number; maxSteps?: number; now?: number };
 export type ReconcileReport = {
@@ -47,7 +51,7 @@ export type ReconcileReport = {
   corrected: number;
   /** The watermark reached the newest event. */
   caughtUp: boolean;
-  /** Totals that grew and were not yet compared with billing_usage (left for the next run). */
+  /** Totals that grew and were not yet compared with billing_usage (left for the next run; counted up to 1,000). */
   dirtyLeft: number;
   /** The sweep passed the last billing_usage key during this run (every key was compared). */
   sweptToEnd: boolean;
@@ -133,7 +137,7 @@ const ADVANCE_CURSOR_SQL = `
 
 const STATUS_SQL = `
   SELECT event_rowid AS watermark, cursor_user_id IS NULL AS atStart, ${CAUGHT_UP} AS caughtUp,
-    (SELECT COUNT(*) FROM (SELECT 1 FROM usage_verified_totals WHERE dirty = 1 LIMIT 100000)) AS dirtyLeft
+    (SELECT COUNT(*) FROM (SELECT 1 FROM usage_verified_totals WHERE dirty = 1 LIMIT 1000)) AS dirtyLeft
   FROM usage_reconcile_state WHERE id = 'usage'`;
 
 type Status = { watermark: number; atStart: number; caughtUp: number; dirtyLeft: number };
