@@ -27,6 +27,12 @@
 //   is corrected: the totals are not yet the whole truth, and the consumer's own increments keep
 //   billing_usage right in the meantime.
 //
+// The totals rely on metrics_events being append-only: a future expiry of old events must take
+// them out of usage_verified_totals in the same transaction (or reset the totals, below).
+// Starting over (the totals themselves damaged): delete usage_verified_totals and set the state's
+// event_rowid to 0 in one transaction; the runs rebuild the totals in slices and correct nothing
+// until they have caught up.
+//
 // Every statement reads at most `sliceEvents` events or `sweepKeys` keys through an index, so no
 // statement's cost grows with the month; a run makes at most `maxSteps` such transactions.
 import type { Db } from "../../db/client";
