@@ -4,6 +4,7 @@
 import { env } from "cloudflare:workers";
 import { eq, inArray } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
 import { deployments } from "../src/db/schema";
 import { getConfig } from "../src/env";
 import { DeployQueueMessageSchema } from "../src/queues/deploy-jobs";
@@ -252,6 +253,53 @@ describe("retention", () => {
     expect(report.removed).toEqual([first.id]);
     expect(api.scripts.has(second.scriptName)).toBe(true);
     expect((await removedAt([second.id]))[second.id]).toBeNull();
+  });
+
+  it("reads only the deployments of agents it can act on: no query walks every inactive deployment", async () => {
+    const { runtime } = namespaceSetup();
+    // Agents at or under the retention count, and one over it.
+    for (let i = 0; i < 3; i++) await agentWithScripts(runtime, ["inactive", "inactive", "active"]);
+    const { rows } = await agentWithScripts(runtime, ["inactive", "inactive", "inactive", "failed", "active"]);
+
+    // Every statement retention sends to D1, with its parameters.
+    const seen: Array<{ sql: string; params: unknown[] }> = [];
+    const recording = new Proxy(env.DB, {
+      get(target, prop) {
+        if (prop !== "prepare") return Reflect.get(target, prop, target);
+        return (query: string) => {
+          const entry = { sql: query, params: [] as unknown[] };
+          seen.push(entry);
+          const statement = target.prepare(query);
+          return new Proxy(statement, {
+            get(st, p) {
+              if (p === "bind") {
+                return (...params: unknown[]) => {
+                  entry.params = params;
+                  return st.bind(...params);
+                };
+              }
+              const value = Reflect.get(st, p, st);
+              return typeof value === "function" ? value.bind(st) : value;
+            },
+          });
+        };
+      },
+    });
+    const report = await enforceRetention({ db: createDb(recording), runtime }, { keep: 2 });
+    expect(report.removed).toEqual(expect.arrayContaining([rows[0]!.id]));
+
+    expect(seen.length).toBeGreaterThan(0);
+    for (const { sql, params } of seen) {
+      const { results } = await env.DB.prepare(`EXPLAIN QUERY PLAN ${sql}`)
+        .bind(...params)
+        .all<{ detail: string }>();
+      for (const { detail } of results.filter((r) => /\bdeployments\b/.test(r.detail))) {
+        // A read of deployments is a search by id, by agent, or through the index of deployments
+        // that still have a script; never a scan, never a walk of every row of one status.
+        expect(detail, sql).toMatch(/^SEARCH deployments USING/);
+        expect(detail, sql).toMatch(/deployments_live_script_idx|agent_id=\?|id=\?/);
+      }
+    }
   });
 
   it("reads DEPLOYMENT_RETENTION with a default of 5, and refuses to run with an invalid value", async () => {

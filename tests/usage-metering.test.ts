@@ -6,8 +6,8 @@ import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import { periodKeyOf } from "../src/lib/time";
 import type { MetricsEvent } from "../src/services/metering/event";
-import { reconcilePeriod } from "../src/services/metering/reconcile";
-import { recordEvents } from "../src/services/metering/record-events";
+import { type ReconcileOptions, reconcileUsage } from "../src/services/metering/reconcile";
+import { recordEvents, usageAggregateSelect } from "../src/services/metering/record-events";
 import { admitInvocation, QUOTA_REFRESH_MS } from "../src/services/usage/invocation-quota";
 
 const db = createDb(env.DB);
@@ -89,20 +89,158 @@ describe("metering writes", () => {
       requests: 5,
       updatedAt: 0,
     });
-    const { corrected } = await reconcilePeriod(db, periodKeyOf(Date.now()));
+    const { corrected } = await reconcileUntilDone();
     expect(corrected).toBeGreaterThanOrEqual(2);
     const rows = await usageRows(userId);
     expect(rows.map((r) => [r.agentId, r.requests, r.errors])).toEqual([
       ["agt_a", 2, 1],
       ["agt_ghost", 0, 0],
     ]);
-    const again = await reconcilePeriod(db, periodKeyOf(Date.now()));
+    const again = await reconcileUntilDone();
     const mine = await db
       .select()
       .from(billingUsage)
       .where(and(eq(billingUsage.userId, userId), eq(billingUsage.agentId, "agt_a")));
     expect(mine[0]?.requests).toBe(2);
     expect(again.corrected).toBe(0);
+  });
+});
+
+/** Reconcile runs until everything is verified and the sweep has passed every counter once. */
+async function reconcileUntilDone(opts: ReconcileOptions = {}) {
+  const runs = [];
+  for (let i = 0; i < 1000; i++) {
+    const r = await reconcileUsage(db, opts);
+    runs.push(r);
+    if (r.caughtUp && r.dirtyLeft === 0 && r.sweptToEnd) break;
+  }
+  return {
+    runs,
+    events: runs.reduce((n, r) => n + r.events, 0),
+    corrected: runs.reduce((n, r) => n + r.corrected, 0),
+  };
+}
+
+const COUNTER_FIELDS = [
+  "requests",
+  "errors",
+  "durationMsTotal",
+  "bytesIn",
+  "bytesOut",
+  "inputTokens",
+  "outputTokens",
+] as const;
+
+/** The users' usage recomputed in full from metrics_events, as "user period agent: counters" lines. */
+async function fullRecompute(userIds: string[]): Promise<string[]> {
+  const placeholders = userIds.map((_, i) => `?${i + 10}`).join(", ");
+  const results = await env.DB.prepare(usageAggregateSelect(`user_id IN (${placeholders})`))
+    .bind(null, null, null, null, null, null, null, null, 0, ...userIds)
+    .raw<[string, string, string, string, ...number[]]>();
+  return results
+    .map(([, user, period, agent, ...counters]) => `${user} ${period} ${agent}: ${counters.slice(0, 7).join(",")}`)
+    .sort();
+}
+
+/** billing_usage of the users in the same shape (rows whose counters are all zero left out). */
+async function billingLines(userIds: string[]): Promise<string[]> {
+  const rows = [];
+  for (const userId of userIds) rows.push(...(await usageRows(userId)));
+  return rows
+    .map((r) => ({ key: `${r.userId} ${r.periodKey} ${r.agentId}`, counters: COUNTER_FIELDS.map((f) => r[f]) }))
+    .filter((r) => r.counters.some((c) => c !== 0))
+    .map((r) => `${r.key}: ${r.counters.join(",")}`)
+    .sort();
+}
+
+/** Events stored without going through the consumer: billing_usage never counted them. */
+async function insertUncounted(events: MetricsEvent[]) {
+  for (const e of events) {
+    await env.DB.prepare(
+      `INSERT INTO metrics_events (id, user_id, agent_id, deployment_id, source, dedupe_key, runtime_provider, kind, ts,
+         duration_ms, status, bytes_in, bytes_out, input_tokens, output_tokens, received_at)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)`,
+    )
+      .bind(
+        e.id,
+        e.userId,
+        e.agentId,
+        e.deploymentId,
+        e.source,
+        e.dedupeKey,
+        e.runtimeProvider,
+        e.kind,
+        e.ts,
+        e.durationMs,
+        e.status,
+        e.bytesIn,
+        e.bytesOut,
+        e.inputTokens,
+        e.outputTokens,
+        e.receivedAt,
+      )
+      .run();
+  }
+}
+
+describe("incremental reconciliation", () => {
+  it("repairs every kind of drift, in bounded runs that leave the rest for the next, and ends equal to a full recompute", async () => {
+    const u1 = newId("user");
+    const u2 = newId("user");
+    const jan = Date.UTC(2031, 0, 15);
+    const feb = Date.UTC(2031, 1, 3);
+    await recordEvents(db, [
+      gatewayEvent(u1, "agt_a", { ts: jan }),
+      gatewayEvent(u1, "agt_a", { ts: feb, status: "error", durationMs: 70 }),
+      gatewayEvent(u1, "agt_b", { ts: feb, source: "telemetry", inputTokens: 5, outputTokens: 9 }),
+      gatewayEvent(u2, "agt_c", { ts: jan, bytesIn: 1, bytesOut: 2 }),
+      gatewayEvent(u2, "agt_d", { ts: feb }),
+    ]);
+    // Drift of every kind: events nobody counted, a corrupted counter, a lost counter row, a
+    // counter with no events behind it.
+    await insertUncounted([gatewayEvent(u1, "agt_e", { ts: jan }), gatewayEvent(u2, "agt_c", { ts: jan })]);
+    await db
+      .update(billingUsage)
+      .set({ requests: 999 })
+      .where(
+        and(eq(billingUsage.userId, u1), eq(billingUsage.agentId, "agt_a"), eq(billingUsage.periodKey, "2031-02")),
+      );
+    await db.delete(billingUsage).where(and(eq(billingUsage.userId, u2), eq(billingUsage.agentId, "agt_d")));
+    await db.insert(billingUsage).values({
+      id: newId("usage"),
+      userId: u2,
+      periodKey: "2031-01",
+      agentId: "agt_ghost",
+      requests: 5,
+      updatedAt: 0,
+    });
+    const expected = await fullRecompute([u1, u2]);
+    expect(await billingLines([u1, u2])).not.toEqual(expected);
+
+    // A tiny budget: 3 events and 2 keys per step, one step per run.
+    const bound = { sliceEvents: 3, sweepKeys: 2, maxSteps: 1 };
+    const first = await reconcileUsage(db, bound);
+    expect(first.events).toBeLessThanOrEqual(3);
+    expect(first.caughtUp && first.dirtyLeft === 0 && first.sweptToEnd).toBe(false);
+
+    // Consumer traffic keeps arriving between runs; it must be neither lost nor counted twice.
+    await recordEvents(db, [gatewayEvent(u1, "agt_a", { ts: feb }), gatewayEvent(u2, "agt_c", { ts: jan })]);
+    const done = await reconcileUntilDone(bound);
+    expect(done.runs.length).toBeGreaterThan(2);
+    for (const r of done.runs) expect(r.events).toBeLessThanOrEqual(3);
+    expect(await billingLines([u1, u2])).toEqual(await fullRecompute([u1, u2]));
+    const ghost = await db
+      .select()
+      .from(billingUsage)
+      .where(and(eq(billingUsage.userId, u2), eq(billingUsage.agentId, "agt_ghost")));
+    expect(ghost[0]?.requests).toBe(0);
+
+    // New drift after everything was verified is found too, and a clean state stays untouched.
+    await insertUncounted([gatewayEvent(u2, "agt_d", { ts: feb, durationMs: 3 })]);
+    await db.update(billingUsage).set({ bytesOut: 1 }).where(eq(billingUsage.userId, u1));
+    await reconcileUntilDone(bound);
+    expect(await billingLines([u1, u2])).toEqual(await fullRecompute([u1, u2]));
+    expect((await reconcileUntilDone(bound)).corrected).toBe(0);
   });
 });
 

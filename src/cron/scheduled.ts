@@ -4,10 +4,9 @@ import { composeServices, type Services } from "../compose";
 import { createDb, type Db } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
-import { periodKeyOf } from "../lib/time";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
-import { reconcilePeriod } from "../services/metering/reconcile";
+import { reconcileUsage } from "../services/metering/reconcile";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 
 type TaskResult = Record<string, number | string | undefined>;
@@ -22,7 +21,6 @@ type Task = {
   run: (deps: CronDeps, scheduledTime: number) => Promise<TaskResult>;
 };
 
-const DAY_MS = 24 * 60 * 60_000;
 /** Secret re-encryption after a key rotation: rows per column per batch, batches per run. */
 export const REENCRYPT_BATCH_SIZE = 50;
 export const REENCRYPT_MAX_BATCHES = 10;
@@ -46,15 +44,18 @@ const TASKS: Task[] = [
     },
   },
   {
-    // billing_usage recomputed from metrics_events: the current period, and the previous one on
-    // the first day of a month (late events of the month that just ended).
+    // billing_usage checked against metrics_events incrementally: the events since the last run
+    // (bounded), then a bounded slice of the counters (services/metering/reconcile.ts).
     name: "reconcile_usage",
     run: async ({ db }, scheduledTime) => {
-      const now = Math.max(scheduledTime, Date.now());
-      const periods = new Set([periodKeyOf(now), periodKeyOf(now - DAY_MS)]);
-      let corrected = 0;
-      for (const period of periods) corrected += (await reconcilePeriod(db, period)).corrected;
-      return { periods: [...periods].join(","), corrected };
+      const r = await reconcileUsage(db, { now: Math.max(scheduledTime, Date.now()) });
+      return {
+        events: r.events,
+        corrected: r.corrected,
+        caughtUp: String(r.caughtUp),
+        dirtyLeft: r.dirtyLeft,
+        sweptToEnd: String(r.sweptToEnd),
+      };
     },
   },
   {

@@ -1,5 +1,6 @@
 // Immutable deployment records. Only status, timestamps and error_message ever change.
 // Invariant: status = 'active' exactly when agents.active_deployment_id names the row.
+import { sql } from "drizzle-orm";
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { agents } from "./agents";
 import { createdAt, updatedAt } from "./columns";
@@ -49,6 +50,9 @@ export const deployments = sqliteTable(
     index("deployments_agent_created_idx").on(t.agentId, t.createdAt),
     index("deployments_user_created_idx").on(t.userId, t.createdAt),
     index("deployments_status_created_idx").on(t.status, t.createdAt),
+    // Retention (services/cleanup): only deployments that still have a runtime script, by status
+    // then agent, so it finds the agents with too many inactive ones without reading the others.
+    index("deployments_live_script_idx").on(t.status, t.agentId).where(sql`script_removed_at IS NULL`),
   ],
 );
 

@@ -6,4 +6,5 @@ export * from "./deployment-artifacts";
 export * from "./deployments";
 export * from "./metrics-events";
 export * from "./subscriptions";
+export * from "./usage-reconcile";
 export * from "./users";

@@ -131,6 +131,48 @@ export type RetentionReport = {
 type Candidate = { id: string; status: "inactive" | "failed"; scriptName: string };
 
 /**
+ * What one retention run may act on, oldest first (a run cut short by maxPerRun or a failure
+ * leaves the newest in place), at most `maxPerRun`. It reads only deployments that still have a
+ * script, through deployments_live_script_idx (partial: script_removed_at IS NULL), never every
+ * inactive deployment of the table:
+ * 1. the agents with more than `keep` inactive deployments with scripts (a covering walk of that
+ *    index, grouped by agent in index order, stopping after `maxPerRun` such agents);
+ * 2. only those agents' inactive deployments, ranked by when each was last active, beyond `keep`;
+ * 3. failed deployments with scripts past the grace period (every one of them is to be removed).
+ * `INDEXED BY` pins that index (other indexes lead with status too, and one of them also yields
+ * the created_at order, which tempts the planner into walking every failed deployment ever made);
+ * SQLite refuses to prepare the statement if the index is ever dropped or unusable for it.
+ */
+export function retentionCandidatesSql(opts: { keep: number; maxPerRun: number; agentId?: string; now: number }) {
+  const agentFilter = opts.agentId ? sql`AND agent_id = ${opts.agentId}` : sql``;
+  return sql`
+    WITH over_keep AS (
+      SELECT agent_id FROM deployments INDEXED BY deployments_live_script_idx
+      WHERE status = 'inactive' AND script_removed_at IS NULL ${agentFilter}
+      GROUP BY agent_id HAVING COUNT(*) > ${opts.keep}
+      LIMIT ${opts.maxPerRun}
+    )
+    SELECT id, status, scriptName, last_used FROM (
+      SELECT id, status, script_name AS scriptName, COALESCE(activated_at, created_at) AS last_used,
+        ROW_NUMBER() OVER (
+          PARTITION BY agent_id ORDER BY COALESCE(activated_at, created_at) DESC, id DESC
+        ) AS rn
+      FROM deployments INDEXED BY deployments_live_script_idx
+      WHERE status = 'inactive' AND script_removed_at IS NULL AND agent_id IN (SELECT agent_id FROM over_keep)
+    ) WHERE rn > ${opts.keep}
+    UNION ALL
+    SELECT * FROM (
+      SELECT id, status, script_name AS scriptName, created_at AS last_used FROM deployments INDEXED BY deployments_live_script_idx
+      WHERE status = 'failed' AND script_removed_at IS NULL AND updated_at < ${opts.now - FAILED_SCRIPT_GRACE_MS} ${agentFilter}
+      ORDER BY created_at ASC, id ASC
+      LIMIT ${opts.maxPerRun}
+    )
+    ORDER BY last_used ASC, id ASC
+    LIMIT ${opts.maxPerRun}
+  `;
+}
+
+/**
  * Per agent, keeps the scripts of the `keep` most recently active inactive deployments and
  * removes the scripts of older inactive ones and of failed ones (after a grace period), at most
  * `maxPerRun` per call. Each removal first claims the row (conditional UPDATE of
@@ -144,24 +186,9 @@ export async function enforceRetention(
   const { db, runtime } = deps;
   const now = deps.now?.() ?? Date.now();
   const maxPerRun = opts.maxPerRun ?? RETENTION_MAX_PER_RUN;
-  const agentFilter = opts.agentId ? sql`AND agent_id = ${opts.agentId}` : sql``;
-
-  // Oldest first, so a run cut short by maxPerRun or a failure leaves the newest in place.
-  const candidates = await db.all<Candidate>(sql`
-    SELECT id, status, script_name AS scriptName, last_used FROM (
-      SELECT id, status, script_name, COALESCE(activated_at, created_at) AS last_used,
-        ROW_NUMBER() OVER (
-          PARTITION BY agent_id ORDER BY COALESCE(activated_at, created_at) DESC, id DESC
-        ) AS rn
-      FROM deployments
-      WHERE status = 'inactive' AND script_removed_at IS NULL ${agentFilter}
-    ) WHERE rn > ${opts.keep}
-    UNION ALL
-    SELECT id, status, script_name AS scriptName, created_at AS last_used FROM deployments
-    WHERE status = 'failed' AND script_removed_at IS NULL AND updated_at < ${now - FAILED_SCRIPT_GRACE_MS} ${agentFilter}
-    ORDER BY last_used ASC, id ASC
-    LIMIT ${maxPerRun}
-  `);
+  const candidates = await db.all<Candidate>(
+    retentionCandidatesSql({ keep: opts.keep, maxPerRun, agentId: opts.agentId, now }),
+  );
 
   const report: RetentionReport = { removed: [] };
   for (const c of candidates) {

@@ -33,15 +33,29 @@ export async function listDeployments(
   input: { limit: number; status?: DeploymentStatus; includeInactive: boolean },
 ): Promise<DeploymentRow[]> {
   await getAgent(deps, agentId);
+  return listDeploymentsQuery(deps, agentId, input);
+}
+
+/**
+ * The query listDeployments runs (exported so a test can EXPLAIN its exact SQL). It reads through
+ * deployments_agent_created_idx whatever the planner's statistics say: the user and status terms
+ * are written with a unary `+` (SQLite's documented way to disqualify a term from index use), so
+ * the agent index is the only one with an equality constraint, and it yields the created_at order.
+ */
+export function listDeploymentsQuery(
+  deps: TenantDeps,
+  agentId: string,
+  input: { limit: number; status?: DeploymentStatus; includeInactive: boolean },
+) {
   return deps.db
     .select()
     .from(deployments)
     .where(
       and(
         eq(deployments.agentId, agentId),
-        eq(deployments.userId, deps.userId),
-        input.status ? eq(deployments.status, input.status) : undefined,
-        input.includeInactive ? undefined : ne(deployments.status, "inactive"),
+        sql`+${deployments.userId} = ${deps.userId}`,
+        input.status ? sql`+${deployments.status} = ${input.status}` : undefined,
+        input.includeInactive ? undefined : sql`+${deployments.status} <> 'inactive'`,
       ),
     )
     .orderBy(desc(deployments.createdAt), desc(deployments.id))

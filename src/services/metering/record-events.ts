@@ -21,6 +21,19 @@ const INSERT_EVENTS_SQL = `
 const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, duration_ms_total, bytes_in, bytes_out,
   input_tokens, output_tokens, updated_at)`;
 
+/** The seven usage counters (billing_usage column order) summed over metrics_events rows. */
+export const USAGE_SUMS = `
+      COALESCE(SUM(source = 'gateway'), 0),
+      COALESCE(SUM(source = 'gateway' AND status = 'error'), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' THEN duration_ms END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_in END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_out END), 0),
+      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
+      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0)`;
+
+/** The UTC month (YYYY-MM) of a metrics_events row. */
+export const EVENT_PERIOD = "strftime('%Y-%m', ts / 1000, 'unixepoch')";
+
 /**
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
  * errors, duration and bytes come from the gateway's own measurements, tokens from verified
@@ -28,15 +41,9 @@ const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, dur
  */
 export function usageAggregateSelect(where: string): string {
   return `
-    SELECT 'use_' || lower(hex(randomblob(13))), user_id, strftime('%Y-%m', ts / 1000, 'unixepoch') AS period,
+    SELECT 'use_' || lower(hex(randomblob(13))), user_id, ${EVENT_PERIOD} AS period,
       agent_id,
-      COALESCE(SUM(source = 'gateway'), 0),
-      COALESCE(SUM(source = 'gateway' AND status = 'error'), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN duration_ms END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_in END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_out END), 0),
-      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
-      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0),
+      ${USAGE_SUMS},
       ?9
     FROM metrics_events
     WHERE ${where}
