@@ -16,12 +16,21 @@ import { registerUsageRoutes } from "./v1/usage";
 export function createGatewayApp(): App {
   const app = newApp();
   app.onError(handleError);
-  app.notFound((c) =>
-    problemResponse(
-      new ApiError("route_not_found", `no route for ${c.req.method} ${c.req.path}`),
-      c.get("requestId") ?? "req_unknown",
-    ),
-  );
+  let allowedMethods: ((path: string) => string[]) | undefined;
+  app.notFound((c) => {
+    const requestId = c.get("requestId") ?? "req_unknown";
+    allowedMethods ??= methodsByPath(app);
+    const allowed = allowedMethods(c.req.path);
+    if (allowed.length > 0) {
+      const res = problemResponse(
+        new ApiError("method_not_allowed", `${c.req.path} answers ${allowed.join(", ")}, not ${c.req.method}`),
+        requestId,
+      );
+      res.headers.set("allow", allowed.join(", "));
+      return res;
+    }
+    return problemResponse(new ApiError("route_not_found", `no route for ${c.req.method} ${c.req.path}`), requestId);
+  });
 
   app.use("*", requestContext());
 
@@ -36,4 +45,22 @@ export function createGatewayApp(): App {
   registerSecretRoutes(app);
   registerAuditRoutes(app);
   return app;
+}
+
+/**
+ * The methods each registered path answers, for `405` + `Allow` on a known path with a wrong
+ * method. Built from the app's own route table once every route is registered.
+ */
+function methodsByPath(app: App): (path: string) => string[] {
+  const routes = app.routes
+    .filter((r) => r.method !== "ALL")
+    .map((r) => ({
+      method: r.method,
+      pattern: new RegExp(`^${r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[^/]+/g, "[^/]+")}$`),
+    }));
+  return (path) => {
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
 }

@@ -14,8 +14,11 @@ type Policy = {
   bodyLimit?: BodyLimit;
 };
 
-/** A route called by a signed-in user (`Authorization: Bearer …`). */
-export function userRoute<const R extends Omit<RouteConfig, "security" | "middleware">>(route: R, policy: Policy = {}) {
+/** A route called by a signed-in user (`Authorization: Bearer …`); every operation is named. */
+export function userRoute<const R extends Omit<RouteConfig, "security" | "middleware"> & { operationId: string }>(
+  route: R,
+  policy: Policy = {},
+) {
   const middleware: MiddlewareHandler<AppEnv>[] = [
     authenticate(),
     bodyGuard(policy.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES),

@@ -2,13 +2,14 @@ import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createAgent } from "../../../services/agents/agents";
 import { limitsForUser } from "../../../services/usage/user-tier";
-import { commonProblems, problemDoc } from "../../openapi-shared";
+import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
 const route = userRoute({
   method: "post",
   path: "/v1/agents",
+  operationId: "createAgent",
   tags: ["agents"],
   summary: "Create an agent",
   request: {
@@ -24,9 +25,9 @@ const route = userRoute({
   responses: {
     201: { description: "Created", content: { "application/json": { schema: AgentEnvelope } } },
     ...commonProblems,
+    ...bodyProblems,
     403: problemDoc("Plan limit reached"),
     409: problemDoc("Name already in use"),
-    413: problemDoc("Body too large"),
   },
 });
 

@@ -7,6 +7,7 @@ import { userRoute } from "../../route-policy";
 const route = userRoute({
   method: "delete",
   path: "/v1/agents/{agentId}",
+  operationId: "deleteAgent",
   tags: ["agents"],
   summary: "Delete an agent (it disappears from every later read)",
   request: { params: AgentIdParam },

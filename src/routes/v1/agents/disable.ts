@@ -7,6 +7,7 @@ import { AgentEnvelope, toAgentResponse } from "./schemas";
 const route = userRoute({
   method: "post",
   path: "/v1/agents/{agentId}/disable",
+  operationId: "disableAgent",
   tags: ["agents"],
   summary: "Disable an agent: invocations and deploys are refused until it is re-created",
   request: { params: AgentIdParam },

@@ -7,6 +7,7 @@ import { AgentEnvelope, toAgentResponse } from "./schemas";
 const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}",
+  operationId: "getAgent",
   tags: ["agents"],
   summary: "Read an agent",
   request: { params: AgentIdParam },

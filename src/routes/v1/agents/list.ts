@@ -9,6 +9,7 @@ import { AgentSchema, toAgentResponse } from "./schemas";
 const route = userRoute({
   method: "get",
   path: "/v1/agents",
+  operationId: "listAgents",
   tags: ["agents"],
   summary: "List your agents, newest first",
   request: {

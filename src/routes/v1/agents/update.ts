@@ -1,13 +1,14 @@
 import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { updateAgent } from "../../../services/agents/agents";
-import { AgentIdParam, commonProblems, problemDoc } from "../../openapi-shared";
+import { AgentIdParam, bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
 const route = userRoute({
   method: "patch",
   path: "/v1/agents/{agentId}",
+  operationId: "updateAgent",
   tags: ["agents"],
   summary: "Rename an agent or change its description",
   request: {
@@ -24,6 +25,7 @@ const route = userRoute({
   responses: {
     200: { description: "The updated agent", content: { "application/json": { schema: AgentEnvelope } } },
     ...commonProblems,
+    ...bodyProblems,
     409: problemDoc("Name already in use"),
   },
 });

@@ -20,6 +20,7 @@ const AuditEntrySchema = z
 const route = userRoute({
   method: "get",
   path: "/v1/audit",
+  operationId: "listAuditEntries",
   tags: ["audit"],
   summary: "Your audit log (secret and tier changes), newest first",
   request: {

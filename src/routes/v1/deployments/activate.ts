@@ -7,6 +7,7 @@ import { DeploymentEnvelope, DeploymentParams, toDeploymentResponse } from "./sc
 const route = userRoute({
   method: "post",
   path: "/v1/agents/{agentId}/deployments/{deploymentId}/activate",
+  operationId: "activateDeployment",
   tags: ["deployments"],
   summary: "Roll back (or forward) to a deployment that was once active; it serves every later invocation",
   request: { params: DeploymentParams },

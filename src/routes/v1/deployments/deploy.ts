@@ -1,7 +1,7 @@
 import type { App } from "../../../app";
 import { createDeployment } from "../../../services/deployments/create";
 import { MODULE_CODE_MAX_BYTES } from "../../../services/deployments/defaults";
-import { AgentIdParam, commonProblems, problemDoc } from "../../openapi-shared";
+import { AgentIdParam, bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeployBody, DeploymentEnvelope, toDeploymentResponse } from "./schemas";
 
@@ -12,6 +12,7 @@ const route = userRoute(
   {
     method: "post",
     path: "/v1/agents/{agentId}/deploy",
+    operationId: "deployAgent",
     tags: ["deployments"],
     summary: "Deploy code (or the built-in template) as a new immutable deployment; it becomes active asynchronously",
     request: {
@@ -24,6 +25,7 @@ const route = userRoute(
         content: { "application/json": { schema: DeploymentEnvelope } },
       },
       ...commonProblems,
+      ...bodyProblems,
       403: problemDoc("The plan's deploys per day are used up (plan_limit_exceeded)"),
       409: problemDoc("The agent is disabled"),
       413: problemDoc("moduleCode or the body is too large"),

@@ -7,6 +7,7 @@ import { DeploymentEnvelope, DeploymentParams, toDeploymentResponse } from "./sc
 const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}/deployments/{deploymentId}",
+  operationId: "getDeployment",
   tags: ["deployments"],
   summary: "Read one deployment (poll it after a deploy)",
   request: { params: DeploymentParams },

@@ -10,6 +10,7 @@ import { DeploymentSchema, toDeploymentResponse } from "./schemas";
 const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}/deployments",
+  operationId: "listDeployments",
   tags: ["deployments"],
   summary: "List an agent's deployments, newest first",
   request: {

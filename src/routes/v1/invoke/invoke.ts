@@ -3,7 +3,7 @@ import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
 import { invokeAgent } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
-import { commonProblems, problemDoc } from "../../openapi-shared";
+import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schemas";
 
@@ -22,8 +22,8 @@ const callerInvokeBodyLimit: BodyLimit = async (c) => {
 };
 
 const upstreamProblems = {
+  429: problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
   409: problemDoc("The agent is disabled or has no active deployment"),
-  413: problemDoc("Body too large"),
   502: problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
   504: problemDoc("The agent did not answer in time"),
 };
@@ -32,6 +32,7 @@ const jsonRoute = userRoute(
   {
     method: "post",
     path: "/v1/invoke/{agentId}",
+    operationId: "invokeAgent",
     tags: ["invoke"],
     summary: "Invoke an agent's active deployment (invoke/v1, JSON)",
     request: {
@@ -44,6 +45,7 @@ const jsonRoute = userRoute(
         content: { "application/json": { schema: InvokeResponseSchema } },
       },
       ...commonProblems,
+      ...bodyProblems,
       ...upstreamProblems,
     },
   },
@@ -54,6 +56,7 @@ const streamRoute = userRoute(
   {
     method: "post",
     path: "/v1/invoke/{agentId}/stream",
+    operationId: "invokeAgentStream",
     tags: ["invoke"],
     summary: "Invoke an agent and stream its answer as server-sent events (delta…, then done or error)",
     request: {
@@ -67,6 +70,7 @@ const streamRoute = userRoute(
         content: { "text/event-stream": { schema: { type: "string" } } },
       },
       ...commonProblems,
+      ...bodyProblems,
       ...upstreamProblems,
     },
   },

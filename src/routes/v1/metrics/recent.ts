@@ -14,6 +14,7 @@ const MetricsEventSchema = z.object(MetricsEventViewSchema.shape).openapi("Metri
 const route = userRoute({
   method: "get",
   path: "/v1/metrics/recent",
+  operationId: "listRecentMetrics",
   tags: ["metrics"],
   summary: "Recent metrics events of one of your agents, newest first",
   request: {

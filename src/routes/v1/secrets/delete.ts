@@ -7,6 +7,7 @@ import { SecretParams } from "./schemas";
 const route = userRoute({
   method: "delete",
   path: "/v1/agents/{agentId}/secrets/{name}",
+  operationId: "deleteAgentSecret",
   tags: ["secrets"],
   summary: "Delete an agent secret (running deployments keep the snapshot they were deployed with)",
   request: { params: SecretParams },

@@ -8,6 +8,7 @@ import { SecretSchema, toSecretResponse } from "./schemas";
 const route = userRoute({
   method: "get",
   path: "/v1/agents/{agentId}/secrets",
+  operationId: "listAgentSecrets",
   tags: ["secrets"],
   summary: "List an agent's secret names (values are never returned)",
   request: { params: AgentIdParam },

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { putAgentSecret } from "../../../services/secrets/secrets";
-import { commonProblems, problemDoc } from "../../openapi-shared";
+import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { SecretParams, SecretSchema, SecretValueBody, toSecretResponse } from "./schemas";
 
@@ -10,6 +10,7 @@ const SecretEnvelope = z.object({ secret: SecretSchema });
 const route = userRoute({
   method: "put",
   path: "/v1/agents/{agentId}/secrets/{name}",
+  operationId: "putAgentSecret",
   tags: ["secrets"],
   summary: "Create or replace an agent secret (takes effect with the agent's next deploy)",
   request: {
@@ -20,8 +21,8 @@ const route = userRoute({
     200: { description: "Replaced", content: { "application/json": { schema: SecretEnvelope } } },
     201: { description: "Created", content: { "application/json": { schema: SecretEnvelope } } },
     ...commonProblems,
+    ...bodyProblems,
     409: problemDoc("The agent already holds the maximum number of secrets"),
-    413: problemDoc("Body too large"),
   },
 });
 

@@ -24,6 +24,7 @@ const ReportResultSchema = z
 const route = createRoute({
   method: "post",
   path: TELEMETRY_REPORT_PATH,
+  operationId: "reportTelemetry",
   tags: ["telemetry"],
   summary: "Report signed telemetry events for a deployment",
   description:

@@ -8,6 +8,7 @@ import { UsageReportSchema } from "./schemas";
 const route = userRoute({
   method: "get",
   path: "/v1/usage/current",
+  operationId: "getCurrentUsage",
   tags: ["usage"],
   summary: "Your usage in the current UTC billing period, per agent, with your plan's limits and what remains",
   responses: {

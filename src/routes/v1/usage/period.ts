@@ -9,6 +9,7 @@ import { UsageReportSchema } from "./schemas";
 const route = userRoute({
   method: "get",
   path: "/v1/usage",
+  operationId: "getUsageForPeriod",
   tags: ["usage"],
   summary: "Your usage in a given UTC billing period (YYYY-MM), per agent",
   request: {
