@@ -5,28 +5,31 @@ import { AgentIdParam, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
-const route = userRoute({
-  method: "patch",
-  path: "/v1/agents/{agentId}",
-  tags: ["agents"],
-  summary: "Rename an agent or change its description",
-  request: {
-    params: AgentIdParam,
-    body: {
-      required: true,
-      content: {
-        "application/json": {
-          schema: z.strictObject({ name: AgentName.optional(), description: AgentDescription.nullable().optional() }),
+const route = userRoute(
+  {
+    method: "patch",
+    path: "/v1/agents/{agentId}",
+    tags: ["agents"],
+    summary: "Rename an agent or change its description",
+    request: {
+      params: AgentIdParam,
+      body: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: z.strictObject({ name: AgentName.optional(), description: AgentDescription.nullable().optional() }),
+          },
         },
       },
     },
+    responses: {
+      200: { description: "The updated agent", content: { "application/json": { schema: AgentEnvelope } } },
+      ...commonProblems,
+      409: problemDoc("Name already in use"),
+    },
   },
-  responses: {
-    200: { description: "The updated agent", content: { "application/json": { schema: AgentEnvelope } } },
-    ...commonProblems,
-    409: problemDoc("Name already in use"),
-  },
-});
+  { scope: "agents:write" },
+);
 
 export function registerUpdateAgent(app: App) {
   app.openapi(route, async (c) => {

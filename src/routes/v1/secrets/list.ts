@@ -5,20 +5,23 @@ import { AgentIdParam, commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { SecretSchema, toSecretResponse } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/agents/{agentId}/secrets",
-  tags: ["secrets"],
-  summary: "List an agent's secret names (values are never returned)",
-  request: { params: AgentIdParam },
-  responses: {
-    200: {
-      description: "The agent's secrets, by name",
-      content: { "application/json": { schema: z.object({ secrets: z.array(SecretSchema) }) } },
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/agents/{agentId}/secrets",
+    tags: ["secrets"],
+    summary: "List an agent's secret names (values are never returned)",
+    request: { params: AgentIdParam },
+    responses: {
+      200: {
+        description: "The agent's secrets, by name",
+        content: { "application/json": { schema: z.object({ secrets: z.array(SecretSchema) }) } },
+      },
+      ...commonProblems,
     },
-    ...commonProblems,
   },
-});
+  { scope: "agents:read" },
+);
 
 export function registerListSecrets(app: App) {
   app.openapi(route, async (c) => {

@@ -5,16 +5,19 @@ import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { UsageReportSchema } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/usage/current",
-  tags: ["usage"],
-  summary: "Your usage in the current UTC billing period, per agent, with your plan's limits and what remains",
-  responses: {
-    200: { description: "Usage so far this period", content: { "application/json": { schema: UsageReportSchema } } },
-    ...commonProblems,
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/usage/current",
+    tags: ["usage"],
+    summary: "Your usage in the current UTC billing period, per agent, with your plan's limits and what remains",
+    responses: {
+      200: { description: "Usage so far this period", content: { "application/json": { schema: UsageReportSchema } } },
+      ...commonProblems,
+    },
   },
-});
+  { scope: "usage:read" },
+);
 
 export function registerCurrentUsage(app: App) {
   app.openapi(route, async (c) => {

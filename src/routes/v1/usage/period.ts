@@ -6,25 +6,28 @@ import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { UsageReportSchema } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/usage",
-  tags: ["usage"],
-  summary: "Your usage in a given UTC billing period (YYYY-MM), per agent",
-  request: {
-    query: z.object({
-      period: z
-        .string()
-        .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "period must be YYYY-MM")
-        .refine((p) => p <= periodKeyOf(Date.now()), "period must not be in the future")
-        .openapi({ param: { name: "period", in: "query" }, example: "2026-10" }),
-    }),
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/usage",
+    tags: ["usage"],
+    summary: "Your usage in a given UTC billing period (YYYY-MM), per agent",
+    request: {
+      query: z.object({
+        period: z
+          .string()
+          .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "period must be YYYY-MM")
+          .refine((p) => p <= periodKeyOf(Date.now()), "period must not be in the future")
+          .openapi({ param: { name: "period", in: "query" }, example: "2026-10" }),
+      }),
+    },
+    responses: {
+      200: { description: "Usage in that period", content: { "application/json": { schema: UsageReportSchema } } },
+      ...commonProblems,
+    },
   },
-  responses: {
-    200: { description: "Usage in that period", content: { "application/json": { schema: UsageReportSchema } } },
-    ...commonProblems,
-  },
-});
+  { scope: "usage:read" },
+);
 
 export function registerPeriodUsage(app: App) {
   app.openapi(route, async (c) => {
