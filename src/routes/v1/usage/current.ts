@@ -3,7 +3,7 @@ import { periodKeyOf } from "../../../lib/time";
 import { getUsageReport } from "../../../services/metering/report";
 import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
-import { UsageReportSchema } from "./schemas";
+import { forPrincipal, UsageReportSchema } from "./schemas";
 
 const route = userRoute(
   {
@@ -22,6 +22,6 @@ const route = userRoute(
 export function registerCurrentUsage(app: App) {
   app.openapi(route, async (c) => {
     const ctx = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
-    return c.json(await getUsageReport(ctx, periodKeyOf(Date.now())), 200);
+    return c.json(forPrincipal(await getUsageReport(ctx, periodKeyOf(Date.now())), c.var.principal), 200);
   });
 }

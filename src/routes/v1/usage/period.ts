@@ -4,7 +4,7 @@ import { periodKeyOf } from "../../../lib/time";
 import { getUsageReport } from "../../../services/metering/report";
 import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
-import { UsageReportSchema } from "./schemas";
+import { forPrincipal, UsageReportSchema } from "./schemas";
 
 const route = userRoute(
   {
@@ -33,6 +33,6 @@ export function registerPeriodUsage(app: App) {
   app.openapi(route, async (c) => {
     const { period } = c.req.valid("query");
     const ctx = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
-    return c.json(await getUsageReport(ctx, period), 200);
+    return c.json(forPrincipal(await getUsageReport(ctx, period), c.var.principal), 200);
   });
 }
