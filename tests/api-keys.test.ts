@@ -52,6 +52,20 @@ describe("API keys", () => {
     ]);
   });
 
+  it("never stores a new key in an Idempotency-Key record: the header is ignored on create", async () => {
+    const user = await newUser();
+    const headers = { ...user.headers, "idempotency-key": crypto.randomUUID() };
+    const one = await json(await call("POST", "/v1/api-keys", { headers, body: { name: "a", scopes: ["invoke"] } }));
+    const two = await call("POST", "/v1/api-keys", { headers, body: { name: "a", scopes: ["invoke"] } });
+    expect(two.status).toBe(201);
+    expect(two.headers.get("idempotent-replayed")).toBeNull();
+    expect((await json(two)).key).not.toBe(one.key);
+    const stored = await env.DB.prepare("SELECT count(*) AS n FROM idempotency_keys WHERE key = ?")
+      .bind(headers["idempotency-key"])
+      .first<{ n: number }>();
+    expect(stored?.n).toBe(0);
+  });
+
   it("authenticates as the user who made it, within its scope, and records lastUsedAt", async () => {
     const user = await newUser();
     const agent = await createAgent(user.headers);

@@ -16,6 +16,11 @@ type Policy = {
   bodyLimit?: BodyLimit;
   /** The API-key scope the route needs, or `"jwt"`: only the user's own token. */
   scope: RouteScope;
+  /**
+   * POST only: whether Idempotency-Key applies (default true). False for an answer that must never
+   * be stored, such as a new API key: the header is then ignored.
+   */
+  idempotent?: boolean;
 };
 
 /** A route called by a signed-in user (`Authorization: Bearer …`: a JWT or an API key). */
@@ -25,6 +30,6 @@ export function userRoute<const R extends Omit<RouteConfig, "security" | "middle
     authorize(policy.scope),
     bodyGuard(policy.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES),
   ];
-  if (route.method === "post") middleware.push(idempotency());
+  if (route.method === "post" && policy.idempotent !== false) middleware.push(idempotency());
   return createRoute({ ...route, security: [{ bearerAuth: [policy.scope] }], middleware });
 }

@@ -26,7 +26,8 @@ const route = userRoute(
       413: problemDoc("Body too large"),
     },
   },
-  { scope: "jwt" },
+  // The answer holds the key, which is stored nowhere: no Idempotency-Key record may keep it.
+  { scope: "jwt", idempotent: false },
 );
 
 export function registerCreateApiKey(app: App) {
