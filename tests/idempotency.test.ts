@@ -1,8 +1,10 @@
 // Idempotency-Key on POST routes: the first final answer is replayed for the same body, a
 // different body is 422, a request still running is 409, 5xx/429 and oversize answers release the
 // key, records are per principal and route and expire after 24 h (purged by the cron in batches).
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { handleScheduled } from "../src/cron/scheduled";
 import { IDEMPOTENCY_TTL_MS, purgeExpiredIdempotencyKeys } from "../src/services/idempotency/idempotency";
 import * as modules from "./fixtures/modules";
 import { bearer, createApiKeyFor } from "./helpers/api-keys";
@@ -308,6 +310,24 @@ describe("Idempotency-Key", () => {
     const first = await purgeExpiredIdempotencyKeys(db, { batchSize: 2, maxBatches: 1, now });
     expect(first).toEqual({ deleted: 2, complete: false });
     await purgeExpiredIdempotencyKeys(db, { batchSize: 100, maxBatches: 10, now });
+    const left = await env.DB.prepare("SELECT key FROM idempotency_keys WHERE principal = ?").bind(principal).all();
+    expect(left.results.map((r) => r.key)).toEqual(["live"]);
+  });
+
+  it("the cron purges expired records (purge_idempotency_keys)", async () => {
+    const principal = `usr_cron_${crypto.randomUUID()}:jwt`;
+    const now = Date.now();
+    await env.DB.prepare(
+      "INSERT INTO idempotency_keys (principal, route, key, fingerprint, state, claim_id, locked_until, created_at, expires_at) VALUES (?, 'POST /x', 'old', 'f', 'done', 'c', 0, 0, ?), (?, 'POST /x', 'live', 'f', 'done', 'c', 0, ?, ?)",
+    )
+      .bind(principal, now - 1, principal, now, now + IDEMPOTENCY_TTL_MS)
+      .run();
+    const ctx = createExecutionContext();
+    // Other tasks may fail in this environment; each task runs regardless of the others.
+    await handleScheduled(createScheduledController({ scheduledTime: now, cron: "*/5 * * * *" }), env, ctx).catch(
+      () => undefined,
+    );
+    await waitOnExecutionContext(ctx);
     const left = await env.DB.prepare("SELECT key FROM idempotency_keys WHERE principal = ?").bind(principal).all();
     expect(left.results.map((r) => r.key)).toEqual(["live"]);
   });
