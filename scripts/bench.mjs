@@ -41,6 +41,8 @@ const STREAMS = argValue("streams", 200);
 /** Streams are timed one at a time: time to first event is a latency. */
 const STREAM_CONCURRENCY = 1;
 const DEPLOYS = argValue("deploys", 8);
+/** `--api-key`: B1/B3/B4 invoke with a scoped API key (`invoke`, this agent only) instead of the JWT. */
+const WITH_API_KEY = args.includes("--api-key");
 /** Hard cap on any one load phase, whatever happens. */
 const MAX_REQUESTS_PER_PHASE = 200_000;
 
@@ -337,7 +339,12 @@ async function main() {
       }
     });
 
-    const invokeHeaders = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    let invokeCredential = token;
+    if (WITH_API_KEY) {
+      const body = { name: "bench", scopes: ["invoke"], agentIds: [agentId] };
+      invokeCredential = (await expectStatus(api("POST", "/v1/api-keys", body), 201, "create API key")).data.key;
+    }
+    const invokeHeaders = { authorization: `Bearer ${invokeCredential}`, "content-type": "application/json" };
     const gatewayUrl = `${base}/v1/invoke/${agentId}`;
     const baselineUrl = `${base}/__bench/baseline/${deploymentId}`;
     // Both arms must answer the same thing before anything is measured.
@@ -692,7 +699,13 @@ function report(r) {
   const result = {
     startedAt: r.startedAt.toISOString(),
     machine: { cpus: cpus().length, node: process.version, loadAverage: r.load },
-    settings: { seconds: SECONDS, connections: CONNECTIONS, streams: STREAMS, streamConcurrency: STREAM_CONCURRENCY },
+    settings: {
+      seconds: SECONDS,
+      connections: CONNECTIONS,
+      streams: STREAMS,
+      streamConcurrency: STREAM_CONCURRENCY,
+      invokeCredential: WITH_API_KEY ? "api_key" : "jwt",
+    },
     goals: GOALS,
     b0: { ...b0, ratios: b0Ratios },
     b1: {

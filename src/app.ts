@@ -3,6 +3,7 @@
 import { OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { Context, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
+import type { Principal } from "./auth/principal";
 import type { Services } from "./compose";
 import type { Config, Env } from "./env";
 import { ConfigError } from "./lib/config-error";
@@ -15,6 +16,8 @@ export type AppVariables = {
   /** The request's services, built once by the request-context middleware (compose.ts). */
   services: Services;
   userId: string;
+  /** Who is calling and how (set by authenticate): a JWT, or an API key with its scopes and agents. */
+  principal: Principal;
 };
 
 export type AppEnv = { Bindings: Env; Variables: AppVariables } & HonoEnv;

@@ -1,8 +1,9 @@
 // Tenant isolation as data: runs tests/helpers/authz-matrix.ts (every route × owner, another
-// user, no credentials, a malformed token) against real objects, and keeps the matrix complete.
+// user, no credentials, a malformed token, the owner's read-only API key and a key restricted to
+// another agent) against real objects, and keeps the matrix complete.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ACTORS, type Actor, AUTHZ_MATRIX, makeMatrixWorld, methodOf } from "./helpers/authz-matrix";
+import { ACTORS, type Actor, AUTHZ_MATRIX, KEY_ACTORS, makeMatrixWorld, methodOf } from "./helpers/authz-matrix";
 import { createAgent } from "./helpers/deploy-flow";
 import { call } from "./helpers/http";
 import { servedRoutes } from "./helpers/routes";
@@ -53,6 +54,12 @@ describe("authorization matrix", () => {
           } else if (res.status === 404 && problem.code !== "not_found") {
             mismatches.push(`${label}: 404 with code ${problem.code}`);
           } else if (
+            res.status === 403 &&
+            KEY_ACTORS.includes(actor) &&
+            !["insufficient_scope", "user_token_required", "forbidden"].includes(problem.code)
+          ) {
+            mismatches.push(`${label}: 403 with code ${problem.code}`);
+          } else if (
             res.status === 401 &&
             PROBLEM_CODE_FOR_401[actor] &&
             problem.code !== PROBLEM_CODE_FOR_401[actor]
@@ -63,6 +70,12 @@ describe("authorization matrix", () => {
         // A success for another caller is about their own data: nothing of the owner's in it.
         if (actor === "otherUser" && res.status < 300 && !row.route.includes("/telemetry/")) {
           for (const id of ownerIds) if (text.includes(id)) mismatches.push(`${label}: response reveals ${id}`);
+        }
+        // A key restricted to another agent learns nothing of this one (its list is filtered).
+        if (actor === "keyOtherAgent" && res.status < 300 && !row.route.includes("/telemetry/")) {
+          for (const id of ownerIds.slice(0, 3)) {
+            if (text.includes(id)) mismatches.push(`${label}: response reveals ${id}`);
+          }
         }
       }
       if (actor !== "owner") {
@@ -75,7 +88,9 @@ describe("authorization matrix", () => {
     expect((await call("GET", `/v1/agents/${world.agentId}`, { headers: headers.owner })).status).toBe(404);
     const after = await tenantState(world.userId);
     expect(after.secrets).toEqual([]);
-    expect(after.agents).toHaveLength(2);
+    // The world's agent (deleted), the one the owner's POST made, and the key-restricted one.
+    expect(after.agents).toHaveLength(3);
+    expect(after.apiKeys.find((k) => k.id === world.spareKeyId)?.revoked_at).not.toBeNull();
   });
 
   it("lets another user reach none of the owner's deployments through their own agent's paths", async () => {

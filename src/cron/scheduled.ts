@@ -6,6 +6,7 @@ import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
+import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency";
 import { reconcileUsage } from "../services/metering/reconcile";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 
@@ -24,6 +25,9 @@ type Task = {
 /** Secret re-encryption after a key rotation: rows per column per batch, batches per run. */
 export const REENCRYPT_BATCH_SIZE = 50;
 export const REENCRYPT_MAX_BATCHES = 10;
+/** Expired Idempotency-Key records: rows per delete, deletes per run. */
+export const IDEMPOTENCY_PURGE_BATCH_SIZE = 500;
+export const IDEMPOTENCY_PURGE_MAX_BATCHES = 10;
 
 const TASKS: Task[] = [
   {
@@ -56,6 +60,18 @@ const TASKS: Task[] = [
         dirtyLeft: r.dirtyLeft,
         sweptToEnd: String(r.sweptToEnd),
       };
+    },
+  },
+  {
+    // Idempotency-Key records older than 24 h, in bounded batches (the rest on the next run).
+    name: "purge_idempotency_keys",
+    run: async ({ db }, scheduledTime) => {
+      const report = await purgeExpiredIdempotencyKeys(db, {
+        batchSize: IDEMPOTENCY_PURGE_BATCH_SIZE,
+        maxBatches: IDEMPOTENCY_PURGE_MAX_BATCHES,
+        now: Math.max(scheduledTime, Date.now()),
+      });
+      return { deleted: report.deleted, complete: String(report.complete) };
     },
   },
   {

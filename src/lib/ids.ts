@@ -13,6 +13,7 @@ export const ID_PREFIXES = {
   subscription: "sub",
   audit: "aud",
   secret: "sec",
+  apiKey: "key",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

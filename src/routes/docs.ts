@@ -15,7 +15,9 @@ export function registerDocs(app: App) {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
     scheme: "bearer",
-    bearerFormat: "JWT",
+    bearerFormat: "JWT or API key (whk_…)",
+    description:
+      "A user's OIDC JWT, or an API key (`whk_…`). Each operation lists the API-key scope it needs; `jwt` means only a user token.",
   });
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", (c) => {

@@ -5,6 +5,7 @@ import { ApiError, problemResponse } from "../lib/errors";
 import { requestContext } from "../middleware/request-context";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
+import { registerApiKeyRoutes } from "./v1/api-keys";
 import { registerAuditRoutes } from "./v1/audit";
 import { registerDeploymentRoutes } from "./v1/deployments";
 import { registerInvokeRoutes } from "./v1/invoke";
@@ -44,6 +45,7 @@ export function createGatewayApp(): App {
   registerUsageRoutes(app);
   registerSecretRoutes(app);
   registerAuditRoutes(app);
+  registerApiKeyRoutes(app);
   return app;
 }
 

@@ -6,19 +6,28 @@
 // Rows are in the order the owner runs them: reads first, destructive calls (delete a secret,
 // disable, delete the agent) last. The other callers run every row before the owner and must
 // leave the world exactly as it was.
+//
+// API-key callers: `keyReadOnly` is the owner's key with only `agents:read` (the right scope for
+// reads, the wrong one for everything else); `keyOtherAgent` is the owner's key with every scope
+// but restricted to another agent of the owner's (the world's agent is "not found" to it). Their
+// expectations follow from each row's declared `scope` (keyExpectations below).
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import { API_KEY_SCOPES, type RouteScope } from "../../src/auth/principal";
 import { telemetrySecretAad } from "../../src/crypto/aad";
 import { decryptSecret } from "../../src/crypto/envelope";
 import { getConfig } from "../../src/env";
 import * as modules from "../fixtures/modules";
+import { createApiKeyFor } from "./api-keys";
 import { newUser } from "./auth";
 import { createAgent, deployAndActivate, userIdOf } from "./deploy-flow";
 import { signTelemetry } from "./deployments";
 import { call } from "./http";
 
-export const ACTORS = ["otherUser", "anonymous", "malformedToken", "owner"] as const;
+export const ACTORS = ["otherUser", "anonymous", "malformedToken", "keyReadOnly", "keyOtherAgent", "owner"] as const;
 export type Actor = (typeof ACTORS)[number];
+type BaseActor = Exclude<Actor, "keyReadOnly" | "keyOtherAgent">;
+export const KEY_ACTORS: readonly Actor[] = ["keyReadOnly", "keyOtherAgent"];
 
 /** What the rows may use: the owner's objects, made before the matrix runs. */
 export type World = {
@@ -30,35 +39,40 @@ export type World = {
   secretName: string;
   /** The raw telemetry key of the active deployment (what its worker signs with). */
   telemetrySecret: Uint8Array;
+  /** An API key of the owner's that only the owner's DELETE row revokes. */
+  spareKeyId: string;
 };
 
 export type MatrixRequest = { path: string; body?: unknown; rawBody?: string; headers?: Record<string, string> };
 
-export type MatrixRow = {
+type RowSpec = {
   /** "METHOD /path/{param}", exactly as servedRoutes() names it. */
   route: string;
   /** Tells rows of the same route apart. */
   variant?: string;
+  /** The API-key scope the route declares (none: a public route). */
+  scope?: RouteScope;
   request: (w: World) => MatrixRequest | Promise<MatrixRequest>;
-  expect: Record<Actor, number>;
+  expect: Record<BaseActor, number>;
 };
+export type MatrixRow = Omit<RowSpec, "expect"> & { expect: Record<Actor, number> };
 
 /** An object of the owner's: others must not learn it exists. */
-const ownedObject = (owner: number): Record<Actor, number> => ({
+const ownedObject = (owner: number): Record<BaseActor, number> => ({
   owner,
   otherUser: 404,
   anonymous: 401,
   malformedToken: 401,
 });
 /** Acts on the caller's own data (their list, their usage): any signed-in user gets the same status. */
-const callerScoped = (status: number): Record<Actor, number> => ({
+const callerScoped = (status: number): Record<BaseActor, number> => ({
   owner: status,
   otherUser: status,
   anonymous: 401,
   malformedToken: 401,
 });
 /** Needs no bearer token, and an invalid one changes nothing. */
-const publicRoute = (status: number): Record<Actor, number> => ({
+const publicRoute = (status: number): Record<BaseActor, number> => ({
   owner: status,
   otherUser: status,
   anonymous: status,
@@ -90,43 +104,50 @@ async function telemetryReport(w: World, sign: boolean): Promise<MatrixRequest> 
   };
 }
 
-export const AUTHZ_MATRIX: MatrixRow[] = [
+const ROWS: RowSpec[] = [
   { route: "GET /healthz", request: () => ({ path: "/healthz" }), expect: publicRoute(200) },
   { route: "GET /openapi.json", request: () => ({ path: "/openapi.json" }), expect: publicRoute(200) },
   { route: "GET /docs", request: () => ({ path: "/docs" }), expect: publicRoute(200) },
-  { route: "GET /v1/agents", request: () => ({ path: "/v1/agents" }), expect: callerScoped(200) },
+  { route: "GET /v1/agents", scope: "agents:read", request: () => ({ path: "/v1/agents" }), expect: callerScoped(200) },
   {
     route: "POST /v1/agents",
+    scope: "agents:write",
     request: () => ({ path: "/v1/agents", body: { name: `matrix-${crypto.randomUUID().slice(0, 8)}` } }),
     expect: callerScoped(201),
   },
   {
     route: "GET /v1/agents/{agentId}",
+    scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}` }),
     expect: ownedObject(200),
   },
   {
     route: "PATCH /v1/agents/{agentId}",
+    scope: "agents:write",
     request: (w) => ({ path: `/v1/agents/${w.agentId}`, body: { description: "changed by the matrix" } }),
     expect: ownedObject(200),
   },
   {
     route: "GET /v1/agents/{agentId}/deployments",
+    scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deployments` }),
     expect: ownedObject(200),
   },
   {
     route: "GET /v1/agents/{agentId}/deployments/{deploymentId}",
+    scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deployments/${w.activeDeploymentId}` }),
     expect: ownedObject(200),
   },
   {
     route: "POST /v1/invoke/{agentId}",
+    scope: "invoke",
     request: (w) => ({ path: `/v1/invoke/${w.agentId}`, body: invokeBody }),
     expect: ownedObject(200),
   },
   {
     route: "POST /v1/invoke/{agentId}/stream",
+    scope: "invoke",
     request: (w) => ({ path: `/v1/invoke/${w.agentId}/stream`, body: invokeBody }),
     expect: ownedObject(200),
   },
@@ -144,19 +165,39 @@ export const AUTHZ_MATRIX: MatrixRow[] = [
   },
   {
     route: "GET /v1/metrics/recent",
+    scope: "agents:read",
     request: (w) => ({ path: `/v1/metrics/recent?agentId=${w.agentId}` }),
     expect: ownedObject(200),
   },
-  { route: "GET /v1/usage/current", request: () => ({ path: "/v1/usage/current" }), expect: callerScoped(200) },
-  { route: "GET /v1/usage", request: () => ({ path: "/v1/usage?period=2026-01" }), expect: callerScoped(200) },
-  { route: "GET /v1/audit", request: () => ({ path: "/v1/audit" }), expect: callerScoped(200) },
+  {
+    route: "GET /v1/usage/current",
+    scope: "usage:read",
+    request: () => ({ path: "/v1/usage/current" }),
+    expect: callerScoped(200),
+  },
+  {
+    route: "GET /v1/usage",
+    scope: "usage:read",
+    request: () => ({ path: "/v1/usage?period=2026-01" }),
+    expect: callerScoped(200),
+  },
+  { route: "GET /v1/audit", scope: "jwt", request: () => ({ path: "/v1/audit" }), expect: callerScoped(200) },
+  { route: "GET /v1/api-keys", scope: "jwt", request: () => ({ path: "/v1/api-keys" }), expect: callerScoped(200) },
+  {
+    route: "POST /v1/api-keys",
+    scope: "jwt",
+    request: () => ({ path: "/v1/api-keys", body: { name: "matrix", scopes: ["invoke"] } }),
+    expect: callerScoped(201),
+  },
   {
     route: "GET /v1/agents/{agentId}/secrets",
+    scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/secrets` }),
     expect: ownedObject(200),
   },
   {
     route: "PUT /v1/agents/{agentId}/secrets/{name}",
+    scope: "secrets:write",
     request: (w) => ({
       path: `/v1/agents/${w.agentId}/secrets/${w.secretName}`,
       body: { value: "replaced-by-matrix" },
@@ -165,30 +206,60 @@ export const AUTHZ_MATRIX: MatrixRow[] = [
   },
   {
     route: "POST /v1/agents/{agentId}/deploy",
+    scope: "deploy",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deploy`, body: {} }),
     expect: ownedObject(202),
   },
   {
     route: "POST /v1/agents/{agentId}/deployments/{deploymentId}/activate",
+    scope: "deploy",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deployments/${w.previousDeploymentId}/activate` }),
     expect: ownedObject(200),
   },
   {
     route: "DELETE /v1/agents/{agentId}/secrets/{name}",
+    scope: "secrets:write",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/secrets/${w.secretName}` }),
     expect: ownedObject(204),
   },
   {
+    route: "DELETE /v1/api-keys/{keyId}",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/api-keys/${w.spareKeyId}` }),
+    expect: ownedObject(204),
+  },
+  {
     route: "POST /v1/agents/{agentId}/disable",
+    scope: "agents:write",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/disable` }),
     expect: ownedObject(200),
   },
   {
     route: "DELETE /v1/agents/{agentId}",
+    scope: "agents:write",
     request: (w) => ({ path: `/v1/agents/${w.agentId}` }),
     expect: ownedObject(204),
   },
 ];
+
+/**
+ * What the owner's two API keys get on a row: a public route answers them as anyone; a JWT-only
+ * route is 403; `keyReadOnly` gets the owner's answer where `agents:read` is the scope, else 403;
+ * `keyOtherAgent` (every scope, another agent) gets 404 for the owner's objects, 403 for creating
+ * an agent (a restricted key cannot) and the owner's answer on the caller's own data.
+ */
+function keyExpectations(row: RowSpec): Record<"keyReadOnly" | "keyOtherAgent", number> {
+  if (!row.scope) return { keyReadOnly: row.expect.anonymous, keyOtherAgent: row.expect.anonymous };
+  if (row.scope === "jwt") return { keyReadOnly: 403, keyOtherAgent: 403 };
+  const keyReadOnly = row.scope === "agents:read" ? row.expect.owner : 403;
+  if (row.expect.otherUser === 404) return { keyReadOnly, keyOtherAgent: 404 };
+  return { keyReadOnly, keyOtherAgent: row.route === "POST /v1/agents" ? 403 : row.expect.owner };
+}
+
+export const AUTHZ_MATRIX: MatrixRow[] = ROWS.map((row) => ({
+  ...row,
+  expect: { ...row.expect, ...keyExpectations(row) },
+}));
 
 /** "PATCH /v1/agents/{agentId}" → "PATCH". */
 export function methodOf(row: MatrixRow): string {
@@ -213,6 +284,15 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
     .first<{ c: string }>();
   const { keyring } = await getConfig(env);
   const telemetrySecret = await decryptSecret(keyring, row!.c, telemetrySecretAad(active.id));
+  // The owner's API keys: read-only; every scope but only for another agent; a spare one to revoke.
+  const otherAgent = await createAgent(owner.headers);
+  const keyReadOnly = await createApiKeyFor(owner.headers, { name: "read-only", scopes: ["agents:read"] });
+  const keyOtherAgent = await createApiKeyFor(owner.headers, {
+    name: "other-agent",
+    scopes: [...API_KEY_SCOPES],
+    agentIds: [otherAgent.id],
+  });
+  const spare = await createApiKeyFor(owner.headers, { name: "spare", scopes: ["invoke"] });
   // The other user exists (has a user row) before the matrix runs, like any real second tenant.
   expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
   return {
@@ -223,12 +303,15 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
       previousDeploymentId: previous.id,
       secretName,
       telemetrySecret,
+      spareKeyId: spare.id,
     },
     headers: {
       owner: owner.headers,
       otherUser: other.headers,
       anonymous: {},
       malformedToken: { authorization: "Bearer not-a-jwt" },
+      keyReadOnly: { authorization: `Bearer ${keyReadOnly.key}` },
+      keyOtherAgent: { authorization: `Bearer ${keyOtherAgent.key}` },
     },
   };
 }

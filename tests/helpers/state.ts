@@ -12,6 +12,10 @@ export async function tenantState(userId: string) {
     artifacts: await rows("SELECT id, sha256 FROM deployment_artifacts WHERE user_id = ? ORDER BY id"),
     secrets: await rows("SELECT name, ciphertext, updated_at FROM agent_secrets WHERE user_id = ? ORDER BY name"),
     audit: await rows("SELECT id FROM audit_log WHERE user_id = ? ORDER BY id"),
+    // Not last_used_at: using a key (a read) updates it.
+    apiKeys: await rows(
+      "SELECT id, name, scopes, agent_ids, expires_at, revoked_at FROM api_keys WHERE user_id = ? ORDER BY id",
+    ),
     gatewayEvents: await rows("SELECT id FROM metrics_events WHERE user_id = ? AND source = 'gateway' ORDER BY id"),
   };
 }

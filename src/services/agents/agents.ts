@@ -1,6 +1,6 @@
 // Agent lifecycle. Every query is scoped by the caller's user id; another user's agent and a
 // deleted agent are both simply "not found".
-import { and, count, desc, eq, isNull, lt, sql } from "drizzle-orm";
+import { and, count, desc, eq, inArray, isNull, lt, sql } from "drizzle-orm";
 import { type AgentRow, agents } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
@@ -37,7 +37,12 @@ export async function getAgent({ db, userId }: TenantDeps, agentId: string): Pro
 
 export async function listAgents(
   { db, userId }: TenantDeps,
-  input: { limit: number; afterId?: string },
+  input: {
+    limit: number;
+    afterId?: string;
+    /** Only these agents (an API key restricted to them); omitted or null: all of the user's. */
+    onlyIds?: readonly string[] | null;
+  },
 ): Promise<{ rows: AgentRow[]; hasMore: boolean }> {
   const rows = await db
     .select()
@@ -47,6 +52,7 @@ export async function listAgents(
         eq(agents.userId, userId),
         isNull(agents.deletedAt),
         input.afterId ? lt(agents.id, input.afterId) : undefined,
+        input.onlyIds ? inArray(agents.id, [...input.onlyIds]) : undefined,
       ),
     )
     .orderBy(desc(agents.id))

@@ -8,7 +8,13 @@ import { selectRowWhere } from "../../db/insert-select";
 import { auditLog } from "../../db/schema";
 import { newId } from "../../lib/ids";
 
-export const AUDIT_ACTIONS = ["secret.set", "secret.deleted", "tier.changed"] as const;
+export const AUDIT_ACTIONS = [
+  "secret.set",
+  "secret.deleted",
+  "tier.changed",
+  "api_key.created",
+  "api_key.revoked",
+] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 export type AuditEntry = {
@@ -17,7 +23,7 @@ export type AuditEntry = {
   /** Who did it: `user:<id>` for API callers, `operator:<tool>` for operator commands. */
   actor: string;
   action: AuditAction;
-  targetType: "agent" | "user";
+  targetType: "agent" | "user" | "api_key";
   targetId: string;
   details?: Record<string, string | number | boolean | null>;
 };

@@ -4,18 +4,21 @@ import { deleteAgent } from "../../../services/agents/agents";
 import { AgentIdParam, commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 
-const route = userRoute({
-  method: "delete",
-  path: "/v1/agents/{agentId}",
-  operationId: "deleteAgent",
-  tags: ["agents"],
-  summary: "Delete an agent (it disappears from every later read)",
-  request: { params: AgentIdParam },
-  responses: {
-    204: { description: "Deleted" },
-    ...commonProblems,
+const route = userRoute(
+  {
+    method: "delete",
+    path: "/v1/agents/{agentId}",
+    operationId: "deleteAgent",
+    tags: ["agents"],
+    summary: "Delete an agent (it disappears from every later read)",
+    request: { params: AgentIdParam },
+    responses: {
+      204: { description: "Deleted" },
+      ...commonProblems,
+    },
   },
-});
+  { scope: "agents:write" },
+);
 
 export function registerDeleteAgent(app: App) {
   app.openapi(route, async (c) => {

@@ -4,18 +4,21 @@ import { AgentIdParam, commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { AgentEnvelope, toAgentResponse } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/agents/{agentId}",
-  operationId: "getAgent",
-  tags: ["agents"],
-  summary: "Read an agent",
-  request: { params: AgentIdParam },
-  responses: {
-    200: { description: "The agent", content: { "application/json": { schema: AgentEnvelope } } },
-    ...commonProblems,
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/agents/{agentId}",
+    operationId: "getAgent",
+    tags: ["agents"],
+    summary: "Read an agent",
+    request: { params: AgentIdParam },
+    responses: {
+      200: { description: "The agent", content: { "application/json": { schema: AgentEnvelope } } },
+      ...commonProblems,
+    },
   },
-});
+  { scope: "agents:read" },
+);
 
 export function registerGetAgent(app: App) {
   app.openapi(route, async (c) => {

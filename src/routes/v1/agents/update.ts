@@ -5,30 +5,33 @@ import { AgentIdParam, bodyProblems, commonProblems, problemDoc } from "../../op
 import { userRoute } from "../../route-policy";
 import { AgentDescription, AgentEnvelope, AgentName, toAgentResponse } from "./schemas";
 
-const route = userRoute({
-  method: "patch",
-  path: "/v1/agents/{agentId}",
-  operationId: "updateAgent",
-  tags: ["agents"],
-  summary: "Rename an agent or change its description",
-  request: {
-    params: AgentIdParam,
-    body: {
-      required: true,
-      content: {
-        "application/json": {
-          schema: z.strictObject({ name: AgentName.optional(), description: AgentDescription.nullable().optional() }),
+const route = userRoute(
+  {
+    method: "patch",
+    path: "/v1/agents/{agentId}",
+    operationId: "updateAgent",
+    tags: ["agents"],
+    summary: "Rename an agent or change its description",
+    request: {
+      params: AgentIdParam,
+      body: {
+        required: true,
+        content: {
+          "application/json": {
+            schema: z.strictObject({ name: AgentName.optional(), description: AgentDescription.nullable().optional() }),
+          },
         },
       },
     },
+    responses: {
+      200: { description: "The updated agent", content: { "application/json": { schema: AgentEnvelope } } },
+      ...commonProblems,
+      ...bodyProblems,
+      409: problemDoc("Name already in use"),
+    },
   },
-  responses: {
-    200: { description: "The updated agent", content: { "application/json": { schema: AgentEnvelope } } },
-    ...commonProblems,
-    ...bodyProblems,
-    409: problemDoc("Name already in use"),
-  },
-});
+  { scope: "agents:write" },
+);
 
 export function registerUpdateAgent(app: App) {
   app.openapi(route, async (c) => {

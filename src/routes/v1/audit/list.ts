@@ -17,30 +17,33 @@ const AuditEntrySchema = z
   })
   .openapi("AuditEntry");
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/audit",
-  operationId: "listAuditEntries",
-  tags: ["audit"],
-  summary: "Your audit log (secret and tier changes), newest first",
-  request: {
-    query: z.object({
-      limit: limitParam(z, 50, 200),
-      cursor: cursorParam(z),
-    }),
-  },
-  responses: {
-    200: {
-      description: "A page of audit entries",
-      content: {
-        "application/json": {
-          schema: z.object({ entries: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }),
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/audit",
+    operationId: "listAuditEntries",
+    tags: ["audit"],
+    summary: "Your audit log (secret and tier changes), newest first",
+    request: {
+      query: z.object({
+        limit: limitParam(z, 50, 200),
+        cursor: cursorParam(z),
+      }),
+    },
+    responses: {
+      200: {
+        description: "A page of audit entries",
+        content: {
+          "application/json": {
+            schema: z.object({ entries: z.array(AuditEntrySchema), nextCursor: z.string().nullable() }),
+          },
         },
       },
+      ...commonProblems,
     },
-    ...commonProblems,
   },
-});
+  { scope: "jwt" },
+);
 
 function toAuditResponse(row: AuditRow): z.infer<typeof AuditEntrySchema> {
   return {

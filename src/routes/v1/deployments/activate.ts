@@ -4,19 +4,25 @@ import { commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeploymentEnvelope, DeploymentParams, toDeploymentResponse } from "./schemas";
 
-const route = userRoute({
-  method: "post",
-  path: "/v1/agents/{agentId}/deployments/{deploymentId}/activate",
-  operationId: "activateDeployment",
-  tags: ["deployments"],
-  summary: "Roll back (or forward) to a deployment that was once active; it serves every later invocation",
-  request: { params: DeploymentParams },
-  responses: {
-    200: { description: "The now active deployment", content: { "application/json": { schema: DeploymentEnvelope } } },
-    ...commonProblems,
-    409: problemDoc("The deployment never became active, or the agent is disabled"),
+const route = userRoute(
+  {
+    method: "post",
+    path: "/v1/agents/{agentId}/deployments/{deploymentId}/activate",
+    operationId: "activateDeployment",
+    tags: ["deployments"],
+    summary: "Roll back (or forward) to a deployment that was once active; it serves every later invocation",
+    request: { params: DeploymentParams },
+    responses: {
+      200: {
+        description: "The now active deployment",
+        content: { "application/json": { schema: DeploymentEnvelope } },
+      },
+      ...commonProblems,
+      409: problemDoc("The deployment never became active, or the agent is disabled"),
+    },
   },
-});
+  { scope: "deploy" },
+);
 
 export function registerActivateDeployment(app: App) {
   app.openapi(route, async (c) => {

@@ -32,7 +32,7 @@ const route = userRoute(
       503: problemDoc("The deploy queue is unavailable (the deployment is marked failed)"),
     },
   },
-  { bodyLimit: DEPLOY_BODY_LIMIT_BYTES },
+  { bodyLimit: DEPLOY_BODY_LIMIT_BYTES, scope: "deploy" },
 );
 
 export function registerDeploy(app: App) {

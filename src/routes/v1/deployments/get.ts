@@ -4,18 +4,21 @@ import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeploymentEnvelope, DeploymentParams, toDeploymentResponse } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/agents/{agentId}/deployments/{deploymentId}",
-  operationId: "getDeployment",
-  tags: ["deployments"],
-  summary: "Read one deployment (poll it after a deploy)",
-  request: { params: DeploymentParams },
-  responses: {
-    200: { description: "The deployment", content: { "application/json": { schema: DeploymentEnvelope } } },
-    ...commonProblems,
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/agents/{agentId}/deployments/{deploymentId}",
+    operationId: "getDeployment",
+    tags: ["deployments"],
+    summary: "Read one deployment (poll it after a deploy)",
+    request: { params: DeploymentParams },
+    responses: {
+      200: { description: "The deployment", content: { "application/json": { schema: DeploymentEnvelope } } },
+      ...commonProblems,
+    },
   },
-});
+  { scope: "agents:read" },
+);
 
 export function registerGetDeployment(app: App) {
   app.openapi(route, async (c) => {

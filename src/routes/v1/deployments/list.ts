@@ -7,35 +7,38 @@ import { AgentIdParam, commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeploymentSchema, toDeploymentResponse } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/agents/{agentId}/deployments",
-  operationId: "listDeployments",
-  tags: ["deployments"],
-  summary: "List an agent's deployments, newest first",
-  request: {
-    params: AgentIdParam,
-    query: z.object({
-      limit: limitParam(z, 50, 200),
-      status: z
-        .enum(DEPLOYMENT_STATUSES)
-        .optional()
-        .openapi({ param: { name: "status", in: "query" } }),
-      includeInactive: z
-        .enum(["true", "false"], { message: "includeInactive must be true or false" })
-        .default("true")
-        .transform((v) => v === "true")
-        .openapi({ param: { name: "includeInactive", in: "query" }, type: "boolean", default: true }),
-    }),
-  },
-  responses: {
-    200: {
-      description: "The agent's deployments",
-      content: { "application/json": { schema: z.object({ deployments: z.array(DeploymentSchema) }) } },
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/agents/{agentId}/deployments",
+    operationId: "listDeployments",
+    tags: ["deployments"],
+    summary: "List an agent's deployments, newest first",
+    request: {
+      params: AgentIdParam,
+      query: z.object({
+        limit: limitParam(z, 50, 200),
+        status: z
+          .enum(DEPLOYMENT_STATUSES)
+          .optional()
+          .openapi({ param: { name: "status", in: "query" } }),
+        includeInactive: z
+          .enum(["true", "false"], { message: "includeInactive must be true or false" })
+          .default("true")
+          .transform((v) => v === "true")
+          .openapi({ param: { name: "includeInactive", in: "query" }, type: "boolean", default: true }),
+      }),
     },
-    ...commonProblems,
+    responses: {
+      200: {
+        description: "The agent's deployments",
+        content: { "application/json": { schema: z.object({ deployments: z.array(DeploymentSchema) }) } },
+      },
+      ...commonProblems,
+    },
   },
-});
+  { scope: "agents:read" },
+);
 
 export function registerListDeployments(app: App) {
   app.openapi(route, async (c) => {

@@ -49,7 +49,7 @@ const jsonRoute = userRoute(
       ...upstreamProblems,
     },
   },
-  { bodyLimit: callerInvokeBodyLimit },
+  { bodyLimit: callerInvokeBodyLimit, scope: "invoke" },
 );
 
 const streamRoute = userRoute(
@@ -74,7 +74,7 @@ const streamRoute = userRoute(
       ...upstreamProblems,
     },
   },
-  { bodyLimit: callerInvokeBodyLimit },
+  { bodyLimit: callerInvokeBodyLimit, scope: "invoke" },
 );
 
 async function handle(c: AppContext, agentId: string, body: Parameters<typeof invokeAgent>[2], stream: boolean) {

@@ -11,42 +11,45 @@ import { userRoute } from "../../route-policy";
 // after @hono/zod-openapi has extended zod carry `.openapi()`, which names the document's component.
 const MetricsEventSchema = z.object(MetricsEventViewSchema.shape).openapi("MetricsEvent");
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/metrics/recent",
-  operationId: "listRecentMetrics",
-  tags: ["metrics"],
-  summary: "Recent metrics events of one of your agents, newest first",
-  request: {
-    query: z.object({
-      agentId: z
-        .string({ error: "agentId is required" })
-        .min(1, "agentId is required")
-        .max(64)
-        .openapi({ param: { name: "agentId", in: "query" }, example: "agt_01jd0000000000000000000000" }),
-      sinceMs: z
-        .string()
-        .regex(/^\d{1,16}$/, "sinceMs must be a non-negative integer (ms since epoch)")
-        .transform(Number)
-        .refine(Number.isSafeInteger, "sinceMs must be a non-negative integer (ms since epoch)")
-        .optional()
-        .openapi({
-          param: { name: "sinceMs", in: "query" },
-          type: "integer",
-          minimum: 0,
-          description: "Only events at or after this time (ms since epoch)",
-        }),
-      limit: limitParam(z, 50, 200),
-    }),
-  },
-  responses: {
-    200: {
-      description: "Events",
-      content: { "application/json": { schema: z.object({ events: z.array(MetricsEventSchema) }) } },
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/metrics/recent",
+    operationId: "listRecentMetrics",
+    tags: ["metrics"],
+    summary: "Recent metrics events of one of your agents, newest first",
+    request: {
+      query: z.object({
+        agentId: z
+          .string({ error: "agentId is required" })
+          .min(1, "agentId is required")
+          .max(64)
+          .openapi({ param: { name: "agentId", in: "query" }, example: "agt_01jd0000000000000000000000" }),
+        sinceMs: z
+          .string()
+          .regex(/^\d{1,16}$/, "sinceMs must be a non-negative integer (ms since epoch)")
+          .transform(Number)
+          .refine(Number.isSafeInteger, "sinceMs must be a non-negative integer (ms since epoch)")
+          .optional()
+          .openapi({
+            param: { name: "sinceMs", in: "query" },
+            type: "integer",
+            minimum: 0,
+            description: "Only events at or after this time (ms since epoch)",
+          }),
+        limit: limitParam(z, 50, 200),
+      }),
     },
-    ...commonProblems,
+    responses: {
+      200: {
+        description: "Events",
+        content: { "application/json": { schema: z.object({ events: z.array(MetricsEventSchema) }) } },
+      },
+      ...commonProblems,
+    },
   },
-});
+  { scope: "agents:read" },
+);
 
 export function registerRecentMetrics(app: App) {
   app.openapi(route, async (c) => {

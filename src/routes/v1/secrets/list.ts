@@ -5,21 +5,24 @@ import { AgentIdParam, commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { SecretSchema, toSecretResponse } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/agents/{agentId}/secrets",
-  operationId: "listAgentSecrets",
-  tags: ["secrets"],
-  summary: "List an agent's secret names (values are never returned)",
-  request: { params: AgentIdParam },
-  responses: {
-    200: {
-      description: "The agent's secrets, by name",
-      content: { "application/json": { schema: z.object({ secrets: z.array(SecretSchema) }) } },
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/agents/{agentId}/secrets",
+    operationId: "listAgentSecrets",
+    tags: ["secrets"],
+    summary: "List an agent's secret names (values are never returned)",
+    request: { params: AgentIdParam },
+    responses: {
+      200: {
+        description: "The agent's secrets, by name",
+        content: { "application/json": { schema: z.object({ secrets: z.array(SecretSchema) }) } },
+      },
+      ...commonProblems,
     },
-    ...commonProblems,
   },
-});
+  { scope: "agents:read" },
+);
 
 export function registerListSecrets(app: App) {
   app.openapi(route, async (c) => {

@@ -7,24 +7,27 @@ import { SecretParams, SecretSchema, SecretValueBody, toSecretResponse } from ".
 
 const SecretEnvelope = z.object({ secret: SecretSchema });
 
-const route = userRoute({
-  method: "put",
-  path: "/v1/agents/{agentId}/secrets/{name}",
-  operationId: "putAgentSecret",
-  tags: ["secrets"],
-  summary: "Create or replace an agent secret (takes effect with the agent's next deploy)",
-  request: {
-    params: SecretParams,
-    body: { required: true, content: { "application/json": { schema: SecretValueBody } } },
+const route = userRoute(
+  {
+    method: "put",
+    path: "/v1/agents/{agentId}/secrets/{name}",
+    operationId: "putAgentSecret",
+    tags: ["secrets"],
+    summary: "Create or replace an agent secret (takes effect with the agent's next deploy)",
+    request: {
+      params: SecretParams,
+      body: { required: true, content: { "application/json": { schema: SecretValueBody } } },
+    },
+    responses: {
+      200: { description: "Replaced", content: { "application/json": { schema: SecretEnvelope } } },
+      201: { description: "Created", content: { "application/json": { schema: SecretEnvelope } } },
+      ...commonProblems,
+      ...bodyProblems,
+      409: problemDoc("The agent already holds the maximum number of secrets"),
+    },
   },
-  responses: {
-    200: { description: "Replaced", content: { "application/json": { schema: SecretEnvelope } } },
-    201: { description: "Created", content: { "application/json": { schema: SecretEnvelope } } },
-    ...commonProblems,
-    ...bodyProblems,
-    409: problemDoc("The agent already holds the maximum number of secrets"),
-  },
-});
+  { scope: "secrets:write" },
+);
 
 export function registerPutSecret(app: App) {
   app.openapi(route, async (c) => {

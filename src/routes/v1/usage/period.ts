@@ -4,33 +4,36 @@ import { periodKeyOf } from "../../../lib/time";
 import { getUsageReport } from "../../../services/metering/report";
 import { commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
-import { UsageReportSchema } from "./schemas";
+import { forPrincipal, UsageReportSchema } from "./schemas";
 
-const route = userRoute({
-  method: "get",
-  path: "/v1/usage",
-  operationId: "getUsageForPeriod",
-  tags: ["usage"],
-  summary: "Your usage in a given UTC billing period (YYYY-MM), per agent",
-  request: {
-    query: z.object({
-      period: z
-        .string()
-        .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "period must be YYYY-MM")
-        .refine((p) => p <= periodKeyOf(Date.now()), "period must not be in the future")
-        .openapi({ param: { name: "period", in: "query" }, example: "2026-10" }),
-    }),
+const route = userRoute(
+  {
+    method: "get",
+    path: "/v1/usage",
+    operationId: "getUsageForPeriod",
+    tags: ["usage"],
+    summary: "Your usage in a given UTC billing period (YYYY-MM), per agent",
+    request: {
+      query: z.object({
+        period: z
+          .string()
+          .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "period must be YYYY-MM")
+          .refine((p) => p <= periodKeyOf(Date.now()), "period must not be in the future")
+          .openapi({ param: { name: "period", in: "query" }, example: "2026-10" }),
+      }),
+    },
+    responses: {
+      200: { description: "Usage in that period", content: { "application/json": { schema: UsageReportSchema } } },
+      ...commonProblems,
+    },
   },
-  responses: {
-    200: { description: "Usage in that period", content: { "application/json": { schema: UsageReportSchema } } },
-    ...commonProblems,
-  },
-});
+  { scope: "usage:read" },
+);
 
 export function registerPeriodUsage(app: App) {
   app.openapi(route, async (c) => {
     const { period } = c.req.valid("query");
     const deps = { db: c.var.services.db, userId: c.var.userId, tierLimits: c.var.services.tierLimits };
-    return c.json(await getUsageReport(deps, period), 200);
+    return c.json(forPrincipal(await getUsageReport(deps, period), c.var.principal), 200);
   });
 }

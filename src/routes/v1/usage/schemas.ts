@@ -1,5 +1,6 @@
 // The usage report shape shared by GET /v1/usage/current and GET /v1/usage.
 import { z } from "@hono/zod-openapi";
+import { agentRestriction, type Principal } from "../../../auth/principal";
 import { TIERS } from "../../../db/schema";
 import { TIER_LIMIT_KEYS } from "../../../services/usage/tiers";
 
@@ -36,3 +37,12 @@ export const UsageReportSchema = z
     ),
   })
   .openapi("UsageReport");
+
+/**
+ * A report as a principal may see it: the totals and limits are the account's (the plan is per
+ * account), the per-agent lines only the agents an API key is restricted to.
+ */
+export function forPrincipal<R extends { agents: { agentId: string }[] }>(report: R, principal: Principal): R {
+  const only = agentRestriction(principal);
+  return only === null ? report : { ...report, agents: report.agents.filter((a) => only.includes(a.agentId)) };
+}
