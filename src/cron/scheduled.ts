@@ -4,10 +4,11 @@ import { composeServices, type Services } from "../compose";
 import { createDb, type Db } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
-import { periodKeyOf } from "../lib/time";
+import { periodBounds, periodKeyOf } from "../lib/time";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { reconcilePeriod } from "../services/metering/reconcile";
+import { expireMetricsEvents } from "../services/metering/retention";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 
 type TaskResult = Record<string, number | string | undefined>;
@@ -55,6 +56,19 @@ const TASKS: Task[] = [
       let corrected = 0;
       for (const period of periods) corrected += (await reconcilePeriod(db, period)).corrected;
       return { periods: [...periods].join(","), corrected };
+    },
+  },
+  {
+    // metrics_events older than the user's tier keeps them (metricsRetentionDays) are deleted, in
+    // bounded batches; billing_usage stays. Never the events of a period reconcile_usage still
+    // recomputes (the previous month during its first day, else the current one).
+    name: "expire_metrics_events",
+    run: async (deps, scheduledTime) => {
+      const { db, config } = await deps.services();
+      const now = Math.max(scheduledTime, Date.now());
+      const keepFrom = periodBounds(periodKeyOf(now - DAY_MS)).start;
+      const report = await expireMetricsEvents(db, { tierLimits: config.tierLimits, now, keepFrom });
+      return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
     },
   },
   {

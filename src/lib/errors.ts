@@ -26,6 +26,7 @@ export const PROBLEMS = {
   too_many_secrets: { status: 409, title: "Too many secrets" },
   payload_too_large: { status: 413, title: "Payload too large" },
   usage_limit_exceeded: { status: 429, title: "Usage limit exceeded" },
+  rate_limited: { status: 429, title: "Too many requests" },
   internal_error: { status: 500, title: "Internal server error" },
   configuration_error: { status: 500, title: "Server configuration error" },
   upstream_error: { status: 502, title: "Agent failed" },

@@ -19,12 +19,12 @@ const INSERT_EVENTS_SQL = `
   ON CONFLICT (deployment_id, source, dedupe_key) DO NOTHING`;
 
 const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, duration_ms_total, bytes_in, bytes_out,
-  input_tokens, output_tokens, updated_at)`;
+  input_tokens, output_tokens, telemetry_events, updated_at)`;
 
 /**
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
- * errors, duration and bytes come from the gateway's own measurements, tokens from verified
- * telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
+ * errors, duration and bytes come from the gateway's own measurements, tokens and the event count
+ * from verified telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
  */
 export function usageAggregateSelect(where: string): string {
   return `
@@ -37,6 +37,7 @@ export function usageAggregateSelect(where: string): string {
       COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_out END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0),
+      COALESCE(SUM(source = 'telemetry'), 0),
       ?9
     FROM metrics_events
     WHERE ${where}
@@ -55,6 +56,7 @@ const ADD_USAGE_SQL = `${USAGE_INSERT}
     bytes_out = bytes_out + excluded.bytes_out,
     input_tokens = input_tokens + excluded.input_tokens,
     output_tokens = output_tokens + excluded.output_tokens,
+    telemetry_events = telemetry_events + excluded.telemetry_events,
     updated_at = excluded.updated_at`;
 
 /** The two prepared statements that store `events` and add them to billing_usage. */
