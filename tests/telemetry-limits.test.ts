@@ -1,6 +1,7 @@
 // Telemetry limits (issue 15, defect 4): bounded numeric fields, the per-deployment rate limit on
 // both doors, the per-period event quota, the negative cache of unknown deployment ids, and the
 // retention of metrics_events by the cron.
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
@@ -8,6 +9,7 @@ import { utf8 } from "../src/crypto/encoding";
 import { createDb } from "../src/db/client";
 import { billingUsage, metricsEvents, subscriptions } from "../src/db/schema";
 import { getConfig } from "../src/env";
+import worker from "../src/index";
 import { newId } from "../src/lib/ids";
 import { EXPIRE_ALL_SQL, EXPIRE_TIER_SQL, expireMetricsEvents } from "../src/services/metering/retention";
 import { ingestTelemetryReport } from "../src/services/telemetry/ingest";
@@ -289,6 +291,15 @@ describe("retention of metrics_events", () => {
     const { tierLimits } = await getConfig(env);
     await expireMetricsEvents(db, { tierLimits, now, keepFrom: now - 10 * DAY });
     expect(await agesOf(free, now)).toEqual([8]);
+  });
+
+  it("runs in the cron (task expire_metrics_events)", async () => {
+    const now = Date.now();
+    const free = await userWithEvents(null, [1, 100], now);
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ scheduledTime: now, cron: "*/5 * * * *" }), env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(await agesOf(free, now)).toEqual([1]);
   });
 
   it("walks an index in both statements (EXPLAIN QUERY PLAN)", async () => {
