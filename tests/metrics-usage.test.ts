@@ -282,7 +282,7 @@ describe("OpenAPI document", () => {
       "x-telemetry-deployment-id",
       "x-telemetry-signature",
     ]);
-    expect(Object.keys(report.responses).sort()).toEqual(["200", "400", "401", "413", "415"]);
+    expect(Object.keys(report.responses).sort()).toEqual(["200", "400", "401", "413", "415", "429"]);
     expect(report.requestBody.content["application/json"].schema).toBeDefined();
     const recent = doc.paths["/v1/metrics/recent"].get;
     expect(recent.parameters.map((p: { name: string }) => p.name).sort()).toEqual(["agentId", "limit", "sinceMs"]);

@@ -31,6 +31,9 @@ describe("TIER_LIMITS overrides", () => {
       subRequests: 50,
       invokeBodyBytes: 1048576,
       streamSeconds: 300,
+      telemetryEventsPerMinute: 600,
+      telemetryEventsPerPeriod: 10_000,
+      metricsRetentionDays: 7,
     });
   });
 

@@ -4,11 +4,15 @@ import { composeServices, type Services } from "../compose";
 import { createDb, type Db } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
+import { periodBounds, periodKeyOf } from "../lib/time";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency";
 import { reconcileUsage } from "../services/metering/reconcile";
+import { expireMetricsEvents } from "../services/metering/retention";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
+
+const DAY_MS = 24 * 60 * 60_000;
 
 type TaskResult = Record<string, number | string | undefined>;
 /**
@@ -72,6 +76,19 @@ const TASKS: Task[] = [
         now: Math.max(scheduledTime, Date.now()),
       });
       return { deleted: report.deleted, complete: String(report.complete) };
+    },
+  },
+  {
+    // metrics_events older than the user's tier keeps them (metricsRetentionDays) are deleted, in
+    // bounded batches; billing_usage stays. Never the events of a period reconcile_usage still
+    // recomputes (the previous month during its first day, else the current one).
+    name: "expire_metrics_events",
+    run: async (deps, scheduledTime) => {
+      const { db, config } = await deps.services();
+      const now = Math.max(scheduledTime, Date.now());
+      const keepFrom = periodBounds(periodKeyOf(now - DAY_MS)).start;
+      const report = await expireMetricsEvents(db, { tierLimits: config.tierLimits, now, keepFrom });
+      return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
     },
   },
   {

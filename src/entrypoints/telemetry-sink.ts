@@ -41,9 +41,9 @@ export class TelemetrySink extends WorkerEntrypoint<Env, TelemetrySinkProps> {
           "`body` must be the exact JSON text that was signed",
         );
       }
-      const { db, keyring } = composeServices(this.env, this.ctx, await getConfig(this.env));
+      const { db, keyring, tierLimits, waitUntil } = composeServices(this.env, this.ctx, await getConfig(this.env));
       const result = await ingestTelemetryReport(
-        { db, keyring },
+        { db, keyring, tierLimits, waitUntil },
         {
           body: utf8.encode(input.body),
           signature: typeof input.signature === "string" ? input.signature : undefined,

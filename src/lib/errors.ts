@@ -31,6 +31,7 @@ export const PROBLEMS = {
   payload_too_large: { status: 413, title: "Payload too large" },
   idempotency_key_reused: { status: 422, title: "Idempotency-Key reused with a different body" },
   usage_limit_exceeded: { status: 429, title: "Usage limit exceeded" },
+  rate_limited: { status: 429, title: "Too many requests" },
   internal_error: { status: 500, title: "Internal server error" },
   configuration_error: { status: 500, title: "Server configuration error" },
   upstream_error: { status: 502, title: "Agent failed" },

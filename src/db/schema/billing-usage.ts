@@ -16,6 +16,9 @@ export const billingUsage = sqliteTable(
     bytesOut: integer("bytes_out").notNull().default(0),
     inputTokens: integer("input_tokens").notNull().default(0),
     outputTokens: integer("output_tokens").notNull().default(0),
+    // Verified telemetry events stored (the per-period telemetry quota counts these). Not reduced
+    // when metrics_events rows expire: usage history outlives the events behind it.
+    telemetryEvents: integer("telemetry_events").notNull().default(0),
     updatedAt: integer("updated_at").notNull(),
   },
   (t) => [uniqueIndex("billing_usage_user_period_agent_uq").on(t.userId, t.periodKey, t.agentId)],

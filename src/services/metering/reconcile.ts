@@ -27,8 +27,12 @@
 //   is corrected: the totals are not yet the whole truth, and the consumer's own increments keep
 //   billing_usage right in the meantime.
 //
-// The totals rely on metrics_events being append-only: a future expiry of old events must take
-// them out of usage_verified_totals in the same transaction (or reset the totals, below).
+// The totals rely on rowids only growing: events are never inserted below the watermark. Expiry
+// (retention.ts) deletes old events only outside the months still being billed, long after the
+// watermark passed them, and the totals keep counting them, as billing_usage does. So starting
+// over (below) after an expiry ran would undercount the expired months: only do it for months
+// whose events are all still there. The totals cover the seven usage counters; billing_usage's
+// telemetry_events (the telemetry quota's count) is kept by the consumer's write alone.
 // Starting over (the totals themselves damaged): delete usage_verified_totals and set the state's
 // event_rowid to 0 in one transaction; the runs rebuild the totals in slices and correct nothing
 // until they have caught up.

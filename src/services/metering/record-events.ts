@@ -19,7 +19,7 @@ const INSERT_EVENTS_SQL = `
   ON CONFLICT (deployment_id, source, dedupe_key) DO NOTHING`;
 
 const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, duration_ms_total, bytes_in, bytes_out,
-  input_tokens, output_tokens, updated_at)`;
+  input_tokens, output_tokens, telemetry_events, updated_at)`;
 
 /** The seven usage counters (billing_usage column order) summed over metrics_events rows. */
 export const USAGE_SUMS = `
@@ -36,14 +36,15 @@ export const EVENT_PERIOD = "strftime('%Y-%m', ts / 1000, 'unixepoch')";
 
 /**
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
- * errors, duration and bytes come from the gateway's own measurements, tokens from verified
- * telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
+ * errors, duration and bytes come from the gateway's own measurements, tokens and the event count
+ * from verified telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
  */
 export function usageAggregateSelect(where: string): string {
   return `
     SELECT 'use_' || lower(hex(randomblob(13))), user_id, ${EVENT_PERIOD} AS period,
       agent_id,
       ${USAGE_SUMS},
+      COALESCE(SUM(source = 'telemetry'), 0),
       ?9
     FROM metrics_events
     WHERE ${where}
@@ -62,6 +63,7 @@ const ADD_USAGE_SQL = `${USAGE_INSERT}
     bytes_out = bytes_out + excluded.bytes_out,
     input_tokens = input_tokens + excluded.input_tokens,
     output_tokens = output_tokens + excluded.output_tokens,
+    telemetry_events = telemetry_events + excluded.telemetry_events,
     updated_at = excluded.updated_at`;
 
 /** The two prepared statements that store `events` and add them to billing_usage. */

@@ -18,7 +18,18 @@ const opaqueId = z
   .max(128, "must be at most 128 characters")
   .regex(/^[\x21-\x7e]+$/, "must be visible ASCII characters");
 
-const count = z.number().int("must be an integer").min(0, "must not be negative").max(1_000_000_000);
+/** Most tokens one event may report (input and output each): far above any model's context. */
+export const TELEMETRY_MAX_TOKENS = 10_000_000;
+/** Longest invocation one event may report: a day (a stream is held open at most that long). */
+export const TELEMETRY_MAX_DURATION_MS = 24 * 60 * 60 * 1000;
+
+const count = (max: number, unit: string) =>
+  z
+    .number()
+    .int("must be an integer")
+    .min(0, "must not be negative")
+    .max(max, `must be at most ${max.toLocaleString("en-US")} ${unit}`);
+const tokens = count(TELEMETRY_MAX_TOKENS, "tokens per event");
 
 export const TelemetryEventSchema = z
   .strictObject({
@@ -30,9 +41,9 @@ export const TelemetryEventSchema = z
     runtimeProvider: z.literal("cloudflare"),
     kind: z.literal("invoke"),
     ts: z.number().int("must be an integer (ms since epoch)").min(0).max(Number.MAX_SAFE_INTEGER),
-    durationMs: count.optional(),
+    durationMs: count(TELEMETRY_MAX_DURATION_MS, "ms (24 h)").optional(),
     status: z.enum(["ok", "error"]).optional(),
-    usage: z.strictObject({ inputTokens: count.optional(), outputTokens: count.optional() }).optional(),
+    usage: z.strictObject({ inputTokens: tokens.optional(), outputTokens: tokens.optional() }).optional(),
     errorCode: z.string().min(1).max(64).optional(),
   })
   .refine((e) => e.eventId !== undefined || e.traceId !== undefined, {

@@ -35,7 +35,9 @@ export type TelemetryCheck =
   | "event_schema"
   | "deployment_mismatch"
   | "identity_mismatch"
-  | "event_time";
+  | "event_time"
+  | "rate_limit"
+  | "event_quota";
 
 export type TelemetryReport = {
   /** The exact bytes that were signed. */
@@ -54,8 +56,9 @@ export function telemetryProblem(
   check: TelemetryCheck,
   detail: string,
   errors?: FieldError[],
+  opts: { headers?: Record<string, string>; extra?: Record<string, unknown> } = {},
 ): ApiError {
-  return new ApiError(code, detail, { extra: { check }, errors });
+  return new ApiError(code, detail, { extra: { check, ...opts.extra }, errors, headers: opts.headers });
 }
 
 const rejected = (check: TelemetryCheck, detail: string, errors?: FieldError[]) =>

@@ -14,6 +14,9 @@ export const TIER_LIMIT_KEYS = [
   "subRequests",
   "invokeBodyBytes",
   "streamSeconds",
+  "telemetryEventsPerMinute",
+  "telemetryEventsPerPeriod",
+  "metricsRetentionDays",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -31,6 +34,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     subRequests: 50,
     invokeBodyBytes: 1 * MiB,
     streamSeconds: 300,
+    telemetryEventsPerMinute: 600,
+    telemetryEventsPerPeriod: 10_000,
+    metricsRetentionDays: 7,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -40,6 +46,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     subRequests: 200,
     invokeBodyBytes: 5 * MiB,
     streamSeconds: 900,
+    telemetryEventsPerMinute: 6_000,
+    telemetryEventsPerPeriod: 1_000_000,
+    metricsRetentionDays: 30,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -49,6 +58,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     subRequests: 1_000,
     invokeBodyBytes: 10 * MiB,
     streamSeconds: 3_600,
+    telemetryEventsPerMinute: 60_000,
+    telemetryEventsPerPeriod: 100_000_000,
+    metricsRetentionDays: 90,
   },
 };
 
@@ -59,18 +71,29 @@ const limitValue = z
 
 // What the runtime can enforce at most: Workers allow up to 5 minutes of CPU and 10,000
 // subrequests per invocation, so larger values would be silently meaningless. A stream is held
-// open by the gateway for at most a day.
+// open by the gateway for at most a day. Metrics are kept at most ten years.
 const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = {
   cpuMs: 300_000,
   subRequests: 10_000,
   streamSeconds: 86_400,
+  metricsRetentionDays: 3_650,
+};
+
+// What a limit must allow at least to be usable: the telemetry rate must admit one full batch
+// (TELEMETRY_MAX_BATCH_EVENTS in services/telemetry/event.ts), or a batch could never be accepted.
+const RUNTIME_MINIMA: Partial<Record<TierLimitKey, number>> = {
+  telemetryEventsPerMinute: 100,
 };
 
 const tierOverride = z.strictObject(
   Object.fromEntries(
     TIER_LIMIT_KEYS.map((k) => {
       const max = RUNTIME_MAXIMA[k];
-      return [k, (max === undefined ? limitValue : limitValue.max(max, `must be at most ${max}`)).optional()];
+      const min = RUNTIME_MINIMA[k];
+      let value = limitValue;
+      if (max !== undefined) value = value.max(max, `must be at most ${max}`);
+      if (min !== undefined) value = value.min(min, `must be at least ${min}`);
+      return [k, value.optional()];
     }),
   ) as Record<TierLimitKey, z.ZodOptional<typeof limitValue>>,
 );

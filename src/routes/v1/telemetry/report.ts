@@ -58,6 +58,10 @@ const route = createRoute({
     401: problemDoc("Missing, malformed or non-matching signature, or an unknown deployment"),
     413: problemDoc("Body too large"),
     415: problemDoc("Body is not application/json"),
+    429: problemDoc(
+      "The deployment's telemetry rate (`rate_limited`, check `rate_limit`) or the user's telemetry events " +
+        "for the month (`usage_limit_exceeded`, check `event_quota`) are used up; see Retry-After",
+    ),
   },
 });
 
@@ -67,8 +71,9 @@ export function registerTelemetryReport(app: App) {
   // Public (no bearer token: the signature is the credential), with its own body limit.
   app.post(TELEMETRY_REPORT_PATH, bodyGuard(TELEMETRY_MAX_BODY_BYTES), async (c) => {
     const body = new Uint8Array(await c.req.arrayBuffer());
+    const { db, keyring, tierLimits, waitUntil } = c.var.services;
     const result = await ingestTelemetryReport(
-      { db: c.var.services.db, keyring: c.var.services.keyring },
+      { db, keyring, tierLimits, waitUntil },
       {
         body,
         signature: c.req.header("x-telemetry-signature"),
