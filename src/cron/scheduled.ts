@@ -6,6 +6,7 @@ import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
 import { periodKeyOf } from "../lib/time";
 import { enforceRetention } from "../services/cleanup/cleanup";
+import { purgeDeletedAgents } from "../services/cleanup/purge";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { reconcilePeriod } from "../services/metering/reconcile";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
@@ -55,6 +56,22 @@ const TASKS: Task[] = [
       let corrected = 0;
       for (const period of periods) corrected += (await reconcilePeriod(db, period)).corrected;
       return { periods: [...periods].join(","), corrected };
+    },
+  },
+  {
+    // Deleted agents past DELETED_AGENT_GRACE_MS lose their encrypted secrets, their deployments'
+    // secrets snapshots and the code no other deployment uses (bounded per run; see purge.ts).
+    name: "purge_deleted_agents",
+    run: async ({ db }, scheduledTime) => {
+      const report = await purgeDeletedAgents(db, { now: Math.max(scheduledTime, Date.now()) });
+      return {
+        agents: report.agents,
+        secrets: report.secrets,
+        snapshots: report.snapshots,
+        artifacts: report.artifacts.length,
+        statements: report.statements,
+        complete: String(report.complete),
+      };
     },
   },
   {
