@@ -217,7 +217,7 @@ export function platformFailureMessage(deploymentId: string): string {
   return `the platform failed to deploy this agent; quote ref ${deploymentId} when reporting it`;
 }
 export function misconfiguredMessage(deploymentId: string): string {
-  return `the platform is misconfigured and cannot deploy agents right now; the operator has been alerted (ref ${deploymentId})`;
+  return `the platform is misconfigured and cannot deploy agents right now; this is not a fault of your agent (ref ${deploymentId})`;
 }
 
 /**
