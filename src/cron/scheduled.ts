@@ -6,6 +6,7 @@ import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
 import { periodBounds, periodKeyOf } from "../lib/time";
 import { enforceRetention } from "../services/cleanup/cleanup";
+import { purgeDeletedAgents } from "../services/cleanup/purge";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency";
 import { reconcileUsage } from "../services/metering/reconcile";
@@ -89,6 +90,22 @@ const TASKS: Task[] = [
       const keepFrom = periodBounds(periodKeyOf(now - DAY_MS)).start;
       const report = await expireMetricsEvents(db, { tierLimits: config.tierLimits, now, keepFrom });
       return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
+    },
+  },
+  {
+    // Deleted agents past DELETED_AGENT_GRACE_MS lose their encrypted secrets, their deployments'
+    // secrets snapshots and the code no other deployment uses (bounded per run; see purge.ts).
+    name: "purge_deleted_agents",
+    run: async ({ db }, scheduledTime) => {
+      const report = await purgeDeletedAgents(db, { now: Math.max(scheduledTime, Date.now()) });
+      return {
+        agents: report.agents,
+        secrets: report.secrets,
+        snapshots: report.snapshots,
+        artifacts: report.artifacts.length,
+        statements: report.statements,
+        complete: String(report.complete),
+      };
     },
   },
   {

@@ -12,6 +12,7 @@ import { CleanupAgentScriptsJobSchema, processCleanupJob } from "../services/cle
 import {
   DeployJobSchema,
   failDeadLetteredDeployment,
+  failMisconfiguredDeployment,
   processDeployJob,
   retryDelaySeconds,
 } from "../services/deployments/deploy-job";
@@ -26,9 +27,11 @@ export async function handleDeployBatch(batch: MessageBatch<unknown>, env: Env, 
     const services = composeServices(env, ctx, await getConfig(env));
     deps = { db: services.db, keyring: services.keyring, runtime: services.runtime };
   } catch (err) {
-    // Misconfiguration: nothing can be deployed until an operator fixes it; keep the jobs.
+    // Misconfiguration: nothing can be deployed until an operator fixes it. The deploys fail at
+    // once (the tenant reads "the platform is misconfigured"; the detail is in this line); the
+    // cleanup jobs are kept, since they change nothing a tenant sees and can run once it is fixed.
     logError("deploy_batch_config_error", { queue: batch.queue, error: describeError(err) });
-    batch.retryAll({ delaySeconds: 30 });
+    await failBatchMisconfigured(batch, env);
     return;
   }
 
@@ -79,6 +82,26 @@ export async function handleDeployBatch(batch: MessageBatch<unknown>, env: Env, 
       });
     }),
   );
+}
+
+async function failBatchMisconfigured(batch: MessageBatch<unknown>, env: Env): Promise<void> {
+  const db = createDb(env.DB);
+  for (const msg of batch.messages) {
+    const parsed = DeployQueueMessageSchema.safeParse(msg.body);
+    if (!parsed.success || "type" in parsed.data) {
+      msg.retry({ delaySeconds: 30 });
+      continue;
+    }
+    const { deploymentId } = parsed.data;
+    try {
+      const failed = await failMisconfiguredDeployment(db, deploymentId);
+      logError("deploy_platform_misconfigured", { deploymentId, messageId: msg.id, markedFailed: failed });
+      msg.ack();
+    } catch (err) {
+      logError("deploy_job", { deploymentId, messageId: msg.id, error: describeError(err) });
+      msg.retry({ delaySeconds: 30 });
+    }
+  }
 }
 
 /** Retries are warnings, a permanent failure is an error, the rest is information. */

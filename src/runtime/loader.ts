@@ -107,10 +107,30 @@ export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBi
     },
 
     async invoke(target: InvokeTarget, request: Request, opts: { limits: RuntimeLimits }) {
-      const stub = loader.get(target.deploymentId, async () => loaderWorkerCode(await target.loadBundle(), telemetry));
+      // A cold start loads the bundle (D1 reads, decryption) inside the loader's callback; its
+      // failure is the platform's, whatever the loader makes of the exception it rethrows.
+      let bundleFailure: { err: unknown } | undefined;
+      const stub = loader.get(target.deploymentId, async () => {
+        try {
+          return loaderWorkerCode(await target.loadBundle(), telemetry);
+        } catch (err) {
+          bundleFailure = { err };
+          throw err;
+        }
+      });
       try {
         return await stub.getEntrypoint(undefined, { limits: opts.limits }).fetch(request);
       } catch (err) {
+        if (bundleFailure) {
+          throw new RuntimeError(
+            "unavailable",
+            `loading the deployment failed: ${messageOf(bundleFailure.err)}`,
+            false,
+            {
+              cause: bundleFailure.err,
+            },
+          );
+        }
         throw classifyLoaderError(err);
       }
     },

@@ -48,16 +48,40 @@ export type RuntimeErrorCode =
   | "load_failed"
   | "unavailable";
 
+/**
+ * Whose failure it is, which decides what the tenant is told:
+ * - `agent`: the agent's own code (it fails to load, has no fetch handler, throws, exceeds a
+ *   limit, answers garbage). The message is about the agent's code and is shown to its owner.
+ * - `platform`: the gateway, D1, the runtime or the Cloudflare API failed. The tenant gets a
+ *   generic message with a reference; the message goes to an operator log line only.
+ * - `configuration`: the gateway is misconfigured (the Cloudflare API refuses its token, a binding
+ *   is missing). Like `platform`, and retrying cannot help until an operator fixes it.
+ */
+export type RuntimeFault = "agent" | "platform" | "configuration";
+
+/** The fault a code implies unless the thrower says otherwise. */
+const DEFAULT_FAULT: Record<RuntimeErrorCode, RuntimeFault> = {
+  script_not_found: "platform",
+  limit_exceeded: "agent",
+  exception: "agent",
+  timeout: "agent",
+  invalid_response: "agent",
+  load_failed: "agent",
+  unavailable: "platform",
+};
+
 /** A failure of the runtime, classified; `retryable` says whether trying again can help. */
 export class RuntimeError extends Error {
   override name = "RuntimeError";
+  readonly fault: RuntimeFault;
   constructor(
     readonly code: RuntimeErrorCode,
     message: string,
     readonly retryable: boolean,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; fault?: RuntimeFault },
   ) {
     super(message, options);
+    this.fault = options?.fault ?? DEFAULT_FAULT[code];
   }
 }
 

@@ -1,4 +1,6 @@
-// Immutable module code, content-addressed per user: redeploying the same bytes reuses the row.
+// Module code, content-addressed per user: redeploying the same bytes reuses the row. Immutable,
+// except that the purge empties module_code (setting purged_at) once only deployments of purged
+// agents reference it; deploying the same bytes again restores it (services/deployments/create.ts).
 import { integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { createdAt } from "./columns";
 import { users } from "./users";
@@ -14,6 +16,7 @@ export const deploymentArtifacts = sqliteTable(
     moduleCode: text("module_code").notNull(),
     sizeBytes: integer("size_bytes").notNull(),
     createdAt: createdAt(),
+    purgedAt: integer("purged_at"),
   },
   (t) => [uniqueIndex("deployment_artifacts_user_sha_uq").on(t.userId, t.sha256)],
 );

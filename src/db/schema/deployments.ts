@@ -1,4 +1,5 @@
-// Immutable deployment records. Only status, timestamps and error_message ever change.
+// Immutable deployment records. Only status, timestamps and error_message ever change (and the
+// secrets snapshot, nulled when a deleted agent is purged).
 // Invariant: status = 'active' exactly when agents.active_deployment_id names the row.
 import { sql } from "drizzle-orm";
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
@@ -31,7 +32,8 @@ export const deployments = sqliteTable(
     moduleSha256: text("module_sha256").notNull(),
     // AES-256-GCM envelope of the 32-byte telemetry key; AAD binds it to this deployment.
     telemetrySecretCiphertext: text("telemetry_secret_ciphertext").notNull(),
-    // AES-256-GCM envelope of the agent secrets (JSON name -> value) as they were at deploy time.
+    // AES-256-GCM envelope of the agent secrets (JSON name -> value) as they were at deploy time;
+    // nulled by the purge once the agent has been deleted for DELETED_AGENT_GRACE_MS.
     secretsSnapshotCiphertext: text("secrets_snapshot_ciphertext"),
     // The runtime's name for the code (namespace script name); derived from the id.
     scriptName: text("script_name").notNull(),
@@ -53,6 +55,8 @@ export const deployments = sqliteTable(
     // Retention (services/cleanup): only deployments that still have a runtime script, by status
     // then agent, so it finds the agents with too many inactive ones without reading the others.
     index("deployments_live_script_idx").on(t.status, t.agentId).where(sql`script_removed_at IS NULL`),
+    // Which deployments reference an artifact: the purge keeps an artifact while any does.
+    index("deployments_artifact_idx").on(t.artifactId),
   ],
 );
 

@@ -18,7 +18,10 @@ export function classifyDispatchError(err: unknown, scriptName: string): Runtime
   const message = err instanceof Error ? err.message : String(err);
   if (/needs to be run remotely/i.test(message)) {
     // miniflare (wrangler dev --env production) has no dispatch namespaces.
-    return new RuntimeError("unavailable", "dispatch namespaces cannot run locally", false, { cause: err });
+    return new RuntimeError("unavailable", "dispatch namespaces cannot run locally", false, {
+      cause: err,
+      fault: "configuration",
+    });
   }
   if (/^Worker not found/i.test(message)) {
     return new RuntimeError("script_not_found", `script ${scriptName} is not in the dispatch namespace`, false, {
@@ -30,15 +33,38 @@ export function classifyDispatchError(err: unknown, scriptName: string): Runtime
       cause: err,
     });
   }
+  if (PLATFORM_FAILURE.test(message)) {
+    // workerd's own failures ("internal error; reference = …", a lost connection, overload) are
+    // not the agent's exceptions; their text is for the operator.
+    return new RuntimeError("unavailable", `the runtime failed: ${message.slice(0, 200)}`, false, { cause: err });
+  }
   return new RuntimeError("exception", `the agent threw an exception: ${message.slice(0, 200)}`, false, {
     cause: err,
   });
 }
 
-/** A Cloudflare API failure as a RuntimeError; anything else passes through unchanged. */
+/** Messages of failures of the runtime itself, which the dispatcher rethrows like the agent's own. */
+const PLATFORM_FAILURE = /^internal error; reference|Network connection lost|overloaded/i;
+
+/**
+ * Cloudflare's codes for an upload it rejects because of the script itself: 10021 (validation:
+ * a syntax error, a throw at startup, a startup CPU limit) and 10027 (the script is too large).
+ */
+export const CF_SCRIPT_CODES = new Set([10021, 10027]);
+
+/**
+ * A Cloudflare API failure as a RuntimeError; anything else passes through unchanged. Retryable
+ * failures (429, 5xx, network, timeout) are the platform's and leave the deployment to be retried;
+ * a rejection of the script itself is the agent's (the message is Cloudflare's, about its code);
+ * 401, 403 and 404 (a bad token, a wrong account id, a missing namespace: the upload creates the
+ * script, so a 404 is never about it) are a misconfiguration; any other 4xx is the platform's.
+ */
 export function runtimeErrorFromApi(err: unknown): unknown {
   if (!(err instanceof CloudflareApiError)) return err;
-  // Retryable API failures (429, 5xx, network, timeout) leave the deployment to be retried; the
-  // others (bad script, bad token, missing namespace) are permanent. The message is Cloudflare's.
-  return new RuntimeError(err.retryable ? "unavailable" : "load_failed", err.message, err.retryable, { cause: err });
+  if (err.retryable) return new RuntimeError("unavailable", err.message, true, { cause: err });
+  if (err.codes.some((c) => CF_SCRIPT_CODES.has(c))) {
+    return new RuntimeError("load_failed", err.message, false, { cause: err, fault: "agent" });
+  }
+  const fault = err.status === 401 || err.status === 403 || err.status === 404 ? "configuration" : "platform";
+  return new RuntimeError("load_failed", err.message, false, { cause: err, fault });
 }

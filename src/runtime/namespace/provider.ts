@@ -76,7 +76,9 @@ export function createNamespaceRuntime(opts: CreateNamespaceRuntimeOptions): Nam
 
     async invoke(target: InvokeTarget, request: Request, { limits }: { limits: RuntimeLimits }): Promise<Response> {
       if (!dispatcher) {
-        throw new RuntimeError("unavailable", "the DISPATCHER binding is not configured", false);
+        throw new RuntimeError("unavailable", "the DISPATCHER binding is not configured", false, {
+          fault: "configuration",
+        });
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
       const controller = new AbortController();

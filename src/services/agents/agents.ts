@@ -81,6 +81,7 @@ export async function createAgent(
     createdAt: now,
     updatedAt: now,
     deletedAt: null,
+    purgedAt: null,
   };
   let inserted: number;
   try {

@@ -15,10 +15,11 @@ export async function loadDeploymentBundle(
   row: DeploymentRow,
 ): Promise<DeploymentBundle> {
   const artifact = await deps.db.query.deploymentArtifacts.findFirst({
-    columns: { moduleCode: true },
+    columns: { moduleCode: true, purgedAt: true },
     where: and(eq(deploymentArtifacts.id, row.artifactId), eq(deploymentArtifacts.userId, row.userId)),
   });
   if (!artifact) throw new Error(`artifact ${row.artifactId} of deployment ${row.id} is missing`);
+  if (artifact.purgedAt !== null) throw new Error(`artifact ${row.artifactId} of deployment ${row.id} was purged`);
   const telemetryKey = await decryptSecret(deps.keyring, row.telemetrySecretCiphertext, telemetrySecretAad(row.id));
   const secrets = row.secretsSnapshotCiphertext
     ? (JSON.parse(

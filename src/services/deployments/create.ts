@@ -99,7 +99,12 @@ export async function createDeployment(
     deps.db
       .insert(deploymentArtifacts)
       .values({ id: newId("artifact", now), userId: deps.userId, sha256, moduleCode, sizeBytes, createdAt: now })
-      .onConflictDoNothing({ target: [deploymentArtifacts.userId, deploymentArtifacts.sha256] }),
+      // A purged artifact (its code emptied after its agents were deleted) gets its code back.
+      .onConflictDoUpdate({
+        target: [deploymentArtifacts.userId, deploymentArtifacts.sha256],
+        set: { moduleCode: sql`excluded.module_code`, purgedAt: null },
+        setWhere: sql`${deploymentArtifacts.purgedAt} IS NOT NULL`,
+      }),
     deps.db
       .insert(deployments)
       .values({ ...row, artifactId: artifactIdQuery })

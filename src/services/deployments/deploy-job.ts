@@ -16,9 +16,10 @@ import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { agents, deployments } from "../../db/schema";
 import { backoffSeconds } from "../../lib/backoff";
-import { describeError, logWarn } from "../../lib/logger";
+import { ConfigError } from "../../lib/config-error";
+import { describeError, logError, logWarn } from "../../lib/logger";
 import type { QueueOutcome } from "../../lib/queue-outcome";
-import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import { RuntimeError, type RuntimeFault, type RuntimeProvider } from "../../runtime/types";
 import { forgetAgentRoute } from "../invoke/route-cache";
 import { loadDeploymentBundle } from "./bundle";
 
@@ -85,8 +86,8 @@ export async function processDeployJob(
     const bundle = await loadDeploymentBundle(deps, claimed);
     await deps.runtime.deploy(bundle);
   } catch (err) {
-    const retryable = isRetryable(err);
-    if (retryable && attempts < DEPLOY_MAX_ATTEMPTS) {
+    const { fault, retryable } = classifyFailure(err);
+    if (fault !== "configuration" && retryable && attempts < DEPLOY_MAX_ATTEMPTS) {
       await db
         .update(deployments)
         .set({ claimedAt: null, updatedAt: Date.now() })
@@ -98,14 +99,11 @@ export async function processDeployJob(
         error: describeError(err),
       };
     }
-    const reason = readableError(err);
-    const message = retryable ? `deploy failed after ${attempts} attempts: ${reason}` : reason;
-    const failed = await db
-      .update(deployments)
-      .set({ status: "failed", errorMessage: message, updatedAt: Date.now() })
-      .where(and(eq(deployments.id, claimed.id), eq(deployments.status, "deploying"), eq(deployments.claimedAt, claim)))
-      .returning({ id: deployments.id });
-    return { action: "ack", result: failed.length > 0 ? "failed" : "claim_lost" };
+    // A misconfiguration fails at once: no retry can help until an operator fixes it.
+    const message = tenantMessage(err, fault, claimed.id, retryable ? attempts : null);
+    if (fault !== "agent") logPlatformFailure(claimed, fault, err, attempts);
+    const failed = await markFailed(db, claimed.id, claim, message);
+    return { action: "ack", result: failed ? "failed" : "claim_lost" };
   }
 
   try {
@@ -205,19 +203,81 @@ async function finalizeDeployment(db: Db, deploymentId: string, agentId: string,
   return { action: "ack" as const, result: "claim_lost" as const };
 }
 
-function isRetryable(err: unknown): boolean {
-  if (err instanceof RuntimeError) return err.retryable;
-  if (err instanceof DecryptionError) return false;
-  // Anything else (D1 hiccups, network) may pass; the attempt count bounds it.
-  return true;
+/** Whose failure it is (see RuntimeFault) and whether another delivery can help. */
+function classifyFailure(err: unknown): { fault: RuntimeFault; retryable: boolean } {
+  if (err instanceof RuntimeError) return { fault: err.fault, retryable: err.retryable };
+  if (err instanceof ConfigError) return { fault: "configuration", retryable: false };
+  if (err instanceof DecryptionError) return { fault: "platform", retryable: false };
+  // Anything else (D1 hiccups, network, a missing artifact) may pass; the attempt count bounds it.
+  return { fault: "platform", retryable: true };
 }
 
-function readableError(err: unknown): string {
-  if (err instanceof RuntimeError) return err.message;
-  if (err instanceof DecryptionError) {
-    return "the deployment's secrets could not be decrypted (was SECRETS_ENCRYPTION_KEY changed without keeping the old key in SECRETS_ENCRYPTION_PREVIOUS_KEYS?)";
-  }
-  return describeError(err);
+/** The tenant's wording for the platform's failures, with the reference the operator's log line carries. */
+export function platformFailureMessage(deploymentId: string): string {
+  return `the platform failed to deploy this agent; quote ref ${deploymentId} when reporting it`;
+}
+export function misconfiguredMessage(deploymentId: string): string {
+  return `the platform is misconfigured and cannot deploy agents right now; this is not a fault of your agent (ref ${deploymentId})`;
+}
+
+/**
+ * What the tenant reads in the deployment's errorMessage: the agent's own failure as it was
+ * reported (it is about their code), the platform's as a generic message with a reference.
+ */
+function tenantMessage(err: unknown, fault: RuntimeFault, deploymentId: string, attempts: number | null): string {
+  if (fault === "configuration") return misconfiguredMessage(deploymentId);
+  if (fault === "platform") return platformFailureMessage(deploymentId);
+  const reason = err instanceof Error ? err.message : String(err);
+  return attempts === null ? reason : `deploy failed after ${attempts} attempts: ${reason}`;
+}
+
+/** The operator's line for a deployment the platform failed: the detail the tenant does not see. */
+function logPlatformFailure(
+  deployment: { id: string; userId: string; agentId: string },
+  fault: RuntimeFault,
+  err: unknown,
+  attempts: number,
+): void {
+  const hint =
+    err instanceof DecryptionError
+      ? "was SECRETS_ENCRYPTION_KEY changed without keeping the old key in SECRETS_ENCRYPTION_PREVIOUS_KEYS?"
+      : undefined;
+  logError(fault === "configuration" ? "deploy_platform_misconfigured" : "deploy_platform_failure", {
+    deploymentId: deployment.id,
+    userId: deployment.userId,
+    agentId: deployment.agentId,
+    attempts,
+    error: describeError(err),
+    // drizzle wraps D1's error ("Failed query: …"); what D1 said is its cause.
+    cause: err instanceof Error && err.cause !== undefined ? describeError(err.cause) : undefined,
+    hint,
+  });
+}
+
+async function markFailed(db: Db, deploymentId: string, claim: number | null, message: string): Promise<boolean> {
+  const failed = await db
+    .update(deployments)
+    .set({ status: "failed", errorMessage: message, updatedAt: Date.now() })
+    .where(
+      and(
+        eq(deployments.id, deploymentId),
+        eq(deployments.status, "deploying"),
+        claim === null
+          ? or(isNull(deployments.claimedAt), lte(deployments.claimedAt, Date.now() - CLAIM_LEASE_MS))
+          : eq(deployments.claimedAt, claim),
+      ),
+    )
+    .returning({ id: deployments.id });
+  return failed.length > 0;
+}
+
+/**
+ * The gateway's configuration is invalid (it cannot even build what a deploy needs): the job's
+ * deployment fails at once with the misconfiguration message instead of waiting out the retries.
+ * Only an unclaimed `deploying` deployment is changed; the caller logs the detail once per batch.
+ */
+export async function failMisconfiguredDeployment(db: Db, deploymentId: string): Promise<boolean> {
+  return markFailed(db, deploymentId, null, misconfiguredMessage(deploymentId));
 }
 
 /** The dead-letter path: the job ran out of deliveries without finishing the deployment. */

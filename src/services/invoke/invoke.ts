@@ -8,6 +8,7 @@ import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { ApiError, type ProblemCode } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
+import { describeError, logError } from "../../lib/logger";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import { loadDeploymentBundle } from "../deployments/bundle";
@@ -77,6 +78,7 @@ export async function invokeAgent(
         ...m,
       }),
     );
+  const ref = { requestId: deps.requestId, deploymentId: deployment.id };
   const failWith = (err: ApiError): never => {
     measure({ ok: false, errorCode: err.code, bytesOut: 0 });
     throw err;
@@ -107,7 +109,7 @@ export async function invokeAgent(
   try {
     upstream = await beforeDeadline(deps.runtime.invoke(target, request, { limits }), deadline, abort);
   } catch (err) {
-    return failWith(upstreamProblem(err, deps.timeoutMs, headers));
+    return failWith(upstreamProblem(err, { ...ref, timeoutMs: deps.timeoutMs }, headers));
   }
 
   if (!upstream.ok) {
@@ -146,7 +148,7 @@ export async function invokeAgent(
   try {
     text = await beforeDeadline(readBounded(upstream, MAX_AGENT_JSON_BYTES), deadline, abort);
   } catch (err) {
-    return failWith(upstreamProblem(err, deps.timeoutMs, headers));
+    return failWith(upstreamProblem(err, { ...ref, timeoutMs: deps.timeoutMs }, headers));
   }
   try {
     answer = AgentResponseSchema.parse(JSON.parse(text));
@@ -272,11 +274,20 @@ const RUNTIME_PROBLEMS: Record<RuntimeError["code"], ProblemCode> = {
   unavailable: "upstream_error",
 };
 
-function upstreamProblem(err: unknown, timeoutMs: number, headers: Record<string, string>): ApiError {
+/**
+ * The problem for a failed call to the agent. The agent's own failures say what went wrong; the
+ * platform's (runtime, D1, decryption, configuration) say only that the platform failed, with the
+ * request id to quote, and their detail goes to an operator log line.
+ */
+function upstreamProblem(
+  err: unknown,
+  ctx: { requestId: string; deploymentId: string; timeoutMs: number },
+  headers: Record<string, string>,
+): ApiError {
   if (err instanceof InvokeTimeout || (err instanceof Error && err.name === "AbortError")) {
-    return new ApiError("upstream_timeout", `the agent did not answer within ${timeoutMs} ms`, { headers });
+    return new ApiError("upstream_timeout", `the agent did not answer within ${ctx.timeoutMs} ms`, { headers });
   }
-  if (err instanceof RuntimeError) {
+  if (err instanceof RuntimeError && err.fault === "agent") {
     const detail =
       err.code === "timeout"
         ? `the agent did not answer: ${err.message}`
@@ -285,5 +296,16 @@ function upstreamProblem(err: unknown, timeoutMs: number, headers: Record<string
           : `the agent failed: ${err.message}`;
     return new ApiError(RUNTIME_PROBLEMS[err.code], detail.slice(0, 600), { headers, cause: err });
   }
-  return new ApiError("upstream_error", "the agent could not be reached", { headers, cause: err });
+  const fault = err instanceof RuntimeError ? err.fault : "platform";
+  logError("invoke_platform_failure", {
+    requestId: ctx.requestId,
+    deploymentId: ctx.deploymentId,
+    fault,
+    error: describeError(err),
+  });
+  // Not "the agent threw": a platform failure is upstream_error (upstream_not_found for a missing script).
+  const code = err instanceof RuntimeError && err.code === "script_not_found" ? "upstream_not_found" : "upstream_error";
+  const what =
+    fault === "configuration" ? "the platform is misconfigured and could not run" : "the platform failed to run";
+  return new ApiError(code, `${what} this agent; quote ref ${ctx.requestId} when reporting it`, { headers });
 }

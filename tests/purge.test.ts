@@ -1,0 +1,191 @@
+// The purge of deleted agents (services/cleanup/purge.ts, the cron's purge_deleted_agents task):
+// past the grace period a deleted agent's encrypted secrets, its deployments' secrets snapshots
+// and the code no other deployment uses are gone; within it, and for live agents, nothing changes.
+// Its statements run on indexes (EXPLAIN QUERY PLAN) and a run is bounded.
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { getConfig } from "../src/env";
+import worker from "../src/index";
+import { DELETED_AGENT_GRACE_MS, purgeDeletedAgents } from "../src/services/cleanup/purge";
+import { createDeployment } from "../src/services/deployments/create";
+import * as modules from "./fixtures/modules";
+import { newUser } from "./helpers/auth";
+import { createAgent } from "./helpers/deploy-flow";
+import { setTierOf } from "./helpers/fixtures";
+import { call } from "./helpers/http";
+
+const db = createDb(env.DB);
+const DAY_MS = 24 * 60 * 60_000;
+
+type Owner = { headers: Record<string, string>; userId: string };
+
+/** A user on a tier with room for the agents a test makes (deleted agents still count). */
+async function owner(): Promise<Owner> {
+  const user = await newUser();
+  return { headers: user.headers, userId: await setTierOf(user, "pro") };
+}
+
+/** An agent with two secrets and one deployment of `moduleCode` (whose snapshot holds them). */
+async function agentWithSecrets(o: Owner, moduleCode = modules.fixedAnswer(`purge-${crypto.randomUUID()}`)) {
+  const agent = await createAgent(o.headers);
+  for (const name of ["API_KEY", "TOKEN"]) {
+    const res = await call("PUT", `/v1/agents/${agent.id}/secrets/${name}`, {
+      headers: o.headers,
+      body: { value: `value-${crypto.randomUUID()}` },
+    });
+    expect(res.status).toBeLessThan(300);
+  }
+  const { keyring, tierLimits } = await getConfig(env);
+  const deployment = await createDeployment(
+    { db, userId: o.userId, keyring, tierLimits, queue: { send: async () => {} } },
+    agent.id,
+    { moduleCode },
+  );
+  return { agentId: agent.id, deploymentId: deployment.id };
+}
+
+async function deleteAgent(o: Owner, agentId: string, deletedAgoMs: number) {
+  const res = await call("DELETE", `/v1/agents/${agentId}`, { headers: o.headers });
+  expect(res.status).toBeLessThan(300);
+  await env.DB.prepare("UPDATE agents SET deleted_at = ? WHERE id = ?")
+    .bind(Date.now() - deletedAgoMs, agentId)
+    .run();
+}
+
+async function stateOf(agentId: string, deploymentId: string) {
+  const secrets = await env.DB.prepare("SELECT COUNT(*) AS n FROM agent_secrets WHERE agent_id = ?")
+    .bind(agentId)
+    .first<{ n: number }>();
+  const dep = await env.DB.prepare(
+    `SELECT d.secrets_snapshot_ciphertext AS snapshot, a.module_code AS code, a.purged_at AS artifactPurgedAt
+     FROM deployments d JOIN deployment_artifacts a ON a.id = d.artifact_id WHERE d.id = ?`,
+  )
+    .bind(deploymentId)
+    .first<{ snapshot: string | null; code: string; artifactPurgedAt: number | null }>();
+  const agent = await env.DB.prepare("SELECT deleted_at, purged_at FROM agents WHERE id = ?")
+    .bind(agentId)
+    .first<{ deleted_at: number | null; purged_at: number | null }>();
+  return { secrets: secrets?.n, ...dep, agent };
+}
+
+async function runCron() {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ scheduledTime: Date.now(), cron: "*/5 * * * *" }), env, ctx);
+  await waitOnExecutionContext(ctx);
+}
+
+describe("purge of deleted agents", () => {
+  it("purges an agent deleted past the grace period, keeps one within it and leaves a live agent alone", async () => {
+    const o = await owner();
+    const past = await agentWithSecrets(o);
+    const recent = await agentWithSecrets(o);
+    const live = await agentWithSecrets(o);
+    await deleteAgent(o, past.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    await deleteAgent(o, recent.agentId, DELETED_AGENT_GRACE_MS - DAY_MS);
+    const before = {
+      recent: await stateOf(recent.agentId, recent.deploymentId),
+      live: await stateOf(live.agentId, live.deploymentId),
+    };
+    expect(before.recent).toMatchObject({ secrets: 2, artifactPurgedAt: null });
+    expect(before.recent.snapshot).toBeTruthy();
+
+    await runCron();
+
+    const purged = await stateOf(past.agentId, past.deploymentId);
+    expect(purged).toMatchObject({ secrets: 0, snapshot: null, code: "" });
+    expect(purged.artifactPurgedAt).not.toBeNull();
+    expect(purged.agent?.purged_at).not.toBeNull();
+    // The tombstone and the deployment row stay (usage and audit history refer to them).
+    expect(purged.agent?.deleted_at).not.toBeNull();
+
+    expect(await stateOf(recent.agentId, recent.deploymentId)).toEqual(before.recent);
+    expect(await stateOf(live.agentId, live.deploymentId)).toEqual(before.live);
+    // The live agent still lists its secrets.
+    const listed = await call("GET", `/v1/agents/${live.agentId}/secrets`, { headers: o.headers });
+    expect(JSON.stringify(await listed.json())).toContain("API_KEY");
+  });
+
+  it("keeps an artifact another agent's deployment still uses, and restores purged code when it is deployed again", async () => {
+    const o = await owner();
+    const shared = modules.fixedAnswer(`shared-${crypto.randomUUID()}`);
+    const gone = await agentWithSecrets(o, shared);
+    const stays = await agentWithSecrets(o, shared);
+    await deleteAgent(o, gone.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    await purgeDeletedAgents(db);
+    const gonePurged = await stateOf(gone.agentId, gone.deploymentId);
+    expect(gonePurged).toMatchObject({ secrets: 0, snapshot: null, code: shared, artifactPurgedAt: null });
+    expect((await stateOf(stays.agentId, stays.deploymentId)).code).toBe(shared);
+
+    // Once its last user is purged too, the code goes; deploying the same bytes brings it back.
+    await deleteAgent(o, stays.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    await purgeDeletedAgents(db);
+    expect(await stateOf(stays.agentId, stays.deploymentId)).toMatchObject({ code: "" });
+    const again = await agentWithSecrets(o, shared);
+    expect(await stateOf(again.agentId, again.deploymentId)).toMatchObject({ code: shared, artifactPurgedAt: null });
+  });
+
+  it("is bounded per run: rows per statement and statements per run, and finishes over later runs", async () => {
+    const o = await owner();
+    const many = [];
+    for (let i = 0; i < 4; i++) many.push(await agentWithSecrets(o));
+    for (const a of many) await deleteAgent(o, a.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    const first = await purgeDeletedAgents(db, { agentsPerBatch: 1, rowsPerStatement: 1, maxStatements: 8 });
+    expect(first.statements).toBeLessThanOrEqual(8);
+    expect(first.complete).toBe(false);
+    let runs = 1;
+    for (;;) {
+      const next = await purgeDeletedAgents(db, { agentsPerBatch: 1, rowsPerStatement: 1, maxStatements: 8 });
+      expect(next.statements).toBeLessThanOrEqual(8);
+      runs++;
+      if (next.complete) break;
+      expect(runs).toBeLessThan(20);
+    }
+    for (const a of many)
+      expect(await stateOf(a.agentId, a.deploymentId)).toMatchObject({ secrets: 0, snapshot: null });
+  });
+
+  it("runs every statement on an index (EXPLAIN QUERY PLAN)", async () => {
+    const o = await owner();
+    const a = await agentWithSecrets(o);
+    await deleteAgent(o, a.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    // Capture the statements with their parameters by running through a recording binding.
+    const statements: Array<{ sql: string; params: unknown[] }> = [];
+    const capturing = {
+      prepare: (sql: string) => {
+        const real = env.DB.prepare(sql);
+        const entry = { sql, params: [] as unknown[] };
+        statements.push(entry);
+        const wrap = (stmt: D1PreparedStatement): D1PreparedStatement =>
+          new Proxy(stmt, {
+            get(target, prop) {
+              if (prop === "bind")
+                return (...params: unknown[]) => {
+                  entry.params = params;
+                  return wrap(target.bind(...params));
+                };
+              const value = Reflect.get(target, prop);
+              return typeof value === "function" ? value.bind(target) : value;
+            },
+          });
+        return wrap(real);
+      },
+      batch: (stmts: D1PreparedStatement[]) => env.DB.batch(stmts),
+    } as unknown as D1Database;
+    const report = await purgeDeletedAgents(createDb(capturing));
+    expect(report.agents).toBeGreaterThanOrEqual(1);
+    expect(statements.length).toBeGreaterThanOrEqual(5);
+    const plans: string[] = [];
+    for (const s of statements) {
+      const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${s.sql}`)
+        .bind(...s.params)
+        .all<{ detail: string }>();
+      const details = plan.results.map((r) => r.detail);
+      plans.push(`${s.sql}\n  ${details.join("\n  ")}`);
+      // A full scan is "SCAN <table>" without "USING … INDEX"; the purge's tables are all big.
+      for (const d of details) expect(d, `${s.sql}\n${details.join("\n")}`).not.toMatch(/^SCAN (?!.*USING)/);
+    }
+    console.log(plans.join("\n\n"));
+  });
+});
