@@ -1,5 +1,6 @@
 // `npm test`: everything CI checks, in order, stopping at the first failure.
 import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { offlineEnv } from "./lib/offline-env.ts";
 
 const offline = offlineEnv();
@@ -13,6 +14,11 @@ const steps = [
   ["links and paths in the docs resolve", "node", ["scripts/check-doc-links.mjs"]],
   ["migrations are up to date with the schema", "node", ["scripts/check-migrations.mjs"]],
   ["tests (Workers runtime)", "vitest", ["run"]],
+  [
+    "CLI unit tests (Node's test runner)",
+    "node",
+    ["--test", ...readdirSync("cli/test").filter((f) => f.endsWith(".test.mjs")).map((f) => `cli/test/${f}`)],
+  ],
   ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
   [
     "namespace mechanism vs the fake Cloudflare API (wrangler dev --env production)",
