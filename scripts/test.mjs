@@ -17,7 +17,12 @@ const steps = [
   [
     "CLI unit tests (Node's test runner)",
     "node",
-    ["--test", ...readdirSync("cli/test").filter((f) => f.endsWith(".test.mjs")).map((f) => `cli/test/${f}`)],
+    [
+      "--test",
+      ...readdirSync("cli/test")
+        .filter((f) => f.endsWith(".test.mjs"))
+        .map((f) => `cli/test/${f}`),
+    ],
   ],
   ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
   [

@@ -94,9 +94,10 @@ export async function bundleAgent({ dir, main, compatibilityFlags = [], minify =
     });
   } catch (err) {
     const errors = err?.errors?.map(formatMessage) ?? [String(err?.message ?? err)];
-    const hint = errors.some((e) => /"node:|Node\.js|built-in/.test(e)) && !nodeCompat
-      ? ' (a Node built-in is imported: add "nodejs_compat" to compatibilityFlags in agent.config.json)'
-      : "";
+    const hint =
+      errors.some((e) => /"node:|Node\.js|built-in/.test(e)) && !nodeCompat
+        ? ' (a Node built-in is imported: add "nodejs_compat" to compatibilityFlags in agent.config.json)'
+        : "";
     throw new CliError(`bundling failed${hint}:\n  ${errors.join("\n  ")}`, { errors });
   }
   const out = result.outputFiles.find((f) => f.path.endsWith(".js"));

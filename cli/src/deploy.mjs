@@ -1,10 +1,10 @@
 // `webhost deploy`: bundle → find or create the agent → upload (one Idempotency-Key for every
 // retry) → wait until the deployment is active or failed.
 import { resolve } from "node:path";
-import { ApiError, CliError } from "./output.mjs";
-import { findAgent, newIdempotencyKey } from "./api.mjs";
 import { readAgentConfig } from "./agent-config.mjs";
+import { findAgent, newIdempotencyKey } from "./api.mjs";
 import { bundleAgent } from "./bundle.mjs";
+import { ApiError, CliError } from "./output.mjs";
 
 const POLL_INTERVAL_MS = 150;
 
@@ -44,7 +44,9 @@ export function isModulesUnsupported(err) {
     return false;
   }
   const errors = Array.isArray(err.problem.errors) ? err.problem.errors : [];
-  return errors.some((e) => /modules/.test(`${e.location ?? ""} ${e.message ?? ""}`) && /nrecognized|unknown/i.test(e.message ?? ""));
+  return errors.some(
+    (e) => /modules/.test(`${e.location ?? ""} ${e.message ?? ""}`) && /nrecognized|unknown/i.test(e.message ?? ""),
+  );
 }
 
 const kb = (bytes) => `${(bytes / 1024).toFixed(1)} KB`;
@@ -80,7 +82,12 @@ export async function deploy(client, { dir, wait, timeoutMs, minify }, out) {
   const config = readAgentConfig(root);
 
   out.progress(`bundling ${config.main}…`);
-  const bundle = await bundleAgent({ dir: root, main: config.main, compatibilityFlags: config.compatibilityFlags, minify });
+  const bundle = await bundleAgent({
+    dir: root,
+    main: config.main,
+    compatibilityFlags: config.compatibilityFlags,
+    minify,
+  });
   for (const w of bundle.warnings) out.progress(`warning: ${w}`);
   const bundledMs = ms();
 

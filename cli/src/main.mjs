@@ -3,10 +3,9 @@ import { cpSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSyn
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { createClient, findAgent, requireAgent } from "./api.mjs";
 import { CONFIG_FILE } from "./agent-config.mjs";
+import { createClient, findAgent, requireAgent } from "./api.mjs";
 import {
-  configPath,
   DEFAULT_API_URL,
   describeCredential,
   normaliseUrl,
@@ -84,7 +83,14 @@ const fmtTime = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice
 /** @param {string[][]} rows */
 function table(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => String(c ?? "").padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => String(c ?? "").padEnd(widths[i]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 /**
@@ -113,8 +119,7 @@ export async function main(argv, { env = process.env } = {}) {
           settings ??= resolveSettings({ apiUrl: opts.apiUrl }, env);
           return settings;
         };
-        const client = () =>
-          createClient({ ...getSettings(), onRetry: (why) => out.progress(`${why}`) });
+        const client = () => createClient({ ...getSettings(), onRetry: (why) => out.progress(`${why}`) });
         exitCode = (await fn({ out, opts, client, settings: getSettings }, ...args.slice(0, -2))) ?? 0;
       } catch (err) {
         exitCode = reportError(err, out);
@@ -190,10 +195,17 @@ export async function main(argv, { env = process.env } = {}) {
         }
         cpSync(TEMPLATE_DIR, root, { recursive: true, force: Boolean(opts.force) });
         renameSync(join(root, "gitignore"), join(root, ".gitignore"));
-        const packageName = name.toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[._-]+/, "") || "agent";
+        const packageName =
+          name
+            .toLowerCase()
+            .replace(/[^a-z0-9._-]+/g, "-")
+            .replace(/^[._-]+/, "") || "agent";
         for (const file of ["package.json", "README.md"]) {
           const path = join(root, file);
-          writeFileSync(path, readFileSync(path, "utf8").replaceAll("{{name}}", name).replaceAll("{{package}}", packageName));
+          writeFileSync(
+            path,
+            readFileSync(path, "utf8").replaceAll("{{name}}", name).replaceAll("{{package}}", packageName),
+          );
         }
         const config = {
           name,
@@ -249,7 +261,10 @@ export async function main(argv, { env = process.env } = {}) {
         if (!message) throw new UsageError("the message is empty");
         const c = client();
         const agent = await requireAgent(c, agentRef);
-        const body = { messages: [{ role: "user", content: message }], ...(opts.session ? { sessionId: opts.session } : {}) };
+        const body = {
+          messages: [{ role: "user", content: message }],
+          ...(opts.session ? { sessionId: opts.session } : {}),
+        };
         const path = `/v1/invoke/${agent.id}${opts.stream ? "/stream" : ""}`;
         const res = await c.send("POST", path, {
           body,
@@ -306,13 +321,21 @@ export async function main(argv, { env = process.env } = {}) {
         const c = client();
         const agent = await requireAgent(c, agentRef);
         const { deployments } = await c.get(`/v1/agents/${agent.id}/deployments?limit=${Math.min(opts.limit, 200)}`);
-        out.result({ agent: { id: agent.id, name: agent.name, activeDeploymentId: agent.activeDeploymentId }, deployments }, () =>
-          deployments.length
-            ? table([
-                ["ID", "STATUS", "CREATED (UTC)", "ACTIVATED (UTC)", "ERROR"],
-                ...deployments.map((d) => [d.id, d.status, fmtTime(d.createdAt), fmtTime(d.activatedAt), d.errorMessage ?? ""]),
-              ])
-            : `${agent.name} has no deployments`,
+        out.result(
+          { agent: { id: agent.id, name: agent.name, activeDeploymentId: agent.activeDeploymentId }, deployments },
+          () =>
+            deployments.length
+              ? table([
+                  ["ID", "STATUS", "CREATED (UTC)", "ACTIVATED (UTC)", "ERROR"],
+                  ...deployments.map((d) => [
+                    d.id,
+                    d.status,
+                    fmtTime(d.createdAt),
+                    fmtTime(d.activatedAt),
+                    d.errorMessage ?? "",
+                  ]),
+                ])
+              : `${agent.name} has no deployments`,
         );
       }),
     );
@@ -333,7 +356,10 @@ export async function main(argv, { env = process.env } = {}) {
         }
         const { deployment } = await c.post(`/v1/agents/${agent.id}/deployments/${target}/activate`);
         out.progress(`${agent.name}: ${deployment.id} is ${deployment.status}`);
-        out.result({ agent: { id: agent.id, name: agent.name }, previousDeploymentId: agent.activeDeploymentId, deployment }, "");
+        out.result(
+          { agent: { id: agent.id, name: agent.name }, previousDeploymentId: agent.activeDeploymentId, deployment },
+          "",
+        );
       }),
     );
 
@@ -347,10 +373,14 @@ export async function main(argv, { env = process.env } = {}) {
         const value = await readSecretInput(`value for ${name}: `);
         const c = client();
         const agent = await requireAgent(c, agentRef);
-        const res = await c.send("PUT", `/v1/agents/${agent.id}/secrets/${encodeURIComponent(name)}`, { body: { value } });
+        const res = await c.send("PUT", `/v1/agents/${agent.id}/secrets/${encodeURIComponent(name)}`, {
+          body: { value },
+        });
         const answer = await res.json();
         const created = res.status === 201;
-        out.progress(`${created ? "created" : "replaced"} ${name} on ${agent.name}; it takes effect with the next deploy`);
+        out.progress(
+          `${created ? "created" : "replaced"} ${name} on ${agent.name}; it takes effect with the next deploy`,
+        );
         out.result({ agentId: agent.id, created, ...answer }, "");
       }),
     );
@@ -396,9 +426,20 @@ export async function main(argv, { env = process.env } = {}) {
             `period ${report.period ?? opts.period ?? ""} · tier ${report.tier ?? "?"}`,
             `requests ${u.requests ?? 0} (errors ${u.errors ?? 0}) · tokens in ${u.inputTokens ?? 0} / out ${u.outputTokens ?? 0}`,
           ];
-          if (report.remaining) lines.push(`remaining: ${Object.entries(report.remaining).map(([k, v]) => `${k} ${v}`).join(" · ")}`);
+          if (report.remaining)
+            lines.push(
+              `remaining: ${Object.entries(report.remaining)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(" · ")}`,
+            );
           if (report.agents?.length) {
-            lines.push("", table([["AGENT", "REQUESTS", "ERRORS"], ...report.agents.map((a) => [a.name ?? a.agentId, a.usage?.requests ?? 0, a.usage?.errors ?? 0])]));
+            lines.push(
+              "",
+              table([
+                ["AGENT", "REQUESTS", "ERRORS"],
+                ...report.agents.map((a) => [a.name ?? a.agentId, a.usage?.requests ?? 0, a.usage?.errors ?? 0]),
+              ]),
+            );
           }
           return lines.join("\n");
         });
@@ -441,7 +482,14 @@ export async function main(argv, { env = process.env } = {}) {
           apiKeys.length
             ? table([
                 ["ID", "NAME", "PREFIX", "SCOPES", "EXPIRES (UTC)", "LAST USED (UTC)"],
-                ...apiKeys.map((k) => [k.id, k.name, k.prefix, k.scopes.join(","), fmtTime(k.expiresAt), fmtTime(k.lastUsedAt)]),
+                ...apiKeys.map((k) => [
+                  k.id,
+                  k.name,
+                  k.prefix,
+                  k.scopes.join(","),
+                  fmtTime(k.expiresAt),
+                  fmtTime(k.lastUsedAt),
+                ]),
               ])
             : "no API keys",
         );

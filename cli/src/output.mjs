@@ -87,7 +87,9 @@ export function reportError(err, out, stderr = process.stderr) {
   stderr.write(`error: ${message}\n`);
   if (out.json) {
     const extra = err instanceof CliError ? err.extra : {};
-    out.write(`${JSON.stringify({ error: { title: usage ? "Usage error" : "Failed", detail: message, ...extra } }, null, 2)}\n`);
+    out.write(
+      `${JSON.stringify({ error: { title: usage ? "Usage error" : "Failed", detail: message, ...extra } }, null, 2)}\n`,
+    );
   }
   return usage ? EXIT_USAGE : EXIT_FAILURE;
 }

@@ -25,7 +25,7 @@ import shout from "shout";
 import prompt from "./prompt.txt";
 import table from "./table.json";
 export default { async fetch(req: Request): Promise<Response> { return Response.json({ output: { text: shout(greet("x")) + prompt + table.n } }); } };`,
-  "src/greet.ts": "export const greet = (name: string): string => `hello ${name}`;",
+  "src/greet.ts": 'export const greet = (name: string): string => "hello " + name;',
   "src/prompt.txt": "be brief",
   "src/table.json": '{ "n": 7 }',
   "node_modules/shout/package.json": '{ "name": "shout", "version": "1.0.0", "main": "index.js" }',
@@ -45,14 +45,17 @@ test("a TypeScript agent, its second file and an npm package bundle into one ES 
   );
   const [main, text] = bundle.modules;
   assert.match(main.content, /toUpperCase/, "the npm package is inside the bundle");
-  assert.match(main.content, /hello \$\{name\}/, "the second file is inside the bundle");
+  assert.match(main.content, /"hello " \+ name/, "the second file is inside the bundle");
   assert.match(main.content, /from "\.\/src\/prompt\.txt"/, "the text module is imported by its module name");
   assert.doesNotMatch(main.content, /: string/, "TypeScript is compiled");
   assert.equal(text.content, "be brief");
   assert.equal(bundle.bytes, Buffer.byteLength(main.content) + 8);
 
   // The bundle really runs: import it (the text module stubbed by the same name) and call fetch.
-  const out = project({ "src/prompt.txt.mjs": 'export default "!"', "index.mjs": main.content.replace("./src/prompt.txt", "./src/prompt.txt.mjs") });
+  const out = project({
+    "src/prompt.txt.mjs": 'export default "!"',
+    "index.mjs": main.content.replace("./src/prompt.txt", "./src/prompt.txt.mjs"),
+  });
   const mod = await import(join(out, "index.mjs"));
   const res = await mod.default.fetch(new Request("https://x/"));
   assert.deepEqual(await res.json(), { output: { text: "HELLO X!!7" } });
@@ -107,7 +110,14 @@ test("the deploy request carries modules, mainModuleName and the config's fields
     smokeTest: { request: { messages: [{ role: "user", content: "hi" }] }, expectStatus: 200 },
   });
   const body = deployPayload(config, bundle);
-  assert.deepEqual(Object.keys(body), ["modules", "mainModuleName", "compatibilityDate", "invokePath", "compatibilityFlags", "smokeTest"]);
+  assert.deepEqual(Object.keys(body), [
+    "modules",
+    "mainModuleName",
+    "compatibilityDate",
+    "invokePath",
+    "compatibilityFlags",
+    "smokeTest",
+  ]);
   assert.equal(body.mainModuleName, "index.js");
   assert.equal(body.modules[0].type, "esm");
   assert.deepEqual(body.compatibilityFlags, ["nodejs_compat"]);

@@ -67,7 +67,7 @@ const agent = { id: "agt_1", name: "demo", status: "active", activeDeploymentId:
 
 test("login stores the credential for its API URL in a 0600 file; another API URL never gets it", async () => {
   requests = [];
-  handler = (req, _body, res) => send(res, 200, { agents: [], nextCursor: null });
+  handler = (_req, _body, res) => send(res, 200, { agents: [], nextCursor: null });
   const configDir = mkdtempSync(join(tmpdir(), "webhost-cfg-"));
   const env = { WEBHOST_CONFIG_DIR: configDir };
 
@@ -93,17 +93,31 @@ test("login stores the credential for its API URL in a 0600 file; another API UR
 
 test("a bad key at login is refused with the problem's title, detail and requestId, and nothing is stored", async () => {
   handler = (_req, _body, res) =>
-    send(res, 401, { status: 401, code: "invalid_api_key", title: "Invalid API key", detail: "unknown key", requestId: "req_abc" });
+    send(res, 401, {
+      status: 401,
+      code: "invalid_api_key",
+      title: "Invalid API key",
+      detail: "unknown key",
+      requestId: "req_abc",
+    });
   const configDir = mkdtempSync(join(tmpdir(), "webhost-cfg-"));
   const r = await run(["login", "--api-url", apiUrl, "--json"], { env: { WEBHOST_CONFIG_DIR: configDir }, input: KEY });
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /error: Invalid API key\n {2}unknown key\n {2}\(status 401, code invalid_api_key, requestId req_abc\)/);
+  assert.match(
+    r.stderr,
+    /error: Invalid API key\n {2}unknown key\n {2}\(status 401, code invalid_api_key, requestId req_abc\)/,
+  );
   assert.equal(JSON.parse(r.stdout).error.requestId, "req_abc");
   assert.throws(() => statSync(join(configDir, "config.json")));
 });
 
 test("usage errors exit 2: unknown command, missing argument, a secret value on argv", async () => {
-  for (const args of [["bogus"], ["invoke"], ["secrets", "set", "demo", "NAME", "value"], ["keys", "create", "--name", "x"]]) {
+  for (const args of [
+    ["bogus"],
+    ["invoke"],
+    ["secrets", "set", "demo", "NAME", "value"],
+    ["keys", "create", "--name", "x"],
+  ]) {
     const r = await run(args, { env: { WEBHOST_API_URL: apiUrl, WEBHOST_API_KEY: KEY } });
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
   }
@@ -118,10 +132,17 @@ test("deploy retries a 503 with the same Idempotency-Key, then waits until activ
   let deploys = 0;
   let polls = 0;
   handler = (req, _body, res) => {
-    if (req.method === "GET" && req.url.startsWith("/v1/agents?")) return send(res, 200, { agents: [], nextCursor: null });
+    if (req.method === "GET" && req.url.startsWith("/v1/agents?"))
+      return send(res, 200, { agents: [], nextCursor: null });
     if (req.method === "POST" && req.url === "/v1/agents") return send(res, 201, { agent });
     if (req.method === "POST" && req.url === "/v1/agents/agt_1/deploy") {
-      if (++deploys === 1) return send(res, 503, { status: 503, code: "service_unavailable", title: "Unavailable", detail: "try again" }, { "retry-after": "0" });
+      if (++deploys === 1)
+        return send(
+          res,
+          503,
+          { status: 503, code: "service_unavailable", title: "Unavailable", detail: "try again" },
+          { "retry-after": "0" },
+        );
       return send(res, 202, { deployment: { id: "dep_1", status: "deploying" } });
     }
     if (req.method === "GET" && req.url === "/v1/agents/agt_1/deployments/dep_1") {
@@ -135,7 +156,10 @@ test("deploy retries a 503 with the same Idempotency-Key, then waits until activ
   assert.equal(doc.deployment.status, "active");
   assert.equal(doc.agent.created, true);
   assert.deepEqual(doc.bundle.modules, [{ name: "index.js", type: "esm" }]);
-  assert.match(r.stderr, /bundling src\/index\.ts…\ncreating agent demo…\nuploading 1 module \([\d.]+ KB, request [\d.]+ KB\) to demo…\n.*503.*retrying.*\ndeploying dep_1…\nactive in/s);
+  assert.match(
+    r.stderr,
+    /bundling src\/index\.ts…\ncreating agent demo…\nuploading 1 module \([\d.]+ KB, request [\d.]+ KB\) to demo…\n.*503.*retrying.*\ndeploying dep_1…\nactive in/s,
+  );
 
   const uploads = requests.filter((q) => q.url === "/v1/agents/agt_1/deploy");
   assert.equal(uploads.length, 2);
@@ -153,8 +177,11 @@ test("a failed deployment prints its errorMessage and exits 1; --no-wait returns
   await run(["init", dir, "--name", "demo"]);
   handler = (req, _body, res) => {
     if (req.url.startsWith("/v1/agents?")) return send(res, 200, { agents: [agent], nextCursor: null });
-    if (req.url === "/v1/agents/agt_1/deploy") return send(res, 202, { deployment: { id: "dep_2", status: "deploying" } });
-    send(res, 200, { deployment: { id: "dep_2", status: "failed", errorMessage: "the default export has no fetch handler" } });
+    if (req.url === "/v1/agents/agt_1/deploy")
+      return send(res, 202, { deployment: { id: "dep_2", status: "deploying" } });
+    send(res, 200, {
+      deployment: { id: "dep_2", status: "failed", errorMessage: "the default export has no fetch handler" },
+    });
   };
   const env = { WEBHOST_API_URL: apiUrl, WEBHOST_API_KEY: KEY };
   const failed = await run(["deploy", dir], { env });
@@ -176,7 +203,9 @@ test("invoke --stream prints each delta; the secret value comes from stdin", asy
       res.writeHead(200, { "content-type": "text/event-stream", "x-deployment-id": "dep_1", "x-request-id": "req_s" });
       res.write('event: delta\ndata: {"text":"you "}\n\n');
       res.write('event: delta\ndata: {"text":"said"}\n\n');
-      res.end(`event: done\ndata: ${JSON.stringify({ output: { text: "you said" }, sessionId: JSON.parse(body).sessionId })}\n\n`);
+      res.end(
+        `event: done\ndata: ${JSON.stringify({ output: { text: "you said" }, sessionId: JSON.parse(body).sessionId })}\n\n`,
+      );
       return;
     }
     if (req.method === "PUT") return send(res, 201, { secret: { name: "GREETING" } });

@@ -11,6 +11,7 @@ interface NodeReadable {
 interface NodeWritable {
   readonly destroyed: boolean;
   write(text: string): boolean;
+  end(text?: string): void;
   on(event: "error", listener: (error: Error) => void): this;
   unref?(): void;
 }
@@ -47,6 +48,7 @@ declare module "node:child_process" {
     readonly stderr: NodeReadable | null;
     once(event: "exit", listener: (code: number | null, signal: string | null) => void): this;
     once(event: "error", listener: (error: Error) => void): this;
+    once(event: "close", listener: (code: number | null, signal: string | null) => void): this;
     on(event: "exit", listener: (code: number | null, signal: string | null) => void): this;
     kill(signal?: string): boolean;
     unref(): void;

@@ -1,6 +1,6 @@
 // The agent's entry point: the gateway POSTs each invocation to `invokePath` (agent.config.json)
 // in the invoke/v1 shape and asks for JSON or, for a streamed invocation, server-sent events.
-import { parseInvokeRequest, type InvokeRequest, type InvokeResponse } from "./invoke";
+import { type InvokeRequest, type InvokeResponse, parseInvokeRequest } from "./invoke";
 import { reply } from "./reply";
 import { reportInvocation, type TelemetryEnv } from "./telemetry";
 
@@ -9,7 +9,8 @@ export type Env = TelemetryEnv & Record<string, unknown>;
 type Ctx = { waitUntil(promise: Promise<unknown>): void };
 
 const encoder = new TextEncoder();
-const sse = (event: "delta" | "done", data: unknown) => encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+const sse = (event: "delta" | "done", data: unknown) =>
+  encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 
 export default {
   async fetch(req: Request, env: Env, ctx: Ctx): Promise<Response> {
@@ -20,7 +21,10 @@ export default {
     try {
       request = parseInvokeRequest(await req.json());
     } catch (err) {
-      return Response.json({ error: { code: "invalid_request", message: String((err as Error).message) } }, { status: 400 });
+      return Response.json(
+        { error: { code: "invalid_request", message: String((err as Error).message) } },
+        { status: 400 },
+      );
     }
     const answer: InvokeResponse = await reply(request, env);
     const telemetry = () =>

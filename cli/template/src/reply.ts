@@ -7,6 +7,9 @@ export async function reply(request: InvokeRequest, _env: Record<string, unknown
   return {
     output: { text },
     ...(request.sessionId ? { sessionId: request.sessionId } : {}),
-    usage: { inputTokens: request.messages.reduce((n, m) => n + countWords(m.content), 0), outputTokens: countWords(text) },
+    usage: {
+      inputTokens: request.messages.reduce((n, m) => n + countWords(m.content), 0),
+      outputTokens: countWords(text),
+    },
   };
 }

@@ -37,7 +37,11 @@ export async function reportInvocation(env: TelemetryEnv, s: Summary): Promise<v
       status: "ok",
       ...(s.usage ? { usage: s.usage } : {}),
     });
-    await env.TELEMETRY.report({ body, signature: await sign(env.TELEMETRY_SECRET, body), deploymentId: env.DEPLOYMENT_ID });
+    await env.TELEMETRY.report({
+      body,
+      signature: await sign(env.TELEMETRY_SECRET, body),
+      deploymentId: env.DEPLOYMENT_ID,
+    });
   } catch (err) {
     console.warn(`telemetry report failed: ${(err as Error).message}`);
   }

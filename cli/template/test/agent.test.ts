@@ -29,7 +29,11 @@ describe("agent", () => {
   });
 
   it("refuses a body that is not invoke/v1", async () => {
-    const res = await agent.fetch(new Request("https://agent.internal/invoke", { method: "POST", body: "{}" }), {}, ctx);
+    const res = await agent.fetch(
+      new Request("https://agent.internal/invoke", { method: "POST", body: "{}" }),
+      {},
+      ctx,
+    );
     expect(res.status).toBe(400);
   });
 });
