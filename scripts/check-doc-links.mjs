@@ -36,7 +36,7 @@ function anchorsOf(file) {
   return anchors;
 }
 
-const REPO_PATH = /^(?:src|scripts|tests|user-worker-template|migrations|bench|docs)\/[\w./-]*$/;
+const REPO_PATH = /^(?:src|scripts|tests|user-worker-template|migrations|bench|docs|cli)\/[\w./-]*$/;
 
 const problems = [];
 for (const file of files) {

@@ -44,12 +44,16 @@ export function createClient({ apiUrl, apiKey, fetchImpl = fetch, onRetry = () =
    * @param {{ body?: unknown, accept?: string, idempotencyKey?: string, raw?: boolean, timeoutMs?: number | null, auth?: boolean }} [opts]
    * @returns {Promise<Response>} a 2xx response (raw) — anything else throws
    */
-  async function send(method, path, opts = {}) {
-    if (opts.auth !== false && !apiKey) {
+  function requireCredential() {
+    if (!apiKey) {
       throw new UsageError(
         `no credential for ${apiUrl}: run \`webhost login\` or set WEBHOST_API_KEY (an API key or a token)`,
       );
     }
+  }
+
+  async function send(method, path, opts = {}) {
+    if (opts.auth !== false) requireCredential();
     const headers = { accept: opts.accept ?? "application/json", "user-agent": `webhost-cli/${VERSION}` };
     if (apiKey && opts.auth !== false) headers.authorization = `Bearer ${apiKey}`;
     let body;
@@ -115,6 +119,8 @@ export function createClient({ apiUrl, apiKey, fetchImpl = fetch, onRetry = () =
 
   return {
     apiUrl,
+    /** Fails fast (before bundling, say) when there is nothing to authenticate with. */
+    requireCredential,
     send,
     json,
     get: (path) => json("GET", path),

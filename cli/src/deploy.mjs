@@ -80,6 +80,7 @@ export async function deploy(client, { dir, wait, timeoutMs, minify }, out) {
   const ms = () => Math.round(performance.now() - started);
   const root = resolve(dir);
   const config = readAgentConfig(root);
+  client.requireCredential();
 
   out.progress(`bundling ${config.main}…`);
   const bundle = await bundleAgent({

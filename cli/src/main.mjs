@@ -222,13 +222,9 @@ export async function main(argv, { env = process.env } = {}) {
             ...files.map((f) => `  ${f}`),
             "",
             "next:",
-            dir === "." ? null : `  cd ${dir}`,
-            "  npm install        # vitest and typescript, for the test",
-            "  npm test",
-            "  npx webhost deploy # or: webhost deploy",
-          ]
-            .filter((l) => l !== null)
-            .join("\n"),
+            `  (cd ${dir} && npm install && npm test)   # vitest and typescript, for the test`,
+            `  webhost deploy ${dir}`,
+          ].join("\n"),
         );
       }),
     );
