@@ -225,6 +225,48 @@ describe("the webhost CLI against wrangler dev", () => {
     STEP_TIMEOUT_MS,
   );
 
+  it(
+    "a text module, nodejs_compat and a smoke test deploy as a multi-module bundle (or are refused clearly by a single-module gateway)",
+    async () => {
+      const dir = join(tmp, "assets");
+      const assetsName = `${name}-assets`;
+      doc(await webhost(["init", dir, "--name", assetsName, "--json"], { env }));
+      writeFileSync(join(dir, "src", "prompt.txt"), "from a text module");
+      writeFileSync(
+        join(dir, "src", "reply.ts"),
+        `import { Buffer } from "node:buffer";
+import prompt from "./prompt.txt";
+export async function reply() { return { output: { text: prompt + " " + Buffer.from("hi").toString("base64") } }; }
+`,
+      );
+      const config = JSON.parse(readFileSync(join(dir, "agent.config.json"), "utf8"));
+      const smokeTest = { request: { messages: [{ role: "user", content: "ping" }] } };
+      writeFileSync(
+        join(dir, "agent.config.json"),
+        JSON.stringify({ ...config, compatibilityFlags: ["nodejs_compat"], smokeTest }),
+      );
+      const run = await webhost(["deploy", dir, "--json"], { env });
+      if (run.code !== 0) {
+        // A gateway that takes only moduleCode: the CLI says why instead of dropping the flags.
+        expect(run.code).toBe(1);
+        expect(JSON.parse(run.stdout).error.detail).toMatch(/takes only a single ES module .*compatibilityFlags/);
+        return;
+      }
+      const result = doc(run);
+      expect(result.bundle).toMatchObject({
+        format: "modules",
+        modules: [
+          { name: "index.js", type: "esm" },
+          { name: "src/prompt.txt", type: "text" },
+        ],
+      });
+      expect(result.deployment.status).toBe("active");
+      const answer = doc(await webhost(["invoke", assetsName, "x", "--json"], { env }));
+      expect(answer.answer.output.text).toBe("from a text module aGk=");
+    },
+    STEP_TIMEOUT_MS,
+  );
+
   it("usage reports the invocations; keys need a user token, and errors carry title, detail and requestId", async () => {
     const usage = doc(await webhost(["usage", "--json"], { env }));
     expect(usage.agents.find((a: any) => a.agentId === agentId)).toBeDefined();
