@@ -7,7 +7,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
-import * as esbuild from "esbuild";
 import { CliError } from "./output.mjs";
 
 export const MAIN_MODULE_NAME = "index.js";
@@ -23,7 +22,7 @@ const ASSET_TYPES = [
  * @typedef {{ mainModuleName: string, modules: Module[], bytes: number, warnings: string[] }} Bundle
  */
 
-/** @param {esbuild.Message} m */
+/** @param {import("esbuild").Message} m */
 function formatMessage(m) {
   const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ` : "";
   return `${where}${m.text}`;
@@ -45,7 +44,7 @@ export async function bundleAgent({ dir, main, compatibilityFlags = [], minify =
   /** @type {Map<string, Module>} */
   const assets = new Map();
 
-  /** @type {esbuild.Plugin} */
+  /** @type {import("esbuild").Plugin} */
   const assetModules = {
     name: "webhost-asset-modules",
     setup(build) {
@@ -72,6 +71,8 @@ export async function bundleAgent({ dir, main, compatibilityFlags = [], minify =
     },
   };
 
+  // Loaded here, not at startup: only deploy needs it.
+  const esbuild = await import("esbuild");
   let result;
   try {
     result = await esbuild.build({

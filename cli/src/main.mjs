@@ -419,7 +419,7 @@ export async function main(argv, { env = process.env } = {}) {
         out.result(report, () => {
           const u = report.usage ?? {};
           const lines = [
-            `period ${report.period ?? opts.period ?? ""} · tier ${report.tier ?? "?"}`,
+            `period ${report.periodKey ?? opts.period ?? ""} · tier ${report.tier ?? "?"}`,
             `requests ${u.requests ?? 0} (errors ${u.errors ?? 0}) · tokens in ${u.inputTokens ?? 0} / out ${u.outputTokens ?? 0}`,
           ];
           if (report.remaining)
