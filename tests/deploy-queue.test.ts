@@ -189,13 +189,13 @@ describe("deploy consumer: claims, retries and failures", () => {
     const s = await setup();
     const d = await s.newDeployment();
     const broken = fakeRuntime(async () => {
-      throw new RuntimeError("load_failed", "the module failed the deploy probe: nope", false);
+      throw new RuntimeError("load_failed", "the bundle failed to load: nope", false);
     });
     expect(await processDeployJob(await deps(broken), { deploymentId: d.id }, 1)).toEqual({
       action: "ack",
       result: "failed",
     });
-    expect((await row(d.id)).error_message).toBe("the module failed the deploy probe: nope");
+    expect((await row(d.id)).error_message).toBe("the bundle failed to load: nope");
   });
 
   it("backs off while another delivery holds a live claim, and takes over a claim whose lease expired", async () => {

@@ -273,7 +273,7 @@ describe("deploy: modules that cannot run", () => {
     const agent = await createAgent(headers);
     for (const [code, expected] of [
       [modules.SYNTAX_ERROR, /SyntaxError/],
-      [modules.NO_FETCH_HANDLER, /fetch\(\)/],
+      [modules.NO_FETCH_HANDLER, /the default export has no fetch handler/],
     ] as const) {
       const d = await deploy(headers, agent.id, { moduleCode: code });
       const settled = await waitUntilSettled(headers, agent.id, d.id);
@@ -281,6 +281,30 @@ describe("deploy: modules that cannot run", () => {
       expect(settled.errorMessage).toMatch(expected);
     }
     expect(await expectPointerInvariant(agent.id)).toBeNull();
+  });
+});
+
+describe("deploy: the deploy check runs no request", () => {
+  it("deploys an agent that reads request.json() on every request, and it answers", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const d = await deploy(headers, agent.id, { moduleCode: modules.READS_JSON_ALWAYS });
+    const settled = await waitUntilSettled(headers, agent.id, d.id);
+    expect(settled).toMatchObject({ status: "active", errorMessage: null });
+    const res = await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("hi") });
+    expect(res.status).toBe(200);
+    expect((await json(res)).output.text).toBe("you said hi");
+  });
+
+  it("deploys a handler that always throws; invoking it is 502 upstream_exception", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const d = await deploy(headers, agent.id, { moduleCode: modules.ALWAYS_THROWS });
+    const settled = await waitUntilSettled(headers, agent.id, d.id);
+    expect(settled).toMatchObject({ status: "active", errorMessage: null });
+    const res = await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("x") });
+    const problem = await expectProblem(res, 502, "upstream_exception");
+    expect(problem.detail).toContain("always broken");
   });
 });
 

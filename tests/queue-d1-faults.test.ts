@@ -88,12 +88,11 @@ async function runQueue(batch: MessageBatch<unknown>) {
   await waitOnExecutionContext(ctx);
 }
 
-/** Answers invoke/v1 with how many deploy probes (GET) this isolate has answered. */
-const PROBE_COUNTER = `let probes = 0;
+/** Answers invoke/v1 with how many times this isolate evaluated the module's top level. */
+const LOAD_COUNTER = `globalThis.loads = (globalThis.loads ?? 0) + 1;
 export default {
-  async fetch(req) {
-    if (req.method === "GET") { probes++; return new Response("ok"); }
-    return Response.json({ output: { text: String(probes) } });
+  async fetch() {
+    return Response.json({ output: { text: String(globalThis.loads) } });
   },
 };`;
 
@@ -119,9 +118,9 @@ describe("deploy jobs delivered more than once", () => {
     expect(await expectPointerInvariant(s.agent.id)).toBe(d.id);
   });
 
-  it("through the queue handler, duplicates in one batch and a later redelivery run the module's deploy probe once", async () => {
+  it("through the queue handler, duplicates in one batch and a later redelivery load the module once", async () => {
     const s = await setup();
-    const d = await s.newDeployment(PROBE_COUNTER);
+    const d = await s.newDeployment(LOAD_COUNTER);
     const batch = createMessageBatch("deploy-jobs", [
       { id: `dup-a-${d.id}`, timestamp: new Date(), attempts: 1, body: { deploymentId: d.id } },
       { id: `dup-b-${d.id}`, timestamp: new Date(), attempts: 1, body: { deploymentId: d.id } },
@@ -136,7 +135,7 @@ describe("deploy jobs delivered more than once", () => {
     expect([...late.outcomes.values()]).toEqual([{ op: "ack" }]);
 
     expect((await row(d.id)).status).toBe("active");
-    const res = await call("POST", `/v1/invoke/${s.agent.id}`, { headers: s.headers, body: userMessage("probes?") });
+    const res = await call("POST", `/v1/invoke/${s.agent.id}`, { headers: s.headers, body: userMessage("loads?") });
     expect((await json(res)).output.text).toBe("1");
   });
 });

@@ -25,22 +25,45 @@ import {
 export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 
 /**
- * The deploy probe: `GET /` with this header. Any HTTP answer (whatever its status) proves the
- * module loaded and its fetch handler runs; an exception (a throw at load time, no fetch handler,
- * a handler that throws) or no answer within the probe timeout fails the deployment.
+ * The deploy check: the bundle loads (its top-level evaluation succeeds within
+ * DEPLOY_CHECK_TIMEOUT_MS) and its default export has a fetch handler. It sends the user's code
+ * no request: the platform adds a main module of its own (DEPLOY_CHECK_MODULE) that re-exports the
+ * user's default export unchanged and adds an RPC entrypoint that reports what the default export
+ * is. Loading the isolate evaluates the user's modules; the RPC call reads the answer.
  */
-export const PROBE_HEADER = "x-webhost-probe";
-export const PROBE_TIMEOUT_MS = 10_000;
+export const DEPLOY_CHECK_TIMEOUT_MS = 10_000;
+/** Reserved: user module names may not start with "__webhost". */
+export const DEPLOY_CHECK_MODULE = "__webhost_main.mjs";
+const DEPLOY_CHECK_ENTRYPOINT = "WebhostDeployCheck";
 
-const INTERNAL_ORIGIN = "https://agent.webhost.internal";
+export const NO_FETCH_HANDLER_MESSAGE =
+  "the default export has no fetch handler: export default { async fetch(request, env, ctx) { … } }";
+
+/** The platform's main module: the user's default export as-is, plus the check entrypoint. */
+function deployCheckModule(mainModuleName: string): string {
+  const main = JSON.stringify(`./${mainModuleName}`);
+  return `import { WorkerEntrypoint } from "cloudflare:workers";
+import handler from ${main};
+export default handler;
+export class ${DEPLOY_CHECK_ENTRYPOINT} extends WorkerEntrypoint {
+  check() {
+    const fetchOf = typeof handler === "function" ? handler.prototype?.fetch : handler?.fetch;
+    return { hasFetch: typeof fetchOf === "function" };
+  }
+}
+`;
+}
 
 export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
     compatibilityFlags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
-    mainModule: bundle.mainModuleName,
+    mainModule: DEPLOY_CHECK_MODULE,
     // The object form names the module type: the loader infers it only for names ending in .js.
-    modules: { [bundle.mainModuleName]: { js: bundle.moduleCode } },
+    modules: {
+      [DEPLOY_CHECK_MODULE]: { js: deployCheckModule(bundle.mainModuleName) },
+      [bundle.mainModuleName]: { js: bundle.moduleCode },
+    },
     env: {
       ...secretUserEnv(bundle),
       ...plainUserEnv(bundle),
@@ -79,31 +102,35 @@ export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBi
   return {
     async deploy(bundle) {
       const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry));
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new RuntimeError(
+                "timeout",
+                `the bundle's top-level code did not finish within ${DEPLOY_CHECK_TIMEOUT_MS} ms: move slow work into the fetch handler`,
+                false,
+              ),
+            ),
+          DEPLOY_CHECK_TIMEOUT_MS,
+        );
+      });
+      let result: { hasFetch: boolean };
       try {
-        const res = await stub.getEntrypoint().fetch(`${INTERNAL_ORIGIN}/`, {
-          method: "GET",
-          headers: { [PROBE_HEADER]: "1" },
-          signal: abort.signal,
-        });
-        await res.body?.cancel();
+        const entry = stub.getEntrypoint(DEPLOY_CHECK_ENTRYPOINT) as unknown as {
+          check(): Promise<{ hasFetch: boolean }>;
+        };
+        result = await Promise.race([entry.check(), timedOut]);
       } catch (err) {
-        if (abort.signal.aborted) {
-          throw new RuntimeError(
-            "timeout",
-            `the module did not answer the deploy probe within ${PROBE_TIMEOUT_MS} ms`,
-            false,
-          );
-        }
+        if (err instanceof RuntimeError) throw err;
         const classified = classifyLoaderError(err);
         if (classified instanceof RuntimeError && classified.retryable) throw classified;
-        throw new RuntimeError("load_failed", `the module failed the deploy probe: ${messageOf(err)}`, false, {
-          cause: err,
-        });
+        throw new RuntimeError("load_failed", `the bundle failed to load: ${messageOf(err)}`, false, { cause: err });
       } finally {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
       }
+      if (!result.hasFetch) throw new RuntimeError("load_failed", NO_FETCH_HANDLER_MESSAGE, false);
     },
 
     async invoke(target: InvokeTarget, request: Request, opts: { limits: RuntimeLimits }) {
