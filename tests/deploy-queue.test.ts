@@ -38,7 +38,14 @@ async function setup() {
   const sent: unknown[] = [];
   const newDeployment = async (moduleCode = modules.fixedAnswer("queued")) =>
     createDeployment(
-      { db, userId, keyring, tierLimits, queue: { send: async (job) => void sent.push(job) } },
+      {
+        db,
+        userId,
+        keyring,
+        tierLimits,
+        artifacts: env.ARTIFACTS,
+        queue: { send: async (job) => void sent.push(job) },
+      },
       agent.id,
       { moduleCode },
     );
@@ -153,7 +160,12 @@ describe("deploy consumer: deliveries", () => {
 });
 
 describe("deploy consumer: claims, retries and failures", () => {
-  const deps = async (runtime: RuntimeProvider) => ({ db, keyring: (await getConfig(env)).keyring, runtime });
+  const deps = async (runtime: RuntimeProvider) => ({
+    db,
+    keyring: (await getConfig(env)).keyring,
+    runtime,
+    artifacts: env.ARTIFACTS,
+  });
 
   it("releases the claim on a transient error and retries with growing backoff; a later attempt activates", async () => {
     const s = await setup();

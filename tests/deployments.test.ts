@@ -5,7 +5,10 @@ import { createDb } from "../src/db/client";
 import { getConfig } from "../src/env";
 import { ApiError } from "../src/lib/errors";
 import { createDeployment } from "../src/services/deployments/create";
-import { MODULE_CODE_MAX_BYTES } from "../src/services/deployments/defaults";
+import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
+
+const MODULE_CODE_MAX_BYTES = DEFAULT_TIER_LIMITS.free.bundleBytes;
+
 import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
@@ -243,7 +246,14 @@ describe("deploy: the request", () => {
       },
     };
     const attempt = createDeployment(
-      { db: createDb(env.DB), userId: await userIdOf(subject), keyring, tierLimits, queue: brokenQueue },
+      {
+        db: createDb(env.DB),
+        userId: await userIdOf(subject),
+        keyring,
+        tierLimits,
+        artifacts: env.ARTIFACTS,
+        queue: brokenQueue,
+      },
       agent.id,
       {},
     );

@@ -15,6 +15,7 @@ import {
   NAMESPACE,
   namespaceEnv,
   namespaceSetup,
+  USER_MODULE,
 } from "./helpers/namespace";
 
 async function runtimeError(promise: Promise<unknown>): Promise<RuntimeError> {
@@ -45,7 +46,7 @@ describe("namespace runtime: deploy", () => {
     const script = api.scripts.get(bundle.scriptName);
     expect(script).toBeDefined();
     expect(script?.modules).toEqual([
-      { name: "index.mjs", contentType: "application/javascript+module", content: bundle.moduleCode },
+      { name: "index.mjs", contentType: "application/javascript+module", content: USER_MODULE },
     ]);
     expect(script?.metadata).toEqual({
       main_module: "index.mjs",

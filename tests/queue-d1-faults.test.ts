@@ -30,7 +30,11 @@ async function setup() {
   const userId = await userIdOf(user.subject);
   const { keyring, tierLimits } = await getConfig(env);
   const newDeployment = async (moduleCode = modules.fixedAnswer("queued"), agentId = agent.id) =>
-    createDeployment({ db, userId, keyring, tierLimits, queue: { send: async () => {} } }, agentId, { moduleCode });
+    createDeployment(
+      { db, userId, keyring, tierLimits, artifacts: env.ARTIFACTS, queue: { send: async () => {} } },
+      agentId,
+      { moduleCode },
+    );
   return { ...user, agent, userId, keyring, newDeployment };
 }
 
@@ -102,7 +106,7 @@ describe("deploy jobs delivered more than once", () => {
     const d = await s.newDeployment();
     const runtime = await countingRuntime();
     const d1 = recordingD1();
-    const deps = { db: createDb(d1), keyring: s.keyring, runtime };
+    const deps = { db: createDb(d1), keyring: s.keyring, runtime, artifacts: env.ARTIFACTS };
     const outcomes = await Promise.all([
       processDeployJob(deps, { deploymentId: d.id }, 1),
       processDeployJob(deps, { deploymentId: d.id }, 1),
@@ -227,7 +231,7 @@ describe("D1 batches are all or nothing", () => {
     const s = await setup();
     const first = await s.newDeployment(modules.fixedAnswer("first"));
     const second = await s.newDeployment(modules.fixedAnswer("second"));
-    const deps = { db, keyring: s.keyring, runtime: await countingRuntime() };
+    const deps = { db, keyring: s.keyring, runtime: await countingRuntime(), artifacts: env.ARTIFACTS };
     expect(await processDeployJob(deps, { deploymentId: first.id }, 1)).toEqual({ action: "ack", result: "active" });
 
     // Only the statement that ends `deploying` fails: the claim (also an UPDATE) goes through.

@@ -7,6 +7,7 @@ import {
   type InvokeTarget,
   RuntimeError,
   type RuntimeLimits,
+  type RuntimeModule,
   type RuntimeProvider,
 } from "./types";
 import {
@@ -15,7 +16,7 @@ import {
   TELEMETRY_BINDING,
   type TelemetryBindingProps,
   telemetryBindingProps,
-  USER_SCRIPT_COMPATIBILITY_FLAGS,
+  userScriptCompatibilityFlags,
 } from "./user-script";
 
 /**
@@ -57,12 +58,12 @@ export class ${DEPLOY_CHECK_ENTRYPOINT} extends WorkerEntrypoint {
 export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
-    compatibilityFlags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
+    compatibilityFlags: userScriptCompatibilityFlags(bundle),
     mainModule: DEPLOY_CHECK_MODULE,
     // The object form names the module type: the loader infers it only for names ending in .js.
     modules: {
       [DEPLOY_CHECK_MODULE]: { js: deployCheckModule(bundle.mainModuleName) },
-      [bundle.mainModuleName]: { js: bundle.moduleCode },
+      ...Object.fromEntries(bundle.modules.map((m) => [m.name, loaderModule(m)])),
     },
     env: {
       ...secretUserEnv(bundle),
@@ -71,6 +72,36 @@ export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryB
     },
     globalOutbound: null,
   };
+}
+
+/** One module in the loader's object form, which names its type (it infers it only from .js names). */
+function loaderModule(m: RuntimeModule): WorkerLoaderModule {
+  switch (m.type) {
+    case "esm":
+      return { js: m.content };
+    case "cjs":
+      return { cjs: m.content };
+    case "text":
+      return { text: m.content };
+    case "json":
+      return { json: JSON.parse(m.content) };
+    case "data":
+      return { data: m.content.slice().buffer };
+    case "wasm":
+      return { wasm: m.content };
+  }
+}
+
+/** What a failed load tells the user to change. */
+export function loadFailureMessage(message: string): string {
+  const missing = /No such module "([^"]+)"\.? imported from "([^"]+)"/.exec(message);
+  if (missing) {
+    const [, resolved, importer] = missing as unknown as [string, string, string];
+    const dir = importer.includes("/") ? importer.slice(0, importer.lastIndexOf("/") + 1) : "";
+    const wanted = dir && resolved.startsWith(dir) ? resolved.slice(dir.length) : resolved;
+    return `module \`${importer}\` imports \`${wanted}\` (resolved as \`${resolved}\`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path`;
+  }
+  return `the bundle failed to load: ${message}`;
 }
 
 /** The error's message on one line (load errors span several), bounded in length. */
@@ -126,7 +157,7 @@ export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBi
         if (err instanceof RuntimeError) throw err;
         const classified = classifyLoaderError(err);
         if (classified instanceof RuntimeError && classified.retryable) throw classified;
-        throw new RuntimeError("load_failed", `the bundle failed to load: ${messageOf(err)}`, false, { cause: err });
+        throw new RuntimeError("load_failed", loadFailureMessage(messageOf(err)), false, { cause: err });
       } finally {
         if (timer !== undefined) clearTimeout(timer);
       }

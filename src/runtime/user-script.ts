@@ -21,10 +21,15 @@ export const PLATFORM_BINDING_NAMES = [
 ] as const;
 
 /**
- * Compatibility flags every user script runs with. Empty: user scripts get exactly their
- * deployment's compatibility date.
+ * The compatibility flags a deployment may ask for (`compatibilityFlags` of the deploy body).
+ * Anything else is refused: a flag can change what a script may do, so each is allowed on purpose.
  */
-export const USER_SCRIPT_COMPATIBILITY_FLAGS: readonly string[] = [];
+export const ALLOWED_COMPATIBILITY_FLAGS = ["nodejs_compat", "nodejs_compat_v2", "no_nodejs_compat_v2"] as const;
+
+/** The flags a deployment runs with: exactly the ones it asked for (no platform additions). */
+export function userScriptCompatibilityFlags(bundle: DeploymentBundle): string[] {
+  return [...bundle.compatibilityFlags];
+}
 
 /** The props TELEMETRY carries: the identity the gateway cross-checks, set by the gateway. */
 export type TelemetryBindingProps = { userId: string; agentId: string; deploymentId: string };

@@ -20,6 +20,7 @@ import { describeError, logWarn } from "../../lib/logger";
 import type { QueueOutcome } from "../../lib/queue-outcome";
 import { RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { forgetAgentRoute } from "../invoke/route-cache";
+import type { ArtifactBucket } from "./artifacts";
 import { loadDeploymentBundle } from "./bundle";
 
 /** How long a claim protects a deployment from other deliveries of its job. */
@@ -33,7 +34,7 @@ export const STUCK_DEPLOYMENT_MS = 10 * 60_000;
 export const DeployJobSchema = z.strictObject({ deploymentId: z.string().min(1).max(64) });
 export type DeployJob = z.infer<typeof DeployJobSchema>;
 
-export type DeployJobDeps = { db: Db; keyring: Keyring; runtime: RuntimeProvider };
+export type DeployJobDeps = { db: Db; keyring: Keyring; runtime: RuntimeProvider; artifacts?: ArtifactBucket };
 
 export type DeployJobOutcome = QueueOutcome<
   | "active"

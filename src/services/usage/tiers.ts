@@ -13,6 +13,7 @@ export const TIER_LIMIT_KEYS = [
   "cpuMs",
   "subRequests",
   "invokeBodyBytes",
+  "bundleBytes",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -29,6 +30,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     cpuMs: 50,
     subRequests: 50,
     invokeBodyBytes: 1 * MiB,
+    bundleBytes: 3 * MiB,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -37,6 +39,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     cpuMs: 1_000,
     subRequests: 200,
     invokeBodyBytes: 5 * MiB,
+    bundleBytes: 10 * MiB,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -45,6 +48,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     cpuMs: 30_000,
     subRequests: 1_000,
     invokeBodyBytes: 10 * MiB,
+    bundleBytes: 10 * MiB,
   },
 };
 
