@@ -107,7 +107,7 @@ describe("deploy: the request", () => {
       [{ invokePath: "invoke" }, "body.invokePath"],
       [{ invokePath: "/a?b=1" }, "body.invokePath"],
       [{ invokePath: `/${"x".repeat(200)}` }, "body.invokePath"],
-      [{ mainModuleName: "index.ts" }, "body.mainModuleName"],
+      [{ mainModuleName: "/index.js" }, "body.mainModuleName"],
       [{ mainModuleName: "../evil.js" }, "body.mainModuleName"],
       [{ moduleCode: "" }, "body.moduleCode"],
       [{ moduleCode: 42 }, "body.moduleCode"],
@@ -162,7 +162,7 @@ describe("deploy: the request", () => {
     await expectProblem(await call("POST", `/v1/agents/${deleted.id}/deploy`, { headers, body: {} }), 404, "not_found");
   });
 
-  it("stores the code once per user and content hash, with its sha256", async () => {
+  it("stores the code once per user (one artifact row each) and once in R2, with the module's sha256", async () => {
     const a = await newUser();
     const b = await newUser();
     const code = modules.fixedAnswer(`content addressed ${crypto.randomUUID()}`);
@@ -174,14 +174,21 @@ describe("deploy: the request", () => {
     const sha = await sha256Hex(code);
     expect([first.moduleSha256, second.moduleSha256, third.moduleSha256]).toEqual([sha, sha, sha]);
     const rows = await env.DB.prepare(
-      "SELECT a.user_id, a.size_bytes, a.module_code FROM deployment_artifacts a WHERE a.sha256 = ? ORDER BY a.user_id",
+      `SELECT DISTINCT a.user_id, a.size_bytes, a.storage, a.object_key FROM deployment_artifacts a
+         JOIN deployments d ON d.artifact_id = a.id WHERE d.id IN (?, ?, ?)`,
     )
-      .bind(sha)
-      .all<{ user_id: string; size_bytes: number; module_code: string }>();
+      .bind(first.id, second.id, third.id)
+      .all<{ user_id: string; size_bytes: number; storage: string; object_key: string }>();
     expect(rows.results.map((r) => r.user_id).sort()).toEqual(
       [await userIdOf(a.subject), await userIdOf(b.subject)].sort(),
     );
-    expect(rows.results.every((r) => r.module_code === code && r.size_bytes === code.length)).toBe(true);
+    const keys = new Set(rows.results.map((r) => r.object_key));
+    expect(keys.size).toBe(1);
+    expect(rows.results.every((r) => r.storage === "r2" && r.size_bytes === code.length)).toBe(true);
+    const stored = await env.ARTIFACTS.get([...keys][0]!);
+    expect(JSON.parse(await stored!.text()).modules).toEqual([
+      { name: "index.mjs", type: "esm", encoding: "utf8", content: code },
+    ]);
     const artifactIds = await env.DB.prepare("SELECT DISTINCT artifact_id FROM deployments WHERE id IN (?, ?)")
       .bind(first.id, second.id)
       .all();

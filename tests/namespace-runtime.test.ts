@@ -1,12 +1,14 @@
 // The namespace mechanism against a fake Cloudflare API (which checks each request the way
 // Cloudflare documents it) and a fake DISPATCHER.
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { fromBase64 } from "../src/crypto/encoding";
 import { ConfigError } from "../src/lib/config-error";
 import { classifyDispatchError } from "../src/runtime/namespace/errors";
 import { createNamespaceRuntime } from "../src/runtime/namespace/provider";
 import { namespaceUpload } from "../src/runtime/namespace/upload";
-import { RuntimeError } from "../src/runtime/types";
+import { RuntimeError, type RuntimeModule } from "../src/runtime/types";
 import { plainUserEnv, secretUserEnv } from "../src/runtime/user-script";
+import { ADD_WASM, multiModuleBundle, toBase64 } from "./fixtures/bundle";
 import {
   API_TOKEN,
   fakeDispatcher,
@@ -377,5 +379,71 @@ describe("namespace runtime: remove", () => {
       );
       expect(new URLSearchParams(r.query).get("tags")).toBe(`agent-${agentId}:yes`);
     }
+  });
+});
+
+describe("namespace runtime: bundles", () => {
+  const runtimeModules = (): RuntimeModule[] =>
+    multiModuleBundle().modules.map((m) =>
+      m.encoding === "base64"
+        ? { name: m.name, type: m.type as "data" | "wasm", content: fromBase64(m.content) }
+        : { name: m.name, type: m.type as "esm" | "cjs" | "text" | "json", content: m.content },
+    );
+
+  it("uploads every module as its own part with its content type, and the flags in the metadata", async () => {
+    const { api, runtime } = namespaceSetup();
+    const bundle = makeBundle({
+      mainModuleName: "src/index.js",
+      modules: runtimeModules(),
+      compatibilityFlags: ["nodejs_compat"],
+    });
+    await runtime.deploy(bundle);
+    const script = api.scripts.get(bundle.scriptName);
+    expect(script?.metadata).toMatchObject({ main_module: "src/index.js", compatibility_flags: ["nodejs_compat"] });
+    expect(script?.modules.map((m) => [m.name, m.contentType])).toEqual([
+      ["src/index.js", "application/javascript+module"],
+      ["src/lib/greet.js", "application/javascript+module"],
+      ["src/lib/counter.cjs", "application/javascript"],
+      ["src/config.json", "application/json"],
+      ["src/prompt.txt", "text/plain"],
+      ["src/add.wasm", "application/wasm"],
+      ["src/blob.bin", "application/octet-stream"],
+    ]);
+    // The bytes arrive intact: the fake keeps binary parts as base64.
+    expect(script?.modules.find((m) => m.name === "src/add.wasm")?.content).toBe(toBase64(ADD_WASM));
+    expect(script?.modules.find((m) => m.name === "src/prompt.txt")?.content).toBe("be brief\n");
+  });
+
+  it("fails a bundle importing a module it lacks with the same message as the loader", async () => {
+    const { runtime } = namespaceSetup();
+    const bundle = makeBundle({
+      mainModuleName: "index.js",
+      modules: [
+        { name: "index.js", type: "esm", content: `import { ask } from "./lib/x.js"; export default { fetch: ask };` },
+        {
+          name: "lib/x.js",
+          type: "esm",
+          content: `import OpenAI from "openai"; export const ask = () => new OpenAI();`,
+        },
+      ],
+    });
+    const err = await runtimeError(runtime.deploy(bundle));
+    expect(err).toMatchObject({ code: "load_failed", retryable: false });
+    expect(err.message).toBe(
+      "module `lib/x.js` imports `openai` (resolved as `lib/openai`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path",
+    );
+  });
+
+  it("refuses node: imports without nodejs_compat, and accepts them with it", async () => {
+    const { runtime } = namespaceSetup();
+    const modules: RuntimeModule[] = [
+      {
+        name: "index.mjs",
+        type: "esm",
+        content: `import { Buffer } from "node:buffer"; export default { fetch() {} };`,
+      },
+    ];
+    await expect(runtime.deploy(makeBundle({ modules }))).rejects.toMatchObject({ code: "load_failed" });
+    await runtime.deploy(makeBundle({ modules, compatibilityFlags: ["nodejs_compat"] }));
   });
 });

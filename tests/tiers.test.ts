@@ -30,6 +30,7 @@ describe("TIER_LIMITS overrides", () => {
       cpuMs: 50,
       subRequests: 50,
       invokeBodyBytes: 1048576,
+      bundleBytes: 3145728,
     });
   });
 

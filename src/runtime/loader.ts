@@ -11,6 +11,7 @@ import {
   type RuntimeProvider,
 } from "./types";
 import {
+  loadFailureMessage,
   plainUserEnv,
   secretUserEnv,
   TELEMETRY_BINDING,
@@ -90,18 +91,6 @@ function loaderModule(m: RuntimeModule): WorkerLoaderModule {
     case "wasm":
       return { wasm: m.content };
   }
-}
-
-/** What a failed load tells the user to change. */
-export function loadFailureMessage(message: string): string {
-  const missing = /No such module "([^"]+)"\.? imported from "([^"]+)"/.exec(message);
-  if (missing) {
-    const [, resolved, importer] = missing as unknown as [string, string, string];
-    const dir = importer.includes("/") ? importer.slice(0, importer.lastIndexOf("/") + 1) : "";
-    const wanted = dir && resolved.startsWith(dir) ? resolved.slice(dir.length) : resolved;
-    return `module \`${importer}\` imports \`${wanted}\` (resolved as \`${resolved}\`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path`;
-  }
-  return `the bundle failed to load: ${message}`;
 }
 
 /** The error's message on one line (load errors span several), bounded in length. */

@@ -31,6 +31,21 @@ export function userScriptCompatibilityFlags(bundle: DeploymentBundle): string[]
   return [...bundle.compatibilityFlags];
 }
 
+/**
+ * What a bundle that failed to load tells the user to change, the same under both mechanisms (the
+ * loader's startup error, or Cloudflare's upload validation of the top level).
+ */
+export function loadFailureMessage(message: string): string {
+  const missing = /No such module "([^"]+)"\.? imported from "([^"]+)"/.exec(message);
+  if (missing) {
+    const [, resolved, importer] = missing as unknown as [string, string, string];
+    const dir = importer.includes("/") ? importer.slice(0, importer.lastIndexOf("/") + 1) : "";
+    const wanted = dir && resolved.startsWith(dir) ? resolved.slice(dir.length) : resolved;
+    return `module \`${importer}\` imports \`${wanted}\` (resolved as \`${resolved}\`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path`;
+  }
+  return `the bundle failed to load: ${message}`;
+}
+
 /** The props TELEMETRY carries: the identity the gateway cross-checks, set by the gateway. */
 export type TelemetryBindingProps = { userId: string; agentId: string; deploymentId: string };
 

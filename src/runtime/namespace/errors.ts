@@ -3,6 +3,11 @@
 // `retryable` flag.
 import { CloudflareApiError } from "../../cloudflare/errors";
 import { RuntimeError } from "../types";
+import { loadFailureMessage } from "../user-script";
+
+/** Cloudflare's "script validation failed" code, which also reports a failing top level. */
+const CF_CODE_SCRIPT_INVALID = 10021;
+const STARTUP_FAILURE = /^Uncaught |No such module|SyntaxError|CompileError/;
 
 /**
  * Classifies what `DISPATCHER.get(...)` or the returned fetcher's `fetch()` threw. Workers for
@@ -39,6 +44,11 @@ export function classifyDispatchError(err: unknown, scriptName: string): Runtime
 export function runtimeErrorFromApi(err: unknown): unknown {
   if (!(err instanceof CloudflareApiError)) return err;
   // Retryable API failures (429, 5xx, network, timeout) leave the deployment to be retried; the
-  // others (bad script, bad token, missing namespace) are permanent. The message is Cloudflare's.
+  // others (bad script, bad token, missing namespace) are permanent. The message is Cloudflare's,
+  // except that a bundle whose top level fails Cloudflare's startup check reads as the loader's.
+  const startup = err.errors.find((e) => e.code === CF_CODE_SCRIPT_INVALID && STARTUP_FAILURE.test(e.message));
+  if (!err.retryable && startup) {
+    return new RuntimeError("load_failed", loadFailureMessage(startup.message), false, { cause: err });
+  }
   return new RuntimeError(err.retryable ? "unavailable" : "load_failed", err.message, err.retryable, { cause: err });
 }

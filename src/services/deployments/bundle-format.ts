@@ -111,6 +111,10 @@ export async function checkBundle(
   if (mainModuleName === undefined) {
     throw invalid("body.mainModuleName", "a bundle needs mainModuleName: the name of its main (esm) module");
   }
+  if (!input.modules) {
+    const problem = moduleNameProblem(mainModuleName);
+    if (problem) throw invalid("body.mainModuleName", `mainModuleName "${mainModuleName.slice(0, 80)}" ${problem}`);
+  }
   const modules: ModuleInput[] = input.modules ?? [
     { name: mainModuleName, type: "esm", content: input.moduleCode ?? templateCode },
   ];
