@@ -24,7 +24,13 @@ export async function handleDeployBatch(batch: MessageBatch<unknown>, env: Env, 
   let deps: Parameters<typeof processDeployJob>[0];
   try {
     const services = composeServices(env, ctx, await getConfig(env));
-    deps = { db: services.db, keyring: services.keyring, runtime: services.runtime, artifacts: services.artifacts };
+    deps = {
+      db: services.db,
+      keyring: services.keyring,
+      runtime: services.runtime,
+      artifacts: services.artifacts,
+      tierLimits: services.tierLimits,
+    };
   } catch (err) {
     // Misconfiguration: nothing can be deployed until an operator fixes it; keep the jobs.
     logError("deploy_batch_config_error", { queue: batch.queue, error: describeError(err) });

@@ -22,9 +22,11 @@ import { type ArtifactBucket, storeBundle } from "./artifacts";
 import { type BundleInput, checkBundle } from "./bundle-format";
 import { DEFAULT_COMPATIBILITY_DATE, DEFAULT_INVOKE_PATH } from "./defaults";
 import type { DeployJob } from "./deploy-job";
+import type { SmokeTest } from "./smoke-test";
 import { TEMPLATE_MODULE_CODE } from "./template-module.generated";
 
 export type DeployInput = BundleInput & {
+  smokeTest?: SmokeTest;
   runtimeProvider?: string;
   compatibilityDate?: string;
   invokePath?: string;
@@ -79,6 +81,7 @@ export async function createDeployment(
     secretsSnapshotCiphertext: await snapshotAgentSecrets(deps, agentId, deploymentId),
     scriptName: scriptNameFor(deploymentId),
     errorMessage: null,
+    smokeTest: input.smokeTest ? JSON.stringify(input.smokeTest) : null,
     claimedAt: null,
     activatedAt: null,
     firstActivatedAt: null,

@@ -23,18 +23,19 @@ const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, dur
 
 /**
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
- * errors, duration and bytes come from the gateway's own measurements, tokens from verified
- * telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
+ * errors, duration and bytes come from the gateway's own measurements of invocations (kind
+ * `invoke`; deploy smoke tests, kind `smoke_test`, are recorded but never billed or counted
+ * against the quota), tokens from verified telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
  */
 export function usageAggregateSelect(where: string): string {
   return `
     SELECT 'use_' || lower(hex(randomblob(13))), user_id, strftime('%Y-%m', ts / 1000, 'unixepoch') AS period,
       agent_id,
-      COALESCE(SUM(source = 'gateway'), 0),
-      COALESCE(SUM(source = 'gateway' AND status = 'error'), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN duration_ms END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_in END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_out END), 0),
+      COALESCE(SUM(source = 'gateway' AND kind = 'invoke'), 0),
+      COALESCE(SUM(source = 'gateway' AND kind = 'invoke' AND status = 'error'), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN duration_ms END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_in END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_out END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0),
       ?9

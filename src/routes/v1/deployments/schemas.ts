@@ -12,6 +12,7 @@ import {
   MODULE_NAME_MAX_CHARS,
 } from "../../../services/deployments/defaults";
 import type { DeploymentRow } from "../../../services/deployments/deployments";
+import { InvokeRequestSchema } from "../invoke/schemas";
 
 const CompatibilityDate = z
   .string()
@@ -59,7 +60,7 @@ const BundleModule = z
 
 const SmokeTest = z
   .strictObject({
-    request: z.record(z.string(), z.unknown()).openapi({ description: "An invoke/v1 request body" }),
+    request: InvokeRequestSchema,
     expectStatus: z.number().int().min(100).max(599).optional().openapi({ description: "Default 200" }),
     timeoutMs: z.number().int().min(100).max(60_000).optional().openapi({ description: "Default 10000" }),
   })
