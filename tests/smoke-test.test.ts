@@ -3,6 +3,10 @@
 // keeps serving. Smoke invocations are metered as such and never count against the quota.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { createDb } from "../src/db/client";
+import { getConfig } from "../src/env";
+import { createDeployment } from "../src/services/deployments/create";
+import { processDeployJob } from "../src/services/deployments/deploy-job";
 import * as modules from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
 import {
@@ -10,10 +14,12 @@ import {
   deploy,
   deployAndActivate,
   expectPointerInvariant,
+  userIdOf,
   userMessage,
   waitUntilSettled,
 } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
+import { fakeDispatcher, namespaceSetup } from "./helpers/namespace";
 
 const answerOf = async (headers: Record<string, string>, agentId: string) =>
   (await json(await call("POST", `/v1/invoke/${agentId}`, { headers, body: userMessage("x") }))).output.text;
@@ -79,5 +85,42 @@ describe("deploy with smokeTest", () => {
       "validation_failed",
     );
     expect(problem.errors[0].location).toMatch(/^body\.smokeTest\.request/);
+  });
+});
+
+describe("deploy with smokeTest in namespace mode", () => {
+  it("invokes the uploaded script through the dispatcher before activation; a failure leaves the pointer and removes the script", async () => {
+    const user = await newUser();
+    const agent = await createAgent(user.headers);
+    const userId = await userIdOf(user.subject);
+    const config = await getConfig(env);
+    const db = createDb(env.DB);
+    const seen: Array<{ name: string; path: string; body: unknown; pointer: string | null }> = [];
+    const dispatcher = fakeDispatcher(async (name, request) => {
+      const pointer = await expectPointerInvariant(agent.id);
+      seen.push({ name, path: new URL(request.url).pathname, body: await request.json(), pointer });
+      return Response.json({ error: "not today" }, { status: 503 });
+    });
+    const { api, runtime } = namespaceSetup({ dispatcher });
+    const deps = { db, userId, keyring: config.keyring, tierLimits: config.tierLimits, artifacts: env.ARTIFACTS };
+    const d = await createDeployment({ ...deps, queue: { send: async () => {} } }, agent.id, {
+      moduleCode: modules.fixedAnswer("ns"),
+      smokeTest: { request: userMessage("ping") },
+    });
+    expect(await processDeployJob({ ...deps, runtime }, { deploymentId: d.id }, 1)).toEqual({
+      action: "ack",
+      result: "failed",
+    });
+    expect(seen).toEqual([{ name: d.scriptName, path: "/invoke", body: userMessage("ping"), pointer: null }]);
+    expect(dispatcher.calls[0]?.options).toMatchObject({ limits: { cpuMs: 50, subRequests: 50 } });
+    const row = await env.DB.prepare("SELECT status, error_message FROM deployments WHERE id = ?")
+      .bind(d.id)
+      .first<{ status: string; error_message: string }>();
+    expect(row).toEqual({
+      status: "failed",
+      error_message: 'the smoke test expected status 200 and got 503: {"error":"not today"}',
+    });
+    expect(await expectPointerInvariant(agent.id)).toBeNull();
+    expect(api.scripts.has(d.scriptName)).toBe(false);
   });
 });
