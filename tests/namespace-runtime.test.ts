@@ -7,7 +7,13 @@ import { classifyDispatchError } from "../src/runtime/namespace/errors";
 import { createNamespaceRuntime } from "../src/runtime/namespace/provider";
 import { namespaceUpload } from "../src/runtime/namespace/upload";
 import { RuntimeError, type RuntimeModule } from "../src/runtime/types";
-import { plainUserEnv, secretUserEnv } from "../src/runtime/user-script";
+import {
+  NO_FETCH_HANDLER_MESSAGE,
+  PLATFORM_MAIN_MODULE,
+  plainUserEnv,
+  platformMainModule,
+  secretUserEnv,
+} from "../src/runtime/user-script";
 import { ADD_WASM, multiModuleBundle, toBase64 } from "./fixtures/bundle";
 import {
   API_TOKEN,
@@ -34,7 +40,7 @@ afterEach(() => {
 });
 
 describe("namespace runtime: deploy", () => {
-  it("uploads one ES module whose metadata names it, with the deployment's bindings and tags", async () => {
+  it("uploads the user's ES module under the platform's main module, with the deployment's bindings and tags", async () => {
     const { api, runtime } = namespaceSetup();
     const bundle = makeBundle();
     await runtime.deploy(bundle);
@@ -48,10 +54,18 @@ describe("namespace runtime: deploy", () => {
     const script = api.scripts.get(bundle.scriptName);
     expect(script).toBeDefined();
     expect(script?.modules).toEqual([
+      {
+        name: PLATFORM_MAIN_MODULE,
+        contentType: "application/javascript+module",
+        content: platformMainModule("index.mjs"),
+      },
       { name: "index.mjs", contentType: "application/javascript+module", content: USER_MODULE },
     ]);
+    // The platform's main module re-exports the user's default export and refuses one without fetch.
+    expect(platformMainModule("index.mjs")).toContain('import handler from "./index.mjs";');
+    expect(platformMainModule("index.mjs")).toContain("export default handler;");
     expect(script?.metadata).toEqual({
-      main_module: "index.mjs",
+      main_module: PLATFORM_MAIN_MODULE,
       compatibility_date: "2026-08-01",
       compatibility_flags: [],
       bindings: [
@@ -399,8 +413,13 @@ describe("namespace runtime: bundles", () => {
     });
     await runtime.deploy(bundle);
     const script = api.scripts.get(bundle.scriptName);
-    expect(script?.metadata).toMatchObject({ main_module: "src/index.js", compatibility_flags: ["nodejs_compat"] });
+    expect(script?.metadata).toMatchObject({
+      main_module: PLATFORM_MAIN_MODULE,
+      compatibility_flags: ["nodejs_compat"],
+    });
+    expect(script?.modules[0]?.content).toContain('import handler from "./src/index.js";');
     expect(script?.modules.map((m) => [m.name, m.contentType])).toEqual([
+      [PLATFORM_MAIN_MODULE, "application/javascript+module"],
       ["src/index.js", "application/javascript+module"],
       ["src/lib/greet.js", "application/javascript+module"],
       ["src/lib/counter.cjs", "application/javascript"],
@@ -432,6 +451,18 @@ describe("namespace runtime: bundles", () => {
     expect(err.message).toBe(
       "module `lib/x.js` imports `openai` (resolved as `lib/openai`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path",
     );
+  });
+
+  it("reads Cloudflare's startup failure of a default export without fetch as the loader's message", async () => {
+    const { api, runtime } = namespaceSetup();
+    // What Cloudflare answers when the platform's main module throws at the top level.
+    api.inject({
+      method: "PUT",
+      status: 400,
+      errors: [{ code: 10021, message: `Uncaught Error: ${NO_FETCH_HANDLER_MESSAGE}\n  at __webhost_main.mjs:4:42` }],
+    });
+    const err = await runtimeError(runtime.deploy(makeBundle()));
+    expect(err).toMatchObject({ code: "load_failed", retryable: false, message: NO_FETCH_HANDLER_MESSAGE });
   });
 
   it("refuses node: imports without nodejs_compat, and accepts them with it", async () => {

@@ -11,8 +11,12 @@ import {
   type RuntimeProvider,
 } from "./types";
 import {
+  DEPLOY_CHECK_ENTRYPOINT,
   loadFailureMessage,
+  NO_FETCH_HANDLER_MESSAGE,
+  PLATFORM_MAIN_MODULE,
   plainUserEnv,
+  platformMainModule,
   secretUserEnv,
   TELEMETRY_BINDING,
   type TelemetryBindingProps,
@@ -29,41 +33,19 @@ export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 /**
  * The deploy check: the bundle loads (its top-level evaluation succeeds within
  * DEPLOY_CHECK_TIMEOUT_MS) and its default export has a fetch handler. It sends the user's code
- * no request: the platform adds a main module of its own (DEPLOY_CHECK_MODULE) that re-exports the
- * user's default export unchanged and adds an RPC entrypoint that reports what the default export
- * is. Loading the isolate evaluates the user's modules; the RPC call reads the answer.
+ * no request: loading the isolate evaluates the platform's main module (user-script.ts), which
+ * imports the user's, asserts the fetch handler at its top level, and answers the check over RPC.
  */
 export const DEPLOY_CHECK_TIMEOUT_MS = 10_000;
-/** Reserved: user module names may not start with "__webhost". */
-export const DEPLOY_CHECK_MODULE = "__webhost_main.mjs";
-const DEPLOY_CHECK_ENTRYPOINT = "WebhostDeployCheck";
-
-export const NO_FETCH_HANDLER_MESSAGE =
-  "the default export has no fetch handler: export default { async fetch(request, env, ctx) { … } }";
-
-/** The platform's main module: the user's default export as-is, plus the check entrypoint. */
-function deployCheckModule(mainModuleName: string): string {
-  const main = JSON.stringify(`./${mainModuleName}`);
-  return `import { WorkerEntrypoint } from "cloudflare:workers";
-import handler from ${main};
-export default handler;
-export class ${DEPLOY_CHECK_ENTRYPOINT} extends WorkerEntrypoint {
-  check() {
-    const fetchOf = typeof handler === "function" ? handler.prototype?.fetch : handler?.fetch;
-    return { hasFetch: typeof fetchOf === "function" };
-  }
-}
-`;
-}
 
 export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
     compatibilityFlags: userScriptCompatibilityFlags(bundle),
-    mainModule: DEPLOY_CHECK_MODULE,
+    mainModule: PLATFORM_MAIN_MODULE,
     // The object form names the module type: the loader infers it only for names ending in .js.
     modules: {
-      [DEPLOY_CHECK_MODULE]: { js: deployCheckModule(bundle.mainModuleName) },
+      [PLATFORM_MAIN_MODULE]: { js: platformMainModule(bundle.mainModuleName) },
       ...Object.fromEntries(bundle.modules.map((m) => [m.name, loaderModule(m)])),
     },
     env: {

@@ -32,10 +32,38 @@ export function userScriptCompatibilityFlags(bundle: DeploymentBundle): string[]
 }
 
 /**
+ * The platform's main module, added to every bundle under both mechanisms (module names starting
+ * with "__webhost" are reserved). It imports the user's main module, fails the top-level
+ * evaluation when the default export has no fetch handler (so the loader's load and Cloudflare's
+ * upload validation refuse such a bundle alike), re-exports the user's default export unchanged,
+ * and offers the loader's deploy check an RPC entrypoint. It never sees a request.
+ */
+export const PLATFORM_MAIN_MODULE = "__webhost_main.mjs";
+export const DEPLOY_CHECK_ENTRYPOINT = "WebhostDeployCheck";
+export const NO_FETCH_HANDLER_MESSAGE =
+  "the default export has no fetch handler: export default { async fetch(request, env, ctx) { … } }";
+
+export function platformMainModule(mainModuleName: string): string {
+  const main = JSON.stringify(`./${mainModuleName}`);
+  return `import { WorkerEntrypoint } from "cloudflare:workers";
+import handler from ${main};
+const fetchOf = typeof handler === "function" ? handler.prototype?.fetch : handler?.fetch;
+if (typeof fetchOf !== "function") throw new Error(${JSON.stringify(NO_FETCH_HANDLER_MESSAGE)});
+export default handler;
+export class ${DEPLOY_CHECK_ENTRYPOINT} extends WorkerEntrypoint {
+  check() {
+    return { hasFetch: true };
+  }
+}
+`;
+}
+
+/**
  * What a bundle that failed to load tells the user to change, the same under both mechanisms (the
  * loader's startup error, or Cloudflare's upload validation of the top level).
  */
 export function loadFailureMessage(message: string): string {
+  if (message.includes(NO_FETCH_HANDLER_MESSAGE)) return NO_FETCH_HANDLER_MESSAGE;
   const missing = /No such module "([^"]+)"\.? imported from "([^"]+)"/.exec(message);
   if (missing) {
     const [, resolved, importer] = missing as unknown as [string, string, string];

@@ -12,7 +12,9 @@ import type { DeploymentBundle, RuntimeModule } from "../types";
 import {
   agentTag,
   deploymentTag,
+  PLATFORM_MAIN_MODULE,
   plainUserEnv,
+  platformMainModule,
   secretUserEnv,
   TELEMETRY_BINDING,
   TELEMETRY_ENTRYPOINT,
@@ -52,13 +54,21 @@ export function namespaceUpload(
 ): { metadata: WorkerUploadMetadata; modules: WorkerModulePart[] } {
   return {
     metadata: {
-      main_module: bundle.mainModuleName,
+      // The platform's main module imports the user's (user-script.ts): the same in both mechanisms.
+      main_module: PLATFORM_MAIN_MODULE,
       compatibility_date: bundle.compatibilityDate,
       compatibility_flags: userScriptCompatibilityFlags(bundle),
       bindings: namespaceBindings(bundle, gatewayServiceName),
       tags: [userTag(bundle.userId), agentTag(bundle.agentId), deploymentTag(bundle.deploymentId)],
     },
-    modules: bundle.modules.map(modulePart),
+    modules: [
+      {
+        name: PLATFORM_MAIN_MODULE,
+        content: platformMainModule(bundle.mainModuleName),
+        contentType: MODULE_CONTENT_TYPES.esm,
+      },
+      ...bundle.modules.map(modulePart),
+    ],
   };
 }
 
