@@ -313,6 +313,19 @@ describe("deploy: the deploy check runs no request", () => {
     expect((await json(res)).output.text).toBe("you said hi");
   });
 
+  it("fails a bundle whose top-level code never finishes, and says where to move the work", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const d = await deploy(headers, agent.id, {
+      moduleCode: `await new Promise(() => {});\nexport default { fetch() { return new Response("never"); } };`,
+    });
+    const settled = await waitUntilSettled(headers, agent.id, d.id);
+    expect(settled.status).toBe("failed");
+    expect(settled.errorMessage).toBe(
+      "the bundle's top-level code never finished (a top-level await that never settles): move waiting work into the fetch handler",
+    );
+  });
+
   it("deploys a handler that always throws; invoking it is 502 upstream_exception", async () => {
     const { headers } = await newUser();
     const agent = await createAgent(headers);

@@ -64,6 +64,9 @@ export class ${DEPLOY_CHECK_ENTRYPOINT} extends WorkerEntrypoint {
  */
 export function loadFailureMessage(message: string): string {
   if (message.includes(NO_FETCH_HANDLER_MESSAGE)) return NO_FETCH_HANDLER_MESSAGE;
+  if (/Top-level await in module is unsettled/i.test(message)) {
+    return "the bundle's top-level code never finished (a top-level await that never settles): move waiting work into the fetch handler";
+  }
   const missing = /No such module "([^"]+)"\.? imported from "([^"]+)"/.exec(message);
   if (missing) {
     const [, resolved, importer] = missing as unknown as [string, string, string];
