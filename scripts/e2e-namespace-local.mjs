@@ -97,7 +97,11 @@ const upload = scripts[scriptName];
 const byName = Object.fromEntries(upload.bindings.map((b) => [b.name, b]));
 const checks = [
   ["main_module names the uploaded module", upload.modules.some((m) => m.name === upload.main_module)],
-  ["module part is application/javascript+module", upload.modules[0]?.contentType === "application/javascript+module"],
+  [
+    "module parts are application/javascript+module",
+    upload.modules.every((m) => m.contentType === "application/javascript+module"),
+  ],
+  ["the platform's main module imports the agent's", upload.modules.some((m) => m.name === "index.mjs")],
   ["compatibility_date is set", /^\d{4}-\d{2}-\d{2}$/.test(upload.compatibility_date ?? "")],
   [
     "TELEMETRY is a service binding to webhost-gateway's TelemetrySink",

@@ -17,6 +17,8 @@ export type Services = {
   /** Built on first use: only what runs user code needs the runtime's configuration to be valid. */
   readonly runtime: RuntimeProvider;
   deployQueue: Env["DEPLOY_QUEUE"];
+  /** The ARTIFACTS bucket; undefined when not bound (deploys then answer 503, loads fail). */
+  artifacts: Env["ARTIFACTS"];
   usageQueue: Env["USAGE_QUEUE"];
   /** Keeps work alive after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
@@ -43,6 +45,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
       return runtime;
     },
     deployQueue: env.DEPLOY_QUEUE,
+    artifacts: env.ARTIFACTS,
     usageQueue: env.USAGE_QUEUE,
     waitUntil: (promise) => ctx.waitUntil(promise),
   };

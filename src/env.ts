@@ -14,6 +14,8 @@ export interface Env {
   DB: D1Database;
   DEPLOY_QUEUE: Queue<DeployJob | CleanupAgentScriptsJob>;
   USAGE_QUEUE: Queue<MetricsEvent>;
+  /** Deployment bundles, content-addressed (src/services/deployments/artifacts.ts). */
+  ARTIFACTS?: R2Bucket;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
 

@@ -35,7 +35,14 @@ describe("deleting an agent while it deploys", () => {
     const { keyring, tierLimits } = await getConfig(env);
     const queued: unknown[] = [];
     const deployment = await createDeployment(
-      { db, userId, keyring, tierLimits, queue: { send: async (m: unknown) => void queued.push(m) } },
+      {
+        db,
+        userId,
+        keyring,
+        tierLimits,
+        artifacts: env.ARTIFACTS,
+        queue: { send: async (m: unknown) => void queued.push(m) },
+      },
       agent.id,
       {},
     );
@@ -43,7 +50,11 @@ describe("deleting an agent while it deploys", () => {
     const { runtime, live } = recordingRuntime();
     // The cleanup job runs first (nothing uploaded yet), then the deploy job uploads.
     await handleCleanupJob({ type: "cleanup_agent_scripts", userId, agentId: agent.id }, { db, runtime });
-    const outcome = await processDeployJob({ db, keyring, runtime }, { deploymentId: deployment.id }, 1);
+    const outcome = await processDeployJob(
+      { db, keyring, runtime, artifacts: env.ARTIFACTS },
+      { deploymentId: deployment.id },
+      1,
+    );
     expect(outcome).toEqual({ action: "ack", result: "inactive" });
     expect(live.size).toBe(0);
     const row = await env.DB.prepare("SELECT status, script_removed_at FROM deployments WHERE id = ?")

@@ -38,7 +38,14 @@ async function setup() {
   const sent: unknown[] = [];
   const newDeployment = async (moduleCode = modules.fixedAnswer("queued")) =>
     createDeployment(
-      { db, userId, keyring, tierLimits, queue: { send: async (job) => void sent.push(job) } },
+      {
+        db,
+        userId,
+        keyring,
+        tierLimits,
+        artifacts: env.ARTIFACTS,
+        queue: { send: async (job) => void sent.push(job) },
+      },
       agent.id,
       { moduleCode },
     );
@@ -153,7 +160,12 @@ describe("deploy consumer: deliveries", () => {
 });
 
 describe("deploy consumer: claims, retries and failures", () => {
-  const deps = async (runtime: RuntimeProvider) => ({ db, keyring: (await getConfig(env)).keyring, runtime });
+  const deps = async (runtime: RuntimeProvider) => ({
+    db,
+    keyring: (await getConfig(env)).keyring,
+    runtime,
+    artifacts: env.ARTIFACTS,
+  });
 
   it("releases the claim on a transient error and retries with growing backoff; a later attempt activates", async () => {
     const s = await setup();
@@ -190,13 +202,13 @@ describe("deploy consumer: claims, retries and failures", () => {
     const s = await setup();
     const d = await s.newDeployment();
     const broken = fakeRuntime(async () => {
-      throw new RuntimeError("load_failed", "the module failed the deploy probe: nope", false);
+      throw new RuntimeError("load_failed", "the bundle failed to load: nope", false);
     });
     expect(await processDeployJob(await deps(broken), { deploymentId: d.id }, 1)).toEqual({
       action: "ack",
       result: "failed",
     });
-    expect((await row(d.id)).error_message).toBe("the module failed the deploy probe: nope");
+    expect((await row(d.id)).error_message).toBe("the bundle failed to load: nope");
   });
 
   it("backs off while another delivery holds a live claim, and takes over a claim whose lease expired", async () => {

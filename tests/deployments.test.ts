@@ -5,7 +5,10 @@ import { createDb } from "../src/db/client";
 import { getConfig } from "../src/env";
 import { ApiError } from "../src/lib/errors";
 import { createDeployment } from "../src/services/deployments/create";
-import { MODULE_CODE_MAX_BYTES } from "../src/services/deployments/defaults";
+import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
+
+const MODULE_CODE_MAX_BYTES = DEFAULT_TIER_LIMITS.free.bundleBytes;
+
 import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
@@ -104,7 +107,7 @@ describe("deploy: the request", () => {
       [{ invokePath: "invoke" }, "body.invokePath"],
       [{ invokePath: "/a?b=1" }, "body.invokePath"],
       [{ invokePath: `/${"x".repeat(200)}` }, "body.invokePath"],
-      [{ mainModuleName: "index.ts" }, "body.mainModuleName"],
+      [{ mainModuleName: "/index.js" }, "body.mainModuleName"],
       [{ mainModuleName: "../evil.js" }, "body.mainModuleName"],
       [{ moduleCode: "" }, "body.moduleCode"],
       [{ moduleCode: 42 }, "body.moduleCode"],
@@ -159,7 +162,7 @@ describe("deploy: the request", () => {
     await expectProblem(await call("POST", `/v1/agents/${deleted.id}/deploy`, { headers, body: {} }), 404, "not_found");
   });
 
-  it("stores the code once per user and content hash, with its sha256", async () => {
+  it("stores the code once per user (one artifact row each) and once in R2, with the module's sha256", async () => {
     const a = await newUser();
     const b = await newUser();
     const code = modules.fixedAnswer(`content addressed ${crypto.randomUUID()}`);
@@ -171,14 +174,21 @@ describe("deploy: the request", () => {
     const sha = await sha256Hex(code);
     expect([first.moduleSha256, second.moduleSha256, third.moduleSha256]).toEqual([sha, sha, sha]);
     const rows = await env.DB.prepare(
-      "SELECT a.user_id, a.size_bytes, a.module_code FROM deployment_artifacts a WHERE a.sha256 = ? ORDER BY a.user_id",
+      `SELECT DISTINCT a.user_id, a.size_bytes, a.storage, a.object_key FROM deployment_artifacts a
+         JOIN deployments d ON d.artifact_id = a.id WHERE d.id IN (?, ?, ?)`,
     )
-      .bind(sha)
-      .all<{ user_id: string; size_bytes: number; module_code: string }>();
+      .bind(first.id, second.id, third.id)
+      .all<{ user_id: string; size_bytes: number; storage: string; object_key: string }>();
     expect(rows.results.map((r) => r.user_id).sort()).toEqual(
       [await userIdOf(a.subject), await userIdOf(b.subject)].sort(),
     );
-    expect(rows.results.every((r) => r.module_code === code && r.size_bytes === code.length)).toBe(true);
+    const keys = new Set(rows.results.map((r) => r.object_key));
+    expect(keys.size).toBe(1);
+    expect(rows.results.every((r) => r.storage === "r2" && r.size_bytes === code.length)).toBe(true);
+    const stored = await env.ARTIFACTS.get([...keys][0]!);
+    expect(JSON.parse(await stored!.text()).modules).toEqual([
+      { name: "index.mjs", type: "esm", encoding: "utf8", content: code },
+    ]);
     const artifactIds = await env.DB.prepare("SELECT DISTINCT artifact_id FROM deployments WHERE id IN (?, ?)")
       .bind(first.id, second.id)
       .all();
@@ -243,7 +253,14 @@ describe("deploy: the request", () => {
       },
     };
     const attempt = createDeployment(
-      { db: createDb(env.DB), userId: await userIdOf(subject), keyring, tierLimits, queue: brokenQueue },
+      {
+        db: createDb(env.DB),
+        userId: await userIdOf(subject),
+        keyring,
+        tierLimits,
+        artifacts: env.ARTIFACTS,
+        queue: brokenQueue,
+      },
       agent.id,
       {},
     );
@@ -273,7 +290,7 @@ describe("deploy: modules that cannot run", () => {
     const agent = await createAgent(headers);
     for (const [code, expected] of [
       [modules.SYNTAX_ERROR, /SyntaxError/],
-      [modules.NO_FETCH_HANDLER, /fetch\(\)/],
+      [modules.NO_FETCH_HANDLER, /the default export has no fetch handler/],
     ] as const) {
       const d = await deploy(headers, agent.id, { moduleCode: code });
       const settled = await waitUntilSettled(headers, agent.id, d.id);
@@ -281,6 +298,43 @@ describe("deploy: modules that cannot run", () => {
       expect(settled.errorMessage).toMatch(expected);
     }
     expect(await expectPointerInvariant(agent.id)).toBeNull();
+  });
+});
+
+describe("deploy: the deploy check runs no request", () => {
+  it("deploys an agent that reads request.json() on every request, and it answers", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const d = await deploy(headers, agent.id, { moduleCode: modules.READS_JSON_ALWAYS });
+    const settled = await waitUntilSettled(headers, agent.id, d.id);
+    expect(settled).toMatchObject({ status: "active", errorMessage: null });
+    const res = await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("hi") });
+    expect(res.status).toBe(200);
+    expect((await json(res)).output.text).toBe("you said hi");
+  });
+
+  it("fails a bundle whose top-level code never finishes, and says where to move the work", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const d = await deploy(headers, agent.id, {
+      moduleCode: `await new Promise(() => {});\nexport default { fetch() { return new Response("never"); } };`,
+    });
+    const settled = await waitUntilSettled(headers, agent.id, d.id);
+    expect(settled.status).toBe("failed");
+    expect(settled.errorMessage).toBe(
+      "the bundle's top-level code never finished (a top-level await that never settles): move waiting work into the fetch handler",
+    );
+  });
+
+  it("deploys a handler that always throws; invoking it is 502 upstream_exception", async () => {
+    const { headers } = await newUser();
+    const agent = await createAgent(headers);
+    const d = await deploy(headers, agent.id, { moduleCode: modules.ALWAYS_THROWS });
+    const settled = await waitUntilSettled(headers, agent.id, d.id);
+    expect(settled).toMatchObject({ status: "active", errorMessage: null });
+    const res = await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("x") });
+    const problem = await expectProblem(res, 502, "upstream_exception");
+    expect(problem.detail).toContain("always broken");
   });
 });
 

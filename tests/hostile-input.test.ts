@@ -3,7 +3,10 @@
 // oversize bodies (with and without Content-Length) refused before any side effect.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { MODULE_CODE_MAX_BYTES } from "../src/services/deployments/defaults";
+import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
+
+const MODULE_CODE_MAX_BYTES = DEFAULT_TIER_LIMITS.free.bundleBytes;
+
 import * as modules from "./fixtures/modules";
 import { callWithEnv, recordingQueue } from "./helpers/app";
 import { newUser } from "./helpers/auth";

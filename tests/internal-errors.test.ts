@@ -42,9 +42,13 @@ async function newDeployment(moduleCode = modules.fixedAnswer("queued")) {
   const agent = await createAgent(user.headers);
   const userId = await userIdOf(user.subject);
   const { keyring, tierLimits } = await getConfig(env);
-  return createDeployment({ db, userId, keyring, tierLimits, queue: { send: async () => {} } }, agent.id, {
-    moduleCode,
-  });
+  return createDeployment(
+    { db, userId, keyring, tierLimits, artifacts: env.ARTIFACTS, queue: { send: async () => {} } },
+    agent.id,
+    {
+      moduleCode,
+    },
+  );
 }
 
 async function row(id: string) {
@@ -82,7 +86,11 @@ describe("deploy failures: what the tenant reads", () => {
     const lines = captureLogs();
     const d = await newDeployment();
     const wrongKey = await getConfig({ ...env, SECRETS_ENCRYPTION_KEY: btoa("x".repeat(32)) });
-    await processDeployJob({ db, keyring: wrongKey.keyring, runtime: await realRuntime() }, { deploymentId: d.id }, 1);
+    await processDeployJob(
+      { db, artifacts: env.ARTIFACTS, keyring: wrongKey.keyring, runtime: await realRuntime() },
+      { deploymentId: d.id },
+      1,
+    );
     const { status, error_message } = await row(d.id);
     expect(status).toBe("failed");
     expect(error_message).toContain("the platform failed to deploy this agent");
@@ -101,7 +109,11 @@ describe("deploy failures: what the tenant reads", () => {
       errors: [{ code: 10000, message: "Authentication error: token lacks Workers Scripts:Edit" }],
     });
     const { keyring } = await getConfig(env);
-    const outcome = await processDeployJob({ db, keyring, runtime }, { deploymentId: d.id }, 1);
+    const outcome = await processDeployJob(
+      { db, artifacts: env.ARTIFACTS, keyring, runtime },
+      { deploymentId: d.id },
+      1,
+    );
     expect(outcome).toMatchObject({ action: "ack", result: "failed" });
     const { status, error_message } = await row(d.id);
     expect(status).toBe("failed");
@@ -134,7 +146,11 @@ describe("deploy failures: what the tenant reads", () => {
   it("keeps the agent's own message when its module throws at load time", async () => {
     const d = await newDeployment(modules.THROWS_AT_LOAD);
     const { keyring } = await getConfig(env);
-    await processDeployJob({ db, keyring, runtime: await realRuntime() }, { deploymentId: d.id }, 1);
+    await processDeployJob(
+      { db, artifacts: env.ARTIFACTS, keyring, runtime: await realRuntime() },
+      { deploymentId: d.id },
+      1,
+    );
     const { status, error_message } = await row(d.id);
     expect(status).toBe("failed");
     expect(error_message).toContain("kaboom at load time");
@@ -146,7 +162,7 @@ describe("deploy failures: what the tenant reads", () => {
     const { api, runtime } = namespaceSetup();
     api.inject({ method: "PUT", status: 400, errors: [{ code: 10021, message: "Uncaught SyntaxError: bad token" }] });
     const { keyring } = await getConfig(env);
-    await processDeployJob({ db, keyring, runtime }, { deploymentId: d.id }, 1);
+    await processDeployJob({ db, artifacts: env.ARTIFACTS, keyring, runtime }, { deploymentId: d.id }, 1);
     expect((await row(d.id)).error_message).toContain("Uncaught SyntaxError: bad token");
   });
 });

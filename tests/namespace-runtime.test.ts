@@ -1,12 +1,20 @@
 // The namespace mechanism against a fake Cloudflare API (which checks each request the way
 // Cloudflare documents it) and a fake DISPATCHER.
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { fromBase64 } from "../src/crypto/encoding";
 import { ConfigError } from "../src/lib/config-error";
 import { classifyDispatchError } from "../src/runtime/namespace/errors";
 import { createNamespaceRuntime } from "../src/runtime/namespace/provider";
 import { namespaceUpload } from "../src/runtime/namespace/upload";
-import { RuntimeError } from "../src/runtime/types";
-import { plainUserEnv, secretUserEnv } from "../src/runtime/user-script";
+import { RuntimeError, type RuntimeModule } from "../src/runtime/types";
+import {
+  NO_FETCH_HANDLER_MESSAGE,
+  PLATFORM_MAIN_MODULE,
+  plainUserEnv,
+  platformMainModule,
+  secretUserEnv,
+} from "../src/runtime/user-script";
+import { ADD_WASM, multiModuleBundle, toBase64 } from "./fixtures/bundle";
 import {
   API_TOKEN,
   fakeDispatcher,
@@ -15,6 +23,7 @@ import {
   NAMESPACE,
   namespaceEnv,
   namespaceSetup,
+  USER_MODULE,
 } from "./helpers/namespace";
 
 async function runtimeError(promise: Promise<unknown>): Promise<RuntimeError> {
@@ -31,7 +40,7 @@ afterEach(() => {
 });
 
 describe("namespace runtime: deploy", () => {
-  it("uploads one ES module whose metadata names it, with the deployment's bindings and tags", async () => {
+  it("uploads the user's ES module under the platform's main module, with the deployment's bindings and tags", async () => {
     const { api, runtime } = namespaceSetup();
     const bundle = makeBundle();
     await runtime.deploy(bundle);
@@ -45,10 +54,18 @@ describe("namespace runtime: deploy", () => {
     const script = api.scripts.get(bundle.scriptName);
     expect(script).toBeDefined();
     expect(script?.modules).toEqual([
-      { name: "index.mjs", contentType: "application/javascript+module", content: bundle.moduleCode },
+      {
+        name: PLATFORM_MAIN_MODULE,
+        contentType: "application/javascript+module",
+        content: platformMainModule("index.mjs"),
+      },
+      { name: "index.mjs", contentType: "application/javascript+module", content: USER_MODULE },
     ]);
+    // The platform's main module re-exports the user's default export and refuses one without fetch.
+    expect(platformMainModule("index.mjs")).toContain('import handler from "./index.mjs";');
+    expect(platformMainModule("index.mjs")).toContain("export default handler;");
     expect(script?.metadata).toEqual({
-      main_module: "index.mjs",
+      main_module: PLATFORM_MAIN_MODULE,
       compatibility_date: "2026-08-01",
       compatibility_flags: [],
       bindings: [
@@ -376,5 +393,88 @@ describe("namespace runtime: remove", () => {
       );
       expect(new URLSearchParams(r.query).get("tags")).toBe(`agent-${agentId}:yes`);
     }
+  });
+});
+
+describe("namespace runtime: bundles", () => {
+  const runtimeModules = (): RuntimeModule[] =>
+    multiModuleBundle().modules.map((m) =>
+      m.encoding === "base64"
+        ? { name: m.name, type: m.type as "data" | "wasm", content: fromBase64(m.content) }
+        : { name: m.name, type: m.type as "esm" | "cjs" | "text" | "json", content: m.content },
+    );
+
+  it("uploads every module as its own part with its content type, and the flags in the metadata", async () => {
+    const { api, runtime } = namespaceSetup();
+    const bundle = makeBundle({
+      mainModuleName: "src/index.js",
+      modules: runtimeModules(),
+      compatibilityFlags: ["nodejs_compat"],
+    });
+    await runtime.deploy(bundle);
+    const script = api.scripts.get(bundle.scriptName);
+    expect(script?.metadata).toMatchObject({
+      main_module: PLATFORM_MAIN_MODULE,
+      compatibility_flags: ["nodejs_compat"],
+    });
+    expect(script?.modules[0]?.content).toContain('import handler from "./src/index.js";');
+    expect(script?.modules.map((m) => [m.name, m.contentType])).toEqual([
+      [PLATFORM_MAIN_MODULE, "application/javascript+module"],
+      ["src/index.js", "application/javascript+module"],
+      ["src/lib/greet.js", "application/javascript+module"],
+      ["src/lib/counter.cjs", "application/javascript"],
+      ["src/config.json", "application/json"],
+      ["src/prompt.txt", "text/plain"],
+      ["src/add.wasm", "application/wasm"],
+      ["src/blob.bin", "application/octet-stream"],
+    ]);
+    // The bytes arrive intact: the fake keeps binary parts as base64.
+    expect(script?.modules.find((m) => m.name === "src/add.wasm")?.content).toBe(toBase64(ADD_WASM));
+    expect(script?.modules.find((m) => m.name === "src/prompt.txt")?.content).toBe("be brief\n");
+  });
+
+  it("fails a bundle importing a module it lacks with the same message as the loader", async () => {
+    const { runtime } = namespaceSetup();
+    const bundle = makeBundle({
+      mainModuleName: "index.js",
+      modules: [
+        { name: "index.js", type: "esm", content: `import { ask } from "./lib/x.js"; export default { fetch: ask };` },
+        {
+          name: "lib/x.js",
+          type: "esm",
+          content: `import OpenAI from "openai"; export const ask = () => new OpenAI();`,
+        },
+      ],
+    });
+    const err = await runtimeError(runtime.deploy(bundle));
+    expect(err).toMatchObject({ code: "load_failed", retryable: false });
+    expect(err.message).toBe(
+      "module `lib/x.js` imports `openai` (resolved as `lib/openai`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path",
+    );
+  });
+
+  it("reads Cloudflare's startup failure of a default export without fetch as the loader's message", async () => {
+    const { api, runtime } = namespaceSetup();
+    // What Cloudflare answers when the platform's main module throws at the top level.
+    api.inject({
+      method: "PUT",
+      status: 400,
+      errors: [{ code: 10021, message: `Uncaught Error: ${NO_FETCH_HANDLER_MESSAGE}\n  at __webhost_main.mjs:4:42` }],
+    });
+    const err = await runtimeError(runtime.deploy(makeBundle()));
+    expect(err).toMatchObject({ code: "load_failed", retryable: false, message: NO_FETCH_HANDLER_MESSAGE });
+  });
+
+  it("refuses node: imports without nodejs_compat, and accepts them with it", async () => {
+    const { runtime } = namespaceSetup();
+    const modules: RuntimeModule[] = [
+      {
+        name: "index.mjs",
+        type: "esm",
+        content: `import { Buffer } from "node:buffer"; export default { fetch() {} };`,
+      },
+    ];
+    await expect(runtime.deploy(makeBundle({ modules }))).rejects.toMatchObject({ code: "load_failed" });
+    await runtime.deploy(makeBundle({ modules, compatibilityFlags: ["nodejs_compat"] }));
   });
 });

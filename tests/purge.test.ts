@@ -39,7 +39,7 @@ async function agentWithSecrets(o: Owner, moduleCode = modules.fixedAnswer(`purg
   }
   const { keyring, tierLimits } = await getConfig(env);
   const deployment = await createDeployment(
-    { db, userId: o.userId, keyring, tierLimits, queue: { send: async () => {} } },
+    { db, userId: o.userId, keyring, tierLimits, artifacts: env.ARTIFACTS, queue: { send: async () => {} } },
     agent.id,
     { moduleCode },
   );
@@ -115,15 +115,15 @@ describe("purge of deleted agents", () => {
     await deleteAgent(o, gone.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
     await purgeDeletedAgents(db);
     const gonePurged = await stateOf(gone.agentId, gone.deploymentId);
-    expect(gonePurged).toMatchObject({ secrets: 0, snapshot: null, code: shared, artifactPurgedAt: null });
-    expect((await stateOf(stays.agentId, stays.deploymentId)).code).toBe(shared);
+    expect(gonePurged).toMatchObject({ secrets: 0, snapshot: null, artifactPurgedAt: null });
+    expect((await stateOf(stays.agentId, stays.deploymentId)).artifactPurgedAt).toBeNull();
 
     // Once its last user is purged too, the code goes; deploying the same bytes brings it back.
     await deleteAgent(o, stays.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
     await purgeDeletedAgents(db);
-    expect(await stateOf(stays.agentId, stays.deploymentId)).toMatchObject({ code: "" });
+    expect((await stateOf(stays.agentId, stays.deploymentId)).artifactPurgedAt).not.toBeNull();
     const again = await agentWithSecrets(o, shared);
-    expect(await stateOf(again.agentId, again.deploymentId)).toMatchObject({ code: shared, artifactPurgedAt: null });
+    expect(await stateOf(again.agentId, again.deploymentId)).toMatchObject({ artifactPurgedAt: null });
   });
 
   it("is bounded per run: rows per statement and statements per run, and finishes over later runs", async () => {

@@ -30,7 +30,11 @@ async function setup() {
   const userId = await userIdOf(user.subject);
   const { keyring, tierLimits } = await getConfig(env);
   const newDeployment = async (moduleCode = modules.fixedAnswer("queued"), agentId = agent.id) =>
-    createDeployment({ db, userId, keyring, tierLimits, queue: { send: async () => {} } }, agentId, { moduleCode });
+    createDeployment(
+      { db, userId, keyring, tierLimits, artifacts: env.ARTIFACTS, queue: { send: async () => {} } },
+      agentId,
+      { moduleCode },
+    );
   return { ...user, agent, userId, keyring, newDeployment };
 }
 
@@ -88,12 +92,11 @@ async function runQueue(batch: MessageBatch<unknown>) {
   await waitOnExecutionContext(ctx);
 }
 
-/** Answers invoke/v1 with how many deploy probes (GET) this isolate has answered. */
-const PROBE_COUNTER = `let probes = 0;
+/** Answers invoke/v1 with how many times this isolate evaluated the module's top level. */
+const LOAD_COUNTER = `globalThis.loads = (globalThis.loads ?? 0) + 1;
 export default {
-  async fetch(req) {
-    if (req.method === "GET") { probes++; return new Response("ok"); }
-    return Response.json({ output: { text: String(probes) } });
+  async fetch() {
+    return Response.json({ output: { text: String(globalThis.loads) } });
   },
 };`;
 
@@ -103,7 +106,7 @@ describe("deploy jobs delivered more than once", () => {
     const d = await s.newDeployment();
     const runtime = await countingRuntime();
     const d1 = recordingD1();
-    const deps = { db: createDb(d1), keyring: s.keyring, runtime };
+    const deps = { db: createDb(d1), keyring: s.keyring, runtime, artifacts: env.ARTIFACTS };
     const outcomes = await Promise.all([
       processDeployJob(deps, { deploymentId: d.id }, 1),
       processDeployJob(deps, { deploymentId: d.id }, 1),
@@ -119,9 +122,9 @@ describe("deploy jobs delivered more than once", () => {
     expect(await expectPointerInvariant(s.agent.id)).toBe(d.id);
   });
 
-  it("through the queue handler, duplicates in one batch and a later redelivery run the module's deploy probe once", async () => {
+  it("through the queue handler, duplicates in one batch and a later redelivery load the module once", async () => {
     const s = await setup();
-    const d = await s.newDeployment(PROBE_COUNTER);
+    const d = await s.newDeployment(LOAD_COUNTER);
     const batch = createMessageBatch("deploy-jobs", [
       { id: `dup-a-${d.id}`, timestamp: new Date(), attempts: 1, body: { deploymentId: d.id } },
       { id: `dup-b-${d.id}`, timestamp: new Date(), attempts: 1, body: { deploymentId: d.id } },
@@ -136,7 +139,7 @@ describe("deploy jobs delivered more than once", () => {
     expect([...late.outcomes.values()]).toEqual([{ op: "ack" }]);
 
     expect((await row(d.id)).status).toBe("active");
-    const res = await call("POST", `/v1/invoke/${s.agent.id}`, { headers: s.headers, body: userMessage("probes?") });
+    const res = await call("POST", `/v1/invoke/${s.agent.id}`, { headers: s.headers, body: userMessage("loads?") });
     expect((await json(res)).output.text).toBe("1");
   });
 });
@@ -228,7 +231,7 @@ describe("D1 batches are all or nothing", () => {
     const s = await setup();
     const first = await s.newDeployment(modules.fixedAnswer("first"));
     const second = await s.newDeployment(modules.fixedAnswer("second"));
-    const deps = { db, keyring: s.keyring, runtime: await countingRuntime() };
+    const deps = { db, keyring: s.keyring, runtime: await countingRuntime(), artifacts: env.ARTIFACTS };
     expect(await processDeployJob(deps, { deploymentId: first.id }, 1)).toEqual({ action: "ack", result: "active" });
 
     // Only the statement that ends `deploying` fails: the claim (also an UPDATE) goes through.

@@ -34,6 +34,7 @@ describe("TIER_LIMITS overrides", () => {
       telemetryEventsPerMinute: 600,
       telemetryEventsPerPeriod: 10_000,
       metricsRetentionDays: 7,
+      bundleBytes: 3145728,
     });
   });
 

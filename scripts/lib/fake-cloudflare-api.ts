@@ -22,9 +22,37 @@ const MODULE_TYPES = new Set([
   "application/wasm",
   "text/plain",
   "application/octet-stream",
+  "application/json",
   "application/source-map",
 ]);
 const ES_MODULE_TYPES = new Set(["application/javascript+module", "text/javascript+module"]);
+const JS_TYPES = new Set([...ES_MODULE_TYPES, "application/javascript", "text/javascript"]);
+const BINARY_TYPES = new Set(["application/wasm", "application/octet-stream"]);
+const NODEJS_COMPAT_FLAGS = ["nodejs_compat", "nodejs_compat_v2"];
+
+/** Static import / export-from / require specifiers of a JavaScript module (good enough for a fake). */
+function importSpecifiers(code: string): string[] {
+  const specs: string[] = [];
+  const patterns = [
+    /\bimport\s+(?:[\w*${}\s,]+?\s+from\s+)?["']([^"']+)["']/g,
+    /\bexport\s+(?:\*|\{[^}]*\})(?:\s+as\s+\w+)?\s+from\s+["']([^"']+)["']/g,
+    /\brequire\(\s*["']([^"']+)["']\s*\)/g,
+  ];
+  for (const re of patterns) for (const m of code.matchAll(re)) specs.push(m[1]!);
+  return specs;
+}
+
+/** Where the Workers runtime looks for `spec` imported from module `importer` (both bundle names). */
+function resolveModule(spec: string, importer: string): string {
+  const dir = importer.includes("/") ? importer.slice(0, importer.lastIndexOf("/") + 1) : "";
+  return new URL(spec, `file:///${dir}`).pathname.slice(1);
+}
+
+const toBase64 = (bytes: Uint8Array) => {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+};
 
 type Binding = { type: string; name: string; [field: string]: any };
 
@@ -37,6 +65,7 @@ export type FakeScript = {
     tags?: string[];
     [field: string]: unknown;
   };
+  /** Text parts as text; binary parts (wasm, octet-stream) as base64 of their bytes. */
   modules: Array<{ name: string; contentType: string; content: string }>;
   tags: string[];
   etag: string;
@@ -151,7 +180,31 @@ async function validateUpload(
     const file = value as unknown as Blob;
     const type = (file.type ?? "").split(";")[0]!.trim().toLowerCase();
     if (!MODULE_TYPES.has(type)) reject(400, 10021, `part ${name} has unsupported content type "${file.type}"`);
-    modules.push({ name, contentType: type, content: await file.text() });
+    if (modules.some((m) => m.name === name)) reject(400, 10021, `two parts are named ${name}`);
+    if (BINARY_TYPES.has(type)) {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      if (
+        type === "application/wasm" &&
+        !(bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d)
+      ) {
+        reject(
+          400,
+          10021,
+          `Uncaught CompileError: WebAssembly.Module(): expected magic word 00 61 73 6d (module ${name})`,
+        );
+      }
+      modules.push({ name, contentType: type, content: toBase64(bytes) });
+      continue;
+    }
+    const text = await file.text();
+    if (type === "application/json") {
+      try {
+        JSON.parse(text);
+      } catch {
+        reject(400, 10021, `Uncaught SyntaxError: module ${name} is not valid JSON`);
+      }
+    }
+    modules.push({ name, contentType: type, content: text });
   }
   const main = modules.find((m) => m.name === metadata.main_module);
   if (!main) reject(400, 10021, `main_module "${metadata.main_module}" names no uploaded part`);
@@ -167,6 +220,21 @@ async function validateUpload(
       metadata.compatibility_flags.some((f: unknown) => typeof f !== "string"))
   ) {
     reject(400, 10021, "compatibility_flags must be an array of strings");
+  }
+  // The startup check resolves every import, as the runtime would: a module not uploaded (or a
+  // node: built-in without nodejs_compat) fails the upload the way a top-level error does.
+  const flags: string[] = metadata.compatibility_flags ?? [];
+  const nodeCompat = flags.some((f) => NODEJS_COMPAT_FLAGS.includes(f));
+  for (const m of modules) {
+    if (!JS_TYPES.has(m.contentType)) continue;
+    for (const spec of importSpecifiers(m.content)) {
+      if (spec.startsWith("cloudflare:")) continue;
+      if (spec.startsWith("node:") && nodeCompat) continue;
+      const resolved = spec.startsWith("node:") ? spec : resolveModule(spec, m.name);
+      if (!modules.some((p) => p.name === resolved)) {
+        reject(400, 10021, `Uncaught Error: No such module "${resolved}". imported from "${m.name}"`);
+      }
+    }
   }
 
   const bindings: Binding[] = metadata.bindings ?? [];

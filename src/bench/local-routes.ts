@@ -79,7 +79,7 @@ async function invokeBaseline(
     userId: row.userId,
     agentId: row.agentId,
     scriptName: row.scriptName,
-    loadBundle: () => loadDeploymentBundle({ db, keyring: config.keyring }, row),
+    loadBundle: () => loadDeploymentBundle({ db, keyring: config.keyring, artifacts: env.ARTIFACTS }, row),
   };
   const upstream = new Request(`${INTERNAL_ORIGIN}${row.invokePath}`, {
     method: "POST",

@@ -26,7 +26,7 @@ export class DispatchNamespaceScripts {
   ): Promise<UploadScriptResult> {
     const form = new FormData();
     form.set("metadata", new Blob([JSON.stringify(metadata)], { type: "application/json" }), "metadata.json");
-    for (const m of modules) form.set(m.name, new Blob([m.content], { type: m.contentType }), m.name);
+    for (const m of modules) form.append(m.name, new Blob([m.content], { type: m.contentType }), m.name);
     const result = await this.client.request({
       operation: `upload script ${scriptName}`,
       method: "PUT",

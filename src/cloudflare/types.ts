@@ -44,10 +44,20 @@ export type WorkerUploadMetadata = {
 };
 
 /** One module part of the multipart upload. */
-export type WorkerModulePart = { name: string; content: string; contentType: string };
+export type WorkerModulePart = { name: string; content: string | Uint8Array; contentType: string };
 
 /** Content type of an ES module part. */
 export const ES_MODULE_CONTENT_TYPE = "application/javascript+module";
+
+/** The content type of each module kind's part: Cloudflare reads the module's type from it. */
+export const MODULE_CONTENT_TYPES = {
+  esm: ES_MODULE_CONTENT_TYPE,
+  cjs: "application/javascript",
+  text: "text/plain",
+  data: "application/octet-stream",
+  wasm: "application/wasm",
+  json: "application/json",
+} as const;
 
 /** `result` of a successful upload (only the fields this project reads). */
 export type UploadScriptResult = {

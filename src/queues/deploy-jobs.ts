@@ -25,7 +25,13 @@ export async function handleDeployBatch(batch: MessageBatch<unknown>, env: Env, 
   let deps: Parameters<typeof processDeployJob>[0];
   try {
     const services = composeServices(env, ctx, await getConfig(env));
-    deps = { db: services.db, keyring: services.keyring, runtime: services.runtime };
+    deps = {
+      db: services.db,
+      keyring: services.keyring,
+      runtime: services.runtime,
+      artifacts: services.artifacts,
+      tierLimits: services.tierLimits,
+    };
   } catch (err) {
     // Misconfiguration: nothing can be deployed until an operator fixes it. The deploys fail at
     // once (the tenant reads "the platform is misconfigured"; the detail is in this line); the

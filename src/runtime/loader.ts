@@ -7,15 +7,21 @@ import {
   type InvokeTarget,
   RuntimeError,
   type RuntimeLimits,
+  type RuntimeModule,
   type RuntimeProvider,
 } from "./types";
 import {
+  DEPLOY_CHECK_ENTRYPOINT,
+  loadFailureMessage,
+  NO_FETCH_HANDLER_MESSAGE,
+  PLATFORM_MAIN_MODULE,
   plainUserEnv,
+  platformMainModule,
   secretUserEnv,
   TELEMETRY_BINDING,
   type TelemetryBindingProps,
   telemetryBindingProps,
-  USER_SCRIPT_COMPATIBILITY_FLAGS,
+  userScriptCompatibilityFlags,
 } from "./user-script";
 
 /**
@@ -25,22 +31,23 @@ import {
 export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 
 /**
- * The deploy probe: `GET /` with this header. Any HTTP answer (whatever its status) proves the
- * module loaded and its fetch handler runs; an exception (a throw at load time, no fetch handler,
- * a handler that throws) or no answer within the probe timeout fails the deployment.
+ * The deploy check: the bundle loads (its top-level evaluation succeeds within
+ * DEPLOY_CHECK_TIMEOUT_MS) and its default export has a fetch handler. It sends the user's code
+ * no request: loading the isolate evaluates the platform's main module (user-script.ts), which
+ * imports the user's, asserts the fetch handler at its top level, and answers the check over RPC.
  */
-export const PROBE_HEADER = "x-webhost-probe";
-export const PROBE_TIMEOUT_MS = 10_000;
-
-const INTERNAL_ORIGIN = "https://agent.webhost.internal";
+export const DEPLOY_CHECK_TIMEOUT_MS = 10_000;
 
 export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
-    compatibilityFlags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
-    mainModule: bundle.mainModuleName,
+    compatibilityFlags: userScriptCompatibilityFlags(bundle),
+    mainModule: PLATFORM_MAIN_MODULE,
     // The object form names the module type: the loader infers it only for names ending in .js.
-    modules: { [bundle.mainModuleName]: { js: bundle.moduleCode } },
+    modules: {
+      [PLATFORM_MAIN_MODULE]: { js: platformMainModule(bundle.mainModuleName) },
+      ...Object.fromEntries(bundle.modules.map((m) => [m.name, loaderModule(m)])),
+    },
     env: {
       ...secretUserEnv(bundle),
       ...plainUserEnv(bundle),
@@ -48,6 +55,24 @@ export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryB
     },
     globalOutbound: null,
   };
+}
+
+/** One module in the loader's object form, which names its type (it infers it only from .js names). */
+function loaderModule(m: RuntimeModule): WorkerLoaderModule {
+  switch (m.type) {
+    case "esm":
+      return { js: m.content };
+    case "cjs":
+      return { cjs: m.content };
+    case "text":
+      return { text: m.content };
+    case "json":
+      return { json: JSON.parse(m.content) };
+    case "data":
+      return { data: m.content.slice().buffer };
+    case "wasm":
+      return { wasm: m.content };
+  }
 }
 
 /** The error's message on one line (load errors span several), bounded in length. */
@@ -79,31 +104,35 @@ export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBi
   return {
     async deploy(bundle) {
       const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry));
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new RuntimeError(
+                "timeout",
+                `the bundle's top-level code did not finish within ${DEPLOY_CHECK_TIMEOUT_MS} ms: move slow work into the fetch handler`,
+                false,
+              ),
+            ),
+          DEPLOY_CHECK_TIMEOUT_MS,
+        );
+      });
+      let result: { hasFetch: boolean };
       try {
-        const res = await stub.getEntrypoint().fetch(`${INTERNAL_ORIGIN}/`, {
-          method: "GET",
-          headers: { [PROBE_HEADER]: "1" },
-          signal: abort.signal,
-        });
-        await res.body?.cancel();
+        const entry = stub.getEntrypoint(DEPLOY_CHECK_ENTRYPOINT) as unknown as {
+          check(): Promise<{ hasFetch: boolean }>;
+        };
+        result = await Promise.race([entry.check(), timedOut]);
       } catch (err) {
-        if (abort.signal.aborted) {
-          throw new RuntimeError(
-            "timeout",
-            `the module did not answer the deploy probe within ${PROBE_TIMEOUT_MS} ms`,
-            false,
-          );
-        }
+        if (err instanceof RuntimeError) throw err;
         const classified = classifyLoaderError(err);
         if (classified instanceof RuntimeError && classified.retryable) throw classified;
-        throw new RuntimeError("load_failed", `the module failed the deploy probe: ${messageOf(err)}`, false, {
-          cause: err,
-        });
+        throw new RuntimeError("load_failed", loadFailureMessage(messageOf(err)), false, { cause: err });
       } finally {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
       }
+      if (!result.hasFetch) throw new RuntimeError("load_failed", NO_FETCH_HANDLER_MESSAGE, false);
     },
 
     async invoke(target: InvokeTarget, request: Request, opts: { limits: RuntimeLimits }) {

@@ -10,6 +10,15 @@ export type RuntimeProviderName = (typeof RUNTIME_PROVIDERS)[number];
 /** Per-invocation resource limits for the user script (from the caller's tier). */
 export type RuntimeLimits = { cpuMs: number; subRequests: number };
 
+/** The module types a bundle may hold (the Workers runtime's own). */
+export const MODULE_TYPES = ["esm", "cjs", "text", "data", "json", "wasm"] as const;
+export type ModuleType = (typeof MODULE_TYPES)[number];
+
+/** One module: text for esm/cjs/text/json, bytes for data/wasm. */
+export type RuntimeModule =
+  | { name: string; type: "esm" | "cjs" | "text" | "json"; content: string }
+  | { name: string; type: "data" | "wasm"; content: Uint8Array };
+
 /**
  * Everything a mechanism needs to run one deployment's code. Holds decrypted secret material:
  * it lives only in memory for the duration of a deploy or a (cold) invoke, and is never logged.
@@ -22,8 +31,11 @@ export type DeploymentBundle = {
   scriptName: string;
   runtimeProvider: RuntimeProviderName;
   mainModuleName: string;
-  moduleCode: string;
+  /** Every module of the bundle; `mainModuleName` names an `esm` one. */
+  modules: RuntimeModule[];
   compatibilityDate: string;
+  /** The deployment's compatibility flags (from the documented allow-list). */
+  compatibilityFlags: string[];
   /** base64url of the deployment's 32-byte telemetry HMAC key. */
   telemetrySecret: string;
   /** The agent's secrets as they were when this deployment was created. */

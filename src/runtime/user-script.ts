@@ -21,10 +21,61 @@ export const PLATFORM_BINDING_NAMES = [
 ] as const;
 
 /**
- * Compatibility flags every user script runs with. Empty: user scripts get exactly their
- * deployment's compatibility date.
+ * The compatibility flags a deployment may ask for (`compatibilityFlags` of the deploy body).
+ * Anything else is refused: a flag can change what a script may do, so each is allowed on purpose.
  */
-export const USER_SCRIPT_COMPATIBILITY_FLAGS: readonly string[] = [];
+export const ALLOWED_COMPATIBILITY_FLAGS = ["nodejs_compat", "nodejs_compat_v2", "no_nodejs_compat_v2"] as const;
+
+/** The flags a deployment runs with: exactly the ones it asked for (no platform additions). */
+export function userScriptCompatibilityFlags(bundle: DeploymentBundle): string[] {
+  return [...bundle.compatibilityFlags];
+}
+
+/**
+ * The platform's main module, added to every bundle under both mechanisms (module names starting
+ * with "__webhost" are reserved). It imports the user's main module, fails the top-level
+ * evaluation when the default export has no fetch handler (so the loader's load and Cloudflare's
+ * upload validation refuse such a bundle alike), re-exports the user's default export unchanged,
+ * and offers the loader's deploy check an RPC entrypoint. It never sees a request.
+ */
+export const PLATFORM_MAIN_MODULE = "__webhost_main.mjs";
+export const DEPLOY_CHECK_ENTRYPOINT = "WebhostDeployCheck";
+export const NO_FETCH_HANDLER_MESSAGE =
+  "the default export has no fetch handler: export default { async fetch(request, env, ctx) { … } }";
+
+export function platformMainModule(mainModuleName: string): string {
+  const main = JSON.stringify(`./${mainModuleName}`);
+  return `import { WorkerEntrypoint } from "cloudflare:workers";
+import handler from ${main};
+const fetchOf = typeof handler === "function" ? handler.prototype?.fetch : handler?.fetch;
+if (typeof fetchOf !== "function") throw new Error(${JSON.stringify(NO_FETCH_HANDLER_MESSAGE)});
+export default handler;
+export class ${DEPLOY_CHECK_ENTRYPOINT} extends WorkerEntrypoint {
+  check() {
+    return { hasFetch: true };
+  }
+}
+`;
+}
+
+/**
+ * What a bundle that failed to load tells the user to change, the same under both mechanisms (the
+ * loader's startup error, or Cloudflare's upload validation of the top level).
+ */
+export function loadFailureMessage(message: string): string {
+  if (message.includes(NO_FETCH_HANDLER_MESSAGE)) return NO_FETCH_HANDLER_MESSAGE;
+  if (/Top-level await in module is unsettled/i.test(message)) {
+    return "the bundle's top-level code never finished (a top-level await that never settles): move waiting work into the fetch handler";
+  }
+  const missing = /No such module "([^"]+)"\.? imported from "([^"]+)"/.exec(message);
+  if (missing) {
+    const [, resolved, importer] = missing as unknown as [string, string, string];
+    const dir = importer.includes("/") ? importer.slice(0, importer.lastIndexOf("/") + 1) : "";
+    const wanted = dir && resolved.startsWith(dir) ? resolved.slice(dir.length) : resolved;
+    return `module \`${importer}\` imports \`${wanted}\` (resolved as \`${resolved}\`), which is not in the bundle: bundle your dependencies (e.g. with esbuild or wrangler) or fix the import path`;
+  }
+  return `the bundle failed to load: ${message}`;
+}
 
 /** The props TELEMETRY carries: the identity the gateway cross-checks, set by the gateway. */
 export type TelemetryBindingProps = { userId: string; agentId: string; deploymentId: string };

@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 // The events GET /v1/metrics/recent returns, typed by the schema the gateway serves them with.
 import type { MetricsEventView as MetricsEvent } from "../../src/services/metering/event";
+import { BUNDLE_ANSWER, multiModuleBundle } from "../fixtures/bundle.ts";
 import { api, expectJson, expectProblem, mintToken, newUser, type User, waitFor } from "./harness";
 import { PROBE_AGENT_SOURCE, PROBE_PAUSE_MS } from "./probe-agent";
 
@@ -719,6 +720,25 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
     const totals = { requests: invocations, errors: 0, inputTokens: 1234 + 5, outputTokens: 567 + 5 };
     expect(usage.usage).toMatchObject(totals);
     expect(usage.agents).toMatchObject([{ agentId: agent.id, name: null, deleted: true, usage: totals }]);
+  });
+});
+
+describe("a multi-module bundle over HTTP", () => {
+  it("deploys ES, CommonJS, JSON, text, data and WebAssembly modules as one agent, which answers", async () => {
+    const user = await newUser("bundler");
+    const created = await api("POST", "/v1/agents", { user, body: { name: "bundled" } });
+    const agentId = (await expectJson<{ agent: Agent }>(created, 201)).agent.id;
+    const res = await api("POST", `/v1/agents/${agentId}/deploy`, {
+      user,
+      body: { ...multiModuleBundle(), compatibilityFlags: ["nodejs_compat"] },
+    });
+    const { deployment } = await expectJson<{ deployment: Deployment }>(res, 202);
+    expect(deployment.mainModuleName).toBe("src/index.js");
+    await waitUntilActive(user, agentId, deployment.id);
+    const answer = await invoke(user, agentId, "bob");
+    expect(answer.headers.get("x-deployment-id")).toBe(deployment.id);
+    const body = await expectJson<{ output: { text: string } }>(answer, 200);
+    expect(body.output.text).toBe(BUNDLE_ANSWER);
   });
 });
 

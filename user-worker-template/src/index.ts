@@ -2,7 +2,7 @@
 // It speaks invoke/v1 on POST (any path, so any invokePath works): JSON by default, SSE when the
 // caller accepts text/event-stream (one `delta` per word, then `done`). It echoes the last user
 // message and reports one signed telemetry event per invocation, off the response path.
-// A GET on any path answers a small JSON status document (the gateway's deploy probe uses it).
+// A GET on any path answers a small JSON status document.
 import { answer, BadRequest, type InvokeRequest, parseInvokeRequest, splitIntoDeltas } from "./invoke";
 import { sseEvent } from "./sse";
 import { type InvocationSummary, reportInvocation, type TelemetryEnv } from "./telemetry";

@@ -144,7 +144,7 @@ describe("user-worker-template", () => {
     expect(plain.status).toBe(200);
   });
 
-  it("answers a GET (the gateway's deploy probe) and refuses malformed invocations with 400", async () => {
+  it("answers a GET with its status and refuses malformed invocations with 400", async () => {
     const { agent } = loadTemplate();
     const probe = await agent.fetch("https://agent.internal/", { headers: { "x-webhost-probe": "1" } });
     expect(probe.status).toBe(200);

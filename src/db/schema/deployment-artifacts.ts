@@ -1,6 +1,9 @@
-// Module code, content-addressed per user: redeploying the same bytes reuses the row. Immutable,
-// except that the purge empties module_code (setting purged_at) once only deployments of purged
-// agents reference it; deploying the same bytes again restores it (services/deployments/create.ts).
+// Immutable deployment code, content-addressed per user: redeploying the same bundle reuses the row.
+// Two storages, both read: `d1` rows (made before bundles existed) hold one ES module in
+// module_code; `r2` rows hold only metadata, and the bundle itself is the ARTIFACTS object named
+// by object_key (its sha256, shared by every user who deploys the same bundle).
+// A purge (services/cleanup/purge.ts) empties module_code and sets purged_at once only deployments
+// of purged agents reference the row; deploying the same bundle again makes it live again.
 import { integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { createdAt } from "./columns";
 import { users } from "./users";
@@ -13,8 +16,16 @@ export const deploymentArtifacts = sqliteTable(
       .notNull()
       .references(() => users.id, { onDelete: "cascade" }),
     sha256: text("sha256").notNull(),
+    /** The one ES module of a `d1` artifact; empty for `r2` artifacts. */
     moduleCode: text("module_code").notNull(),
+    /** Decoded bytes of all modules. */
     sizeBytes: integer("size_bytes").notNull(),
+    storage: text("storage", { enum: ["d1", "r2"] })
+      .notNull()
+      .default("d1"),
+    /** The ARTIFACTS object key of an `r2` artifact. */
+    objectKey: text("object_key"),
+    moduleCount: integer("module_count").notNull().default(1),
     createdAt: createdAt(),
     purgedAt: integer("purged_at"),
   },

@@ -38,6 +38,8 @@ export const deployments = sqliteTable(
     // The runtime's name for the code (namespace script name); derived from the id.
     scriptName: text("script_name").notNull(),
     errorMessage: text("error_message"),
+    // The deploy's smokeTest (JSON), run by the deploy job before the pointer moves; null for none.
+    smokeTest: text("smoke_test"),
     // Set by the queue consumer's conditional claim; a second delivery sees it and skips.
     claimedAt: integer("claimed_at"),
     activatedAt: integer("activated_at"),

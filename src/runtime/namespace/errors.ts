@@ -3,6 +3,11 @@
 // `retryable` flag.
 import { CloudflareApiError } from "../../cloudflare/errors";
 import { RuntimeError } from "../types";
+import { loadFailureMessage } from "../user-script";
+
+/** Cloudflare's "script validation failed" code, which also reports a failing top level. */
+const CF_CODE_SCRIPT_INVALID = 10021;
+const STARTUP_FAILURE = /^Uncaught |No such module|SyntaxError|CompileError/;
 
 /**
  * Classifies what `DISPATCHER.get(...)` or the returned fetcher's `fetch()` threw. Workers for
@@ -62,6 +67,11 @@ export const CF_SCRIPT_CODES = new Set([10021, 10027]);
 export function runtimeErrorFromApi(err: unknown): unknown {
   if (!(err instanceof CloudflareApiError)) return err;
   if (err.retryable) return new RuntimeError("unavailable", err.message, true, { cause: err });
+  // A bundle whose top level fails Cloudflare's startup check reads as the loader's message.
+  const startup = err.errors.find((e) => e.code === CF_CODE_SCRIPT_INVALID && STARTUP_FAILURE.test(e.message));
+  if (startup) {
+    return new RuntimeError("load_failed", loadFailureMessage(startup.message), false, { cause: err, fault: "agent" });
+  }
   if (err.codes.some((c) => CF_SCRIPT_CODES.has(c))) {
     return new RuntimeError("load_failed", err.message, false, { cause: err, fault: "agent" });
   }

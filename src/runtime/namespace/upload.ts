@@ -1,22 +1,25 @@
-// What a deployment's upload to the dispatch namespace contains: the one ES module, and metadata
+// What a deployment's upload to the dispatch namespace contains: every module of the bundle as its
+// own part (typed by content type), and metadata with the compatibility flags,
 // carrying the user script's environment as bindings (from user-script.ts, the same environment
 // the loader mechanism passes as `env`) and the tags cleanup deletes by.
 import {
-  ES_MODULE_CONTENT_TYPE,
+  MODULE_CONTENT_TYPES,
   type WorkerBinding,
   type WorkerModulePart,
   type WorkerUploadMetadata,
 } from "../../cloudflare/types";
-import type { DeploymentBundle } from "../types";
+import type { DeploymentBundle, RuntimeModule } from "../types";
 import {
   agentTag,
   deploymentTag,
+  PLATFORM_MAIN_MODULE,
   plainUserEnv,
+  platformMainModule,
   secretUserEnv,
   TELEMETRY_BINDING,
   TELEMETRY_ENTRYPOINT,
   telemetryBindingProps,
-  USER_SCRIPT_COMPATIBILITY_FLAGS,
+  userScriptCompatibilityFlags,
   userTag,
 } from "../user-script";
 
@@ -51,12 +54,25 @@ export function namespaceUpload(
 ): { metadata: WorkerUploadMetadata; modules: WorkerModulePart[] } {
   return {
     metadata: {
-      main_module: bundle.mainModuleName,
+      // The platform's main module imports the user's (user-script.ts): the same in both mechanisms.
+      main_module: PLATFORM_MAIN_MODULE,
       compatibility_date: bundle.compatibilityDate,
-      compatibility_flags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
+      compatibility_flags: userScriptCompatibilityFlags(bundle),
       bindings: namespaceBindings(bundle, gatewayServiceName),
       tags: [userTag(bundle.userId), agentTag(bundle.agentId), deploymentTag(bundle.deploymentId)],
     },
-    modules: [{ name: bundle.mainModuleName, content: bundle.moduleCode, contentType: ES_MODULE_CONTENT_TYPE }],
+    modules: [
+      {
+        name: PLATFORM_MAIN_MODULE,
+        content: platformMainModule(bundle.mainModuleName),
+        contentType: MODULE_CONTENT_TYPES.esm,
+      },
+      ...bundle.modules.map(modulePart),
+    ],
   };
+}
+
+/** One module as its own multipart part, typed by the content type Cloudflare reads its kind from. */
+function modulePart(m: RuntimeModule): WorkerModulePart {
+  return { name: m.name, content: m.content, contentType: MODULE_CONTENT_TYPES[m.type] };
 }

@@ -3,7 +3,7 @@
 // the agent's secrets (both encrypted), and queues the deploy job. The queue consumer does the rest.
 import { and, eq, sql } from "drizzle-orm";
 import { secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
-import { sha256Hex, utf8 } from "../../crypto/encoding";
+import { sha256Hex } from "../../crypto/encoding";
 import { encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
@@ -17,21 +17,19 @@ import { getAgent } from "../agents/agents";
 import { loadAgentSecrets } from "../secrets/secrets";
 import { assertDeployAllowed } from "../usage/plan-limits";
 import type { TierLimitsByTier } from "../usage/tiers";
-import {
-  DEFAULT_COMPATIBILITY_DATE,
-  DEFAULT_INVOKE_PATH,
-  DEFAULT_MAIN_MODULE_NAME,
-  MODULE_CODE_MAX_BYTES,
-} from "./defaults";
+import { limitsForUser } from "../usage/user-tier";
+import { type ArtifactBucket, storeBundle } from "./artifacts";
+import { type BundleInput, checkBundle } from "./bundle-format";
+import { DEFAULT_COMPATIBILITY_DATE, DEFAULT_INVOKE_PATH } from "./defaults";
 import type { DeployJob } from "./deploy-job";
+import type { SmokeTest } from "./smoke-test";
 import { TEMPLATE_MODULE_CODE } from "./template-module.generated";
 
-export type DeployInput = {
-  moduleCode?: string;
+export type DeployInput = BundleInput & {
+  smokeTest?: SmokeTest;
   runtimeProvider?: string;
   compatibilityDate?: string;
   invokePath?: string;
-  mainModuleName?: string;
 };
 
 export type CreateDeploymentDeps = {
@@ -39,6 +37,7 @@ export type CreateDeploymentDeps = {
   userId: string;
   keyring: Keyring;
   tierLimits: TierLimitsByTier;
+  artifacts: ArtifactBucket;
   queue: { send(job: DeployJob): Promise<unknown> };
 };
 
@@ -54,19 +53,17 @@ export async function createDeployment(
   }
   // 403 plan_limit_exceeded once the tier's deploys for today are used up.
   await assertDeployAllowed(deps);
-  const moduleCode = input.moduleCode ?? TEMPLATE_MODULE_CODE;
-  const sizeBytes = utf8.encode(moduleCode).byteLength;
-  if (sizeBytes > MODULE_CODE_MAX_BYTES) {
-    throw new ApiError(
-      "payload_too_large",
-      `moduleCode is ${sizeBytes} bytes; the limit is ${MODULE_CODE_MAX_BYTES} bytes`,
-      { extra: { limitBytes: MODULE_CODE_MAX_BYTES }, errors: [{ location: "body.moduleCode", message: "too large" }] },
-    );
-  }
+  // Checked (400/413) before anything is stored.
+  const { tier, limits } = await limitsForUser(deps.db, deps.userId, deps.tierLimits);
+  const bundle = await checkBundle(input, { bundleBytes: limits.bundleBytes, tier }, TEMPLATE_MODULE_CODE);
+  // The shorthand keeps its documented hash (of the module's text); a bundle's is the bundle's.
+  const moduleSha256 =
+    input.modules === undefined ? await sha256Hex(bundle.stored.modules[0]?.content ?? "") : bundle.sha256;
+  // The object first: a D1 row never names an object that was not written.
+  const objectKey = await storeBundle(deps.artifacts, bundle);
 
   const now = Date.now();
   const deploymentId = newId("deployment", now);
-  const sha256 = await sha256Hex(moduleCode);
   const telemetrySecret = crypto.getRandomValues(new Uint8Array(32));
   const row: DeploymentRow = {
     id: deploymentId,
@@ -76,14 +73,15 @@ export async function createDeployment(
     runtimeProvider,
     compatibilityDate: input.compatibilityDate ?? DEFAULT_COMPATIBILITY_DATE,
     invokePath: input.invokePath ?? DEFAULT_INVOKE_PATH,
-    mainModuleName: input.mainModuleName ?? DEFAULT_MAIN_MODULE_NAME,
+    mainModuleName: bundle.stored.mainModuleName,
     artifactId: "",
-    moduleSha256: sha256,
+    moduleSha256,
     // The raw 32 key bytes, sealed; the user script receives their base64url as TELEMETRY_SECRET.
     telemetrySecretCiphertext: await encryptSecret(deps.keyring, telemetrySecret, telemetrySecretAad(deploymentId)),
     secretsSnapshotCiphertext: await snapshotAgentSecrets(deps, agentId, deploymentId),
     scriptName: scriptNameFor(deploymentId),
     errorMessage: null,
+    smokeTest: input.smokeTest ? JSON.stringify(input.smokeTest) : null,
     claimedAt: null,
     activatedAt: null,
     firstActivatedAt: null,
@@ -92,17 +90,36 @@ export async function createDeployment(
     updatedAt: now,
   };
 
-  // Content-addressed per user: the same bytes deployed twice share one artifact row.
+  // Content-addressed per user: the same bundle deployed twice shares one artifact row (and the
+  // object is shared by everyone who deploys it).
+  const sha256 = bundle.sha256;
   const artifactIdQuery = sql`(SELECT ${deploymentArtifacts.id} FROM ${deploymentArtifacts}
     WHERE ${deploymentArtifacts.userId} = ${deps.userId} AND ${deploymentArtifacts.sha256} = ${sha256})`;
   const [, [inserted]] = await deps.db.batch([
     deps.db
       .insert(deploymentArtifacts)
-      .values({ id: newId("artifact", now), userId: deps.userId, sha256, moduleCode, sizeBytes, createdAt: now })
-      // A purged artifact (its code emptied after its agents were deleted) gets its code back.
+      .values({
+        id: newId("artifact", now),
+        userId: deps.userId,
+        sha256,
+        moduleCode: "",
+        sizeBytes: bundle.sizeBytes,
+        storage: "r2",
+        objectKey,
+        moduleCount: bundle.stored.modules.length,
+        createdAt: now,
+      })
+      // A purged artifact (emptied after its agents were deleted) is live again: its bundle was
+      // just stored again above, and an old single-module row becomes an R2 one.
       .onConflictDoUpdate({
         target: [deploymentArtifacts.userId, deploymentArtifacts.sha256],
-        set: { moduleCode: sql`excluded.module_code`, purgedAt: null },
+        set: {
+          moduleCode: sql`excluded.module_code`,
+          storage: sql`excluded.storage`,
+          objectKey: sql`excluded.object_key`,
+          moduleCount: sql`excluded.module_count`,
+          purgedAt: null,
+        },
         setWhere: sql`${deploymentArtifacts.purgedAt} IS NOT NULL`,
       }),
     deps.db

@@ -4,5 +4,7 @@
 export const DEFAULT_COMPATIBILITY_DATE = "2026-08-01";
 export const DEFAULT_INVOKE_PATH = "/invoke";
 export const DEFAULT_MAIN_MODULE_NAME = "index.mjs";
-/** Largest accepted moduleCode, in UTF-8 bytes (D1 rows stay well under their 2 MB limit). */
-export const MODULE_CODE_MAX_BYTES = 1024 * 1024;
+/** Most modules one bundle may hold (every tier). */
+export const MAX_BUNDLE_MODULES = 200;
+/** Longest module name, in characters. */
+export const MODULE_NAME_MAX_CHARS = 256;

@@ -21,7 +21,10 @@ import { describeError, logError, logWarn } from "../../lib/logger";
 import type { QueueOutcome } from "../../lib/queue-outcome";
 import { RuntimeError, type RuntimeFault, type RuntimeProvider } from "../../runtime/types";
 import { forgetAgentRoute } from "../invoke/route-cache";
+import type { TierLimitsByTier } from "../usage/tiers";
+import type { ArtifactBucket } from "./artifacts";
 import { loadDeploymentBundle } from "./bundle";
+import { parseSmokeTest, runSmokeTest } from "./smoke-test";
 
 /** How long a claim protects a deployment from other deliveries of its job. */
 export const CLAIM_LEASE_MS = 60_000;
@@ -34,7 +37,14 @@ export const STUCK_DEPLOYMENT_MS = 10 * 60_000;
 export const DeployJobSchema = z.strictObject({ deploymentId: z.string().min(1).max(64) });
 export type DeployJob = z.infer<typeof DeployJobSchema>;
 
-export type DeployJobDeps = { db: Db; keyring: Keyring; runtime: RuntimeProvider };
+export type DeployJobDeps = {
+  db: Db;
+  keyring: Keyring;
+  runtime: RuntimeProvider;
+  artifacts?: ArtifactBucket;
+  /** The tiers' limits a smoke test runs with (defaults when not given). */
+  tierLimits?: TierLimitsByTier;
+};
 
 export type DeployJobOutcome = QueueOutcome<
   | "active"
@@ -85,6 +95,19 @@ export async function processDeployJob(
   try {
     const bundle = await loadDeploymentBundle(deps, claimed);
     await deps.runtime.deploy(bundle);
+    // The opt-in smoke test, before the pointer moves: a failure ends the deployment `failed`.
+    const smoke = parseSmokeTest(claimed.smokeTest);
+    if (smoke) {
+      try {
+        await runSmokeTest(deps, claimed, bundle, smoke);
+      } catch (err) {
+        if (!classifyFailure(err).retryable) {
+          // Best effort: the runtime copy of a deployment that will never serve goes now.
+          await deps.runtime.remove([claimed.scriptName]).catch(() => undefined);
+        }
+        throw err;
+      }
+    }
   } catch (err) {
     const { fault, retryable } = classifyFailure(err);
     if (fault !== "configuration" && retryable && attempts < DEPLOY_MAX_ATTEMPTS) {

@@ -11,6 +11,7 @@ import { isIdOf } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
+import type { ArtifactBucket } from "../deployments/artifacts";
 import { loadDeploymentBundle } from "../deployments/bundle";
 import { type InvocationMeasurement, type RecordInvocationDeps, recordInvocation } from "../metering/record-invocation";
 import { admitInvocation, type QuotaDecision, rateLimitHeaders } from "../usage/invocation-quota";
@@ -32,6 +33,8 @@ export type InvokeDeps = RecordInvocationDeps & {
   keyring: Keyring;
   tierLimits: TierLimitsByTier;
   runtime: RuntimeProvider;
+  /** The ARTIFACTS bucket a cold start reads the bundle from. */
+  artifacts?: ArtifactBucket;
   requestId: string;
   timeoutMs: number;
   waitUntil: (promise: Promise<unknown>) => void;

@@ -23,11 +23,11 @@ const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, dur
 
 /** The seven usage counters (billing_usage column order) summed over metrics_events rows. */
 export const USAGE_SUMS = `
-      COALESCE(SUM(source = 'gateway'), 0),
-      COALESCE(SUM(source = 'gateway' AND status = 'error'), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN duration_ms END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_in END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' THEN bytes_out END), 0),
+      COALESCE(SUM(source = 'gateway' AND kind = 'invoke'), 0),
+      COALESCE(SUM(source = 'gateway' AND kind = 'invoke' AND status = 'error'), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN duration_ms END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_in END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_out END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0)`;
 
@@ -36,8 +36,9 @@ export const EVENT_PERIOD = "strftime('%Y-%m', ts / 1000, 'unixepoch')";
 
 /**
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
- * errors, duration and bytes come from the gateway's own measurements, tokens and the event count
- * from verified telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
+ * errors, duration and bytes come from the gateway's own measurements of invocations (kind
+ * `invoke`; deploy smoke tests, kind `smoke_test`, are recorded but never billed or counted against
+ * the quota), tokens and the event count from verified telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
  */
 export function usageAggregateSelect(where: string): string {
   return `

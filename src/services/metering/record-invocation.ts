@@ -29,6 +29,8 @@ export type InvocationMeasurement = {
   bytesIn: number;
   bytesOut: number;
   streaming: boolean;
+  /** `invoke` (default) or `smoke_test` (a deploy's smoke test: recorded, never billed). */
+  kind?: "invoke" | "smoke_test";
 };
 
 export type UsageQueue = {
@@ -67,7 +69,7 @@ export function measurementEvent(m: InvocationMeasurement): MetricsEvent {
     dedupeKey: m.requestId,
     traceId: m.requestId,
     runtimeProvider: m.runtimeProvider,
-    kind: "invoke",
+    kind: m.kind ?? "invoke",
     ts: m.startedAt,
     durationMs: m.durationMs,
     status: m.ok ? "ok" : "error",

@@ -17,6 +17,7 @@ export const TIER_LIMIT_KEYS = [
   "telemetryEventsPerMinute",
   "telemetryEventsPerPeriod",
   "metricsRetentionDays",
+  "bundleBytes",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -37,6 +38,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     telemetryEventsPerMinute: 600,
     telemetryEventsPerPeriod: 10_000,
     metricsRetentionDays: 7,
+    bundleBytes: 3 * MiB,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -49,6 +51,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     telemetryEventsPerMinute: 6_000,
     telemetryEventsPerPeriod: 1_000_000,
     metricsRetentionDays: 30,
+    bundleBytes: 10 * MiB,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -61,6 +64,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     telemetryEventsPerMinute: 60_000,
     telemetryEventsPerPeriod: 100_000_000,
     metricsRetentionDays: 90,
+    bundleBytes: 10 * MiB,
   },
 };
 

@@ -1,12 +1,29 @@
 import type { App } from "../../../app";
+import { ApiError } from "../../../lib/errors";
+import type { BodyLimit } from "../../../middleware/body-guard";
 import { createDeployment } from "../../../services/deployments/create";
-import { MODULE_CODE_MAX_BYTES } from "../../../services/deployments/defaults";
+import { limitsForUser } from "../../../services/usage/user-tier";
 import { AgentIdParam, bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeployBody, DeploymentEnvelope, toDeploymentResponse } from "./schemas";
 
-/** JSON escaping can double a module's size; the module itself is checked against its own limit. */
-const DEPLOY_BODY_LIMIT_BYTES = 2 * MODULE_CODE_MAX_BYTES + 64 * 1024;
+/**
+ * The body may be twice the caller's `bundleBytes` (JSON escaping can double text; base64 adds a
+ * third) plus room for the rest of the body; the decoded bundle is checked against `bundleBytes`.
+ */
+export const callerDeployBodyLimit: BodyLimit = async (c) => {
+  const { tier, limits } = await limitsForUser(c.var.services.db, c.var.userId, c.var.services.tierLimits);
+  const maxBytes = 2 * limits.bundleBytes + 64 * 1024;
+  return {
+    maxBytes,
+    tooLarge: () =>
+      new ApiError(
+        "payload_too_large",
+        `the deploy body is over ${maxBytes} bytes; the ${tier} plan allows bundles of ${limits.bundleBytes} bytes (limit: bundleBytes)`,
+        { extra: { limit: "bundleBytes", tier, limitBytes: limits.bundleBytes } },
+      ),
+  };
+};
 
 const route = userRoute(
   {
@@ -28,11 +45,14 @@ const route = userRoute(
       ...bodyProblems,
       403: problemDoc("The plan's deploys per day are used up (plan_limit_exceeded)"),
       409: problemDoc("The agent is disabled"),
-      413: problemDoc("moduleCode or the body is too large"),
+      400: problemDoc(
+        "A module name, type, encoding, mainModuleName or compatibility flag is not acceptable (the problem names it)",
+      ),
+      413: problemDoc("The bundle is over the plan's bundleBytes, has too many modules, or the body is too large"),
       503: problemDoc("The deploy queue is unavailable (the deployment is marked failed)"),
     },
   },
-  { bodyLimit: DEPLOY_BODY_LIMIT_BYTES, scope: "deploy" },
+  { bodyLimit: callerDeployBodyLimit, scope: "deploy" },
 );
 
 export function registerDeploy(app: App) {
@@ -45,6 +65,7 @@ export function registerDeploy(app: App) {
         userId: c.var.userId,
         keyring: c.var.services.keyring,
         tierLimits: c.var.services.tierLimits,
+        artifacts: requireArtifacts(c.var.services.artifacts),
         queue: c.var.services.deployQueue,
       },
       agentId,
@@ -52,5 +73,12 @@ export function registerDeploy(app: App) {
     );
     c.header("location", `/v1/agents/${agentId}/deployments/${deployment.id}`);
     return c.json({ deployment: toDeploymentResponse(deployment) }, 202);
+  });
+}
+
+function requireArtifacts<T>(bucket: T | undefined): T {
+  if (bucket) return bucket;
+  throw new ApiError("service_unavailable", "the artifact store (ARTIFACTS binding) is not configured", {
+    headers: { "retry-after": "30" },
   });
 }

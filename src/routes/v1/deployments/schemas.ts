@@ -2,14 +2,17 @@
 import { z } from "@hono/zod-openapi";
 import { DEPLOYMENT_STATUSES } from "../../../db/schema";
 import { pickFields } from "../../../lib/pick-fields";
-import { RUNTIME_PROVIDERS } from "../../../runtime/types";
+import { MODULE_TYPES, RUNTIME_PROVIDERS } from "../../../runtime/types";
+import { ALLOWED_COMPATIBILITY_FLAGS } from "../../../runtime/user-script";
 import {
   DEFAULT_COMPATIBILITY_DATE,
   DEFAULT_INVOKE_PATH,
   DEFAULT_MAIN_MODULE_NAME,
-  MODULE_CODE_MAX_BYTES,
+  MAX_BUNDLE_MODULES,
+  MODULE_NAME_MAX_CHARS,
 } from "../../../services/deployments/defaults";
 import type { DeploymentRow } from "../../../services/deployments/deployments";
+import { InvokeRequestSchema } from "../invoke/schemas";
 
 const CompatibilityDate = z
   .string()
@@ -32,18 +35,42 @@ const InvokePath = z
 
 const MainModuleName = z
   .string()
-  .max(128, "mainModuleName must be at most 128 characters")
-  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.m?js$/, "mainModuleName must be a file name ending in .js or .mjs")
-  .openapi({ example: DEFAULT_MAIN_MODULE_NAME });
+  .max(MODULE_NAME_MAX_CHARS, `mainModuleName must be at most ${MODULE_NAME_MAX_CHARS} characters`)
+  .openapi({
+    example: DEFAULT_MAIN_MODULE_NAME,
+    description: `The main module's name (an \`esm\` module of the bundle); default \`${DEFAULT_MAIN_MODULE_NAME}\` for moduleCode`,
+  });
+
+const BundleModule = z
+  .strictObject({
+    name: z.string().max(MODULE_NAME_MAX_CHARS).openapi({
+      description: "A relative path (e.g. `lib/llm.js`): no leading `/`, no `..`, unique in the bundle",
+    }),
+    type: z.enum(MODULE_TYPES).openapi({
+      description:
+        "`esm` ES module, `cjs` CommonJS, `text` (imported as a string), `data` (ArrayBuffer), `json`, `wasm` (WebAssembly.Module)",
+    }),
+    content: z.string(),
+    encoding: z
+      .enum(["utf8", "base64"])
+      .optional()
+      .openapi({ description: "`utf8` (default) or `base64`; `data` and `wasm` must be base64" }),
+  })
+  .openapi("BundleModule");
+
+const SmokeTest = z
+  .strictObject({
+    request: InvokeRequestSchema,
+    expectStatus: z.number().int().min(100).max(599).optional().openapi({ description: "Default 200" }),
+    timeoutMs: z.number().int().min(100).max(60_000).optional().openapi({ description: "Default 10000" }),
+  })
+  .openapi("SmokeTest");
 
 export const DeployBody = z.strictObject({
-  moduleCode: z
-    .string()
-    .min(1, "moduleCode must not be empty")
-    .optional()
-    .openapi({
-      description: `An ES module (UTF-8, at most ${MODULE_CODE_MAX_BYTES} bytes) whose default export has fetch(). Omit it to deploy the built-in template agent.`,
-    }),
+  moduleCode: z.string().min(1, "moduleCode must not be empty").optional().openapi({
+    description:
+      "One ES module whose default export has fetch() (shorthand for a one-module bundle). Omit it and modules to deploy the built-in template agent.",
+  }),
   runtimeProvider: z
     .string()
     .max(64)
@@ -52,6 +79,21 @@ export const DeployBody = z.strictObject({
   compatibilityDate: CompatibilityDate.optional(),
   invokePath: InvokePath.optional(),
   mainModuleName: MainModuleName.optional(),
+  modules: z
+    .array(BundleModule)
+    .max(MAX_BUNDLE_MODULES * 2)
+    .optional()
+    .openapi({
+      description: `A bundle of modules (at most ${MAX_BUNDLE_MODULES}; decoded total at most the plan's \`bundleBytes\`). Use instead of moduleCode; needs mainModuleName.`,
+    }),
+  compatibilityFlags: z
+    .array(z.string().max(64))
+    .max(16)
+    .optional()
+    .openapi({ description: `Allowed: ${ALLOWED_COMPATIBILITY_FLAGS.join(", ")}` }),
+  smokeTest: SmokeTest.optional().openapi({
+    description: "Invoke the new deployment once before it becomes active; it becomes active only if this passes",
+  }),
 });
 
 export const DeploymentSchema = z

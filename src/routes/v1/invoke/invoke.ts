@@ -87,6 +87,7 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
       keyring: services.keyring,
       tierLimits: services.tierLimits,
       runtime: services.runtime,
+      artifacts: services.artifacts,
       requestId: c.var.requestId,
       timeoutMs: services.config.invokeTimeoutMs,
       waitUntil: services.waitUntil,
