@@ -12,7 +12,8 @@ import { DeployBody, DeploymentEnvelope, toDeploymentResponse } from "./schemas"
  * third) plus room for the rest of the body; the decoded bundle is checked against `bundleBytes`.
  */
 export const callerDeployBodyLimit: BodyLimit = async (c) => {
-  const { tier, limits } = await limitsForUser(c.var.services.db, c.var.userId, c.var.services.tierLimits);
+  const { db, tierLimits, waitUntil } = c.var.services;
+  const { tier, limits } = await limitsForUser(db, c.var.userId, tierLimits, { waitUntil });
   const maxBytes = 2 * limits.bundleBytes + 64 * 1024;
   return {
     maxBytes,
