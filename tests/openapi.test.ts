@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { newUser } from "./helpers/auth";
+import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { call, json } from "./helpers/http";
 import { servedRoutes } from "./helpers/routes";
 
@@ -66,5 +68,111 @@ describe("a known path with a wrong method", () => {
     const res = await call("PUT", "/v1/nothing-here");
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ code: "route_not_found" });
+  });
+});
+
+describe("the committed document", () => {
+  it("is what the server serves (docs/openapi.json: regenerate with `npx vitest run tests/openapi.test.ts -u`)", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    await expect(`${JSON.stringify(doc, null, 2)}\n`).toMatchFileSnapshot("../docs/openapi.json");
+  });
+});
+
+/** The headers a client may read, by the name the document gives them. */
+const CLIENT_HEADERS = [
+  "x-request-id",
+  "x-deployment-id",
+  "location",
+  "retry-after",
+  "ratelimit",
+  "ratelimit-policy",
+  "idempotent-replayed",
+];
+
+type Doc = any;
+
+function documentedHeaders(doc: Doc, method: string, path: string, status: number): string[] {
+  const response = doc.paths[path][method.toLowerCase()].responses[String(status)];
+  expect(response, `${method} ${path} does not document ${status}`).toBeDefined();
+  return Object.keys(response.headers ?? {}).map((h) => h.toLowerCase());
+}
+
+/** Every header of CLIENT_HEADERS the server sent is documented on that operation's response. */
+function expectHeadersDocumented(doc: Doc, method: string, path: string, res: Response) {
+  const sent = CLIENT_HEADERS.filter((h) => res.headers.has(h));
+  expect(sent).toContain("x-request-id");
+  expect(documentedHeaders(doc, method, path, res.status)).toEqual(expect.arrayContaining(sent));
+}
+
+describe("response headers", () => {
+  it("declares each header once, and x-request-id on every response of every operation", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    expect(doc.components.headers.RequestId.required).toBe(true);
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [status, response] of Object.entries(op.responses as Record<string, any>)) {
+          expect(response.headers?.["x-request-id"], `${method} ${path} ${status}`).toEqual({
+            $ref: "#/components/headers/RequestId",
+          });
+          if (status === "429" || status === "503") expect(response.headers["Retry-After"]).toBeDefined();
+        }
+      }
+    }
+  });
+
+  it("documents every header the server sends on the answers of a deploy-and-invoke flow", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    const { headers } = await newUser();
+    const created = await call("POST", "/v1/agents", {
+      headers: { ...headers, "idempotency-key": "create-1" },
+      body: { name: `headers-${crypto.randomUUID().slice(0, 8)}` },
+    });
+    expectHeadersDocumented(doc, "POST", "/v1/agents", created);
+    const agentId = (await json(created)).agent.id;
+    const replayed = await call("POST", "/v1/agents", {
+      headers: { ...headers, "idempotency-key": "create-1" },
+      body: { name: "another-name" },
+    });
+    expect(replayed.status).toBe(422);
+    expectHeadersDocumented(doc, "POST", "/v1/agents", replayed);
+
+    const deployed = await call("POST", `/v1/agents/${agentId}/deploy`, { headers, body: {} });
+    expect(deployed.status).toBe(202);
+    expect(deployed.headers.get("location")).toMatch(/^\/v1\/agents\/.+\/deployments\/dep_/);
+    expectHeadersDocumented(doc, "POST", "/v1/agents/{agentId}/deploy", deployed);
+
+    const agent = await createAgent(headers);
+    await deployAndActivate(headers, agent.id);
+    const invoked = await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage("hi") });
+    expect(invoked.status).toBe(200);
+    expect(invoked.headers.get("ratelimit")).toBeTruthy();
+    expectHeadersDocumented(doc, "POST", "/v1/invoke/{agentId}", invoked);
+    const streamed = await call("POST", `/v1/invoke/${agent.id}/stream`, {
+      headers: { ...headers, "idempotency-key": "stream-1" },
+      body: userMessage("hi"),
+    });
+    await streamed.text();
+    expectHeadersDocumented(doc, "POST", "/v1/invoke/{agentId}/stream", streamed);
+
+    const bad = await call("GET", "/v1/metrics/recent?agentId=x&limit=0", { headers });
+    expect(bad.status).toBe(400);
+    expectHeadersDocumented(doc, "GET", "/v1/metrics/recent", bad);
+  });
+
+  it("declares Idempotency-Key on every POST that honours it, with the answers it can cause", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    expect(doc.components.parameters.IdempotencyKey).toMatchObject({ name: "Idempotency-Key", in: "header" });
+    const posts = Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
+      item.post ? [{ path, op: item.post }] : [],
+    );
+    // Not for a new API key (never stored) nor for signed telemetry (no user principal).
+    const exempt = ["createApiKey", "reportTelemetry"];
+    for (const { path, op } of posts.filter(({ op }) => !exempt.includes(op.operationId))) {
+      expect(op.parameters, path).toContainEqual({ $ref: "#/components/parameters/IdempotencyKey" });
+      expect(Object.keys(op.responses), path).toEqual(expect.arrayContaining(["409", "422"]));
+      const success = Object.keys(op.responses).find((s) => s.startsWith("2"))!;
+      expect(op.responses[success].headers["Idempotent-Replayed"], path).toBeDefined();
+    }
+    expect(doc.paths["/v1/agents/{agentId}/deploy"].post.responses["202"].headers.Location).toBeDefined();
   });
 });

@@ -1,7 +1,7 @@
 import type { App } from "../../../app";
 import { createDeployment } from "../../../services/deployments/create";
 import { MODULE_CODE_MAX_BYTES } from "../../../services/deployments/defaults";
-import { AgentIdParam, bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
+import { AgentIdParam, bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeployBody, DeploymentEnvelope, toDeploymentResponse } from "./schemas";
 
@@ -21,7 +21,8 @@ const route = userRoute(
     },
     responses: {
       202: {
-        description: "Accepted: the deployment is `deploying`; poll it until `active` or `failed`",
+        description: "Accepted: the deployment is `deploying`; poll it (Location) until `active` or `failed`",
+        headers: headers("Location"),
         content: { "application/json": { schema: DeploymentEnvelope } },
       },
       ...commonProblems,

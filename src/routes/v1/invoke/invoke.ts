@@ -3,7 +3,7 @@ import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
 import { invokeAgent } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
-import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
+import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schemas";
 
@@ -21,11 +21,20 @@ const callerInvokeBodyLimit: BodyLimit = async (c) => {
   };
 };
 
+/** What an answer from (or about) the agent carries: which deployment was called, and the quota left. */
+const answerHeaders = headers("DeploymentId", "RateLimit", "RateLimitPolicy");
+
 const upstreamProblems = {
-  429: problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
+  429: {
+    ...problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
+    headers: headers("RateLimit", "RateLimitPolicy"),
+  },
   409: problemDoc("The agent is disabled or has no active deployment"),
-  502: problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
-  504: problemDoc("The agent did not answer in time"),
+  502: {
+    ...problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
+    headers: answerHeaders,
+  },
+  504: { ...problemDoc("The agent did not answer in time"), headers: answerHeaders },
 };
 
 const jsonRoute = userRoute(
@@ -42,6 +51,7 @@ const jsonRoute = userRoute(
     responses: {
       200: {
         description: "The agent's answer, passed through (header x-deployment-id names the deployment that answered)",
+        headers: answerHeaders,
         content: { "application/json": { schema: InvokeResponseSchema } },
       },
       ...commonProblems,
@@ -67,6 +77,7 @@ const streamRoute = userRoute(
       200: {
         description:
           "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
+        headers: answerHeaders,
         content: { "text/event-stream": { schema: { type: "string" } } },
       },
       ...commonProblems,
