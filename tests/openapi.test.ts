@@ -1,8 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { InvokeStreamEventSchema } from "../src/routes/v1/invoke/schemas";
+import * as modules from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { call, json } from "./helpers/http";
 import { servedRoutes } from "./helpers/routes";
+import { collectSse } from "./helpers/sse";
 
 describe("OpenAPI document", () => {
   it("describes every route the app serves, and nothing it does not", async () => {
@@ -174,5 +177,40 @@ describe("response headers", () => {
       expect(op.responses[success].headers["Idempotent-Replayed"], path).toBeDefined();
     }
     expect(doc.paths["/v1/agents/{agentId}/deploy"].post.responses["202"].headers.Location).toBeDefined();
+  });
+});
+
+describe("stream events", () => {
+  it("the stream's media type names one schema per event type", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    const media = doc.paths["/v1/invoke/{agentId}/stream"].post.responses["200"].content["text/event-stream"];
+    expect(media["x-itemSchema"]).toEqual({ $ref: "#/components/schemas/InvokeStreamEvent" });
+    const union = doc.components.schemas.InvokeStreamEvent;
+    expect(union.discriminator.propertyName).toBe("event");
+    const names = (union.oneOf as { $ref: string }[]).map((s) => {
+      const schema = doc.components.schemas[s.$ref.split("/").at(-1)!];
+      return schema.properties.event.enum?.[0] ?? schema.properties.event.const;
+    });
+    expect(names.sort()).toEqual(["delta", "done", "error"]);
+    expect(doc.components.schemas.InvokeStreamDone.properties.data).toEqual({
+      $ref: "#/components/schemas/InvokeResponse",
+    });
+  });
+
+  it("every event the server streams, a failing stream's too, is one the document describes", async () => {
+    const { headers } = await newUser();
+    for (const moduleCode of [undefined, modules.STREAM_FAILS_MIDWAY]) {
+      const agent = await createAgent(headers);
+      await deployAndActivate(headers, agent.id, moduleCode ? { moduleCode } : {});
+      const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("one two") });
+      expect(res.status).toBe(200);
+      const events = await collectSse(res);
+      for (const { event, data } of events) {
+        expect(InvokeStreamEventSchema.safeParse({ event, data }).success, `${event} ${JSON.stringify(data)}`).toBe(
+          true,
+        );
+      }
+      expect(events.at(-1)?.event).toBe(moduleCode ? "error" : "done");
+    }
   });
 });

@@ -5,7 +5,7 @@ import { invokeAgent } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
-import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schemas";
+import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema, InvokeStreamEventSchema } from "./schemas";
 
 /** The caller's own tier limit on invoke bodies (`invokeBodyBytes`), checked after authentication. */
 const callerInvokeBodyLimit: BodyLimit = async (c) => {
@@ -78,7 +78,13 @@ const streamRoute = userRoute(
         description:
           "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
         headers: answerHeaders,
-        content: { "text/event-stream": { schema: { type: "string" } } },
+        content: {
+          "text/event-stream": {
+            // The body is a stream of text; each event in it is an InvokeStreamEvent.
+            schema: { type: "string" },
+            "x-itemSchema": { $ref: "#/components/schemas/InvokeStreamEvent" },
+          },
+        },
       },
       ...commonProblems,
       ...bodyProblems,
@@ -111,6 +117,7 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
 // The service builds pass-through Responses itself (not c.json), so the typed-response check is
 // bypassed with `as never`; the schemas above still document what they carry.
 export function registerInvokeRoutes(app: App) {
+  app.openAPIRegistry.register("InvokeStreamEvent", InvokeStreamEventSchema);
   app.openapi(
     jsonRoute,
     async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), false)) as never,
