@@ -214,3 +214,35 @@ describe("stream events", () => {
     }
   });
 });
+
+describe("input rules the server enforces are in the document", () => {
+  it("declares them on the parameters and bodies", async () => {
+    const doc = await json(await call("GET", "/openapi.json"));
+    const secretValue =
+      doc.paths["/v1/agents/{agentId}/secrets/{name}"].put.requestBody.content["application/json"].schema.properties
+        .value;
+    expect(secretValue).toMatchObject({ minLength: 1, maxLength: 5120 });
+    const sinceMs = doc.paths["/v1/metrics/recent"].get.parameters.find((p: any) => p.name === "sinceMs");
+    expect(sinceMs.schema).toMatchObject({ type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+    const date =
+      doc.paths["/v1/agents/{agentId}/deploy"].post.requestBody.content["application/json"].schema.properties
+        .compatibilityDate;
+    expect(date).toMatchObject({ type: "string", format: "date", pattern: "^\\d{4}-\\d{2}-\\d{2}$" });
+    expect(date.description).toMatch(/real calendar date, not after today/);
+    for (const path of ["/v1/agents", "/v1/audit"]) {
+      const cursor = doc.paths[path].get.parameters.find((p: any) => p.name === "cursor");
+      expect(cursor.description, path).toMatch(/^Opaque: pass back the `nextCursor`/);
+    }
+  });
+
+  it("names the real rule when sinceMs is too large for an exact integer", async () => {
+    const { headers } = await newUser();
+    for (const sinceMs of ["9007199254740992", "99999999999999999"]) {
+      const res = await call("GET", `/v1/metrics/recent?agentId=agt_x&sinceMs=${sinceMs}`, { headers });
+      expect(res.status).toBe(400);
+      expect((await json(res)).errors).toEqual([
+        { location: "query.sinceMs", message: "sinceMs must be at most 9007199254740991 (2^53 - 1)" },
+      ]);
+    }
+  });
+});
