@@ -7,8 +7,9 @@ const offline = offlineEnv();
 
 const steps = [
   ["built-in template module is up to date", "node", ["scripts/build-template.mjs", "--check"]],
+  ["typed API client is what docs/openapi.json generates", "node", ["scripts/generate-client.mjs", "--check"]],
   ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
-  ["typecheck (e2e suite, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],
+  ["typecheck (e2e suite and the typed client's flow, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],
   ["lint", "biome", ["check", "."]],
   ["layer rules (docs/architecture.md)", "depcruise", ["src", "--config", ".dependency-cruiser.cjs"]],
   ["links and paths in the docs resolve", "node", ["scripts/check-doc-links.mjs"]],

@@ -43,5 +43,9 @@ export function cursorParam(z: typeof import("@hono/zod-openapi").z) {
     .string()
     .max(200)
     .optional()
-    .openapi({ param: { name: "cursor", in: "query" } });
+    .openapi({
+      param: { name: "cursor", in: "query" },
+      description:
+        "Opaque: pass back the `nextCursor` of the previous page unchanged. Any other value is 400 invalid_cursor.",
+    });
 }

@@ -1,6 +1,7 @@
 // GET /openapi.json (OpenAPI 3.1, generated from the route schemas) and GET /docs: a
 // self-contained HTML page rendered from the same document, so it works with no CDN.
 import type { App } from "../app";
+import { IDEMPOTENCY_KEY_PARAMETER, RESPONSE_HEADERS } from "./openapi-shared";
 
 const OPENAPI_INFO = {
   openapi: "3.1.0",
@@ -19,6 +20,10 @@ export function registerDocs(app: App) {
     description:
       "A user's OIDC JWT, or an API key (`whk_…`). Each operation lists the API-key scope it needs; `jwt` means only a user token.",
   });
+  for (const [name, header] of Object.entries(RESPONSE_HEADERS)) {
+    app.openAPIRegistry.registerComponent("headers", name, header);
+  }
+  app.openAPIRegistry.registerComponent("parameters", "IdempotencyKey", IDEMPOTENCY_KEY_PARAMETER);
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", (c) => {
     const doc = app.getOpenAPI31Document(OPENAPI_INFO);

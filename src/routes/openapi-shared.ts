@@ -1,6 +1,7 @@
 // Schemas shared by every route's OpenAPI description: the problem body and common responses.
 import { z } from "@hono/zod-openapi";
 import { PROBLEMS, type ProblemCode } from "../lib/errors";
+import { IDEMPOTENCY_KEY_MAX_CHARS } from "../services/idempotency/idempotency";
 
 const PROBLEM_CODES = Object.keys(PROBLEMS) as [ProblemCode, ...ProblemCode[]];
 
@@ -70,3 +71,109 @@ export const AgentIdParam = z.object({
     .max(64)
     .openapi({ param: { name: "agentId", in: "path" }, example: "agt_01jd0000000000000000000000" }),
 });
+
+/**
+ * Response headers, declared once under `components.headers` (registered by docs.ts) and
+ * referenced from each response that sends them, so a generated client types them.
+ */
+export const RESPONSE_HEADERS = {
+  RequestId: {
+    description:
+      "This request's id (`req_…`); problem bodies carry the same value as `requestId`. Quote it when reporting a problem.",
+    required: true,
+    schema: { type: "string", example: "req_01jd0000000000000000000000" },
+  },
+  DeploymentId: {
+    description: "The deployment that answered (or was called, on an agent failure)",
+    schema: { type: "string", example: "dep_01jd0000000000000000000000" },
+  },
+  Location: {
+    description: "The new deployment's URL; poll it until `status` is `active` or `failed`",
+    required: true,
+    schema: {
+      type: "string",
+      example: "/v1/agents/agt_01jd0000000000000000000000/deployments/dep_01jd0000000000000000000000",
+    },
+  },
+  RetryAfter: {
+    description: "Seconds to wait before retrying",
+    schema: { type: "string", pattern: "^[0-9]+$", example: "5" },
+  },
+  RateLimit: {
+    description:
+      'The period\'s invocation quota after this request (IETF RateLimit header fields draft): `"period";r=<remaining>;t=<seconds until the period resets>`',
+    schema: { type: "string", example: '"period";r=99;t=86400' },
+  },
+  RateLimitPolicy: {
+    description: 'The invocation quota: `"period";q=<invocations per period>;w=<period length in seconds>`',
+    schema: { type: "string", example: '"period";q=100;w=2592000' },
+  },
+  IdempotentReplayed: {
+    description:
+      "`true` when this is the stored answer of an earlier request with the same Idempotency-Key and body (absent on a first answer)",
+    schema: { type: "string", enum: ["true"] as string[] },
+  },
+} as const;
+
+export type ResponseHeaderName = keyof typeof RESPONSE_HEADERS;
+
+/** `{ "<Header-Name>": { $ref } }` for a response's `headers`. */
+export function headers(...names: ResponseHeaderName[]): Record<string, { $ref: string }> {
+  return Object.fromEntries(names.map((name) => [HEADER_NAMES[name], { $ref: `#/components/headers/${name}` }]));
+}
+
+const HEADER_NAMES: Record<ResponseHeaderName, string> = {
+  RequestId: "x-request-id",
+  DeploymentId: "x-deployment-id",
+  Location: "Location",
+  RetryAfter: "Retry-After",
+  RateLimit: "RateLimit",
+  RateLimitPolicy: "RateLimit-Policy",
+  IdempotentReplayed: "Idempotent-Replayed",
+};
+
+/** The `Idempotency-Key` request header every POST user route accepts (components.parameters). */
+export const IDEMPOTENCY_KEY_PARAMETER = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  description:
+    "Makes a POST safe to retry: a repeat with the same key and body within 24 h replays the first final answer " +
+    "(with `Idempotent-Replayed: true`) instead of running again; the same key with another body is 422 " +
+    "`idempotency_key_reused`; a repeat while the first still runs is 409 `idempotency_in_progress` (Retry-After).",
+  schema: { type: "string", minLength: 1, maxLength: IDEMPOTENCY_KEY_MAX_CHARS, pattern: "^[\\x21-\\x7e]+$" },
+} as const;
+
+type Responses = Record<string, object>;
+
+/**
+ * The headers every response of a route carries, added to the route's own: `x-request-id` on
+ * all, `Retry-After` on 409/429/503 (when the server sends it), and, on a POST that takes an
+ * Idempotency-Key, `Idempotent-Replayed` on every answer that can be replayed (2xx and 4xx
+ * except 429) plus the 409 and 422 the key itself can cause.
+ */
+export function documentedResponses(responses: Responses, opts: { idempotent: boolean }): Responses {
+  const all: Responses = { ...responses };
+  if (opts.idempotent) {
+    const conflict = all["409"] as { description?: string } | undefined;
+    all["409"] = conflict
+      ? { ...conflict, description: `${conflict.description}; or idempotency_in_progress (Retry-After)` }
+      : problem("The first request with this Idempotency-Key is still running (idempotency_in_progress, Retry-After)");
+    all["422"] ??= problem("This Idempotency-Key was used with a different body (idempotency_key_reused)");
+  }
+  const out: Responses = {};
+  for (const [status, response] of Object.entries(all)) {
+    if ("$ref" in response) {
+      out[status] = response;
+      continue;
+    }
+    const code = Number(status);
+    const names: ResponseHeaderName[] = ["RequestId"];
+    if (code === 429 || code === 503 || (code === 409 && opts.idempotent)) names.push("RetryAfter");
+    if (opts.idempotent && ((code >= 200 && code < 300) || (code >= 400 && code < 500 && code !== 429)))
+      names.push("IdempotentReplayed");
+    const own = (response as { headers?: Record<string, unknown> }).headers;
+    out[status] = { ...response, headers: { ...headers(...names), ...own } };
+  }
+  return out;
+}

@@ -10,6 +10,7 @@ import type { RouteScope } from "../auth/principal";
 import { authenticate, authorize } from "../middleware/authenticate";
 import { type BodyLimit, bodyGuard, DEFAULT_BODY_LIMIT_BYTES } from "../middleware/body-guard";
 import { idempotency } from "../middleware/idempotency";
+import { documentedResponses } from "./openapi-shared";
 
 type Policy = {
   /** Largest accepted request body (default DEFAULT_BODY_LIMIT_BYTES), or the caller's own limit. */
@@ -23,7 +24,12 @@ type Policy = {
   idempotent?: boolean;
 };
 
-/** A route called by a signed-in user (`Authorization: Bearer …`: a JWT or an API key); every operation is named. */
+/**
+ * A route called by a signed-in user (`Authorization: Bearer …`: a JWT or an API key); every
+ * operation is named. The document is completed here, from the policy, so no route can forget it:
+ * the response headers every answer carries (openapi-shared.ts `documentedResponses`) and, on a
+ * POST, the Idempotency-Key request header with the 409/422 it can cause.
+ */
 export function userRoute<const R extends Omit<RouteConfig, "security" | "middleware"> & { operationId: string }>(
   route: R,
   policy: Policy,
@@ -33,6 +39,14 @@ export function userRoute<const R extends Omit<RouteConfig, "security" | "middle
     authorize(policy.scope),
     bodyGuard(policy.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES),
   ];
-  if (route.method === "post" && policy.idempotent !== false) middleware.push(idempotency());
-  return createRoute({ ...route, security: [{ bearerAuth: [policy.scope] }], middleware });
+  const idempotent = route.method === "post" && policy.idempotent !== false;
+  if (idempotent) middleware.push(idempotency());
+  return createRoute({
+    ...route,
+    ...(idempotent ? { parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }] } : {}),
+    // Headers do not change what the handler may return, so the route keeps its own response types.
+    responses: documentedResponses(route.responses, { idempotent }) as R["responses"],
+    security: [{ bearerAuth: [policy.scope] }],
+    middleware,
+  });
 }

@@ -5,6 +5,7 @@
 // delete — with a stranger checking at every stage that none of the owner's things are reachable.
 import { exportJWK, generateKeyPair } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { Schemas } from "../../clients/typescript/index.ts";
 import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 // The events GET /v1/metrics/recent returns, typed by the schema the gateway serves them with.
 import type { MetricsEventView as MetricsEvent } from "../../src/services/metering/event";
@@ -12,48 +13,10 @@ import { BUNDLE_ANSWER, multiModuleBundle } from "../fixtures/bundle.ts";
 import { api, expectJson, expectProblem, mintToken, newUser, type User, waitFor } from "./harness";
 import { PROBE_AGENT_SOURCE, PROBE_PAUSE_MS } from "./probe-agent";
 
-type Agent = {
-  id: string;
-  name: string;
-  description: string | null;
-  status: "active" | "disabled";
-  activeDeploymentId: string | null;
-  createdAt: number;
-  updatedAt: number;
-};
-
-type Deployment = {
-  id: string;
-  agentId: string;
-  status: "deploying" | "active" | "inactive" | "failed";
-  runtimeProvider: string;
-  compatibilityDate: string;
-  invokePath: string;
-  mainModuleName: string;
-  moduleSha256: string;
-  createdAt: number;
-  updatedAt: number;
-  activatedAt: number | null;
-  errorMessage: string | null;
-};
-
-type UsageTotals = {
-  requests: number;
-  errors: number;
-  durationMsTotal: number;
-  bytesIn: number;
-  bytesOut: number;
-  inputTokens: number;
-  outputTokens: number;
-};
-type Usage = {
-  periodKey: string;
-  tier: string;
-  usage: UsageTotals;
-  limits: Record<string, number>;
-  remaining: { invocations: number; agents?: number; deploysToday?: number };
-  agents: Array<{ agentId: string; name: string | null; deleted: boolean; usage: UsageTotals }>;
-};
+// The API's own types, generated from the OpenAPI document (clients/typescript).
+type Agent = Schemas["Agent"];
+type Deployment = Schemas["Deployment"];
+type Usage = Schemas["UsageReport"];
 
 /** What the probe agent (probe-agent.ts) answers over JSON. */
 type ProbeAnswer = {
@@ -564,7 +527,7 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
 
     const sum = (list: MetricsEvent[], field: keyof MetricsEvent) =>
       list.reduce((total, e) => total + Number(e[field] ?? 0), 0);
-    const expected: UsageTotals = {
+    const expected: Schemas["UsageTotals"] = {
       requests: gateway.length,
       errors: 0,
       durationMsTotal: sum(gateway, "durationMs"),

@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import type { App } from "../../../app";
 import { createApiKey } from "../../../services/api-keys/api-keys";
-import { commonProblems, problemDoc } from "../../openapi-shared";
+import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { ApiKeySchema, CreateApiKeyBody, toApiKeyResponse } from "./schemas";
 
@@ -23,8 +23,8 @@ const route = userRoute(
         },
       },
       ...commonProblems,
+      ...bodyProblems,
       403: problemDoc("Called with an API key (user_token_required), or 50 live keys already"),
-      413: problemDoc("Body too large"),
     },
   },
   // The answer holds the key, which is stored nowhere: no Idempotency-Key record may keep it.

@@ -21,7 +21,9 @@ export const CreateApiKeyBody = z.strictObject({
   scopes: z
     .array(z.enum(API_KEY_SCOPES, { error: `each scope is one of ${API_KEY_SCOPES.join(", ")}` }))
     .min(1, "give at least one scope"),
-  agentIds: z.array(z.string().max(64)).min(1, "omit agentIds for every agent").max(100).optional(),
+  agentIds: z.array(z.string().max(64)).min(1, "omit agentIds for every agent").max(100).optional().openapi({
+    description: "Agents of yours the key may act on (an id you do not own is 400); omit it for every agent",
+  }),
   expiresInDays: z.number().int("expiresInDays must be a whole number").min(1).max(365).default(90),
 });
 

@@ -3,7 +3,7 @@ import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
 import { createDeployment } from "../../../services/deployments/create";
 import { limitsForUser } from "../../../services/usage/user-tier";
-import { AgentIdParam, bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
+import { AgentIdParam, bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { DeployBody, DeploymentEnvelope, toDeploymentResponse } from "./schemas";
 
@@ -39,7 +39,8 @@ const route = userRoute(
     },
     responses: {
       202: {
-        description: "Accepted: the deployment is `deploying`; poll it until `active` or `failed`",
+        description: "Accepted: the deployment is `deploying`; poll it (Location) until `active` or `failed`",
+        headers: headers("Location"),
         content: { "application/json": { schema: DeploymentEnvelope } },
       },
       ...commonProblems,

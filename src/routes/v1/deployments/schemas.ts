@@ -22,7 +22,11 @@ const CompatibilityDate = z
     return Number.isFinite(ms) && new Date(ms).toISOString().startsWith(v);
   }, "compatibilityDate must be a real calendar date")
   .refine((v) => v <= new Date().toISOString().slice(0, 10), "compatibilityDate must not be in the future")
-  .openapi({ example: DEFAULT_COMPATIBILITY_DATE });
+  .openapi({
+    format: "date",
+    description: "The Workers compatibility date: YYYY-MM-DD, a real calendar date, not after today (UTC)",
+    example: DEFAULT_COMPATIBILITY_DATE,
+  });
 
 const InvokePath = z
   .string()

@@ -3,9 +3,9 @@ import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
 import { invokeAgent } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
-import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
+import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
-import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schemas";
+import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema, InvokeStreamEventSchema } from "./schemas";
 
 /** The caller's own tier limit on invoke bodies (`invokeBodyBytes`), checked after authentication. */
 const callerInvokeBodyLimit: BodyLimit = async (c) => {
@@ -21,11 +21,20 @@ const callerInvokeBodyLimit: BodyLimit = async (c) => {
   };
 };
 
+/** What an answer from (or about) the agent carries: which deployment was called, and the quota left. */
+const answerHeaders = headers("DeploymentId", "RateLimit", "RateLimitPolicy");
+
 const upstreamProblems = {
-  429: problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
+  429: {
+    ...problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
+    headers: headers("RateLimit", "RateLimitPolicy"),
+  },
   409: problemDoc("The agent is disabled or has no active deployment"),
-  502: problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
-  504: problemDoc("The agent did not answer in time"),
+  502: {
+    ...problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
+    headers: answerHeaders,
+  },
+  504: { ...problemDoc("The agent did not answer in time"), headers: answerHeaders },
 };
 
 const jsonRoute = userRoute(
@@ -42,6 +51,7 @@ const jsonRoute = userRoute(
     responses: {
       200: {
         description: "The agent's answer, passed through (header x-deployment-id names the deployment that answered)",
+        headers: answerHeaders,
         content: { "application/json": { schema: InvokeResponseSchema } },
       },
       ...commonProblems,
@@ -67,7 +77,14 @@ const streamRoute = userRoute(
       200: {
         description:
           "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
-        content: { "text/event-stream": { schema: { type: "string" } } },
+        headers: answerHeaders,
+        content: {
+          "text/event-stream": {
+            // The body is a stream of text; each event in it is an InvokeStreamEvent.
+            schema: { type: "string" },
+            "x-itemSchema": { $ref: "#/components/schemas/InvokeStreamEvent" },
+          },
+        },
       },
       ...commonProblems,
       ...bodyProblems,
@@ -101,6 +118,7 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
 // The service builds pass-through Responses itself (not c.json), so the typed-response check is
 // bypassed with `as never`; the schemas above still document what they carry.
 export function registerInvokeRoutes(app: App) {
+  app.openAPIRegistry.register("InvokeStreamEvent", InvokeStreamEventSchema);
   app.openapi(
     jsonRoute,
     async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), false)) as never,

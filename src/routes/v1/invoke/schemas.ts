@@ -29,6 +29,40 @@ export const InvokeResponseSchema = z
   })
   .openapi("InvokeResponse");
 
+// The events of /v1/invoke/{agentId}/stream, one schema per event type: `event` is the SSE event
+// name, `data` the event's JSON data. The OpenAPI document links them to the stream's media type
+// with `x-itemSchema` (OpenAPI 3.2's `itemSchema`, under an extension name while the document is
+// 3.1), and a generated client gets them as the `InvokeStreamEvent` union.
+export const InvokeStreamDeltaSchema = z
+  .object({ event: z.literal("delta"), data: z.object({ text: z.string() }) })
+  .openapi("InvokeStreamDelta", { description: "A piece of the answer's text, in order" });
+
+export const InvokeStreamDoneSchema = z
+  .object({ event: z.literal("done"), data: InvokeResponseSchema })
+  .openapi("InvokeStreamDone", { description: "The full invoke/v1 response; the stream ends" });
+
+export const InvokeStreamErrorSchema = z
+  .object({
+    event: z.literal("error"),
+    data: z
+      .object({
+        code: z.string().openapi({
+          description:
+            "The gateway's own: upstream_timeout, upstream_exception, upstream_invalid_response, stream_time_limit; an agent's `error` event is relayed as the agent sent it",
+        }),
+        message: z.string(),
+      })
+      .catchall(z.unknown()),
+  })
+  .openapi("InvokeStreamError", { description: "The stream failed after it started; the stream ends" });
+
+export const InvokeStreamEventSchema = z
+  .discriminatedUnion("event", [InvokeStreamDeltaSchema, InvokeStreamDoneSchema, InvokeStreamErrorSchema])
+  .openapi("InvokeStreamEvent", {
+    description:
+      "One server-sent event of an invoke stream (`event:` line = `event`, `data:` line = JSON of `data`): `delta`…, then exactly one `done` or `error`",
+  });
+
 export const InvokeParams = z.object({
   agentId: z
     .string()

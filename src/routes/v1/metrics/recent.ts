@@ -27,14 +27,18 @@ const route = userRoute(
           .openapi({ param: { name: "agentId", in: "query" }, example: "agt_01jd0000000000000000000000" }),
         sinceMs: z
           .string()
-          .regex(/^\d{1,16}$/, "sinceMs must be a non-negative integer (ms since epoch)")
+          .regex(/^\d+$/, "sinceMs must be a non-negative integer (ms since epoch)")
+          .refine(
+            (v) => v.length <= 16 && Number.isSafeInteger(Number(v)),
+            `sinceMs must be at most ${Number.MAX_SAFE_INTEGER} (2^53 - 1)`,
+          )
           .transform(Number)
-          .refine(Number.isSafeInteger, "sinceMs must be a non-negative integer (ms since epoch)")
           .optional()
           .openapi({
             param: { name: "sinceMs", in: "query" },
             type: "integer",
             minimum: 0,
+            maximum: Number.MAX_SAFE_INTEGER,
             description: "Only events at or after this time (ms since epoch)",
           }),
         limit: limitParam(z, 50, 200),

@@ -31,7 +31,12 @@ export const SecretValueBody = z.strictObject({
       const problem = secretValueProblem(value);
       if (problem) ctx.addIssue({ code: "custom", message: problem });
     })
-    .openapi({ description: `1 to ${MAX_SECRET_VALUE_BYTES} bytes (UTF-8); write-only` }),
+    .openapi({
+      minLength: 1,
+      // A string longer than this many characters is always longer than this many bytes.
+      maxLength: MAX_SECRET_VALUE_BYTES,
+      description: `1 to ${MAX_SECRET_VALUE_BYTES} bytes (UTF-8; a character can take up to 4); write-only. To clear a secret, delete it.`,
+    }),
 });
 
 export const SecretSchema = z

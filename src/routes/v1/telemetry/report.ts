@@ -10,7 +10,7 @@ import {
   TelemetryEventSchema,
 } from "../../../services/telemetry/event";
 import { ingestTelemetryReport } from "../../../services/telemetry/ingest";
-import { problemDoc } from "../../openapi-shared";
+import { documentedResponses, problemDoc } from "../../openapi-shared";
 
 const TELEMETRY_REPORT_PATH = "/v1/telemetry/report";
 
@@ -49,20 +49,23 @@ const route = createRoute({
       },
     },
   },
-  responses: {
-    200: {
-      description: "Stored (or recognised as duplicates)",
-      content: { "application/json": { schema: ReportResultSchema } },
+  responses: documentedResponses(
+    {
+      200: {
+        description: "Stored (or recognised as duplicates)",
+        content: { "application/json": { schema: ReportResultSchema } },
+      },
+      400: problemDoc("Malformed JSON or an event that fails a check (schema, identity, time window, batch size)"),
+      401: problemDoc("Missing, malformed or non-matching signature, or an unknown deployment"),
+      413: problemDoc("Body too large"),
+      415: problemDoc("Body is not application/json"),
+      429: problemDoc(
+        "The deployment's telemetry rate (`rate_limited`, check `rate_limit`) or the user's telemetry events " +
+          "for the month (`usage_limit_exceeded`, check `event_quota`) are used up; see Retry-After",
+      ),
     },
-    400: problemDoc("Malformed JSON or an event that fails a check (schema, identity, time window, batch size)"),
-    401: problemDoc("Missing, malformed or non-matching signature, or an unknown deployment"),
-    413: problemDoc("Body too large"),
-    415: problemDoc("Body is not application/json"),
-    429: problemDoc(
-      "The deployment's telemetry rate (`rate_limited`, check `rate_limit`) or the user's telemetry events " +
-        "for the month (`usage_limit_exceeded`, check `event_quota`) are used up; see Retry-After",
-    ),
-  },
+    { idempotent: false },
+  ),
 });
 
 export function registerTelemetryReport(app: App) {

@@ -19,7 +19,11 @@ const route = userRoute(
           .string()
           .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "period must be YYYY-MM")
           .refine((p) => p <= periodKeyOf(Date.now()), "period must not be in the future")
-          .openapi({ param: { name: "period", in: "query" }, example: "2026-10" }),
+          .openapi({
+            param: { name: "period", in: "query" },
+            description: "A UTC billing period, YYYY-MM, not after the current one",
+            example: "2026-10",
+          }),
       }),
     },
     responses: {
