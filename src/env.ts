@@ -7,6 +7,7 @@ import { type Keyring, parseKeyring } from "./crypto/keys";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
+import { type ModelProvider, parseModelProviders } from "./services/egress/providers";
 import type { MetricsEvent } from "./services/metering/event";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
@@ -46,6 +47,10 @@ export interface Env {
   LOG_REQUESTS?: string;
   /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
   TIER_LIMITS?: string;
+  /** JSON: platform model providers (base URL, api, the name of the secret holding the key). */
+  MODEL_PROVIDERS?: string;
+  /** How long one outbound request of an agent may take, answer body included. */
+  EGRESS_TIMEOUT_MS?: string;
 }
 
 const optionalString = z
@@ -70,6 +75,9 @@ const configSchema = z.object({
   DEPLOYMENT_RETENTION: z.coerce.number().int().min(0).max(1000).default(5),
   // Which requests get the one request log line: every one, only failed (5xx) and slow ones, none.
   LOG_REQUESTS: z.enum(["all", "errors", "none"]).default("all"),
+  MODEL_PROVIDERS: optionalString,
+  // One outbound request of an agent, from the egress door's fetch to the end of the answer's body.
+  EGRESS_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(120_000),
 });
 
 export type Config = {
@@ -81,6 +89,7 @@ export type Config = {
   tierLimits: TierLimitsByTier;
   deploymentRetention: number;
   logRequests: "all" | "errors" | "none";
+  egress: { providers: Record<string, ModelProvider>; timeoutMs: number };
 };
 
 // Parsed configuration per env object (one per isolate in practice).
@@ -129,6 +138,12 @@ async function buildConfig(env: Env): Promise<Config> {
   } catch (err) {
     throw invalidConfiguration((err as Error).message);
   }
+  let providers: Record<string, ModelProvider>;
+  try {
+    providers = parseModelProviders(v.MODEL_PROVIDERS);
+  } catch (err) {
+    throw invalidConfiguration((err as Error).message);
+  }
   return {
     auth: {
       issuer: v.AUTH_ISSUER,
@@ -144,6 +159,7 @@ async function buildConfig(env: Env): Promise<Config> {
     tierLimits,
     deploymentRetention: v.DEPLOYMENT_RETENTION,
     logRequests: v.LOG_REQUESTS,
+    egress: { providers, timeoutMs: v.EGRESS_TIMEOUT_MS },
   };
 }
 

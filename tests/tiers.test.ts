@@ -34,6 +34,8 @@ describe("TIER_LIMITS overrides", () => {
       telemetryEventsPerMinute: 600,
       telemetryEventsPerPeriod: 10_000,
       metricsRetentionDays: 7,
+      modelTokensPerPeriod: 100_000,
+      egressRequestsPerInvocation: 50,
     });
   });
 

@@ -1,6 +1,6 @@
 // The Worker Loader mechanism (DISPATCH_MODE=loader): each deployment's stored module runs in its
-// own isolate, named by the deployment id, with the env the namespace upload would inject and no
-// outbound network (`globalOutbound: null`). The loader caches isolates by name, so the bundle
+// own isolate, named by the deployment id, with the env the namespace upload would inject and its
+// outbound network through the gateway's egress door (`globalOutbound`). The loader caches isolates by name, so the bundle
 // (artifact read + secret decryption) is only loaded on a cold start.
 import {
   type DeploymentBundle,
@@ -25,6 +25,13 @@ import {
 export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 
 /**
+ * Makes the loaded worker's globalOutbound: every fetch() it makes goes to the gateway's Egress
+ * entrypoint, `ctx.exports.Egress({ props })`, with the same identity props as TELEMETRY. Without
+ * one (tests of the loader alone), the worker has no network at all.
+ */
+export type EgressBindingFactory = (props: TelemetryBindingProps) => Fetcher;
+
+/**
  * The deploy probe: `GET /` with this header. Any HTTP answer (whatever its status) proves the
  * module loaded and its fetch handler runs; an exception (a throw at load time, no fetch handler,
  * a handler that throws) or no answer within the probe timeout fails the deployment.
@@ -34,7 +41,11 @@ export const PROBE_TIMEOUT_MS = 10_000;
 
 const INTERNAL_ORIGIN = "https://agent.webhost.internal";
 
-export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
+export function loaderWorkerCode(
+  bundle: DeploymentBundle,
+  telemetry: TelemetryBindingFactory,
+  egress?: EgressBindingFactory,
+): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
     compatibilityFlags: [...USER_SCRIPT_COMPATIBILITY_FLAGS],
@@ -46,7 +57,7 @@ export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryB
       ...plainUserEnv(bundle),
       [TELEMETRY_BINDING]: telemetry(telemetryBindingProps(bundle)),
     },
-    globalOutbound: null,
+    globalOutbound: egress ? egress(telemetryBindingProps(bundle)) : null,
   };
 }
 
@@ -75,10 +86,14 @@ export function classifyLoaderError(err: unknown): unknown {
   return new RuntimeError("exception", message, false, { cause: err });
 }
 
-export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBindingFactory): RuntimeProvider {
+export function createLoaderRuntime(
+  loader: WorkerLoader,
+  telemetry: TelemetryBindingFactory,
+  egress?: EgressBindingFactory,
+): RuntimeProvider {
   return {
     async deploy(bundle) {
-      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry));
+      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry, egress));
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), PROBE_TIMEOUT_MS);
       try {
@@ -112,7 +127,7 @@ export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBi
       let bundleFailure: { err: unknown } | undefined;
       const stub = loader.get(target.deploymentId, async () => {
         try {
-          return loaderWorkerCode(await target.loadBundle(), telemetry);
+          return loaderWorkerCode(await target.loadBundle(), telemetry, egress);
         } catch (err) {
           bundleFailure = { err };
           throw err;

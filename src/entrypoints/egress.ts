@@ -1,0 +1,76 @@
+// The egress door's two doors in: the `Egress` entrypoint, handed to each loaded agent as its
+// globalOutbound (loader mode: `ctx.exports.Egress({ props })`, identity in ctx.props), and
+// `handleOutboundWorkerFetch`, the fetch handler of the dispatch namespace's outbound Worker
+// (namespace mode: src/outbound.ts, identity in the outbound parameter EGRESS_PARAMETER). Both run
+// services/egress/door.ts; the identity comes from the runtime, never from the agent.
+import { WorkerEntrypoint } from "cloudflare:workers";
+import { toApiError } from "../app";
+import { composeServices, type EntryContext } from "../compose";
+import { type Env, getConfig } from "../env";
+import { ApiError, problemResponse } from "../lib/errors";
+import { newId } from "../lib/ids";
+import { type EgressCaller, handleEgress } from "../services/egress/door";
+import { recordMetricsEvent } from "../services/metering/record-invocation";
+
+/** Set by the gateway on the binding it gives a loaded agent. */
+export type EgressProps = { userId: string; agentId: string; deploymentId: string };
+
+/** The outbound parameter (namespace mode) carrying the caller's identity and invocation id. */
+export const EGRESS_PARAMETER = "webhost_egress";
+
+function callerOf(value: unknown): EgressCaller | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { userId, agentId, deploymentId, invocationId } = value as Record<string, unknown>;
+  if (typeof userId !== "string" || typeof agentId !== "string" || typeof deploymentId !== "string") return undefined;
+  return { userId, agentId, deploymentId, ...(typeof invocationId === "string" ? { invocationId } : {}) };
+}
+
+async function egress(env: Env, ctx: EntryContext, identity: unknown, request: Request): Promise<Response> {
+  const caller = callerOf(identity);
+  try {
+    if (!caller) {
+      // Fail closed: a door without an identity lets nothing out.
+      throw new ApiError("egress_denied", "the egress door was reached without an agent identity");
+    }
+    const config = await getConfig(env);
+    const services = composeServices(env, ctx, config);
+    const secrets = env as unknown as Record<string, unknown>;
+    return await handleEgress(
+      {
+        db: services.db,
+        tierLimits: services.tierLimits,
+        environment: config.environment,
+        providers: config.egress.providers,
+        secret: (name) => (typeof secrets[name] === "string" ? (secrets[name] as string) : undefined),
+        fetch: (req) => fetch(req),
+        timeoutMs: config.egress.timeoutMs,
+        record: (event) =>
+          ctx.waitUntil(recordMetricsEvent({ db: services.db, usageQueue: services.usageQueue }, event)),
+        waitUntil: (promise) => ctx.waitUntil(promise),
+      },
+      caller,
+      request,
+    );
+  } catch (err) {
+    const requestId = newId("request");
+    return problemResponse(toApiError(err, requestId, "egress"), requestId);
+  }
+}
+
+export class Egress extends WorkerEntrypoint<Env, EgressProps> {
+  override fetch(request: Request): Promise<Response> {
+    return egress(this.env, this.ctx, this.ctx.props, request);
+  }
+
+  /** Sockets (`connect()` from cloudflare:sockets) stay blocked: the door only speaks HTTP. */
+  override connect(socket: Socket): void {
+    socket.close();
+    throw new Error("connect() is not available to agents: outbound sockets are blocked by the platform");
+  }
+}
+
+/** The outbound Worker's fetch: Workers for Platforms exposes each outbound parameter as an env value. */
+export function handleOutboundWorkerFetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  const identity = (env as unknown as Record<string, unknown>)[EGRESS_PARAMETER];
+  return egress(env, ctx, identity, request);
+}
