@@ -75,9 +75,6 @@ const configSchema = z.object({
   DEPLOYMENT_RETENTION: z.coerce.number().int().min(0).max(1000).default(5),
   // Which requests get the one request log line: every one, only failed (5xx) and slow ones, none.
   LOG_REQUESTS: z.enum(["all", "errors", "none"]).default("all"),
-  MODEL_PROVIDERS: optionalString,
-  // One outbound request of an agent, from the egress door's fetch to the end of the answer's body.
-  EGRESS_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(120_000),
 });
 
 export type Config = {
@@ -89,7 +86,6 @@ export type Config = {
   tierLimits: TierLimitsByTier;
   deploymentRetention: number;
   logRequests: "all" | "errors" | "none";
-  egress: { providers: Record<string, ModelProvider>; timeoutMs: number };
 };
 
 // Parsed configuration per env object (one per isolate in practice).
@@ -138,12 +134,6 @@ async function buildConfig(env: Env): Promise<Config> {
   } catch (err) {
     throw invalidConfiguration((err as Error).message);
   }
-  let providers: Record<string, ModelProvider>;
-  try {
-    providers = parseModelProviders(v.MODEL_PROVIDERS);
-  } catch (err) {
-    throw invalidConfiguration((err as Error).message);
-  }
   return {
     auth: {
       issuer: v.AUTH_ISSUER,
@@ -159,7 +149,6 @@ async function buildConfig(env: Env): Promise<Config> {
     tierLimits,
     deploymentRetention: v.DEPLOYMENT_RETENTION,
     logRequests: v.LOG_REQUESTS,
-    egress: { providers, timeoutMs: v.EGRESS_TIMEOUT_MS },
   };
 }
 
@@ -170,4 +159,48 @@ function isJwks(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * What the egress door reads (src/entrypoints/egress.ts): a slice of the configuration of its own,
+ * because in namespace mode the door is a separate Worker (src/outbound.ts) that has no auth or
+ * encryption settings. Parsed once per env object; a bad value answers configuration_error to the
+ * agent's fetch (and is logged), it does not stop the gateway.
+ */
+export type EgressConfig = {
+  environment: string;
+  tierLimits: TierLimitsByTier;
+  providers: Record<string, ModelProvider>;
+  timeoutMs: number;
+};
+
+const egressConfigSchema = z.object({
+  ENVIRONMENT: z.string().default("development"),
+  TIER_LIMITS: optionalString,
+  MODEL_PROVIDERS: optionalString,
+  // One outbound request of an agent, from the door's fetch to the end of the answer's body.
+  EGRESS_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(120_000),
+});
+
+const egressConfigCache = new WeakMap<object, EgressConfig>();
+
+export function getEgressConfig(env: Env): EgressConfig {
+  const cached = egressConfigCache.get(env);
+  if (cached) return cached;
+  const parsed = egressConfigSchema.safeParse(env);
+  if (!parsed.success) throw invalidConfiguration(parsed.error.issues);
+  const v = parsed.data;
+  let config: EgressConfig;
+  try {
+    config = {
+      environment: v.ENVIRONMENT,
+      tierLimits: parseTierLimits(v.TIER_LIMITS),
+      providers: parseModelProviders(v.MODEL_PROVIDERS),
+      timeoutMs: v.EGRESS_TIMEOUT_MS,
+    };
+  } catch (err) {
+    throw invalidConfiguration((err as Error).message);
+  }
+  egressConfigCache.set(env, config);
+  return config;
 }

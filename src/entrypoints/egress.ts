@@ -1,22 +1,21 @@
 // The egress door's two doors in: the `Egress` entrypoint, handed to each loaded agent as its
 // globalOutbound (loader mode: `ctx.exports.Egress({ props })`, identity in ctx.props), and
 // `handleOutboundWorkerFetch`, the fetch handler of the dispatch namespace's outbound Worker
-// (namespace mode: src/outbound.ts, identity in the outbound parameter EGRESS_PARAMETER). Both run
+// (namespace mode: src/outbound.ts, identity in the outbound parameter EGRESS_OUTBOUND_PARAMETER). Both run
 // services/egress/door.ts; the identity comes from the runtime, never from the agent.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import { toApiError } from "../app";
-import { composeServices, type EntryContext } from "../compose";
-import { type Env, getConfig } from "../env";
+import type { EntryContext } from "../compose";
+import { createDb } from "../db/client";
+import { type Env, getEgressConfig } from "../env";
 import { ApiError, problemResponse } from "../lib/errors";
 import { newId } from "../lib/ids";
+import { EGRESS_OUTBOUND_PARAMETER } from "../runtime/user-script";
 import { type EgressCaller, handleEgress } from "../services/egress/door";
 import { recordMetricsEvent } from "../services/metering/record-invocation";
 
 /** Set by the gateway on the binding it gives a loaded agent. */
 export type EgressProps = { userId: string; agentId: string; deploymentId: string };
-
-/** The outbound parameter (namespace mode) carrying the caller's identity and invocation id. */
-export const EGRESS_PARAMETER = "webhost_egress";
 
 function callerOf(value: unknown): EgressCaller | undefined {
   if (typeof value !== "object" || value === null) return undefined;
@@ -32,20 +31,19 @@ async function egress(env: Env, ctx: EntryContext, identity: unknown, request: R
       // Fail closed: a door without an identity lets nothing out.
       throw new ApiError("egress_denied", "the egress door was reached without an agent identity");
     }
-    const config = await getConfig(env);
-    const services = composeServices(env, ctx, config);
+    const config = getEgressConfig(env);
+    const db = createDb(env.DB);
     const secrets = env as unknown as Record<string, unknown>;
     return await handleEgress(
       {
-        db: services.db,
-        tierLimits: services.tierLimits,
+        db,
+        tierLimits: config.tierLimits,
         environment: config.environment,
-        providers: config.egress.providers,
+        providers: config.providers,
         secret: (name) => (typeof secrets[name] === "string" ? (secrets[name] as string) : undefined),
         fetch: (req) => fetch(req),
-        timeoutMs: config.egress.timeoutMs,
-        record: (event) =>
-          ctx.waitUntil(recordMetricsEvent({ db: services.db, usageQueue: services.usageQueue }, event)),
+        timeoutMs: config.timeoutMs,
+        record: (event) => ctx.waitUntil(recordMetricsEvent({ db, usageQueue: env.USAGE_QUEUE }, event)),
         waitUntil: (promise) => ctx.waitUntil(promise),
       },
       caller,
@@ -71,6 +69,6 @@ export class Egress extends WorkerEntrypoint<Env, EgressProps> {
 
 /** The outbound Worker's fetch: Workers for Platforms exposes each outbound parameter as an env value. */
 export function handleOutboundWorkerFetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
-  const identity = (env as unknown as Record<string, unknown>)[EGRESS_PARAMETER];
+  const identity = (env as unknown as Record<string, unknown>)[EGRESS_OUTBOUND_PARAMETER];
   return egress(env, ctx, identity, request);
 }
