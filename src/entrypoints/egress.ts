@@ -61,9 +61,8 @@ export class Egress extends WorkerEntrypoint<Env, EgressProps> {
   }
 
   /** Sockets (`connect()` from cloudflare:sockets) stay blocked: the door only speaks HTTP. */
-  override connect(socket: Socket): void {
-    socket.close();
-    throw new Error("connect() is not available to agents: outbound sockets are blocked by the platform");
+  override async connect(socket: Socket): Promise<void> {
+    await socket.close();
   }
 }
 

@@ -204,7 +204,13 @@ export async function handleEgress(deps: EgressDeps, caller: EgressCaller, reque
   }
 
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), deps.timeoutMs);
+  // Set once the answer's headers are in: then the timeout also records the request (an answer
+  // whose body nobody reads to the end is still counted, when its time is up).
+  let onTimeout: (() => void) | undefined;
+  const timer = setTimeout(() => {
+    abort.abort();
+    onTimeout?.();
+  }, deps.timeoutMs);
   let upstream: Response;
   try {
     upstream = await deps.fetch(new Request(upstreamRequest, { signal: abort.signal }));
@@ -231,8 +237,16 @@ export async function handleEgress(deps: EgressDeps, caller: EgressCaller, reque
         ? "json"
         : "none";
   const status = upstream.status;
+  let recorded = false;
+  onTimeout = () => {
+    if (recorded) return;
+    recorded = true;
+    record({ status, errorCode: "egress_timeout" });
+  };
   const metered = meterBody(upstream.body, kind, (outcome) => {
     clearTimeout(timer);
+    if (recorded) return;
+    recorded = true;
     record({ status, outcome });
   });
   return new Response(metered, { status, statusText: upstream.statusText, headers: upstream.headers });
