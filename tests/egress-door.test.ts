@@ -4,6 +4,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
+import { handleOutboundWorkerFetch } from "../src/entrypoints/egress";
 import { type EgressDeps, handleEgress } from "../src/services/egress/door";
 import { decideEgress, type EgressPolicy, isPrivateHost } from "../src/services/egress/policy";
 import { DEFAULT_MODEL_PROVIDERS } from "../src/services/egress/providers";
@@ -220,6 +221,23 @@ describe("egress door", () => {
       inputTokens: 5,
       outputTokens: 8,
       status: "200",
+    });
+  });
+});
+
+describe("the outbound Worker's fetch (namespace mode)", () => {
+  it("takes the caller from the webhost_egress parameter, and lets nothing out without one", async () => {
+    const { caller } = await doorDeps();
+    const ctx = { waitUntil: () => {}, passThroughOnException: () => {}, props: {} } as unknown as ExecutionContext;
+    const withParam = { ...env, webhost_egress: { ...caller, invocationId: "req_ns" } } as typeof env;
+    const denied = await handleOutboundWorkerFetch(new Request("https://not-allowed.example/"), withParam, ctx);
+    expect(denied.status).toBe(403);
+    expect(await denied.json()).toMatchObject({ code: "egress_denied", host: "not-allowed.example" });
+    const anonymous = await handleOutboundWorkerFetch(new Request("https://api.example.com/"), env, ctx);
+    expect(anonymous.status).toBe(403);
+    expect(await anonymous.json()).toMatchObject({
+      code: "egress_denied",
+      detail: expect.stringContaining("identity"),
     });
   });
 });

@@ -4,12 +4,13 @@
 // (namespace mode: src/outbound.ts, identity in the outbound parameter EGRESS_OUTBOUND_PARAMETER). Both run
 // services/egress/door.ts; the identity comes from the runtime, never from the agent.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { toApiError } from "../app";
 import type { EntryContext } from "../compose";
 import { createDb } from "../db/client";
 import { type Env, getEgressConfig } from "../env";
+import { ConfigError } from "../lib/config-error";
 import { ApiError, problemResponse } from "../lib/errors";
 import { newId } from "../lib/ids";
+import { describeError, logError } from "../lib/logger";
 import { EGRESS_OUTBOUND_PARAMETER } from "../runtime/user-script";
 import { type EgressCaller, handleEgress } from "../services/egress/door";
 import { recordMetricsEvent } from "../services/metering/record-invocation";
@@ -51,8 +52,21 @@ async function egress(env: Env, ctx: EntryContext, identity: unknown, request: R
     );
   } catch (err) {
     const requestId = newId("request");
-    return problemResponse(toApiError(err, requestId, "egress"), requestId);
+    return problemResponse(egressProblem(err, requestId), requestId);
   }
+}
+
+/** The door's own failures, as the agent's fetch sees them (no Hono here: the outbound Worker stays small). */
+function egressProblem(err: unknown, requestId: string): ApiError {
+  if (err instanceof ApiError) return err;
+  logError(err instanceof ConfigError ? "configuration_error" : "egress_error", {
+    requestId,
+    error: describeError(err),
+  });
+  if (err instanceof ConfigError) {
+    return new ApiError("configuration_error", "the platform's egress is misconfigured; it is not the agent's fault");
+  }
+  return new ApiError("service_unavailable", "the platform's egress failed; retry shortly");
 }
 
 export class Egress extends WorkerEntrypoint<Env, EgressProps> {
