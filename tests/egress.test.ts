@@ -181,6 +181,12 @@ describe("egress door (loader mode)", () => {
     const { headers, subject } = await newUser();
     const agent = await createAgent(headers);
     await deployAndActivate(headers, agent.id, { moduleCode: CALLER });
+    const logged: string[] = [];
+    for (const level of ["log", "warn", "error"] as const) {
+      vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
+        logged.push(args.map(String).join(" "));
+      });
+    }
     const results = await invokeCalls(headers, agent.id, [
       {
         url: "https://models.webhost.internal/openai/v1/chat/completions",
@@ -209,6 +215,11 @@ describe("egress door (loader mode)", () => {
     ]);
     expect(seen.map((s) => s.authorization)).toEqual([`Bearer ${PLATFORM_KEY}`, `Bearer ${PLATFORM_KEY}`]);
     expect(JSON.parse(seen[1]?.body ?? "{}").stream_options).toEqual({ include_usage: true });
+    // Each outbound request is logged (host, status, bytes, duration), never a key or a body.
+    expect(logged.filter((l) => l.includes('"event":"egress"'))).toHaveLength(2);
+    expect(logged.filter((l) => l.includes(PLATFORM_KEY) || l.includes("sk-agent-own") || l.includes("Hello"))).toEqual(
+      [],
+    );
 
     const userId = await userIdOf(subject);
     const rows = await waitFor(
