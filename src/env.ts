@@ -7,6 +7,7 @@ import { type Keyring, parseKeyring } from "./crypto/keys";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
+import { type ModelProvider, parseModelProviders } from "./services/egress/providers";
 import type { MetricsEvent } from "./services/metering/event";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 
@@ -48,6 +49,10 @@ export interface Env {
   LOG_REQUESTS?: string;
   /** JSON overrides of the per-tier limits (see services/usage/tiers.ts). */
   TIER_LIMITS?: string;
+  /** JSON: platform model providers (base URL, api, the name of the secret holding the key). */
+  MODEL_PROVIDERS?: string;
+  /** How long one outbound request of an agent may take, answer body included. */
+  EGRESS_TIMEOUT_MS?: string;
 }
 
 const optionalString = z
@@ -156,4 +161,48 @@ function isJwks(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * What the egress door reads (src/entrypoints/egress.ts): a slice of the configuration of its own,
+ * because in namespace mode the door is a separate Worker (src/outbound.ts) that has no auth or
+ * encryption settings. Parsed once per env object; a bad value answers configuration_error to the
+ * agent's fetch (and is logged), it does not stop the gateway.
+ */
+export type EgressConfig = {
+  environment: string;
+  tierLimits: TierLimitsByTier;
+  providers: Record<string, ModelProvider>;
+  timeoutMs: number;
+};
+
+const egressConfigSchema = z.object({
+  ENVIRONMENT: z.string().default("development"),
+  TIER_LIMITS: optionalString,
+  MODEL_PROVIDERS: optionalString,
+  // One outbound request of an agent, from the door's fetch to the end of the answer's body.
+  EGRESS_TIMEOUT_MS: z.coerce.number().int().min(100).max(900_000).default(120_000),
+});
+
+const egressConfigCache = new WeakMap<object, EgressConfig>();
+
+export function getEgressConfig(env: Env): EgressConfig {
+  const cached = egressConfigCache.get(env);
+  if (cached) return cached;
+  const parsed = egressConfigSchema.safeParse(env);
+  if (!parsed.success) throw invalidConfiguration(parsed.error.issues);
+  const v = parsed.data;
+  let config: EgressConfig;
+  try {
+    config = {
+      environment: v.ENVIRONMENT,
+      tierLimits: parseTierLimits(v.TIER_LIMITS),
+      providers: parseModelProviders(v.MODEL_PROVIDERS),
+      timeoutMs: v.EGRESS_TIMEOUT_MS,
+    };
+  } catch (err) {
+    throw invalidConfiguration((err as Error).message);
+  }
+  egressConfigCache.set(env, config);
+  return config;
 }

@@ -112,7 +112,7 @@ describe("invoke: routing and request validation", () => {
 });
 
 describe("invoke: what the user script sees", () => {
-  it("gets the platform env (identity, its own telemetry secret, TELEMETRY), no outbound network, and never the caller's token", async () => {
+  it("gets the platform env (identity, its own telemetry secret, TELEMETRY), outbound fetch only through the egress door, and never the caller's token", async () => {
     const { headers, agent, deployment, subject } = await agentRunning(modules.ENV_REPORTER);
     const body = { ...userMessage("what do you see?"), sessionId: "s-1", metadata: { a: 1 } };
     const res = await call("POST", `/v1/invoke/${agent.id}`, { headers, body });
@@ -136,7 +136,8 @@ describe("invoke: what the user script sees", () => {
       DEPLOYMENT_ID: deployment.id,
       RUNTIME_PROVIDER: "cloudflare",
       TELEMETRY_SECRET: toBase64Url(key),
-      outbound: "blocked",
+      // The egress door answers: a new agent's default policy lets only platform models out.
+      outbound: "403 egress_denied",
       method: "POST",
       path: "/invoke",
       authorization: null,

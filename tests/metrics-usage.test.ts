@@ -73,6 +73,9 @@ describe("GET /v1/metrics/recent", () => {
         "bytesIn",
         "bytesOut",
         "streaming",
+        "host",
+        "provider",
+        "model",
         "receivedAt",
       ].sort(),
     );
@@ -164,7 +167,18 @@ describe("GET /v1/usage/current", () => {
     expect(await json(res)).toEqual({
       periodKey: currentPeriodKey(),
       tier: "free",
-      usage: { requests: 0, errors: 0, durationMsTotal: 0, bytesIn: 0, bytesOut: 0, inputTokens: 0, outputTokens: 0 },
+      usage: {
+        requests: 0,
+        errors: 0,
+        durationMsTotal: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+        inputTokens: 0,
+        outputTokens: 0,
+        modelInputTokens: 0,
+        modelOutputTokens: 0,
+        egressRequests: 0,
+      },
       limits: DEFAULT_TIER_LIMITS.free,
       remaining: {
         invocations: DEFAULT_TIER_LIMITS.free.invocationsPerPeriod,
@@ -228,6 +242,9 @@ describe("GET /v1/usage/current", () => {
       bytesOut: 1000,
       inputTokens: 11,
       outputTokens: 20,
+      modelInputTokens: 0,
+      modelOutputTokens: 0,
+      egressRequests: 0,
     });
     // The metered counters (billing_usage) agree with the events they were incremented from.
     const metered = await createDb(env.DB)

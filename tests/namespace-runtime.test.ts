@@ -268,14 +268,31 @@ describe("namespace runtime: invoke", () => {
       return Response.json({ output: { text: `echo: ${body.messages[0]?.content}` } }, { headers: { "x-agent": "1" } });
     });
     const { runtime } = namespaceSetup({ dispatcher });
-    const res = await runtime.invoke(target("webhost-dep-abc"), invokeRequest(), {
+    const request = invokeRequest();
+    request.headers.set("x-request-id", "req_invocation");
+    const res = await runtime.invoke(target("webhost-dep-abc"), request, {
       limits: { cpuMs: 50, subRequests: 10 },
     });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-agent")).toBe("1");
     expect(await res.json()).toEqual({ output: { text: "echo: hi" } });
     expect(dispatcher.calls).toEqual([
-      { name: "webhost-dep-abc", args: {}, options: { limits: { cpuMs: 50, subRequests: 10 } } },
+      {
+        name: "webhost-dep-abc",
+        args: {},
+        options: {
+          limits: { cpuMs: 50, subRequests: 10 },
+          // The egress door (the namespace's outbound Worker) learns who is calling from this.
+          outbound: {
+            webhost_egress: {
+              userId: "usr_x",
+              agentId: "agt_x",
+              deploymentId: "dep_x",
+              invocationId: "req_invocation",
+            },
+          },
+        },
+      },
     ]);
   });
 

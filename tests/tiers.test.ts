@@ -35,6 +35,8 @@ describe("TIER_LIMITS overrides", () => {
       telemetryEventsPerPeriod: 10_000,
       metricsRetentionDays: 7,
       bundleBytes: 3145728,
+      modelTokensPerPeriod: 100_000,
+      egressRequestsPerInvocation: 50,
     });
   });
 

@@ -34,6 +34,9 @@ function gatewayEvent(userId: string, agentId: string, overrides: Partial<Metric
     bytesIn: 100,
     bytesOut: 200,
     streaming: false,
+    host: null,
+    provider: null,
+    model: null,
     receivedAt: Date.now(),
     ...overrides,
   };

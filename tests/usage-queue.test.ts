@@ -30,6 +30,9 @@ function measurement(userId: string): MetricsEvent {
     bytesIn: 10,
     bytesOut: 20,
     streaming: false,
+    host: null,
+    provider: null,
+    model: null,
     receivedAt: Date.now(),
   };
 }

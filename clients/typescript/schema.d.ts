@@ -263,6 +263,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{agentId}/egress": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The agent's egress policy (the default, allowlist with no hosts, until one is set) */
+        get: operations["getAgentEgress"];
+        /** Set the agent's egress policy (takes effect within seconds, without a redeploy) */
+        put: operations["putAgentEgress"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -386,7 +404,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "too_many_secrets" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "auth_unavailable" | "service_unavailable" | "upstream_timeout";
+            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "too_many_secrets" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_timeout" | "egress_timeout";
             requestId: string;
             /** @description validation_failed, telemetry_rejected: each bad field and why */
             errors?: {
@@ -492,10 +510,10 @@ export interface components {
             agentId: string;
             deploymentId: string;
             /**
-             * @description `gateway`: the gateway's own measurement of an invocation; `telemetry`: reported by the agent
+             * @description `gateway`: the gateway's own measurement of an invocation; `telemetry`: reported by the agent; `egress`: one outbound request of the agent, measured by the egress door
              * @enum {string}
              */
-            source: "gateway" | "telemetry";
+            source: "gateway" | "telemetry" | "egress";
             eventId: string | null;
             traceId: string | null;
             runtimeProvider: string;
@@ -510,6 +528,12 @@ export interface components {
             bytesIn: number | null;
             bytesOut: number | null;
             streaming: boolean | null;
+            /** @description Egress events: the destination host */
+            host: string | null;
+            /** @description Egress events to a platform model: the provider */
+            provider: string | null;
+            /** @description Egress events to a platform model: the model named */
+            model: string | null;
             receivedAt: number;
         };
         UsageReport: {
@@ -536,6 +560,8 @@ export interface components {
                 telemetryEventsPerPeriod: number;
                 metricsRetentionDays: number;
                 bundleBytes: number;
+                modelTokensPerPeriod: number;
+                egressRequestsPerInvocation: number;
             };
             remaining: {
                 invocations: number;
@@ -564,6 +590,12 @@ export interface components {
             inputTokens: number;
             /** @description From verified telemetry */
             outputTokens: number;
+            /** @description Measured by the egress door on platform model calls (models.webhost.internal) */
+            modelInputTokens: number;
+            /** @description Measured by the egress door on platform model calls (models.webhost.internal) */
+            modelOutputTokens: number;
+            /** @description Outbound requests of the agents (allowed or refused) */
+            egressRequests: number;
         };
         Secret: {
             name: string;
@@ -571,6 +603,29 @@ export interface components {
             createdAt: number;
             /** @description ms since epoch of the last PUT */
             updatedAt: number;
+        };
+        EgressPolicy: {
+            agentId: string;
+            /** @enum {string} */
+            mode: "deny" | "allowlist" | "open";
+            allow: string[];
+            /** @description Null: the default policy, never set */
+            updatedAt: number | null;
+        };
+        EgressPolicyInput: {
+            /**
+             * @description `deny`: nothing (platform models included); `allowlist`: platform models and the hosts in `allow`; `open`: any public host (not on every tier)
+             * @enum {string}
+             */
+            mode: "deny" | "allowlist" | "open";
+            /**
+             * @description Host names the agent may reach (`api.example.com`, or `*.example.com` for its subdomains); no scheme, port or path
+             * @default []
+             * @example [
+             *       "api.search.example"
+             *     ]
+             */
+            allow: string[];
         };
         AuditEntry: {
             id: string;
@@ -2592,6 +2647,192 @@ export interface operations {
             };
             /** @description Not found (or owned by someone else) */
             404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAgentEgress: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The policy */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        egress: components["schemas"]["EgressPolicy"];
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putAgentEgress: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EgressPolicyInput"];
+            };
+        };
+        responses: {
+            /** @description The policy now in force */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        egress: components["schemas"]["EgressPolicy"];
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `open` is not available on the caller's tier (plan_limit_exceeded) */
+            403: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large (`limitBytes` names the limit) */
+            413: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;

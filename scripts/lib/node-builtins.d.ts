@@ -96,3 +96,24 @@ declare module "node:net" {
   }
   export function createServer(): Server;
 }
+
+declare module "node:http" {
+  export interface IncomingMessage {
+    readonly url?: string;
+    readonly method?: string;
+    readonly headers: Record<string, string | undefined>;
+    on(event: "data", listener: (chunk: Uint8Array) => void): this;
+    on(event: "end", listener: () => void): this;
+  }
+  export interface ServerResponse {
+    writeHead(status: number, headers?: Record<string, string>): this;
+    write(text: string): boolean;
+    end(text?: string): this;
+  }
+  export interface Server {
+    listen(port: number, host: string, listener: () => void): this;
+    address(): { port: number } | string | null;
+    close(listener?: () => void): this;
+  }
+  export function createServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server;
+}

@@ -19,6 +19,7 @@ export const PROBLEMS = {
   insufficient_scope: { status: 403, title: "API key lacks a scope" },
   user_token_required: { status: 403, title: "A user token is required" },
   plan_limit_exceeded: { status: 403, title: "Plan limit exceeded" },
+  egress_denied: { status: 403, title: "Outbound request refused by the agent's egress policy" },
   not_found: { status: 404, title: "Not found" },
   route_not_found: { status: 404, title: "Route not found" },
   method_not_allowed: { status: 405, title: "Method not allowed" },
@@ -32,6 +33,8 @@ export const PROBLEMS = {
   idempotency_key_reused: { status: 422, title: "Idempotency-Key reused with a different body" },
   usage_limit_exceeded: { status: 429, title: "Usage limit exceeded" },
   rate_limited: { status: 429, title: "Too many requests" },
+  token_budget_exceeded: { status: 429, title: "Model token budget exceeded" },
+  egress_limit_exceeded: { status: 429, title: "Too many outbound requests in one invocation" },
   internal_error: { status: 500, title: "Internal server error" },
   configuration_error: { status: 500, title: "Server configuration error" },
   upstream_error: { status: 502, title: "Agent failed" },
@@ -39,9 +42,11 @@ export const PROBLEMS = {
   upstream_exception: { status: 502, title: "Agent threw an exception" },
   upstream_not_found: { status: 502, title: "Agent script not found in the runtime" },
   upstream_limit_exceeded: { status: 502, title: "Agent exceeded a resource limit" },
+  egress_failed: { status: 502, title: "Outbound request failed" },
   auth_unavailable: { status: 503, title: "Authentication keys unavailable" },
   service_unavailable: { status: 503, title: "Service temporarily unavailable" },
   upstream_timeout: { status: 504, title: "Agent timed out" },
+  egress_timeout: { status: 504, title: "Outbound request timed out" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;
 
 export type ProblemCode = keyof typeof PROBLEMS;

@@ -8,6 +8,7 @@ import { registerAgentRoutes } from "./v1/agents";
 import { registerApiKeyRoutes } from "./v1/api-keys";
 import { registerAuditRoutes } from "./v1/audit";
 import { registerDeploymentRoutes } from "./v1/deployments";
+import { registerEgressRoutes } from "./v1/egress";
 import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerSecretRoutes } from "./v1/secrets";
@@ -44,6 +45,7 @@ export function createGatewayApp(): App {
   registerRecentMetrics(app);
   registerUsageRoutes(app);
   registerSecretRoutes(app);
+  registerEgressRoutes(app);
   registerAuditRoutes(app);
   registerApiKeyRoutes(app);
   return app;

@@ -1,6 +1,6 @@
 // The Worker Loader mechanism (DISPATCH_MODE=loader): each deployment's stored module runs in its
-// own isolate, named by the deployment id, with the env the namespace upload would inject and no
-// outbound network (`globalOutbound: null`). The loader caches isolates by name, so the bundle
+// own isolate, named by the deployment id, with the env the namespace upload would inject and its
+// outbound network through the gateway's egress door (`globalOutbound`). The loader caches isolates by name, so the bundle
 // (artifact read + secret decryption) is only loaded on a cold start.
 import {
   type DeploymentBundle,
@@ -31,6 +31,13 @@ import {
 export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 
 /**
+ * Makes the loaded worker's globalOutbound: every fetch() it makes goes to the gateway's Egress
+ * entrypoint, `ctx.exports.Egress({ props })`, with the same identity props as TELEMETRY. Without
+ * one (tests of the loader alone), the worker has no network at all.
+ */
+export type EgressBindingFactory = (props: TelemetryBindingProps) => Fetcher;
+
+/**
  * The deploy check: the bundle loads (its top-level evaluation succeeds within
  * DEPLOY_CHECK_TIMEOUT_MS) and its default export has a fetch handler. It sends the user's code
  * no request: loading the isolate evaluates the platform's main module (user-script.ts), which
@@ -38,7 +45,11 @@ export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
  */
 export const DEPLOY_CHECK_TIMEOUT_MS = 10_000;
 
-export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryBindingFactory): WorkerLoaderWorkerCode {
+export function loaderWorkerCode(
+  bundle: DeploymentBundle,
+  telemetry: TelemetryBindingFactory,
+  egress?: EgressBindingFactory,
+): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
     compatibilityFlags: userScriptCompatibilityFlags(bundle),
@@ -53,7 +64,7 @@ export function loaderWorkerCode(bundle: DeploymentBundle, telemetry: TelemetryB
       ...plainUserEnv(bundle),
       [TELEMETRY_BINDING]: telemetry(telemetryBindingProps(bundle)),
     },
-    globalOutbound: null,
+    globalOutbound: egress ? egress(telemetryBindingProps(bundle)) : null,
   };
 }
 
@@ -100,10 +111,14 @@ export function classifyLoaderError(err: unknown): unknown {
   return new RuntimeError("exception", message, false, { cause: err });
 }
 
-export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBindingFactory): RuntimeProvider {
+export function createLoaderRuntime(
+  loader: WorkerLoader,
+  telemetry: TelemetryBindingFactory,
+  egress?: EgressBindingFactory,
+): RuntimeProvider {
   return {
     async deploy(bundle) {
-      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry));
+      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry, egress));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -141,7 +156,7 @@ export function createLoaderRuntime(loader: WorkerLoader, telemetry: TelemetryBi
       let bundleFailure: { err: unknown } | undefined;
       const stub = loader.get(target.deploymentId, async () => {
         try {
-          return loaderWorkerCode(await target.loadBundle(), telemetry);
+          return loaderWorkerCode(await target.loadBundle(), telemetry, egress);
         } catch (err) {
           bundleFailure = { err };
           throw err;

@@ -10,6 +10,13 @@ export const TELEMETRY_BINDING = "TELEMETRY";
 /** The gateway's RPC entrypoint behind TELEMETRY (src/entrypoints/telemetry-sink.ts). */
 export const TELEMETRY_ENTRYPOINT = "TelemetrySink";
 
+/**
+ * The dispatch namespace's outbound parameter (namespace mode) that tells the egress door
+ * (src/entrypoints/egress.ts) which agent, deployment and invocation a request comes from. It must
+ * be listed in the gateway's `dispatch_namespaces` binding: `outbound = { service, parameters }`.
+ */
+export const EGRESS_OUTBOUND_PARAMETER = "webhost_egress";
+
 /** Names the platform injects itself; agent secrets may not use them. */
 export const PLATFORM_BINDING_NAMES = [
   TELEMETRY_BINDING,

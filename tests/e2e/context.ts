@@ -8,6 +8,8 @@ export type E2eContext = {
   issuer: string;
   /** Private JWK (JSON text) whose public half is the server's AUTH_JWKS. */
   signingJwk: string;
+  /** The fake OpenAI-compatible provider (tests/e2e/fake-provider.ts), e.g. http://127.0.0.1:41235 */
+  providerBaseUrl: string;
 };
 
 declare module "vitest" {

@@ -535,6 +535,10 @@ describe("an agent's life, seen by its owner and by a stranger", () => {
       bytesOut: sum(gateway, "bytesOut"),
       inputTokens: sum(telemetry, "inputTokens"),
       outputTokens: sum(telemetry, "outputTokens"),
+      // This agent makes no outbound calls: nothing goes through the egress door.
+      modelInputTokens: 0,
+      modelOutputTokens: 0,
+      egressRequests: 0,
     };
     const usage = await waitFor(
       "usage to count every invocation and token so far",

@@ -6,16 +6,34 @@ import type { TestProject } from "vitest/node";
 import { type DevServer, PROJECT_ROOT, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { newSigningKey } from "../../scripts/lib/tokens.ts";
 import { E2E_KID } from "./context.ts";
+import { FAKE_PROVIDER_KEY, startFakeProvider } from "./fake-provider.ts";
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const { publicJwk, privateJwk } = await newSigningKey(E2E_KID);
   const issuer = `https://issuer.e2e.test/${crypto.randomUUID()}`;
+  // The egress tests' model provider: the gateway forwards models.webhost.internal/openai/… to it.
+  const provider = await startFakeProvider();
   const started = performance.now();
   const server: DevServer = await startDevServer({
-    vars: { AUTH_ISSUER: issuer, AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }) },
+    vars: {
+      AUTH_ISSUER: issuer,
+      AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }),
+      MODEL_PROVIDERS: JSON.stringify({ openai: { baseUrl: provider.baseUrl, keySecret: "OPENAI_API_KEY" } }),
+      OPENAI_API_KEY: FAKE_PROVIDER_KEY,
+      // Small enough for the egress test to exhaust (its two model calls use 23 tokens).
+      TIER_LIMITS: JSON.stringify({ free: { modelTokensPerPeriod: 20 } }),
+    },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
   });
   console.log(`e2e: wrangler dev ready at ${server.baseUrl} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  project.provide("e2e", { baseUrl: server.baseUrl, issuer, signingJwk: JSON.stringify(privateJwk) });
-  return () => server.stop();
+  project.provide("e2e", {
+    baseUrl: server.baseUrl,
+    issuer,
+    signingJwk: JSON.stringify(privateJwk),
+    providerBaseUrl: provider.baseUrl,
+  });
+  return async () => {
+    await server.stop();
+    await provider.stop();
+  };
 }

@@ -205,6 +205,21 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(200),
   },
   {
+    route: "GET /v1/agents/{agentId}/egress",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/egress` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "PUT /v1/agents/{agentId}/egress",
+    scope: "agents:write",
+    request: (w) => ({
+      path: `/v1/agents/${w.agentId}/egress`,
+      body: { mode: "allowlist", allow: ["api.example.com"] },
+    }),
+    expect: ownedObject(200),
+  },
+  {
     route: "POST /v1/agents/{agentId}/deploy",
     scope: "deploy",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deploy`, body: {} }),

@@ -158,6 +158,9 @@ export async function insertGatewayEvent(
       bytesIn: fields.bytesIn,
       bytesOut: fields.bytesOut,
       streaming: fields.streaming ?? false,
+      host: null,
+      provider: null,
+      model: null,
       receivedAt: now,
     },
   ]);

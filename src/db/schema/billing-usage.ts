@@ -16,6 +16,11 @@ export const billingUsage = sqliteTable(
     bytesOut: integer("bytes_out").notNull().default(0),
     inputTokens: integer("input_tokens").notNull().default(0),
     outputTokens: integer("output_tokens").notNull().default(0),
+    // Measured by the egress door from model providers' answers (platform keys), not reported by the agent.
+    modelInputTokens: integer("model_input_tokens").notNull().default(0),
+    modelOutputTokens: integer("model_output_tokens").notNull().default(0),
+    // Outbound requests of the agent through the egress door (allowed or refused).
+    egressRequests: integer("egress_requests").notNull().default(0),
     // Verified telemetry events stored (the per-period telemetry quota counts these). Not reduced
     // when metrics_events rows expire: usage history outlives the events behind it.
     telemetryEvents: integer("telemetry_events").notNull().default(0),

@@ -1,3 +1,4 @@
+export * from "./agent-egress-policies";
 export * from "./agent-secrets";
 export * from "./agents";
 export * from "./api-keys";

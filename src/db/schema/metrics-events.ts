@@ -1,5 +1,6 @@
 // Append-only invocation events: the gateway's own measurements (source 'gateway') and the
-// verified telemetry user workers report (source 'telemetry'). Deduped per deployment.
+// verified telemetry user workers report (source 'telemetry'), and the egress door's measurement of
+// each outbound request (source 'egress'). Deduped per deployment.
 import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const metricsEvents = sqliteTable(
@@ -9,7 +10,7 @@ export const metricsEvents = sqliteTable(
     userId: text("user_id").notNull(),
     agentId: text("agent_id").notNull(),
     deploymentId: text("deployment_id").notNull(),
-    source: text("source", { enum: ["gateway", "telemetry"] }).notNull(),
+    source: text("source", { enum: ["gateway", "telemetry", "egress"] }).notNull(),
     // eventId when given, else traceId: the dedupe key within a deployment and source.
     dedupeKey: text("dedupe_key").notNull(),
     eventId: text("event_id"),
@@ -25,6 +26,10 @@ export const metricsEvents = sqliteTable(
     bytesIn: integer("bytes_in"),
     bytesOut: integer("bytes_out"),
     streaming: integer("streaming", { mode: "boolean" }),
+    // Egress events: the destination host, and for platform model calls the provider and model.
+    host: text("host"),
+    provider: text("provider"),
+    model: text("model"),
     receivedAt: integer("received_at").notNull(),
     // Tag of the write that inserted the row: usage is incremented from exactly the rows one
     // write inserted, so a redelivered event (ignored by the dedupe index) is never counted twice.

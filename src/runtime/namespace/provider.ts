@@ -12,7 +12,7 @@ import {
   type RuntimeLimits,
   type RuntimeProvider,
 } from "../types";
-import { agentTag } from "../user-script";
+import { agentTag, EGRESS_OUTBOUND_PARAMETER } from "../user-script";
 import { type NamespaceConfigVars, parseNamespaceRuntimeConfig } from "./config";
 import { classifyDispatchError, runtimeErrorFromApi } from "./errors";
 import { namespaceUpload } from "./upload";
@@ -28,11 +28,22 @@ export type DispatcherLike = {
   get(
     name: string,
     args?: Record<string, unknown>,
-    options?: { limits?: Partial<RuntimeLimits> },
+    options?: { limits?: Partial<RuntimeLimits>; outbound?: Record<string, unknown> },
   ): {
     fetch(request: Request): Promise<Response>;
   };
 };
+
+/** Who an outbound request of this invocation comes from, for the egress door. */
+function egressIdentity(target: InvokeTarget, request: Request) {
+  const invocationId = request.headers.get("x-request-id");
+  return {
+    userId: target.userId,
+    agentId: target.agentId,
+    deploymentId: target.deploymentId,
+    ...(invocationId ? { invocationId } : {}),
+  };
+}
 
 /** The namespace mechanism: it finds an agent's scripts itself, by the agent's tag. */
 export interface NamespaceRuntime extends RuntimeProvider {
@@ -93,7 +104,11 @@ export function createNamespaceRuntime(opts: CreateNamespaceRuntimeOptions): Nam
         const fetcher = dispatcher.get(
           target.scriptName,
           {},
-          { limits: { cpuMs: limits.cpuMs, subRequests: limits.subRequests } },
+          {
+            limits: { cpuMs: limits.cpuMs, subRequests: limits.subRequests },
+            // The outbound Worker (the egress door) sees these as env values; the agent never does.
+            outbound: { [EGRESS_OUTBOUND_PARAMETER]: egressIdentity(target, request) },
+          },
         );
         // Aborted by our own timer or by the caller (the gateway's deadline usually fires first).
         const signal = AbortSignal.any([request.signal, controller.signal]);

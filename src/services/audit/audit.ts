@@ -14,6 +14,7 @@ export const AUDIT_ACTIONS = [
   "tier.changed",
   "api_key.created",
   "api_key.revoked",
+  "egress.policy_set",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

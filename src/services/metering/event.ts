@@ -1,5 +1,6 @@
 // The metrics event: one invocation as the gateway measured it (source 'gateway') or as the
-// agent reported it in verified telemetry (source 'telemetry'). This schema is the one place its
+// agent reported it in verified telemetry (source 'telemetry'), or one outbound request of an agent
+// as the egress door measured it (source 'egress'). This schema is the one place its
 // fields are written: the TypeScript type, the usage queue's message check, the writer's column
 // list (record-events.ts, against the metrics_events table) and the API's response schema
 // (routes/v1/metrics/recent.ts) all come from it; descriptions given here (`.describe`) show in
@@ -15,8 +16,10 @@ export const MetricsEventSchema = z.object({
   agentId: id,
   deploymentId: id,
   source: z
-    .enum(["gateway", "telemetry"])
-    .describe("`gateway`: the gateway's own measurement of an invocation; `telemetry`: reported by the agent"),
+    .enum(["gateway", "telemetry", "egress"])
+    .describe(
+      "`gateway`: the gateway's own measurement of an invocation; `telemetry`: reported by the agent; `egress`: one outbound request of the agent, measured by the egress door",
+    ),
   /** eventId when given, else traceId: unique within a deployment and source. */
   dedupeKey: z.string().min(1).max(200),
   eventId: z.string().max(200).nullable(),
@@ -32,6 +35,9 @@ export const MetricsEventSchema = z.object({
   bytesIn: count.nullable(),
   bytesOut: count.nullable(),
   streaming: z.boolean().nullable(),
+  host: z.string().max(253).nullable().describe("Egress events: the destination host"),
+  provider: z.string().max(32).nullable().describe("Egress events to a platform model: the provider"),
+  model: z.string().max(128).nullable().describe("Egress events to a platform model: the model named"),
   receivedAt: count,
 });
 

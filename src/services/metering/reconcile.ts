@@ -75,6 +75,9 @@ const COUNTERS = [
   "bytes_out",
   "input_tokens",
   "output_tokens",
+  "model_input_tokens",
+  "model_output_tokens",
+  "egress_requests",
 ] as const;
 const KEY = "user_id, period_key, agent_id";
 const STATE = "(SELECT event_rowid FROM usage_reconcile_state WHERE id = 'usage')";

@@ -19,9 +19,9 @@ const INSERT_EVENTS_SQL = `
   ON CONFLICT (deployment_id, source, dedupe_key) DO NOTHING`;
 
 const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, duration_ms_total, bytes_in, bytes_out,
-  input_tokens, output_tokens, telemetry_events, updated_at)`;
+  input_tokens, output_tokens, model_input_tokens, model_output_tokens, egress_requests, telemetry_events, updated_at)`;
 
-/** The seven usage counters (billing_usage column order) summed over metrics_events rows. */
+/** The ten usage counters (billing_usage column order) summed over metrics_events rows. */
 export const USAGE_SUMS = `
       COALESCE(SUM(source = 'gateway' AND kind = 'invoke'), 0),
       COALESCE(SUM(source = 'gateway' AND kind = 'invoke' AND status = 'error'), 0),
@@ -29,7 +29,10 @@ export const USAGE_SUMS = `
       COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_in END), 0),
       COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_out END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
-      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0)`;
+      COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0),
+      COALESCE(SUM(CASE WHEN source = 'egress' THEN input_tokens END), 0),
+      COALESCE(SUM(CASE WHEN source = 'egress' THEN output_tokens END), 0),
+      COALESCE(SUM(source = 'egress'), 0)`;
 
 /** The UTC month (YYYY-MM) of a metrics_events row. */
 export const EVENT_PERIOD = "strftime('%Y-%m', ts / 1000, 'unixepoch')";
@@ -38,7 +41,8 @@ export const EVENT_PERIOD = "strftime('%Y-%m', ts / 1000, 'unixepoch')";
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
  * errors, duration and bytes come from the gateway's own measurements of invocations (kind
  * `invoke`; deploy smoke tests, kind `smoke_test`, are recorded but never billed or counted against
- * the quota), tokens and the event count from verified telemetry. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
+ * the quota), tokens and the event count from verified telemetry, model tokens and the egress
+ * request count from the egress door. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
  */
 export function usageAggregateSelect(where: string): string {
   return `
@@ -64,6 +68,9 @@ const ADD_USAGE_SQL = `${USAGE_INSERT}
     bytes_out = bytes_out + excluded.bytes_out,
     input_tokens = input_tokens + excluded.input_tokens,
     output_tokens = output_tokens + excluded.output_tokens,
+    model_input_tokens = model_input_tokens + excluded.model_input_tokens,
+    model_output_tokens = model_output_tokens + excluded.model_output_tokens,
+    egress_requests = egress_requests + excluded.egress_requests,
     telemetry_events = telemetry_events + excluded.telemetry_events,
     updated_at = excluded.updated_at`;
 

@@ -83,7 +83,14 @@ export function measurementEvent(m: InvocationMeasurement): MetricsEvent {
 
 /** Resolves once the measurement has been handed to the queue (or written directly); never rejects. */
 export function recordInvocation(deps: RecordInvocationDeps, m: InvocationMeasurement): Promise<void> {
-  const event = measurementEvent(m);
+  return recordMetricsEvent(deps, measurementEvent(m));
+}
+
+/**
+ * Any gateway-made event (an invocation's measurement, an egress request's) joins the same
+ * batching; resolves once it has been handed to the queue (or written directly); never rejects.
+ */
+export function recordMetricsEvent(deps: RecordInvocationDeps, event: MetricsEvent): Promise<void> {
   const queue = deps.usageQueue;
   if (!queue) return writeDirectly(deps.db, [event]);
   let batch = openBatches.get(queue);

@@ -17,6 +17,9 @@ export type UsageTotals = {
   bytesOut: number;
   inputTokens: number;
   outputTokens: number;
+  modelInputTokens: number;
+  modelOutputTokens: number;
+  egressRequests: number;
 };
 
 export type UsageReport = {
@@ -37,6 +40,9 @@ const ZERO: UsageTotals = {
   bytesOut: 0,
   inputTokens: 0,
   outputTokens: 0,
+  modelInputTokens: 0,
+  modelOutputTokens: 0,
+  egressRequests: 0,
 };
 
 export async function getUsageReport(
@@ -61,6 +67,9 @@ export async function getUsageReport(
         bytesOut: billingUsage.bytesOut,
         inputTokens: billingUsage.inputTokens,
         outputTokens: billingUsage.outputTokens,
+        modelInputTokens: billingUsage.modelInputTokens,
+        modelOutputTokens: billingUsage.modelOutputTokens,
+        egressRequests: billingUsage.egressRequests,
       })
       .from(billingUsage)
       .leftJoin(agents, and(eq(agents.id, billingUsage.agentId), eq(agents.userId, billingUsage.userId)))

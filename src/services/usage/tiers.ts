@@ -18,6 +18,8 @@ export const TIER_LIMIT_KEYS = [
   "telemetryEventsPerPeriod",
   "metricsRetentionDays",
   "bundleBytes",
+  "modelTokensPerPeriod",
+  "egressRequestsPerInvocation",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -39,6 +41,8 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     telemetryEventsPerPeriod: 10_000,
     metricsRetentionDays: 7,
     bundleBytes: 3 * MiB,
+    modelTokensPerPeriod: 100_000,
+    egressRequestsPerInvocation: 50,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -52,6 +56,8 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     telemetryEventsPerPeriod: 1_000_000,
     metricsRetentionDays: 30,
     bundleBytes: 10 * MiB,
+    modelTokensPerPeriod: 10_000_000,
+    egressRequestsPerInvocation: 200,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -65,8 +71,13 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     telemetryEventsPerPeriod: 100_000_000,
     metricsRetentionDays: 90,
     bundleBytes: 10 * MiB,
+    modelTokensPerPeriod: 1_000_000_000,
+    egressRequestsPerInvocation: 1_000,
   },
 };
+
+/** Tiers whose agents may use egress mode `open` (any public host); the others list their hosts. */
+export const EGRESS_OPEN_TIERS: readonly Tier[] = ["pro", "enterprise"];
 
 const limitValue = z
   .number({ error: "must be a number" })
@@ -74,13 +85,15 @@ const limitValue = z
   .positive("must be a positive integer");
 
 // What the runtime can enforce at most: Workers allow up to 5 minutes of CPU and 10,000
-// subrequests per invocation, so larger values would be silently meaningless. A stream is held
+// subrequests per invocation (egress requests are subrequests too), so larger values would be
+// silently meaningless. A stream is held
 // open by the gateway for at most a day. Metrics are kept at most ten years.
 const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = {
   cpuMs: 300_000,
   subRequests: 10_000,
   streamSeconds: 86_400,
   metricsRetentionDays: 3_650,
+  egressRequestsPerInvocation: 10_000,
 };
 
 // What a limit must allow at least to be usable: the telemetry rate must admit one full batch

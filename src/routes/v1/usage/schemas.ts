@@ -13,6 +13,15 @@ const UsageTotalsSchema = z
     bytesOut: z.number().int(),
     inputTokens: z.number().int().openapi({ description: "From verified telemetry" }),
     outputTokens: z.number().int().openapi({ description: "From verified telemetry" }),
+    modelInputTokens: z
+      .number()
+      .int()
+      .openapi({ description: "Measured by the egress door on platform model calls (models.webhost.internal)" }),
+    modelOutputTokens: z
+      .number()
+      .int()
+      .openapi({ description: "Measured by the egress door on platform model calls (models.webhost.internal)" }),
+    egressRequests: z.number().int().openapi({ description: "Outbound requests of the agents (allowed or refused)" }),
   })
   .openapi("UsageTotals");
 
