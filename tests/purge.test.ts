@@ -82,6 +82,13 @@ describe("purge of deleted agents", () => {
     const past = await agentWithSecrets(o);
     const recent = await agentWithSecrets(o);
     const live = await agentWithSecrets(o);
+    for (const agentId of [past.agentId, live.agentId]) {
+      const res = await call("PUT", `/v1/agents/${agentId}/egress`, {
+        headers: o.headers,
+        body: { mode: "allowlist", allow: ["api.example.com"] },
+      });
+      expect(res.status).toBe(200);
+    }
     await deleteAgent(o, past.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
     await deleteAgent(o, recent.agentId, DELETED_AGENT_GRACE_MS - DAY_MS);
     const before = {
@@ -105,6 +112,11 @@ describe("purge of deleted agents", () => {
     // The live agent still lists its secrets.
     const listed = await call("GET", `/v1/agents/${live.agentId}/secrets`, { headers: o.headers });
     expect(JSON.stringify(await listed.json())).toContain("API_KEY");
+    // The purged agent's egress policy is gone; the live agent's stays.
+    const policies = await env.DB.prepare("SELECT agent_id FROM agent_egress_policies WHERE agent_id IN (?, ?)")
+      .bind(past.agentId, live.agentId)
+      .all<{ agent_id: string }>();
+    expect(policies.results.map((r) => r.agent_id)).toEqual([live.agentId]);
   });
 
   it("keeps an artifact another agent's deployment still uses, and restores purged code when it is deployed again", async () => {

@@ -16,7 +16,7 @@
 // what is left is taken up by the next run (every step is idempotent).
 import { and, asc, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
-import { agentSecrets, agents, deploymentArtifacts, deployments } from "../../db/schema";
+import { agentEgressPolicies, agentSecrets, agents, deploymentArtifacts, deployments } from "../../db/schema";
 
 /**
  * How long a deleted agent's secrets and code are kept. Undelete is not offered, so this is not a
@@ -150,12 +150,16 @@ export async function purgeDeletedAgents(db: Db, opts: PurgeOptions = {}): Promi
       if (purged.length < rows) break;
     }
 
-    // 4. Done with these agents: they leave the purge's index.
+    // 4. Done with these agents: their egress policies (one row each, by primary key) go, and they
+    // leave the purge's index, in one batch.
     report.statements++;
-    await db
-      .update(agents)
-      .set({ purgedAt: now })
-      .where(and(inArray(agents.id, ids), isNull(agents.purgedAt)));
+    await db.batch([
+      db.delete(agentEgressPolicies).where(inArray(agentEgressPolicies.agentId, ids)),
+      db
+        .update(agents)
+        .set({ purgedAt: now })
+        .where(and(inArray(agents.id, ids), isNull(agents.purgedAt))),
+    ]);
     report.agents += ids.length;
     if (ids.length < agentsPerBatch) {
       report.complete = true;
