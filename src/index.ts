@@ -1,9 +1,11 @@
-// Wiring only: the HTTP app, the queue consumers, the cron, and the TelemetrySink entrypoint.
+// Wiring only: the HTTP app, the queue consumers, the cron, the TelemetrySink entrypoint and the
+// RunRecorder Durable Object.
 import { handleScheduled } from "./cron/scheduled";
 import type { Env } from "./env";
 import { handleQueue } from "./queues";
 import { createGatewayApp } from "./routes";
 
+export { RunRecorder } from "./entrypoints/run-recorder";
 export { TelemetrySink } from "./entrypoints/telemetry-sink";
 
 const app = createGatewayApp();

@@ -14,6 +14,7 @@ export const ID_PREFIXES = {
   audit: "aud",
   secret: "sec",
   apiKey: "key",
+  run: "run",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -1,14 +1,14 @@
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import { invokeAgent } from "../../../services/invoke/invoke";
+import { type InvokeDeps, invokeAgent, streamAgentRun } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema } from "./schemas";
 
 /** The caller's own tier limit on invoke bodies (`invokeBodyBytes`), checked after authentication. */
-const callerInvokeBodyLimit: BodyLimit = async (c) => {
+export const callerInvokeBodyLimit: BodyLimit = async (c) => {
   const { db, tierLimits, waitUntil } = c.var.services;
   const { tier, limits } = await limitsForUser(db, c.var.userId, tierLimits, { waitUntil });
   const maxBytes = limits.invokeBodyBytes;
@@ -21,7 +21,7 @@ const callerInvokeBodyLimit: BodyLimit = async (c) => {
   };
 };
 
-const upstreamProblems = {
+export const upstreamProblems = {
   429: problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
   409: problemDoc("The agent is disabled or has no active deployment"),
   502: problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
@@ -58,7 +58,8 @@ const streamRoute = userRoute(
     path: "/v1/invoke/{agentId}/stream",
     operationId: "invokeAgentStream",
     tags: ["invoke"],
-    summary: "Invoke an agent and stream its answer as server-sent events (delta…, then done or error)",
+    summary:
+      "Invoke an agent as a run and stream its answer as server-sent events (delta…, then done or error; every event has an id)",
     request: {
       params: InvokeParams,
       body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
@@ -66,7 +67,7 @@ const streamRoute = userRoute(
     responses: {
       200: {
         description:
-          "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
+          "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message }); each event carries `id: <n>` (1, 2, 3, … within the run); header x-run-id names the run (GET /v1/runs/{runId}/events resumes it)",
         content: { "text/event-stream": { schema: { type: "string" } } },
       },
       ...commonProblems,
@@ -77,24 +78,21 @@ const streamRoute = userRoute(
   { bodyLimit: callerInvokeBodyLimit, scope: "invoke" },
 );
 
-async function handle(c: AppContext, agentId: string, body: Parameters<typeof invokeAgent>[2], stream: boolean) {
+/** The invoke service's dependencies for this request (shared with the background-run route). */
+export function invokeDeps(c: AppContext): InvokeDeps {
   const services = c.var.services;
-  return invokeAgent(
-    {
-      db: services.db,
-      usageQueue: services.usageQueue,
-      userId: c.var.userId,
-      keyring: services.keyring,
-      tierLimits: services.tierLimits,
-      runtime: services.runtime,
-      requestId: c.var.requestId,
-      timeoutMs: services.config.invokeTimeoutMs,
-      waitUntil: services.waitUntil,
-    },
-    agentId,
-    body,
-    { stream },
-  );
+  return {
+    db: services.db,
+    usageQueue: services.usageQueue,
+    userId: c.var.userId,
+    keyring: services.keyring,
+    tierLimits: services.tierLimits,
+    runtime: services.runtime,
+    requestId: c.var.requestId,
+    timeoutMs: services.config.invokeTimeoutMs,
+    waitUntil: services.waitUntil,
+    runs: services.runs,
+  };
 }
 
 // The service builds pass-through Responses itself (not c.json), so the typed-response check is
@@ -102,10 +100,10 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
 export function registerInvokeRoutes(app: App) {
   app.openapi(
     jsonRoute,
-    async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), false)) as never,
+    async (c) => (await invokeAgent(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"))) as never,
   );
   app.openapi(
     streamRoute,
-    async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), true)) as never,
+    async (c) => (await streamAgentRun(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"))) as never,
   );
 }
