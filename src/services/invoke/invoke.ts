@@ -160,12 +160,13 @@ export async function streamAgentRun(deps: InvokeDeps, agentId: string, body: In
   const run = beginRun(deps, agentId, inv);
   const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
   const answer = callForRun(deps, inv, run, true);
+  // Awaited below, after the run's record: until then a failure must not count as unhandled.
+  answer.catch(() => {});
   try {
     await run.started;
   } catch (err) {
     inv.abort.abort(err);
     logError("run_start_failed", { runId: run.id, error: describeError(err) });
-    answer.catch(() => {});
     throw new ApiError("service_unavailable", "the run could not be recorded; try again", {
       headers: { ...headers, "retry-after": "1" },
     });
