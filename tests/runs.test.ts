@@ -213,7 +213,9 @@ describe("runs: background runs and wait", () => {
 
   it("rejects a wait longer than 60 s and a malformed event id with 400", async () => {
     const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
-    const { run } = await json(await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("1 0") }));
+    const { run } = await json(
+      await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("1 0") }),
+    );
     await expectProblem(
       await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=61`, { headers }),
       400,
@@ -243,7 +245,9 @@ describe("runs: limits", () => {
 describe("runs: tenant isolation", () => {
   it("answers 404 to another user on every run route, and for an unknown or malformed run id", async () => {
     const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
-    const { run } = await json(await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("3 50") }));
+    const { run } = await json(
+      await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("3 50") }),
+    );
     const stranger = await newUser();
     for (const [method, path] of [
       ["GET", `/v1/runs/${run.id}`],
