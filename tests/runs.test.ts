@@ -242,6 +242,33 @@ describe("runs: limits", () => {
   });
 });
 
+describe("runs: size limit and comments", () => {
+  it("fails a run whose events pass 16 MiB with run_size_limit", async () => {
+    const { headers, agent } = await agentRunning(modules.BIG_EVENTS);
+    // 40 events of 512 KiB: 20 MiB.
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("40 524288") });
+    const live = await collectSse(res);
+    expect(live.at(-1)).toMatchObject({ event: "error", data: { code: "run_size_limit" } });
+    expect(live.length).toBeLessThan(33);
+    const run = await untilEnded(headers, res.headers.get("x-run-id")!);
+    expect(run).toMatchObject({ status: "failed", errorCode: "run_size_limit" });
+  });
+
+  it("relays `: ping` comments without numbering or recording them", async () => {
+    const { headers, agent } = await agentRunning(modules.BIG_EVENTS);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("3 10") });
+    const live = await collectSse(res);
+    expect(live.map((e) => [e.id, e.event])).toEqual([
+      ["1", "delta"],
+      ["2", "delta"],
+      ["3", "delta"],
+      ["4", "done"],
+    ]);
+    const replay = await collectSse(await call("GET", `/v1/runs/${res.headers.get("x-run-id")}/events`, { headers }));
+    expect(ids(replay)).toEqual([1, 2, 3, 4]);
+  });
+});
+
 describe("runs: tenant isolation", () => {
   it("answers 404 to another user on every run route, and for an unknown or malformed run id", async () => {
     const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);

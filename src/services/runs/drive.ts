@@ -132,6 +132,12 @@ export function driveRun(opts: DriveOptions): ReadableStream<Uint8Array> | null 
       if (chunk.done || stopReason) break;
       const block = toBlock(new TextDecoder().decode(chunk.value));
       if (block.trim() === "") continue;
+      // A comment-only block (`: ping`) keeps a quiet stream alive: relayed, but not an event of
+      // the run (no id, not recorded).
+      if (block.split("\n").every((line) => line.startsWith(":"))) {
+        toClient(`${block}\n\n`);
+        continue;
+      }
       const name = blockName(block);
       const isTerminal = name === "done" || name === "error";
       // A terminal event always fits: the limits keep room for it.
