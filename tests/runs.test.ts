@@ -1,6 +1,8 @@
 // Runs: every /stream is a run recorded by its Durable Object (the real RunRecorder runs in the
 // test pool). Resume after an event id, a run that finishes with nobody attached, cancel,
 // background runs with wait, the limits, and tenant isolation.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import * as modules from "./fixtures/modules";
 import { newUser } from "./helpers/auth";
@@ -295,5 +297,47 @@ describe("runs: tenant isolation", () => {
     expect((await json(await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers }))).run.status).toBe(
       "succeeded",
     );
+  });
+});
+
+describe("runs: retention", () => {
+  const stubOf = (runId: string) => env.RUNS.get(env.RUNS.idFromName(runId));
+  const tablesOf = (runId: string) =>
+    runInDurableObject(stubOf(runId), (_, state) =>
+      state.storage.sql
+        .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'")
+        .toArray(),
+    );
+
+  it("deletes a run's storage when its alarm fires 24 hours after it ended", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("2 0") });
+    await collectSse(res);
+    const runId = res.headers.get("x-run-id")!;
+    await untilEnded(headers, runId);
+
+    // Not yet 24 hours: the alarm keeps the run.
+    expect(await runDurableObjectAlarm(stubOf(runId))).toBe(true);
+    expect((await runStatus(headers, runId)).status).toBe("succeeded");
+
+    // The run ended 25 hours ago: the alarm deletes everything.
+    await runInDurableObject(stubOf(runId), (instance, state) => {
+      const row = state.storage.sql.exec<{ json: string }>("SELECT json FROM run").one();
+      const stored = { ...JSON.parse(row.json), endedAt: Date.now() - 25 * 3600_000 };
+      state.storage.sql.exec("UPDATE run SET json = ?", JSON.stringify(stored));
+      (instance as unknown as { run: unknown }).run = stored;
+      return state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await runDurableObjectAlarm(stubOf(runId))).toBe(true);
+    await expectProblem(await call("GET", `/v1/runs/${runId}`, { headers }), 404, "not_found");
+    expect(await tablesOf(runId)).toEqual([]);
+  });
+
+  it("leaves no storage behind for a run id that was never started", async () => {
+    const { headers } = await newUser();
+    const runId = "run_01m8000000000000000000zzzz";
+    await expectProblem(await call("GET", `/v1/runs/${runId}`, { headers }), 404, "not_found");
+    await expectProblem(await call("GET", `/v1/runs/${runId}/events`, { headers }), 404, "not_found");
+    expect(await tablesOf(runId)).toEqual([]);
   });
 });

@@ -42,15 +42,19 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
 
   constructor(ctx: DurableObjectState, env: object) {
     super(ctx, env);
+    // Only `start` creates tables: asking for a run id that was never started (a guess, a typo)
+    // leaves no storage behind.
     const sql = ctx.storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS run (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
-    const row = sql.exec<{ json: string }>("SELECT json FROM run WHERE k = 1").toArray()[0];
+    const hasRun = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run'").toArray().length > 0;
+    const row = hasRun ? sql.exec<{ json: string }>("SELECT json FROM run WHERE k = 1").toArray()[0] : undefined;
     this.run = row ? (JSON.parse(row.json) as Stored) : null;
   }
 
   async start(run: RunStart): Promise<void> {
     if (this.run) return;
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS run (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
     this.run = { ...run, status: "running", endedAt: null, lastSeq: 0 };
     this.save();
     await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
