@@ -1,8 +1,10 @@
-// POST /v1/invoke/:agentId and /stream: route to the agent's active deployment, forward the
-// invoke/v1 request to its invokePath, and pass the answer through. JSON answers are checked
-// against invoke/v1 before they are returned; /stream relays the agent's SSE event by event (a
-// JSON answer is adapted to delta + done). The user's POST is never retried. The gateway's own
-// measurement is recorded off the response path.
+// POST /v1/invoke/:agentId, /stream and background runs: route to the agent's active deployment,
+// forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
+// checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
+// /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
+// JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
+// numbers and records the events and outlives the client. The user's POST is never retried. The
+// gateway's own measurement is recorded off the response path, once per invocation or run.
 import { utf8 } from "../../crypto/encoding";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
