@@ -161,18 +161,11 @@ export async function streamAgentRun(deps: InvokeDeps, agentId: string, body: In
   const inv = await prepareInvocation(deps, agentId, body, true);
   const run = beginRun(deps, agentId, inv);
   const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
+  // The run's record is not awaited: the agent is called and its first event relayed without
+  // waiting for the Durable Object (appends wait for it, behind the relay). Its `start` was sent
+  // before the client can learn the run id; a read that overtook it would answer 404 (a retry finds it).
+  run.started.catch((err) => logError("run_start_failed", { runId: run.id, error: describeError(err) }));
   const answer = callForRun(deps, inv, run, true);
-  // Awaited below, after the run's record: until then a failure must not count as unhandled.
-  answer.catch(() => {});
-  try {
-    await run.started;
-  } catch (err) {
-    inv.abort.abort(err);
-    logError("run_start_failed", { runId: run.id, error: describeError(err) });
-    throw new ApiError("service_unavailable", "the run could not be recorded; try again", {
-      headers: { ...headers, "retry-after": "1" },
-    });
-  }
   let stream: ReadableStream<Uint8Array> | null;
   try {
     stream = await answer;
