@@ -85,6 +85,14 @@ describe("runs: /stream is a run with numbered events", () => {
     });
   });
 
+  it("finds the run at once: a read right after x-run-id, before any event is read, answers running", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("3 300") });
+    const runId = res.headers.get("x-run-id")!;
+    expect(await runStatus(headers, runId)).toMatchObject({ id: runId, status: "running", endedAt: null });
+    expect(ids(await collectSse(res))).toEqual([1, 2, 3, 4]);
+  });
+
   it("numbers events 1, 2, 3, … with no gap even when the agent emits hundreds in the same millisecond", async () => {
     const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
     const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("300 0") });

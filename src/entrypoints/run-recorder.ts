@@ -37,6 +37,7 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
   private readonly followers = new Set<Follower>();
   private readonly endWaiters = new Set<() => void>();
   private readonly cancelWaiters = new Set<(cancelled: boolean) => void>();
+  private readonly startWaiters = new Set<() => void>();
   private cancelRequested = false;
   private readonly encoder = new TextEncoder();
 
@@ -57,6 +58,8 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
     sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
     this.run = { ...run, status: "running", endedAt: null, lastSeq: 0 };
     this.save();
+    for (const resolve of this.startWaiters) resolve();
+    this.startWaiters.clear();
     await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
   }
 
@@ -85,7 +88,19 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
     return new Promise((resolve) => this.cancelWaiters.add(resolve));
   }
 
-  async get(userId: string): Promise<RunView | null> {
+  /** `graceMs`: a run just created may not be recorded yet (its first event is relayed first); wait that long for it. */
+  async get(userId: string, graceMs = 0): Promise<RunView | null> {
+    if (!this.run && graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.startWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, graceMs);
+        this.startWaiters.add(done);
+      });
+    }
     return this.mine(userId) ? this.view() : null;
   }
 

@@ -161,9 +161,9 @@ export async function streamAgentRun(deps: InvokeDeps, agentId: string, body: In
   const inv = await prepareInvocation(deps, agentId, body, true);
   const run = beginRun(deps, agentId, inv);
   const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
-  // The run's record is not awaited: the agent is called and its first event relayed without
-  // waiting for the Durable Object (appends wait for it, behind the relay). Its `start` was sent
-  // before the client can learn the run id; a read that overtook it would answer 404 (a retry finds it).
+  // The run's record is made once its first event has been relayed (or the call failed), so the
+  // first event never waits for the Durable Object; appends wait for it, behind the relay. A read
+  // of the run that arrives before the record exists waits for it briefly (services/runs/runs.ts).
   run.started.catch((err) => logError("run_start_failed", { runId: run.id, error: describeError(err) }));
   const answer = callForRun(deps, inv, run, true);
   let stream: ReadableStream<Uint8Array> | null;
@@ -186,6 +186,7 @@ export async function streamAgentRun(deps: InvokeDeps, agentId: string, body: In
 export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<RunView> {
   const inv = await prepareInvocation(deps, agentId, body, true);
   const run = beginRun(deps, agentId, inv);
+  run.begin();
   try {
     await run.started;
   } catch (err) {
@@ -202,12 +203,14 @@ export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body
 type RunHandle = {
   id: string;
   recorder: RunRecorderApi;
+  /** Sends the run's `start` to its Durable Object (once; later calls do nothing). */
+  begin: () => void;
   started: Promise<void>;
   cancelled: Promise<boolean>;
   view: RunView;
 };
 
-/** Records a new run in its Durable Object (sent now, awaited by the caller alongside the agent's call). */
+/** A new run: its record in the Durable Object is made when `begin` is called. */
 function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation): RunHandle {
   const id = newId("run");
   const recorder = deps.runs(id);
@@ -221,7 +224,11 @@ function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation): RunHandle
     startedAt: now,
     deadline: now + deps.timeoutMs + inv.plan.streamSeconds * 1000,
   };
-  const started = recorder.start(start);
+  let begin: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    begin = resolve;
+  });
+  const started = gate.then(() => recorder.start(start));
   const cancelled = started.then(() => recorder.untilCancelled());
   cancelled.catch(() => {});
   // A cancel while the agent has not answered yet aborts the call itself.
@@ -235,7 +242,7 @@ function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation): RunHandle
     startedAt: start.startedAt,
     endedAt: null,
   };
-  return { id, recorder, started, cancelled, view };
+  return { id, recorder, begin, started, cancelled, view };
 }
 
 class RunCancelled extends Error {}
@@ -253,6 +260,7 @@ async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, att
     const code = cancelled ? "cancelled" : err.code;
     const message = cancelled ? "the run was cancelled" : err.detail;
     const end: RunEnd = { status: runStatusFor({ ok: false, errorCode: code }), errorCode: code };
+    run.begin();
     deps.waitUntil(
       run.started.then(() => run.recorder.append(1, [sseBlock("error", { code, message })], end)).catch(() => {}),
     );
@@ -314,6 +322,7 @@ async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, att
     runId: run.id,
     recorder: run.recorder,
     started: run.started,
+    onFirstEvent: () => setTimeout(run.begin, 0),
     cancelled: run.cancelled,
     events,
     relayEnd,

@@ -25,8 +25,10 @@ const STOP_MESSAGES: Record<StopReason, string> = {
 export type DriveOptions = {
   runId: string;
   recorder: RunRecorderApi;
-  /** The Durable Object's `start` (already sent); every append waits for it. */
+  /** The Durable Object's `start`; every append waits for it. */
   started: Promise<void>;
+  /** Called once the first event has been handed to the client (the run's record is made then). */
+  onFirstEvent: () => void;
   /** Resolves true when the run is cancelled (the Durable Object's `untilCancelled`). */
   cancelled: Promise<boolean>;
   /** The relayed events, one chunk per event (relaySse). Its `cancel(reason)` ends the relay with that code. */
@@ -115,6 +117,7 @@ export function driveRun(opts: DriveOptions): ReadableStream<Uint8Array> | null 
     seq++;
     bytes += utf8.encode(block).byteLength;
     toClient(withId(seq, block));
+    if (seq === 1) opts.onFirstEvent();
     queue.push(block);
     record();
   };

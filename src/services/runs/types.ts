@@ -12,6 +12,10 @@ export const MAX_RUN_BYTES = 16 * 1024 * 1024;
 export const RUN_RETENTION_MS = 24 * 60 * 60 * 1000;
 /** Longest `wait` on a run. */
 export const MAX_RUN_WAIT_SECONDS = 60;
+/** A run id younger than this that is not recorded yet is waited for (its record follows its first event). */
+export const NEW_RUN_WINDOW_MS = 10_000;
+/** How long a read waits for such a run to be recorded. */
+export const NEW_RUN_GRACE_MS = 2_000;
 /** How long a cancel waits for the run's driver to end the run before ending it itself. */
 export const CANCEL_GRACE_MS = 5_000;
 
@@ -58,7 +62,8 @@ export interface RunRecorderApi {
   append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }>;
   /** Resolves true when the run is cancelled, false once it has ended otherwise. */
   untilCancelled(): Promise<boolean>;
-  get(userId: string): Promise<RunView | null>;
+  /** `graceMs`: how long to wait for a run that is not recorded yet (a run id just handed out). */
+  get(userId: string, graceMs?: number): Promise<RunView | null>;
   cancel(userId: string): Promise<{ run: RunView; alreadyEnded: boolean } | null>;
   events(userId: string, after: number): Promise<ReadableStream<Uint8Array> | null>;
   wait(userId: string, timeoutMs: number): Promise<RunWaitResult | null>;
