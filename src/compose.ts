@@ -7,6 +7,7 @@ import { createDb, type Db } from "./db/client";
 import type { Config, Env } from "./env";
 import { createRuntimeProvider } from "./runtime";
 import type { RuntimeProvider } from "./runtime/types";
+import type { RunRecorderApi, RunRecorders } from "./services/runs/types";
 import type { TierLimitsByTier } from "./services/usage/tiers";
 
 export type Services = {
@@ -20,6 +21,8 @@ export type Services = {
   /** The ARTIFACTS bucket; undefined when not bound (deploys then answer 503, loads fail). */
   artifacts: Env["ARTIFACTS"];
   usageQueue: Env["USAGE_QUEUE"];
+  /** A run's Durable Object, by run id. */
+  runs: RunRecorders;
   /** Keeps work alive after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
 };
@@ -47,6 +50,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
     deployQueue: env.DEPLOY_QUEUE,
     artifacts: env.ARTIFACTS,
     usageQueue: env.USAGE_QUEUE,
+    runs: (runId) => env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRecorderApi,
     waitUntil: (promise) => ctx.waitUntil(promise),
   };
 }

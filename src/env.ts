@@ -4,6 +4,7 @@
 import { z } from "zod";
 import type { AuthConfig } from "./auth/jwt";
 import { type Keyring, parseKeyring } from "./crypto/keys";
+import type { RunRecorder } from "./entrypoints/run-recorder";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
@@ -19,6 +20,8 @@ export interface Env {
   ARTIFACTS?: R2Bucket;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
+  /** One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). */
+  RUNS: DurableObjectNamespace<RunRecorder>;
 
   AUTH_ISSUER?: string;
   AUTH_AUDIENCE?: string;

@@ -1,10 +1,12 @@
-// Wiring only: the HTTP app, the queue consumers, the cron, and the TelemetrySink and Egress entrypoints.
+// Wiring only: the HTTP app, the queue consumers, the cron, the TelemetrySink and Egress
+// entrypoints and the RunRecorder Durable Object.
 import { handleScheduled } from "./cron/scheduled";
 import type { Env } from "./env";
 import { handleQueue } from "./queues";
 import { createGatewayApp } from "./routes";
 
 export { Egress } from "./entrypoints/egress";
+export { RunRecorder } from "./entrypoints/run-recorder";
 export { TelemetrySink } from "./entrypoints/telemetry-sink";
 
 const app = createGatewayApp();

@@ -234,11 +234,15 @@ describe("invoke: streaming", () => {
     }
     await res.body!.cancel();
     expect(seen).toEqual(["delta:tick 0", "delta:tick 1", "delta:tick 2"]);
+    // The client left, the run did not: it is measured once, when it ends (here: cancelled).
+    const runId = res.headers.get("x-run-id")!;
+    expect((await json(await call("GET", `/v1/runs/${runId}`, { headers }))).run.status).toBe("running");
+    expect((await call("POST", `/v1/runs/${runId}/cancel`, { headers })).status).toBe(200);
     const requestId = res.headers.get("x-request-id")!;
     expect(await gatewayEvent(requestId)).toMatchObject({
       streaming: 1,
       status: "error",
-      error_code: "client_disconnected",
+      error_code: "cancelled",
     });
   });
 

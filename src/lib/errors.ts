@@ -28,6 +28,7 @@ export const PROBLEMS = {
   no_active_deployment: { status: 409, title: "Agent has no active deployment" },
   deployment_not_activatable: { status: 409, title: "Deployment cannot be activated" },
   too_many_secrets: { status: 409, title: "Too many secrets" },
+  run_ended: { status: 409, title: "The run has already ended" },
   idempotency_in_progress: { status: 409, title: "A request with this Idempotency-Key is still running" },
   payload_too_large: { status: 413, title: "Payload too large" },
   idempotency_key_reused: { status: 422, title: "Idempotency-Key reused with a different body" },

@@ -14,6 +14,7 @@ export const ID_PREFIXES = {
   audit: "aud",
   secret: "sec",
   apiKey: "key",
+  run: "run",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;
@@ -36,4 +37,16 @@ const ID_PATTERN = /^[a-z]{3}_[0-9a-z]{26}$/;
 /** Shape check used by path parameters; an id of the wrong shape is simply "not found". */
 export function isIdOf(kind: IdKind, value: string): boolean {
   return value.startsWith(`${ID_PREFIXES[kind]}_`) && ID_PATTERN.test(value);
+}
+
+/** The creation time (ms since epoch) an id carries, or null for a string that is not an id. */
+export function timeOfId(value: string): number | null {
+  if (!ID_PATTERN.test(value)) return null;
+  let t = 0;
+  for (const ch of value.slice(4, 14)) {
+    const digit = ALPHABET.indexOf(ch);
+    if (digit < 0) return null;
+    t = t * 32 + digit;
+  }
+  return t;
 }

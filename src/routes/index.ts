@@ -11,6 +11,7 @@ import { registerDeploymentRoutes } from "./v1/deployments";
 import { registerEgressRoutes } from "./v1/egress";
 import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
+import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport } from "./v1/telemetry/report";
 import { registerUsageRoutes } from "./v1/usage";
@@ -41,6 +42,7 @@ export function createGatewayApp(): App {
   registerAgentRoutes(app);
   registerDeploymentRoutes(app);
   registerInvokeRoutes(app);
+  registerRunRoutes(app);
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerUsageRoutes(app);

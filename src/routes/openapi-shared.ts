@@ -108,6 +108,11 @@ export const RESPONSE_HEADERS = {
     description: 'The invocation quota: `"period";q=<invocations per period>;w=<period length in seconds>`',
     schema: { type: "string", example: '"period";q=100;w=2592000' },
   },
+  RunId: {
+    description:
+      "The run this stream is (`run_…`): `GET /v1/runs/{runId}/events` resumes it after a dropped connection",
+    schema: { type: "string", example: "run_01jd0000000000000000000000" },
+  },
   IdempotentReplayed: {
     description:
       "`true` when this is the stored answer of an earlier request with the same Idempotency-Key and body (absent on a first answer)",
@@ -129,6 +134,7 @@ const HEADER_NAMES: Record<ResponseHeaderName, string> = {
   RetryAfter: "Retry-After",
   RateLimit: "RateLimit",
   RateLimitPolicy: "RateLimit-Policy",
+  RunId: "x-run-id",
   IdempotentReplayed: "Idempotent-Replayed",
 };
 

@@ -178,6 +178,7 @@ function strangerAttempts(agentId: string, deploymentIds: string[] = []): Attemp
     ]),
     { method: "POST", path: `/v1/invoke/${agentId}`, body: STOLEN_INVOKE },
     { method: "POST", path: `/v1/invoke/${agentId}/stream`, body: STOLEN_INVOKE },
+    { method: "POST", path: `/v1/agents/${agentId}/runs`, body: STOLEN_INVOKE },
     { method: "GET", path: `/v1/agents/${agentId}/secrets` },
     { method: "PUT", path: `/v1/agents/${agentId}/secrets/GREETING`, body: { value: "stolen" } },
     { method: "PUT", path: `/v1/agents/${agentId}/secrets/STOLEN`, body: { value: "stolen" } },

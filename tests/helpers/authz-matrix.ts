@@ -41,6 +41,8 @@ export type World = {
   telemetrySecret: Uint8Array;
   /** An API key of the owner's that only the owner's DELETE row revokes. */
   spareKeyId: string;
+  /** A run of the owner's agent that has ended (so cancelling it is 409 for the owner). */
+  runId: string;
 };
 
 export type MatrixRequest = { path: string; body?: unknown; rawBody?: string; headers?: Record<string, string> };
@@ -150,6 +152,36 @@ const ROWS: RowSpec[] = [
     scope: "invoke",
     request: (w) => ({ path: `/v1/invoke/${w.agentId}/stream`, body: invokeBody }),
     expect: ownedObject(200),
+  },
+  {
+    route: "POST /v1/agents/{agentId}/runs",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/runs`, body: invokeBody }),
+    expect: ownedObject(202),
+  },
+  {
+    route: "GET /v1/runs/{runId}",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/runs/${w.runId}` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "GET /v1/runs/{runId}/events",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/runs/${w.runId}/events` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "GET /v1/runs/{runId}/wait",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/runs/${w.runId}/wait?timeoutSeconds=0` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "POST /v1/runs/{runId}/cancel",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/runs/${w.runId}/cancel` }),
+    expect: ownedObject(409),
   },
   {
     route: "POST /v1/telemetry/report",
@@ -308,6 +340,14 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
     agentIds: [otherAgent.id],
   });
   const spare = await createApiKeyFor(owner.headers, { name: "spare", scopes: ["invoke"] });
+  const started = await call("POST", `/v1/agents/${agent.id}/runs`, {
+    headers: owner.headers,
+    body: { messages: [{ role: "user", content: "matrix" }] },
+  });
+  expect(started.status).toBe(202);
+  const runId = ((await started.json()) as { run: { id: string } }).run.id;
+  const waited = await call("GET", `/v1/runs/${runId}/wait?timeoutSeconds=20`, { headers: owner.headers });
+  expect(waited.status).toBe(200);
   // The other user exists (has a user row) before the matrix runs, like any real second tenant.
   expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
   return {
@@ -319,6 +359,7 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
       secretName,
       telemetrySecret,
       spareKeyId: spare.id,
+      runId,
     },
     headers: {
       owner: owner.headers,

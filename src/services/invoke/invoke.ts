@@ -1,27 +1,41 @@
-// POST /v1/invoke/:agentId and /stream: route to the agent's active deployment, forward the
-// invoke/v1 request to its invokePath, and pass the answer through. JSON answers are checked
-// against invoke/v1 before they are returned; /stream relays the agent's SSE event by event (a
-// JSON answer is adapted to delta + done). The user's POST is never retried. The gateway's own
-// measurement is recorded off the response path.
+// POST /v1/invoke/:agentId, /stream and background runs: route to the agent's active deployment,
+// forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
+// checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
+// /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
+// JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
+// numbers and records the events and outlives the client. The user's POST is never retried. The
+// gateway's own measurement is recorded off the response path, once per invocation or run.
 import { utf8 } from "../../crypto/encoding";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { ApiError, type ProblemCode } from "../../lib/errors";
-import { isIdOf } from "../../lib/ids";
+import { isIdOf, newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import type { ArtifactBucket } from "../deployments/artifacts";
 import { loadDeploymentBundle } from "../deployments/bundle";
 import { type InvocationMeasurement, type RecordInvocationDeps, recordInvocation } from "../metering/record-invocation";
+import { driveRun } from "../runs/drive";
+import { sseBlock } from "../runs/sse-blocks";
+import {
+  type RunEnd,
+  type RunRecorderApi,
+  type RunRecorders,
+  type RunStart,
+  type RunView,
+  runStatusFor,
+} from "../runs/types";
 import { admitInvocation, type QuotaDecision, rateLimitHeaders } from "../usage/invocation-quota";
 import type { Tier, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
 import { AgentResponseSchema, type InvokeRequest } from "./contract";
 import { agentRoute } from "./route-cache";
-import { adaptJsonToSse, relaySse } from "./sse";
+import { adaptJsonToSse, type RelayEnd, relaySse } from "./sse";
 
 export const DEPLOYMENT_ID_HEADER = "x-deployment-id";
+/** Names the run a /stream answer is (GET /v1/runs/:runId/events replays it). */
+export const RUN_ID_HEADER = "x-run-id";
 /** Largest JSON answer the gateway reads from an agent. */
 export const MAX_AGENT_JSON_BYTES = 4 * 1024 * 1024;
 
@@ -38,17 +52,15 @@ export type InvokeDeps = RecordInvocationDeps & {
   requestId: string;
   timeoutMs: number;
   waitUntil: (promise: Promise<unknown>) => void;
+  /** The runs' Durable Objects (every /stream is a run). */
+  runs: RunRecorders;
 };
 
 class InvokeTimeout extends Error {}
 class StreamCutOff extends Error {}
 
-export async function invokeAgent(
-  deps: InvokeDeps,
-  agentId: string,
-  body: InvokeRequest,
-  opts: { stream: boolean },
-): Promise<Response> {
+/** Everything an invocation needs once the agent is routed and the call admitted. */
+async function prepareInvocation(deps: InvokeDeps, agentId: string, body: InvokeRequest, stream: boolean) {
   const startedAt = Date.now();
   const deployment = await activeDeploymentOf(deps, agentId);
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
@@ -65,7 +77,7 @@ export async function invokeAgent(
   });
   if (!quota.allowed) throw usageLimitExceeded(quota, tier);
   const limits = { cpuMs: plan.cpuMs, subRequests: plan.subRequests };
-  const headers = { [DEPLOYMENT_ID_HEADER]: deployment.id, ...rateLimitHeaders(quota) };
+  const headers: Record<string, string> = { [DEPLOYMENT_ID_HEADER]: deployment.id, ...rateLimitHeaders(quota) };
   const measure = (m: Pick<InvocationMeasurement, "ok" | "errorCode" | "bytesOut">) =>
     deps.waitUntil(
       recordInvocation(deps, {
@@ -77,16 +89,10 @@ export async function invokeAgent(
         startedAt,
         durationMs: Date.now() - startedAt,
         bytesIn,
-        streaming: opts.stream,
+        streaming: stream,
         ...m,
       }),
     );
-  const ref = { requestId: deps.requestId, deploymentId: deployment.id };
-  const failWith = (err: ApiError): never => {
-    measure({ ok: false, errorCode: err.code, bytesOut: 0 });
-    throw err;
-  };
-
   const abort = new AbortController();
   const target: InvokeTarget = {
     deploymentId: deployment.id,
@@ -99,81 +105,257 @@ export async function invokeAgent(
     method: "POST",
     headers: {
       "content-type": "application/json",
-      accept: opts.stream ? "text/event-stream" : "application/json",
+      accept: stream ? "text/event-stream" : "application/json",
       "x-request-id": deps.requestId,
     },
     body: payload,
     signal: abort.signal,
   });
+  const ref = { requestId: deps.requestId, deploymentId: deployment.id, timeoutMs: deps.timeoutMs };
+  return { startedAt, deployment, plan, limits, headers, measure, abort, target, request, ref };
+}
+
+type Invocation = Awaited<ReturnType<typeof prepareInvocation>>;
+
+/** POST /v1/invoke/:agentId: a direct call to the agent (no run, no Durable Object). */
+export async function invokeAgent(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<Response> {
+  const inv = await prepareInvocation(deps, agentId, body, false);
+  const { headers, abort } = inv;
+  const failWith = (err: ApiError): never => {
+    inv.measure({ ok: false, errorCode: err.code, bytesOut: 0 });
+    throw err;
+  };
 
   // The agent's time starts when it is called, not while the gateway was routing and checking quota.
   const deadline = Date.now() + deps.timeoutMs;
   let upstream: Response;
   try {
-    upstream = await beforeDeadline(deps.runtime.invoke(target, request, { limits }), deadline, abort);
-  } catch (err) {
-    return failWith(upstreamProblem(err, { ...ref, timeoutMs: deps.timeoutMs }, headers));
-  }
-
-  if (!upstream.ok) {
-    // Only the start of an error body is shown to the caller, so only that much is read.
-    const text = await beforeDeadline(readBounded(upstream, 2048, { truncate: true }), deadline, abort).catch(() => "");
-    return failWith(
-      new ApiError("upstream_error", `the agent answered with HTTP ${upstream.status}`, {
-        headers,
-        extra: { agentStatus: upstream.status, agentBody: text.slice(0, 2048) },
-      }),
+    upstream = await beforeDeadline(
+      deps.runtime.invoke(inv.target, inv.request, { limits: inv.limits }),
+      deadline,
+      abort,
     );
+  } catch (err) {
+    return failWith(upstreamProblem(err, inv.ref, headers));
   }
+  if (!upstream.ok) return failWith(await upstreamStatusProblem(upstream, deadline, abort, headers));
 
-  const contentType = upstream.headers.get("content-type") ?? "";
-  if (opts.stream && /^text\/event-stream/i.test(contentType) && upstream.body) {
-    // Each event must complete within the invoke timeout, and the whole stream within the tier's
-    // streamSeconds; the relay cancels the agent's body when it ends, and a stream the gateway
-    // cut off also aborts the call itself.
-    const relayed = relaySse(upstream.body, {
-      idleTimeoutMs: deps.timeoutMs,
-      maxDurationMs: plan.streamSeconds * 1000,
-      onEnd: ({ ok, errorCode, bytesOut, cutOff }) => {
-        if (cutOff) abort.abort(new StreamCutOff(`the gateway ended the stream: ${errorCode}`));
-        measure({ ok, errorCode, bytesOut });
-      },
-    });
-    return new Response(relayed, {
-      status: 200,
-      headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
-    });
-  }
-
-  // A JSON answer (for /stream too, where it is adapted): read it whole, within the deadline.
-  let answer: ReturnType<typeof AgentResponseSchema.parse>;
   let text: string;
   try {
     text = await beforeDeadline(readBounded(upstream, MAX_AGENT_JSON_BYTES), deadline, abort);
   } catch (err) {
-    return failWith(upstreamProblem(err, { ...ref, timeoutMs: deps.timeoutMs }, headers));
+    return failWith(upstreamProblem(err, inv.ref, headers));
   }
   try {
-    answer = AgentResponseSchema.parse(JSON.parse(text));
+    AgentResponseSchema.parse(JSON.parse(text));
   } catch {
-    return failWith(
-      new ApiError(
-        "upstream_invalid_response",
-        `the agent's answer is not an invoke/v1 response (expected JSON with output.text; got ${describeBody(contentType, text)})`,
-        { headers },
-      ),
-    );
+    return failWith(invalidAnswer(upstream, text, headers));
   }
-  if (opts.stream) {
-    const bytes = adaptJsonToSse(answer);
-    measure({ ok: true, bytesOut: bytes.byteLength });
-    return new Response(bytes, {
-      status: 200,
-      headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+  inv.measure({ ok: true, bytesOut: utf8.encode(text).byteLength });
+  return new Response(text, { status: 200, headers: { ...headers, "content-type": "application/json" } });
+}
+
+/**
+ * POST /v1/invoke/:agentId/stream: a run with a client attached. The answer is the run's event
+ * stream (every event with its `id:`), header x-run-id names the run; a failure before the agent
+ * answers is a problem as for a direct call (and the run records it).
+ */
+export async function streamAgentRun(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<Response> {
+  const inv = await prepareInvocation(deps, agentId, body, true);
+  const run = beginRun(deps, agentId, inv);
+  const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
+  // The run's record is made once its first event has been relayed (or the call failed), so the
+  // first event never waits for the Durable Object; appends wait for it, behind the relay. A read
+  // of the run that arrives before the record exists waits for it briefly (services/runs/runs.ts).
+  run.started.catch((err) => logError("run_start_failed", { runId: run.id, error: describeError(err) }));
+  const answer = callForRun(deps, inv, run, true);
+  let stream: ReadableStream<Uint8Array> | null;
+  try {
+    stream = await answer;
+  } catch (err) {
+    if (err instanceof ApiError) throw new ApiError(err.code, err.detail, { headers, extra: err.extra });
+    throw err;
+  }
+  return new Response(stream, {
+    status: 200,
+    headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
+  });
+}
+
+/**
+ * POST /v1/agents/:agentId/runs: a background run. Routing, quota and the run's record are done
+ * before answering; the agent is called behind the answer, with no client attached.
+ */
+export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<RunView> {
+  const inv = await prepareInvocation(deps, agentId, body, true);
+  const run = beginRun(deps, agentId, inv);
+  run.begin();
+  try {
+    await run.started;
+  } catch (err) {
+    inv.abort.abort(err);
+    logError("run_start_failed", { runId: run.id, error: describeError(err) });
+    throw new ApiError("service_unavailable", "the run could not be recorded; try again", {
+      headers: { "retry-after": "1" },
     });
   }
-  measure({ ok: true, bytesOut: utf8.encode(text).byteLength });
-  return new Response(text, { status: 200, headers: { ...headers, "content-type": "application/json" } });
+  deps.waitUntil(callForRun(deps, inv, run, false).catch(() => {}));
+  return { ...run.view };
+}
+
+type RunHandle = {
+  id: string;
+  recorder: RunRecorderApi;
+  /** Sends the run's `start` to its Durable Object (once; later calls do nothing). */
+  begin: () => void;
+  started: Promise<void>;
+  cancelled: Promise<boolean>;
+  view: RunView;
+};
+
+/** A new run: its record in the Durable Object is made when `begin` is called. */
+function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation): RunHandle {
+  const id = newId("run");
+  const recorder = deps.runs(id);
+  const now = Date.now();
+  const start: RunStart = {
+    id,
+    userId: deps.userId,
+    agentId,
+    deploymentId: inv.deployment.id,
+    createdAt: inv.startedAt,
+    startedAt: now,
+    deadline: now + deps.timeoutMs + inv.plan.streamSeconds * 1000,
+  };
+  let begin: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    begin = resolve;
+  });
+  const started = gate.then(() => recorder.start(start));
+  const cancelled = started.then(() => recorder.untilCancelled());
+  cancelled.catch(() => {});
+  // A cancel while the agent has not answered yet aborts the call itself.
+  cancelled.then((yes) => yes && inv.abort.abort(new RunCancelled())).catch(() => {});
+  const view: RunView = {
+    id,
+    agentId,
+    deploymentId: inv.deployment.id,
+    status: "running",
+    createdAt: start.createdAt,
+    startedAt: start.startedAt,
+    endedAt: null,
+  };
+  return { id, recorder, begin, started, cancelled, view };
+}
+
+class RunCancelled extends Error {}
+
+/**
+ * Calls the agent for a run and hands its stream to the run's driver: the client's event stream
+ * when `attach`, else null. A failure before the agent's stream starts ends the run (recorded as
+ * one `error` event) and rejects with the problem.
+ */
+async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, attach: boolean) {
+  const { abort, headers } = inv;
+  const failRun = (err: ApiError): never => {
+    inv.measure({ ok: false, errorCode: err.code, bytesOut: 0 });
+    const cancelled = abort.signal.reason instanceof RunCancelled;
+    const code = cancelled ? "cancelled" : err.code;
+    const message = cancelled ? "the run was cancelled" : err.detail;
+    const end: RunEnd = { status: runStatusFor({ ok: false, errorCode: code }), errorCode: code };
+    run.begin();
+    deps.waitUntil(
+      run.started.then(() => run.recorder.append(1, [sseBlock("error", { code, message })], end)).catch(() => {}),
+    );
+    if (cancelled) throw new ApiError("run_ended", `run ${run.id} was cancelled before the agent answered`);
+    throw err;
+  };
+
+  const deadline = Date.now() + deps.timeoutMs;
+  let upstream: Response;
+  try {
+    upstream = await beforeDeadline(
+      deps.runtime.invoke(inv.target, inv.request, { limits: inv.limits }),
+      deadline,
+      abort,
+    );
+  } catch (err) {
+    return failRun(upstreamProblem(err, inv.ref, headers));
+  }
+  if (!upstream.ok) return failRun(await upstreamStatusProblem(upstream, deadline, abort, headers));
+
+  let source: ReadableStream<Uint8Array>;
+  const contentType = upstream.headers.get("content-type") ?? "";
+  if (/^text\/event-stream/i.test(contentType) && upstream.body) {
+    source = upstream.body;
+  } else {
+    // A JSON answer: read it whole, within the deadline, and adapt it to delta + done.
+    let text: string;
+    try {
+      text = await beforeDeadline(readBounded(upstream, MAX_AGENT_JSON_BYTES), deadline, abort);
+    } catch (err) {
+      return failRun(upstreamProblem(err, inv.ref, headers));
+    }
+    let answer: ReturnType<typeof AgentResponseSchema.parse>;
+    try {
+      answer = AgentResponseSchema.parse(JSON.parse(text));
+    } catch {
+      return failRun(invalidAnswer(upstream, text, headers));
+    }
+    source = new Response(adaptJsonToSse(answer)).body as ReadableStream<Uint8Array>;
+  }
+
+  // Each event must complete within the invoke timeout, and the whole stream within the tier's
+  // streamSeconds; the relay cancels the agent's body when it ends, and a stream the gateway
+  // cut off (or a cancelled run) also aborts the call itself.
+  let settle: (end: RelayEnd) => void = () => {};
+  const relayEnd = new Promise<RelayEnd>((resolve) => {
+    settle = resolve;
+  });
+  const events = relaySse(source, {
+    idleTimeoutMs: deps.timeoutMs,
+    maxDurationMs: inv.plan.streamSeconds * 1000,
+    onEnd: (end) => {
+      if (end.cutOff) abort.abort(new StreamCutOff(`the gateway ended the stream: ${end.errorCode}`));
+      inv.measure({ ok: end.ok, errorCode: end.errorCode, bytesOut: end.bytesOut });
+      settle(end);
+    },
+  });
+  return driveRun({
+    runId: run.id,
+    recorder: run.recorder,
+    started: run.started,
+    onFirstEvent: () => setTimeout(run.begin, 0),
+    cancelled: run.cancelled,
+    events,
+    relayEnd,
+    abortAgent: (reason) => abort.abort(reason === "cancelled" ? new RunCancelled() : new StreamCutOff(reason)),
+    attach,
+    waitUntil: deps.waitUntil,
+  });
+}
+
+async function upstreamStatusProblem(
+  upstream: Response,
+  deadline: number,
+  abort: AbortController,
+  headers: Record<string, string>,
+): Promise<ApiError> {
+  // Only the start of an error body is shown to the caller, so only that much is read.
+  const text = await beforeDeadline(readBounded(upstream, 2048, { truncate: true }), deadline, abort).catch(() => "");
+  return new ApiError("upstream_error", `the agent answered with HTTP ${upstream.status}`, {
+    headers,
+    extra: { agentStatus: upstream.status, agentBody: text.slice(0, 2048) },
+  });
+}
+
+function invalidAnswer(upstream: Response, text: string, headers: Record<string, string>): ApiError {
+  const contentType = upstream.headers.get("content-type") ?? "";
+  return new ApiError(
+    "upstream_invalid_response",
+    `the agent's answer is not an invoke/v1 response (expected JSON with output.text; got ${describeBody(contentType, text)})`,
+    { headers },
+  );
 }
 
 /** 429 once the period's invocations are used up: Retry-After is the time until the period resets. */

@@ -162,8 +162,9 @@ export function relaySse(
           if (forwarded) return;
         }
       },
-      cancel() {
-        end(undefined, { ok: false, errorCode: "client_disconnected" });
+      cancel(reason) {
+        // A run's driver stops the relay with its own code (cancelled, a run limit).
+        end(undefined, { ok: false, errorCode: typeof reason === "string" ? reason : "client_disconnected" });
       },
     },
     { highWaterMark: 0 },

@@ -1,14 +1,14 @@
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import { invokeAgent } from "../../../services/invoke/invoke";
+import { type InvokeDeps, invokeAgent, streamAgentRun } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { InvokeParams, InvokeRequestSchema, InvokeResponseSchema, InvokeStreamEventSchema } from "./schemas";
 
 /** The caller's own tier limit on invoke bodies (`invokeBodyBytes`), checked after authentication. */
-const callerInvokeBodyLimit: BodyLimit = async (c) => {
+export const callerInvokeBodyLimit: BodyLimit = async (c) => {
   const { db, tierLimits, waitUntil } = c.var.services;
   const { tier, limits } = await limitsForUser(db, c.var.userId, tierLimits, { waitUntil });
   const maxBytes = limits.invokeBodyBytes;
@@ -24,7 +24,7 @@ const callerInvokeBodyLimit: BodyLimit = async (c) => {
 /** What an answer from (or about) the agent carries: which deployment was called, and the quota left. */
 const answerHeaders = headers("DeploymentId", "RateLimit", "RateLimitPolicy");
 
-const upstreamProblems = {
+export const upstreamProblems = {
   429: {
     ...problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
     headers: headers("RateLimit", "RateLimitPolicy"),
@@ -68,7 +68,8 @@ const streamRoute = userRoute(
     path: "/v1/invoke/{agentId}/stream",
     operationId: "invokeAgentStream",
     tags: ["invoke"],
-    summary: "Invoke an agent and stream its answer as server-sent events (delta…, then done or error)",
+    summary:
+      "Invoke an agent as a run and stream its answer as server-sent events (delta…, then done or error; every event has an id)",
     request: {
       params: InvokeParams,
       body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
@@ -76,8 +77,8 @@ const streamRoute = userRoute(
     responses: {
       200: {
         description:
-          "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message })",
-        headers: answerHeaders,
+          "text/event-stream: `delta` events ({ text }), then `done` (the full invoke/v1 response) or `error` ({ code, message }); each event carries `id: <n>` (1, 2, 3, … within the run); header x-run-id names the run (GET /v1/runs/{runId}/events resumes it)",
+        headers: { ...answerHeaders, ...headers("RunId") },
         content: {
           "text/event-stream": {
             // The body is a stream of text; each event in it is an InvokeStreamEvent.
@@ -94,25 +95,22 @@ const streamRoute = userRoute(
   { bodyLimit: callerInvokeBodyLimit, scope: "invoke" },
 );
 
-async function handle(c: AppContext, agentId: string, body: Parameters<typeof invokeAgent>[2], stream: boolean) {
+/** The invoke service's dependencies for this request (shared with the background-run route). */
+export function invokeDeps(c: AppContext): InvokeDeps {
   const services = c.var.services;
-  return invokeAgent(
-    {
-      db: services.db,
-      usageQueue: services.usageQueue,
-      userId: c.var.userId,
-      keyring: services.keyring,
-      tierLimits: services.tierLimits,
-      runtime: services.runtime,
-      artifacts: services.artifacts,
-      requestId: c.var.requestId,
-      timeoutMs: services.config.invokeTimeoutMs,
-      waitUntil: services.waitUntil,
-    },
-    agentId,
-    body,
-    { stream },
-  );
+  return {
+    db: services.db,
+    usageQueue: services.usageQueue,
+    userId: c.var.userId,
+    keyring: services.keyring,
+    tierLimits: services.tierLimits,
+    runtime: services.runtime,
+    artifacts: services.artifacts,
+    requestId: c.var.requestId,
+    timeoutMs: services.config.invokeTimeoutMs,
+    waitUntil: services.waitUntil,
+    runs: services.runs,
+  };
 }
 
 // The service builds pass-through Responses itself (not c.json), so the typed-response check is
@@ -121,10 +119,10 @@ export function registerInvokeRoutes(app: App) {
   app.openAPIRegistry.register("InvokeStreamEvent", InvokeStreamEventSchema);
   app.openapi(
     jsonRoute,
-    async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), false)) as never,
+    async (c) => (await invokeAgent(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"))) as never,
   );
   app.openapi(
     streamRoute,
-    async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), true)) as never,
+    async (c) => (await streamAgentRun(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"))) as never,
   );
 }

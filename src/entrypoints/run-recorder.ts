@@ -1,0 +1,287 @@
+// The RunRecorder Durable Object: one per run (named by the run id). It keeps the run's events in
+// its SQLite storage as the gateway relays them, serves them again to a client that comes back
+// (replay after an event id, then follow live until the end), holds cancel requests for the
+// driver, and ends a run whose driver went away. An alarm deletes everything 24 hours after the
+// run ends. The gateway records events in batches off the path that relays them (services/runs/drive.ts).
+import { DurableObject } from "cloudflare:workers";
+import { blockData, sseBlock, withId } from "../services/runs/sse-blocks";
+import {
+  CANCEL_GRACE_MS,
+  RUN_RETENTION_MS,
+  type RunEnd,
+  type RunRecorderApi,
+  type RunStart,
+  type RunView,
+  type RunWaitResult,
+} from "../services/runs/types";
+
+/** Comment line sent to idle followers so proxies keep the connection open. */
+export const HEARTBEAT_MS = 15_000;
+const heartbeat = new TextEncoder().encode(": heartbeat\n\n");
+/** Slack after a run's deadline before its alarm ends it as timed out (the driver ends it first). */
+const ORPHAN_SLACK_MS = 60_000;
+
+type Stored = RunStart & {
+  status: RunView["status"];
+  endedAt: number | null;
+  errorCode?: string;
+  answer?: unknown;
+  lastSeq: number;
+};
+
+type Follower = { push(bytes: Uint8Array): void; close(): void };
+
+// It reads no bindings: the gateway hands it everything it records.
+export class RunRecorder extends DurableObject<object> implements RunRecorderApi {
+  private run: Stored | null = null;
+  private readonly followers = new Set<Follower>();
+  private readonly endWaiters = new Set<() => void>();
+  private readonly cancelWaiters = new Set<(cancelled: boolean) => void>();
+  private readonly startWaiters = new Set<() => void>();
+  private cancelRequested = false;
+  private readonly encoder = new TextEncoder();
+
+  constructor(ctx: DurableObjectState, env: object) {
+    super(ctx, env);
+    // Only `start` creates tables: asking for a run id that was never started (a guess, a typo)
+    // leaves no storage behind.
+    const sql = ctx.storage.sql;
+    const hasRun = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run'").toArray().length > 0;
+    const row = hasRun ? sql.exec<{ json: string }>("SELECT json FROM run WHERE k = 1").toArray()[0] : undefined;
+    this.run = row ? (JSON.parse(row.json) as Stored) : null;
+  }
+
+  async start(run: RunStart): Promise<void> {
+    if (this.run) return;
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS run (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
+    this.run = { ...run, status: "running", endedAt: null, lastSeq: 0 };
+    this.save();
+    for (const resolve of this.startWaiters) resolve();
+    this.startWaiters.clear();
+    await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
+  }
+
+  async append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }> {
+    const run = this.run;
+    if (run?.status !== "running") return { cancel: true };
+    const sql = this.ctx.storage.sql;
+    let seq = from;
+    for (const block of blocks) {
+      // The driver numbers events; one already stored (a retried batch) is not stored twice.
+      if (seq > run.lastSeq) {
+        sql.exec("INSERT INTO events (seq, block) VALUES (?, ?)", seq, block);
+        run.lastSeq = seq;
+        this.broadcast(this.encoder.encode(withId(seq, block)));
+      }
+      seq++;
+    }
+    if (end) await this.finish(end);
+    else this.save();
+    return { cancel: this.cancelRequested };
+  }
+
+  untilCancelled(): Promise<boolean> {
+    if (this.cancelRequested) return Promise.resolve(true);
+    if (this.run?.status !== "running") return Promise.resolve(false);
+    return new Promise((resolve) => this.cancelWaiters.add(resolve));
+  }
+
+  /** `graceMs`: a run just created may not be recorded yet (its first event is relayed first); wait that long for it. */
+  async get(userId: string, graceMs = 0): Promise<RunView | null> {
+    if (!this.run && graceMs > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.startWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, graceMs);
+        this.startWaiters.add(done);
+      });
+    }
+    return this.mine(userId) ? this.view() : null;
+  }
+
+  async cancel(userId: string): Promise<{ run: RunView; alreadyEnded: boolean } | null> {
+    const run = this.mine(userId);
+    if (!run) return null;
+    if (run.status !== "running") return { run: this.view(), alreadyEnded: true };
+    if (!this.cancelRequested) {
+      this.cancelRequested = true;
+      const waiters = [...this.cancelWaiters];
+      this.cancelWaiters.clear();
+      for (const resolve of waiters) resolve(true);
+      // Nobody is driving the run (its driver ended without a word): end it here.
+      if (waiters.length === 0) await this.endHere("cancelled", "the run was cancelled");
+    }
+    // The driver aborts the agent's call and records the run's end; if it does not within the
+    // grace period, the run is ended here (later appends from it are ignored).
+    await this.untilEnded(CANCEL_GRACE_MS);
+    if (this.run?.status === "running") await this.endHere("cancelled", "the run was cancelled");
+    return { run: this.view(), alreadyEnded: false };
+  }
+
+  async events(userId: string, after: number): Promise<ReadableStream<Uint8Array> | null> {
+    const run = this.mine(userId);
+    if (!run) return null;
+    const rows = this.ctx.storage.sql
+      .exec<{ seq: number; block: string }>("SELECT seq, block FROM events WHERE seq > ? ORDER BY seq", after)
+      .toArray();
+    let follower: Follower | null = null;
+    let timer: ReturnType<typeof setInterval> | null = null;
+    const stop = () => {
+      if (timer !== null) clearInterval(timer);
+      if (follower) this.followers.delete(follower);
+    };
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        for (const row of rows) controller.enqueue(this.encoder.encode(withId(row.seq, row.block)));
+        if (run.status !== "running") {
+          // The terminal event is always sent, even to a client that already had it.
+          if (rows.length === 0 && run.lastSeq > 0) {
+            const last = this.ctx.storage.sql
+              .exec<{ block: string }>("SELECT block FROM events WHERE seq = ?", run.lastSeq)
+              .toArray()[0];
+            if (last) controller.enqueue(this.encoder.encode(withId(run.lastSeq, last.block)));
+          }
+          controller.close();
+          return;
+        }
+        // Registered in the same turn as the read above: no event can fall between replay and live.
+        follower = {
+          push: (bytes) => controller.enqueue(bytes),
+          close: () => {
+            stop();
+            controller.close();
+          },
+        };
+        this.followers.add(follower);
+        timer = setInterval(() => controller.enqueue(heartbeat), HEARTBEAT_MS);
+      },
+      cancel: () => stop(),
+    });
+  }
+
+  async wait(userId: string, timeoutMs: number): Promise<RunWaitResult | null> {
+    if (!this.mine(userId)) return null;
+    await this.untilEnded(timeoutMs);
+    const run = this.run as Stored;
+    const result: RunWaitResult = { run: this.view() };
+    if (run.status === "succeeded") result.response = run.answer;
+    else if (run.status !== "running") {
+      const last = this.ctx.storage.sql
+        .exec<{ block: string }>("SELECT block FROM events WHERE seq = ?", run.lastSeq)
+        .toArray()[0];
+      result.error = terminalError(last?.block, run.errorCode);
+    }
+    return result;
+  }
+
+  override async alarm(): Promise<void> {
+    const run = this.run;
+    if (!run) return void (await this.ctx.storage.deleteAll());
+    if (run.status === "running") {
+      await this.endHere("timed_out", "the run did not end before its deadline");
+      return;
+    }
+    if (run.endedAt !== null && Date.now() >= run.endedAt + RUN_RETENTION_MS) {
+      await this.ctx.storage.deleteAll();
+      this.run = null;
+      return;
+    }
+    await this.ctx.storage.setAlarm((run.endedAt ?? Date.now()) + RUN_RETENTION_MS);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private mine(userId: string): Stored | null {
+    return this.run && this.run.userId === userId ? this.run : null;
+  }
+
+  private view(): RunView {
+    const r = this.run as Stored;
+    const view: RunView = {
+      id: r.id,
+      agentId: r.agentId,
+      deploymentId: r.deploymentId,
+      status: r.status,
+      createdAt: r.createdAt,
+      startedAt: r.startedAt,
+      endedAt: r.endedAt,
+    };
+    if (r.errorCode) view.errorCode = r.errorCode;
+    return view;
+  }
+
+  private save() {
+    this.ctx.storage.sql.exec(
+      "INSERT INTO run (k, json) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET json = excluded.json",
+      JSON.stringify(this.run),
+    );
+  }
+
+  private broadcast(bytes: Uint8Array) {
+    for (const f of this.followers) {
+      try {
+        f.push(bytes);
+      } catch {
+        this.followers.delete(f);
+      }
+    }
+  }
+
+  /** Ends the run without its driver: records the terminal `error` event itself. */
+  private async endHere(code: "cancelled" | "timed_out", message: string) {
+    const run = this.run as Stored;
+    const seq = run.lastSeq + 1;
+    const block = sseBlock("error", { code, message });
+    this.ctx.storage.sql.exec("INSERT INTO events (seq, block) VALUES (?, ?)", seq, block);
+    run.lastSeq = seq;
+    this.broadcast(this.encoder.encode(withId(seq, block)));
+    await this.finish({ status: code, errorCode: code });
+  }
+
+  private async finish(end: RunEnd) {
+    const run = this.run as Stored;
+    run.status = end.status;
+    run.endedAt = Date.now();
+    if (end.errorCode) run.errorCode = end.errorCode;
+    if (end.answer !== undefined) run.answer = end.answer;
+    this.save();
+    await this.ctx.storage.setAlarm(run.endedAt + RUN_RETENTION_MS);
+    for (const f of [...this.followers]) {
+      try {
+        f.close();
+      } catch {}
+    }
+    this.followers.clear();
+    for (const resolve of this.cancelWaiters) resolve(false);
+    this.cancelWaiters.clear();
+    for (const resolve of this.endWaiters) resolve();
+    this.endWaiters.clear();
+  }
+
+  private untilEnded(timeoutMs: number): Promise<void> {
+    if (this.run?.status !== "running" || timeoutMs <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.endWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.endWaiters.add(done);
+    });
+  }
+}
+
+/** The `{ code, message }` of a run's terminal `error` event. */
+function terminalError(block: string | undefined, fallbackCode = "failed"): { code: string; message: string } {
+  const data = (block ? blockData(block) : undefined) as { code?: unknown; message?: unknown } | undefined;
+  return {
+    code: typeof data?.code === "string" ? data.code : fallbackCode,
+    message: typeof data?.message === "string" ? data.message : "the run failed",
+  };
+}

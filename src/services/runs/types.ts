@@ -1,0 +1,88 @@
+// A run: one streamed invocation, recorded event by event by its own Durable Object
+// (entrypoints/run-recorder.ts) so that a client can leave and come back. The types the driver
+// (drive.ts), the routes and the Durable Object share.
+
+export type RunStatus = "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
+
+/** Largest number of events one run records; the next one fails the run (`run_event_limit`). */
+export const MAX_RUN_EVENTS = 10_000;
+/** Largest total size (UTF-8 bytes of the events' text) one run records (`run_size_limit`). */
+export const MAX_RUN_BYTES = 16 * 1024 * 1024;
+/** How long a run's record is kept after it ends; an alarm then deletes it. */
+export const RUN_RETENTION_MS = 24 * 60 * 60 * 1000;
+/** Longest `wait` on a run. */
+export const MAX_RUN_WAIT_SECONDS = 60;
+/** A run id younger than this that is not recorded yet is waited for (its record follows its first event). */
+export const NEW_RUN_WINDOW_MS = 10_000;
+/** How long a read waits for such a run to be recorded. */
+export const NEW_RUN_GRACE_MS = 2_000;
+/** How long a cancel waits for the run's driver to end the run before ending it itself. */
+export const CANCEL_GRACE_MS = 5_000;
+
+export type RunView = {
+  id: string;
+  agentId: string;
+  deploymentId: string;
+  status: RunStatus;
+  createdAt: number;
+  startedAt: number;
+  endedAt: number | null;
+  errorCode?: string;
+};
+
+/** What the gateway records when it starts a run. */
+export type RunStart = {
+  id: string;
+  userId: string;
+  agentId: string;
+  deploymentId: string;
+  createdAt: number;
+  startedAt: number;
+  /** When the run must have ended at the latest (the stream's time limit plus the invoke timeout). */
+  deadline: number;
+};
+
+/** How a run ended, with the invoke/v1 answer of its `done` event when it succeeded. */
+export type RunEnd = { status: Exclude<RunStatus, "running">; errorCode?: string; answer?: unknown };
+
+/** The outcome of `wait`: the run, and once it has ended its answer or its terminal error. */
+export type RunWaitResult = {
+  run: RunView;
+  response?: unknown;
+  error?: { code: string; message: string };
+};
+
+/**
+ * The Durable Object's RPC surface. The methods that take `userId` answer null for a run that
+ * does not exist or belongs to someone else, so a stranger cannot tell the two apart.
+ */
+export interface RunRecorderApi {
+  start(run: RunStart): Promise<void>;
+  /** Records events `from`, `from + 1`, … (SSE blocks without their `id:` line); `cancel` tells the driver to stop. */
+  append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }>;
+  /** Resolves true when the run is cancelled, false once it has ended otherwise. */
+  untilCancelled(): Promise<boolean>;
+  /** `graceMs`: how long to wait for a run that is not recorded yet (a run id just handed out). */
+  get(userId: string, graceMs?: number): Promise<RunView | null>;
+  cancel(userId: string): Promise<{ run: RunView; alreadyEnded: boolean } | null>;
+  events(userId: string, after: number): Promise<ReadableStream<Uint8Array> | null>;
+  wait(userId: string, timeoutMs: number): Promise<RunWaitResult | null>;
+}
+
+/** Finds a run's Durable Object. */
+export type RunRecorders = (runId: string) => RunRecorderApi;
+
+/** Maps how a stream ended to the run's status. */
+export function runStatusFor(end: { ok: boolean; errorCode?: string }): RunEnd["status"] {
+  if (end.ok) return "succeeded";
+  switch (end.errorCode) {
+    case "cancelled":
+      return "cancelled";
+    case "upstream_timeout":
+    case "stream_time_limit":
+    case "timed_out":
+      return "timed_out";
+    default:
+      return "failed";
+  }
+}

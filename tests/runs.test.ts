@@ -1,0 +1,351 @@
+// Runs: every /stream is a run recorded by its Durable Object (the real RunRecorder runs in the
+// test pool). Resume after an event id, a run that finishes with nobody attached, cancel,
+// background runs with wait, the limits, and tenant isolation.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import * as modules from "./fixtures/modules";
+import { newUser } from "./helpers/auth";
+import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
+import { call, expectProblem, json } from "./helpers/http";
+import { collectSse, type SseEvent, sseEvents } from "./helpers/sse";
+import { waitFor } from "./helpers/wait";
+
+async function agentRunning(moduleCode: string) {
+  const user = await newUser();
+  const agent = await createAgent(user.headers);
+  await deployAndActivate(user.headers, agent.id, { moduleCode });
+  return { ...user, agent };
+}
+
+/** Reads a stream until (and including) the event with id `lastId`, then drops the connection. */
+async function readUntil(res: Response, lastId: number): Promise<SseEvent[]> {
+  const seen: SseEvent[] = [];
+  for await (const event of sseEvents(res)) {
+    seen.push(event);
+    if (Number(event.id) === lastId) break; // leaving the loop cancels the body: the client is gone
+  }
+  return seen;
+}
+
+const ids = (events: SseEvent[]) => events.map((e) => Number(e.id));
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+async function runStatus(headers: Record<string, string>, runId: string) {
+  return (await json(await call("GET", `/v1/runs/${runId}`, { headers }))).run;
+}
+
+async function untilEnded(headers: Record<string, string>, runId: string) {
+  return waitFor(
+    async () => {
+      const run = await runStatus(headers, runId);
+      return run.status === "running" ? undefined : run;
+    },
+    { timeoutMs: 15_000, intervalMs: 100, what: `run ${runId} to end` },
+  );
+}
+
+/** Asks the CANCEL_OBSERVER agent whether the stream opened with `key` was cancelled. */
+async function agentSawCancel(headers: Record<string, string>, agentId: string, key: string) {
+  return waitFor(
+    async () => {
+      const res = await call("POST", `/v1/invoke/${agentId}`, { headers, body: userMessage(`cancelled? ${key}`) });
+      return (await json(res)).output.text === "true" ? true : undefined;
+    },
+    { timeoutMs: 5_000, intervalMs: 100, what: "the agent's stream to be cancelled" },
+  );
+}
+
+describe("runs: /stream is a run with numbered events", () => {
+  it("resumes after Last-Event-ID 3 at event 4, with no gap and no duplicate, and ends with done", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("8 50") });
+    expect(res.status).toBe(200);
+    const runId = res.headers.get("x-run-id")!;
+    expect(runId).toMatch(/^run_[0-9a-z]{26}$/);
+    const first = await readUntil(res, 3);
+    expect(ids(first)).toEqual([1, 2, 3]);
+
+    const resumed = await collectSse(
+      await call("GET", `/v1/runs/${runId}/events`, { headers: { ...headers, "last-event-id": "3" } }),
+    );
+    // 8 deltas and done: events 1..9; the resumed stream carries 4..9 exactly.
+    expect(ids(resumed)).toEqual(range(4, 9));
+    expect(resumed.map((e) => e.data.text ?? e.event)).toEqual(["4", "5", "6", "7", "8", "done"]);
+    expect(resumed.at(-1)).toMatchObject({ event: "done", data: { output: { text: "counted 8" } } });
+
+    // ?after=n does the same; a run that has ended replays and closes.
+    const again = await collectSse(await call("GET", `/v1/runs/${runId}/events?after=6`, { headers }));
+    expect(ids(again)).toEqual(range(7, 9));
+    expect(await runStatus(headers, runId)).toMatchObject({
+      id: runId,
+      agentId: agent.id,
+      status: "succeeded",
+      endedAt: expect.any(Number),
+    });
+  });
+
+  it("finds the run at once: a read right after x-run-id, before any event is read, answers running", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("3 300") });
+    const runId = res.headers.get("x-run-id")!;
+    expect(await runStatus(headers, runId)).toMatchObject({ id: runId, status: "running", endedAt: null });
+    expect(ids(await collectSse(res))).toEqual([1, 2, 3, 4]);
+  });
+
+  it("numbers events 1, 2, 3, … with no gap even when the agent emits hundreds in the same millisecond", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("300 0") });
+    const live = await collectSse(res);
+    expect(ids(live)).toEqual(range(1, 301));
+    const replay = await collectSse(
+      await call("GET", `/v1/runs/${res.headers.get("x-run-id")}/events?after=0`, { headers }),
+    );
+    expect(ids(replay)).toEqual(range(1, 301));
+    expect(replay.map((e) => e.data)).toEqual(live.map((e) => e.data));
+  });
+
+  it("finishes and records the whole run after the client disconnects", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("6 100") });
+    const runId = res.headers.get("x-run-id")!;
+    await readUntil(res, 1);
+    expect((await runStatus(headers, runId)).status).toBe("running");
+
+    expect(await untilEnded(headers, runId)).toMatchObject({ status: "succeeded" });
+    const all = await collectSse(await call("GET", `/v1/runs/${runId}/events`, { headers }));
+    expect(ids(all)).toEqual(range(1, 7));
+    expect(all.at(-1)).toMatchObject({ event: "done", data: { output: { text: "counted 6" } } });
+  });
+
+  it("follows a running run live from its start and closes after the terminal event", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("5 100") });
+    const runId = res.headers.get("x-run-id")!;
+    const follower = call("GET", `/v1/runs/${runId}/events?after=0`, { headers });
+    const [live, followed] = await Promise.all([collectSse(res), follower.then(collectSse)]);
+    expect(ids(followed)).toEqual(ids(live));
+    expect(followed.at(-1)!.event).toBe("done");
+  });
+
+  it("sends the terminal event again to a client that resumes after it", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("2 0") });
+    await collectSse(res);
+    const runId = res.headers.get("x-run-id")!;
+    await untilEnded(headers, runId);
+    const tail = await collectSse(
+      await call("GET", `/v1/runs/${runId}/events`, { headers: { ...headers, "last-event-id": "3" } }),
+    );
+    expect(tail.map((e) => [e.id, e.event])).toEqual([["3", "done"]]);
+  });
+});
+
+describe("runs: cancel", () => {
+  it("aborts the agent's stream and ends the run cancelled; a second cancel is 409 run_ended", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const key = crypto.randomUUID();
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage(`lively ${key}`) });
+    const runId = res.headers.get("x-run-id")!;
+    const events = sseEvents(res);
+    expect((await events.next()).value).toMatchObject({ id: "1", event: "delta" });
+
+    const cancelled = await call("POST", `/v1/runs/${runId}/cancel`, { headers });
+    expect(cancelled.status).toBe(200);
+    expect((await json(cancelled)).run).toMatchObject({ id: runId, status: "cancelled", errorCode: "cancelled" });
+    await agentSawCancel(headers, agent.id, key);
+
+    // The attached client's stream ends with the terminal error event.
+    const rest: SseEvent[] = [];
+    for await (const e of events) rest.push(e);
+    expect(rest.at(-1)).toMatchObject({ event: "error", data: { code: "cancelled" } });
+    const recorded = await collectSse(await call("GET", `/v1/runs/${runId}/events`, { headers }));
+    expect(ids(recorded)).toEqual(range(1, recorded.length));
+    expect(recorded.at(-1)).toMatchObject({ event: "error", data: { code: "cancelled" } });
+
+    await expectProblem(await call("POST", `/v1/runs/${runId}/cancel`, { headers }), 409, "run_ended");
+  });
+
+  it("cancels a background run nobody is attached to", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const key = crypto.randomUUID();
+    const started = await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage(`lively ${key}`) });
+    expect(started.status).toBe(202);
+    const { run } = await json(started);
+    await waitFor(
+      async () => {
+        const res = await call("GET", `/v1/runs/${run.id}/events?after=0`, { headers });
+        // An ended run closes its stream; a running one stays open: read just the first event.
+        const first = await sseEvents(res).next();
+        return first.value ? true : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 100, what: "the background run's first event" },
+    );
+    const cancelled = await call("POST", `/v1/runs/${run.id}/cancel`, { headers });
+    expect((await json(cancelled)).run.status).toBe("cancelled");
+    await agentSawCancel(headers, agent.id, key);
+  });
+});
+
+describe("runs: background runs and wait", () => {
+  it("starts with 202, then wait answers 200 with the agent's invoke/v1 answer", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const started = await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("4 100") });
+    expect(started.status).toBe(202);
+    const { run } = await json(started);
+    expect(run).toMatchObject({ status: "running", agentId: agent.id, endedAt: null });
+    expect(run.id).toMatch(/^run_/);
+
+    const soon = await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=0`, { headers });
+    expect(soon.status).toBe(202);
+    expect((await json(soon)).run.status).toBe("running");
+
+    const waited = await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers });
+    expect(waited.status).toBe(200);
+    expect(await json(waited)).toMatchObject({
+      run: { id: run.id, status: "succeeded" },
+      response: { output: { text: "counted 4" } },
+    });
+    const all = await collectSse(await call("GET", `/v1/runs/${run.id}/events`, { headers }));
+    expect(ids(all)).toEqual(range(1, 5));
+  });
+
+  it("records a run whose agent fails before streaming, and wait reports the error", async () => {
+    const { headers, agent } = await agentRunning(modules.ANSWERS_500);
+    const { run } = await json(await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("x") }));
+    const waited = await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers });
+    expect(waited.status).toBe(200);
+    expect(await json(waited)).toMatchObject({
+      run: { status: "failed", errorCode: "upstream_error" },
+      error: { code: "upstream_error" },
+    });
+  });
+
+  it("rejects a wait longer than 60 s and a malformed event id with 400", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const { run } = await json(
+      await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("1 0") }),
+    );
+    await expectProblem(
+      await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=61`, { headers }),
+      400,
+      "validation_failed",
+    );
+    await expectProblem(
+      await call("GET", `/v1/runs/${run.id}/events`, { headers: { ...headers, "last-event-id": "three" } }),
+      400,
+      "validation_failed",
+    );
+    await expectProblem(await call("GET", `/v1/runs/${run.id}/events?after=-1`, { headers }), 400, "validation_failed");
+  });
+});
+
+describe("runs: limits", () => {
+  it("fails a run that reaches 10,000 events with run_event_limit, its last event the terminal error", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("10050 0") });
+    const live = await collectSse(res);
+    expect(live).toHaveLength(10_000);
+    expect(live.at(-1)).toMatchObject({ id: "10000", event: "error", data: { code: "run_event_limit" } });
+    const run = await untilEnded(headers, res.headers.get("x-run-id")!);
+    expect(run).toMatchObject({ status: "failed", errorCode: "run_event_limit" });
+  });
+});
+
+describe("runs: size limit and comments", () => {
+  it("fails a run whose events pass 16 MiB with run_size_limit", async () => {
+    const { headers, agent } = await agentRunning(modules.BIG_EVENTS);
+    // 40 events of 512 KiB: 20 MiB.
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("40 524288") });
+    const live = await collectSse(res);
+    expect(live.at(-1)).toMatchObject({ event: "error", data: { code: "run_size_limit" } });
+    expect(live.length).toBeLessThan(33);
+    const run = await untilEnded(headers, res.headers.get("x-run-id")!);
+    expect(run).toMatchObject({ status: "failed", errorCode: "run_size_limit" });
+  });
+
+  it("relays `: ping` comments without numbering or recording them", async () => {
+    const { headers, agent } = await agentRunning(modules.BIG_EVENTS);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("3 10") });
+    const live = await collectSse(res);
+    expect(live.map((e) => [e.id, e.event])).toEqual([
+      ["1", "delta"],
+      ["2", "delta"],
+      ["3", "delta"],
+      ["4", "done"],
+    ]);
+    const replay = await collectSse(await call("GET", `/v1/runs/${res.headers.get("x-run-id")}/events`, { headers }));
+    expect(ids(replay)).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe("runs: tenant isolation", () => {
+  it("answers 404 to another user on every run route, and for an unknown or malformed run id", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const { run } = await json(
+      await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("3 50") }),
+    );
+    const stranger = await newUser();
+    for (const [method, path] of [
+      ["GET", `/v1/runs/${run.id}`],
+      ["GET", `/v1/runs/${run.id}/events`],
+      ["GET", `/v1/runs/${run.id}/wait?timeoutSeconds=0`],
+      ["POST", `/v1/runs/${run.id}/cancel`],
+      ["GET", "/v1/runs/run_00000000000000000000000000"],
+      ["GET", "/v1/runs/not-a-run"],
+    ] as const) {
+      await expectProblem(await call(method, path, { headers: stranger.headers }), 404, "not_found");
+    }
+    await expectProblem(
+      await call("POST", `/v1/agents/${agent.id}/runs`, { headers: stranger.headers, body: userMessage("1 0") }),
+      404,
+      "not_found",
+    );
+    // The owner's run was not disturbed.
+    expect((await json(await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers }))).run.status).toBe(
+      "succeeded",
+    );
+  });
+});
+
+describe("runs: retention", () => {
+  const stubOf = (runId: string) => env.RUNS.get(env.RUNS.idFromName(runId));
+  const tablesOf = (runId: string) =>
+    runInDurableObject(stubOf(runId), (_, state) =>
+      state.storage.sql
+        .exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'")
+        .toArray(),
+    );
+
+  it("deletes a run's storage when its alarm fires 24 hours after it ended", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: userMessage("2 0") });
+    await collectSse(res);
+    const runId = res.headers.get("x-run-id")!;
+    await untilEnded(headers, runId);
+
+    // Not yet 24 hours: the alarm keeps the run.
+    expect(await runDurableObjectAlarm(stubOf(runId))).toBe(true);
+    expect((await runStatus(headers, runId)).status).toBe("succeeded");
+
+    // The run ended 25 hours ago: the alarm deletes everything.
+    await runInDurableObject(stubOf(runId), (instance, state) => {
+      const row = state.storage.sql.exec<{ json: string }>("SELECT json FROM run").one();
+      const stored = { ...JSON.parse(row.json), endedAt: Date.now() - 25 * 3600_000 };
+      state.storage.sql.exec("UPDATE run SET json = ?", JSON.stringify(stored));
+      (instance as unknown as { run: unknown }).run = stored;
+      return state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await runDurableObjectAlarm(stubOf(runId))).toBe(true);
+    await expectProblem(await call("GET", `/v1/runs/${runId}`, { headers }), 404, "not_found");
+    expect(await tablesOf(runId)).toEqual([]);
+  });
+
+  it("leaves no storage behind for a run id that was never started", async () => {
+    const { headers } = await newUser();
+    const runId = "run_01m8000000000000000000zzzz";
+    await expectProblem(await call("GET", `/v1/runs/${runId}`, { headers }), 404, "not_found");
+    await expectProblem(await call("GET", `/v1/runs/${runId}/events`, { headers }), 404, "not_found");
+    expect(await tablesOf(runId)).toEqual([]);
+  });
+});
