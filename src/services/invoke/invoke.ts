@@ -1,11 +1,14 @@
-// POST /v1/invoke/:agentId and /stream: route to the agent's active deployment, forward the
+// POST /v1/invoke/:agentId and /stream: route to the agent's active deployment (or, a preview, to
+// the deployment the caller names in x-webhost-deployment), forward the
 // invoke/v1 request to its invokePath, and pass the answer through. JSON answers are checked
 // against invoke/v1 before they are returned; /stream relays the agent's SSE event by event (a
 // JSON answer is adapted to delta + done). The user's POST is never retried. The gateway's own
 // measurement is recorded off the response path.
+import { and, eq, isNull } from "drizzle-orm";
 import { utf8 } from "../../crypto/encoding";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
+import { agents, type DeploymentRow, deployments } from "../../db/schema";
 import { ApiError, type ProblemCode } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
@@ -22,6 +25,10 @@ import { agentRoute } from "./route-cache";
 import { adaptJsonToSse, relaySse } from "./sse";
 
 export const DEPLOYMENT_ID_HEADER = "x-deployment-id";
+/** The request header that names a deployment of the agent to invoke instead of the active one. */
+export const PREVIEW_DEPLOYMENT_HEADER = "x-webhost-deployment";
+/** The statuses a deployment can be invoked by id in (its script must still be in the runtime). */
+const INVOCABLE_STATUSES: ReadonlySet<string> = new Set(["ready", "active", "inactive"]);
 /** Largest JSON answer the gateway reads from an agent. */
 export const MAX_AGENT_JSON_BYTES = 4 * 1024 * 1024;
 
@@ -47,10 +54,14 @@ export async function invokeAgent(
   deps: InvokeDeps,
   agentId: string,
   body: InvokeRequest,
-  opts: { stream: boolean },
+  opts: { stream: boolean; /** A preview: this deployment of the agent, not the active one. */ deploymentId?: string },
 ): Promise<Response> {
   const startedAt = Date.now();
-  const deployment = await activeDeploymentOf(deps, agentId);
+  const preview = opts.deploymentId !== undefined;
+  const deployment =
+    opts.deploymentId === undefined
+      ? await activeDeploymentOf(deps, agentId)
+      : await previewDeploymentOf(deps, agentId, opts.deploymentId);
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
   // limits for this invocation (its body size limit was applied before the body was read).
   const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, {
@@ -78,6 +89,8 @@ export async function invokeAgent(
         durationMs: Date.now() - startedAt,
         bytesIn,
         streaming: opts.stream,
+        // Billed and counted like any invocation (it runs the agent's code); told apart in metrics.
+        kind: preview ? "preview" : "invoke",
         ...m,
       }),
     );
@@ -209,6 +222,50 @@ async function activeDeploymentOf(
     case "no_active_deployment":
       throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
   }
+}
+
+/**
+ * A preview's deployment: the named deployment of this user's agent, read from D1 (tenant-scoped,
+ * not through the route cache, which holds only the active route). 404 for an unknown, deleted or
+ * foreign agent and for a deployment id that is not one of this agent's (another tenant's or
+ * agent's, or not an id at all); 409 when the agent is disabled, and when the deployment cannot
+ * run (deploying, failed, or its script removed by retention): deployment_not_invocable.
+ */
+async function previewDeploymentOf(
+  deps: { db: Db; userId: string },
+  agentId: string,
+  deploymentId: string,
+): Promise<DeploymentRow> {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const named = isIdOf("deployment", deploymentId) ? deploymentId : "";
+  const [found] = await deps.db
+    .select({ agentStatus: agents.status, deployment: deployments })
+    .from(agents)
+    .leftJoin(
+      deployments,
+      and(eq(deployments.id, named), eq(deployments.agentId, agents.id), eq(deployments.userId, agents.userId)),
+    )
+    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
+    .limit(1);
+  if (!found) throw agentNotFound(agentId);
+  const shown = deploymentId.slice(0, 64);
+  if (!found.deployment) {
+    throw new ApiError("not_found", `deployment ${shown} of agent ${agentId} not found (header ${PREVIEW_DEPLOYMENT_HEADER})`);
+  }
+  if (found.agentStatus === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+  const row = found.deployment;
+  if (!INVOCABLE_STATUSES.has(row.status) || row.scriptRemovedAt !== null) {
+    const why =
+      row.scriptRemovedAt !== null
+        ? "its code was removed from the runtime (retention keeps only the newest inactive and ready deployments)"
+        : row.status === "deploying"
+          ? "it is still deploying"
+          : "it failed to deploy";
+    throw new ApiError("deployment_not_invocable", `deployment ${row.id} cannot be invoked: ${why}`, {
+      extra: { deploymentStatus: row.status },
+    });
+  }
+  return row;
 }
 
 /** Rejects with InvokeTimeout (and aborts the agent's request) if `work` is not done by `deadline`. */

@@ -1,7 +1,8 @@
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import { invokeAgent } from "../../../services/invoke/invoke";
+import { z } from "@hono/zod-openapi";
+import { invokeAgent, PREVIEW_DEPLOYMENT_HEADER } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
@@ -24,12 +25,27 @@ const callerInvokeBodyLimit: BodyLimit = async (c) => {
 /** What an answer from (or about) the agent carries: which deployment was called, and the quota left. */
 const answerHeaders = headers("DeploymentId", "RateLimit", "RateLimitPolicy");
 
+/** The optional preview header: invoke this deployment of the agent instead of the active one. */
+const PreviewHeaders = z.object({
+  [PREVIEW_DEPLOYMENT_HEADER]: z
+    .string()
+    .optional()
+    .openapi({
+      description:
+        "Preview: invoke this deployment of the agent (`ready`, `active` or `inactive`) instead of the active one; metered as kind `preview`, billed like any invocation. Not a deployment of this agent: 404; deploying, failed or its code removed: 409 deployment_not_invocable",
+      example: "dep_01jd0000000000000000000000",
+    }),
+});
+
 const upstreamProblems = {
   429: {
     ...problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
     headers: headers("RateLimit", "RateLimitPolicy"),
   },
-  409: problemDoc("The agent is disabled or has no active deployment"),
+  404: problemDoc("No such agent, or (with x-webhost-deployment) no such deployment of it"),
+  409: problemDoc(
+    "The agent is disabled or has no active deployment, or the deployment named by x-webhost-deployment cannot run (deployment_not_invocable)",
+  ),
   502: {
     ...problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
     headers: answerHeaders,
@@ -46,6 +62,7 @@ const jsonRoute = userRoute(
     summary: "Invoke an agent's active deployment (invoke/v1, JSON)",
     request: {
       params: InvokeParams,
+      headers: PreviewHeaders,
       body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
     },
     responses: {
@@ -71,6 +88,7 @@ const streamRoute = userRoute(
     summary: "Invoke an agent and stream its answer as server-sent events (delta…, then done or error)",
     request: {
       params: InvokeParams,
+      headers: PreviewHeaders,
       body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
     },
     responses: {
@@ -94,7 +112,13 @@ const streamRoute = userRoute(
   { bodyLimit: callerInvokeBodyLimit, scope: "invoke" },
 );
 
-async function handle(c: AppContext, agentId: string, body: Parameters<typeof invokeAgent>[2], stream: boolean) {
+async function handle(
+  c: AppContext,
+  agentId: string,
+  body: Parameters<typeof invokeAgent>[2],
+  stream: boolean,
+  deploymentId: string | undefined,
+) {
   const services = c.var.services;
   return invokeAgent(
     {
@@ -111,7 +135,7 @@ async function handle(c: AppContext, agentId: string, body: Parameters<typeof in
     },
     agentId,
     body,
-    { stream },
+    { stream, deploymentId },
   );
 }
 
@@ -121,10 +145,24 @@ export function registerInvokeRoutes(app: App) {
   app.openAPIRegistry.register("InvokeStreamEvent", InvokeStreamEventSchema);
   app.openapi(
     jsonRoute,
-    async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), false)) as never,
+    async (c) =>
+      (await handle(
+        c,
+        c.req.valid("param").agentId,
+        c.req.valid("json"),
+        false,
+        c.req.valid("header")[PREVIEW_DEPLOYMENT_HEADER],
+      )) as never,
   );
   app.openapi(
     streamRoute,
-    async (c) => (await handle(c, c.req.valid("param").agentId, c.req.valid("json"), true)) as never,
+    async (c) =>
+      (await handle(
+        c,
+        c.req.valid("param").agentId,
+        c.req.valid("json"),
+        true,
+        c.req.valid("header")[PREVIEW_DEPLOYMENT_HEADER],
+      )) as never,
   );
 }
