@@ -140,7 +140,11 @@ describe("preview: what cannot be invoked by id", () => {
 
     const failed = await deploy(owner.headers, agent.id, { moduleCode: modules.THROWS_AT_LOAD });
     expect((await waitUntilSettled(owner.headers, agent.id, failed.id)).status).toBe("failed");
-    const problem = await expectProblem(await invoke(owner.headers, agent.id, failed.id), 409, "deployment_not_invocable");
+    const problem = await expectProblem(
+      await invoke(owner.headers, agent.id, failed.id),
+      409,
+      "deployment_not_invocable",
+    );
     expect(problem.deploymentStatus).toBe("failed");
     expect(problem.detail).toContain("failed");
     expect(await answerOf(owner.headers, agent.id)).toEqual({ text: "mine", servedBy: mine.id });

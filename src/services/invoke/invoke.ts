@@ -54,7 +54,7 @@ export async function invokeAgent(
   deps: InvokeDeps,
   agentId: string,
   body: InvokeRequest,
-  opts: { stream: boolean; /** A preview: this deployment of the agent, not the active one. */ deploymentId?: string },
+  opts: { stream: boolean /** A preview: this deployment of the agent, not the active one. */; deploymentId?: string },
 ): Promise<Response> {
   const startedAt = Date.now();
   const preview = opts.deploymentId !== undefined;
@@ -250,7 +250,10 @@ async function previewDeploymentOf(
   if (!found) throw agentNotFound(agentId);
   const shown = deploymentId.slice(0, 64);
   if (!found.deployment) {
-    throw new ApiError("not_found", `deployment ${shown} of agent ${agentId} not found (header ${PREVIEW_DEPLOYMENT_HEADER})`);
+    throw new ApiError(
+      "not_found",
+      `deployment ${shown} of agent ${agentId} not found (header ${PREVIEW_DEPLOYMENT_HEADER})`,
+    );
   }
   if (found.agentStatus === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
   const row = found.deployment;

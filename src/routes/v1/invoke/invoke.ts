@@ -1,7 +1,7 @@
+import { z } from "@hono/zod-openapi";
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import { z } from "@hono/zod-openapi";
 import { invokeAgent, PREVIEW_DEPLOYMENT_HEADER } from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
@@ -27,14 +27,11 @@ const answerHeaders = headers("DeploymentId", "RateLimit", "RateLimitPolicy");
 
 /** The optional preview header: invoke this deployment of the agent instead of the active one. */
 const PreviewHeaders = z.object({
-  [PREVIEW_DEPLOYMENT_HEADER]: z
-    .string()
-    .optional()
-    .openapi({
-      description:
-        "Preview: invoke this deployment of the agent (`ready`, `active` or `inactive`) instead of the active one; metered as kind `preview`, billed like any invocation. Not a deployment of this agent: 404; deploying, failed or its code removed: 409 deployment_not_invocable",
-      example: "dep_01jd0000000000000000000000",
-    }),
+  [PREVIEW_DEPLOYMENT_HEADER]: z.string().optional().openapi({
+    description:
+      "Preview: invoke this deployment of the agent (`ready`, `active` or `inactive`) instead of the active one; metered as kind `preview`, billed like any invocation. Not a deployment of this agent: 404; deploying, failed or its code removed: 409 deployment_not_invocable",
+    example: "dep_01jd0000000000000000000000",
+  }),
 });
 
 const upstreamProblems = {
