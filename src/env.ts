@@ -46,7 +46,7 @@ export interface Env {
   CLOUDFLARE_ACCOUNT_ID?: string;
   CLOUDFLARE_API_TOKEN?: string;
   CLOUDFLARE_API_TIMEOUT_MS?: string;
-  /** How many inactive deployments per agent keep their runtime script (rollback targets). */
+  /** How many inactive and ready deployments per agent keep their runtime script (rollback targets, manual releases). */
   DEPLOYMENT_RETENTION?: string;
   /** `all` (default), `errors` (5xx and slow requests only) or `none`: the per-request log line. */
   LOG_REQUESTS?: string;

@@ -208,6 +208,23 @@ describe("retention", () => {
     expect(api.scripts.has(old.scriptName)).toBe(true);
   });
 
+  it("counts ready deployments (manual releases) with the inactive ones: the newest keep their scripts, older lose them", async () => {
+    const { api, runtime } = namespaceSetup();
+    const seed = await seedAgent(db);
+    const t = Date.now() - 3_600_000;
+    const oldReady = await seedDeployment(db, seed, { status: "ready", at: t });
+    const inactive = await seedDeployment(db, seed, { status: "inactive", at: t + 10_000 });
+    const newReady = await seedDeployment(db, seed, { status: "ready", at: t + 20_000 });
+    for (const r of [oldReady, inactive, newReady]) {
+      await runtime.deploy(makeBundle({ deploymentId: r.id, scriptName: r.scriptName, agentId: seed.agentId }));
+    }
+    const report = await enforceRetention({ db, runtime }, { keep: 2, agentId: seed.agentId });
+    expect(report.removed).toEqual([oldReady.id]);
+    expect(api.scripts.has(oldReady.scriptName)).toBe(false);
+    expect(api.scripts.has(newReady.scriptName)).toBe(true);
+    expect(api.scripts.has(inactive.scriptName)).toBe(true);
+  });
+
   it("leaves a recently failed deployment alone for a grace period", async () => {
     const { runtime } = namespaceSetup();
     const seed = await seedAgent(db);

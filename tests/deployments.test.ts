@@ -26,6 +26,7 @@ import { call, expectProblem, json } from "./helpers/http";
 
 const DEPLOYMENT_FIELDS = [
   "activatedAt",
+  "activation",
   "agentId",
   "compatibilityDate",
   "createdAt",
@@ -59,6 +60,7 @@ describe("deploy: the request", () => {
     expect(deployment).toMatchObject({
       agentId: agent.id,
       status: "deploying",
+      activation: "auto",
       runtimeProvider: "cloudflare",
       compatibilityDate: "2026-08-01",
       invokePath: "/invoke",

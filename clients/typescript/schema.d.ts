@@ -489,7 +489,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "too_many_secrets" | "run_ended" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_timeout" | "egress_timeout";
+            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "deployment_not_invocable" | "too_many_secrets" | "run_ended" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_timeout" | "egress_timeout";
             requestId: string;
             /** @description validation_failed, telemetry_rejected: each bad field and why */
             errors?: {
@@ -524,8 +524,16 @@ export interface components {
         Deployment: {
             id: string;
             agentId: string;
-            /** @enum {string} */
-            status: "deploying" | "active" | "inactive" | "failed";
+            /**
+             * @description `deploying`; `ready` (a manual deploy that passed its checks: invocable by id, not serving); `active` (the one the agent serves); `inactive`; `failed`
+             * @enum {string}
+             */
+            status: "deploying" | "ready" | "active" | "inactive" | "failed";
+            /**
+             * @description As requested at deploy: `auto` or `manual`
+             * @enum {string}
+             */
+            activation: "auto" | "manual";
             runtimeProvider: string;
             compatibilityDate: string;
             invokePath: string;
@@ -553,7 +561,7 @@ export interface components {
              */
             encoding?: "utf8" | "base64";
         };
-        /** @description Invoke the new deployment once before it becomes active; it becomes active only if this passes */
+        /** @description Invoke the new deployment once before it becomes active (or `ready`); it does only if this passes */
         SmokeTest: {
             request: components["schemas"]["InvokeRequest"];
             /** @description Default 200 */
@@ -630,6 +638,7 @@ export interface components {
             eventId: string | null;
             traceId: string | null;
             runtimeProvider: string;
+            /** @description Gateway events: `invoke` (an invocation of the active deployment), `preview` (a deployment invoked by id through the x-webhost-deployment header; billed like `invoke`) or `smoke_test` (a deploy's smoke test; not billed) */
             kind: string;
             /** @description Event time, ms since epoch */
             ts: number;
@@ -1433,11 +1442,16 @@ export interface operations {
                     /** @description Allowed: nodejs_compat, nodejs_compat_v2, no_nodejs_compat_v2 */
                     compatibilityFlags?: string[];
                     smokeTest?: components["schemas"]["SmokeTest"];
+                    /**
+                     * @description `auto` (default): once its checks pass the deployment becomes active and serves. `manual`: it ends `ready` (runnable through the `x-webhost-deployment` header of invoke, not serving) until you activate it
+                     * @enum {string}
+                     */
+                    activation?: "auto" | "manual";
                 };
             };
         };
         responses: {
-            /** @description Accepted: the deployment is `deploying`; poll it (Location) until `active` or `failed` */
+            /** @description Accepted: the deployment is `deploying`; poll it (Location) until `active` (`ready` for `activation: manual`) or `failed` */
             202: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -1567,7 +1581,7 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
-                status?: "deploying" | "active" | "inactive" | "failed";
+                status?: "deploying" | "ready" | "active" | "inactive" | "failed";
                 includeInactive?: boolean;
             };
             header?: never;
@@ -1833,6 +1847,8 @@ export interface operations {
             header?: {
                 /** @description Makes a POST safe to retry: a repeat with the same key and body within 24 h replays the first final answer (with `Idempotent-Replayed: true`) instead of running again; the same key with another body is 422 `idempotency_key_reused`; a repeat while the first still runs is 409 `idempotency_in_progress` (Retry-After). */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Preview: invoke this deployment of the agent (`ready`, `active` or `inactive`) instead of the active one; metered as kind `preview`, billed like any invocation. Not a deployment of this agent: 404; deploying, failed or its code removed: 409 deployment_not_invocable */
+                "x-webhost-deployment"?: string;
             };
             path: {
                 agentId: string;
@@ -2005,6 +2021,8 @@ export interface operations {
             header?: {
                 /** @description Makes a POST safe to retry: a repeat with the same key and body within 24 h replays the first final answer (with `Idempotent-Replayed: true`) instead of running again; the same key with another body is 422 `idempotency_key_reused`; a repeat while the first still runs is 409 `idempotency_in_progress` (Retry-After). */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /** @description Preview: invoke this deployment of the agent (`ready`, `active` or `inactive`) instead of the active one; metered as kind `preview`, billed like any invocation. Not a deployment of this agent: 404; deploying, failed or its code removed: 409 deployment_not_invocable */
+                "x-webhost-deployment"?: string;
             };
             path: {
                 agentId: string;

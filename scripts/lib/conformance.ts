@@ -165,8 +165,11 @@ function fillPath(path: string, world: World, rng: () => number, plausible: bool
       deploymentId: world.deploymentId,
       name: world.secretName,
       keyId: "key_00000000000000000000000000",
+      runId: "run_00000000000000000000000000",
     };
     if ((plausible || rng() < 0.7) && real[name]) return real[name];
+    // A plausible path never holds a dot segment: URL parsing would resolve it to another path.
+    if (plausible) return `x-${name}`;
     return encodeURIComponent(
       pick(rng, ["x", "agt_", "%", "..", "a".repeat(70), "ünï", "0", randomString(rng, 1, 20)]),
     );

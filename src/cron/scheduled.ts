@@ -44,7 +44,7 @@ const TASKS: Task[] = [
     },
   },
   {
-    // Older inactive (and failed) deployments lose their runtime scripts; the newest stay for rollback.
+    // Older inactive and ready (and failed) deployments lose their runtime scripts; the newest stay.
     name: "enforce_retention",
     run: async (deps) => {
       const { db, runtime, config } = await deps.services();

@@ -27,6 +27,7 @@ export const PROBLEMS = {
   agent_disabled: { status: 409, title: "Agent is disabled" },
   no_active_deployment: { status: 409, title: "Agent has no active deployment" },
   deployment_not_activatable: { status: 409, title: "Deployment cannot be activated" },
+  deployment_not_invocable: { status: 409, title: "Deployment cannot be invoked" },
   too_many_secrets: { status: 409, title: "Too many secrets" },
   run_ended: { status: 409, title: "The run has already ended" },
   idempotency_in_progress: { status: 409, title: "A request with this Idempotency-Key is still running" },

@@ -20,7 +20,7 @@ export async function deploy(headers: Headers, agentId: string, body: Record<str
 export type Deployment = {
   id: string;
   agentId: string;
-  status: "deploying" | "active" | "inactive" | "failed";
+  status: "deploying" | "ready" | "active" | "inactive" | "failed";
   errorMessage: string | null;
   activatedAt: number | null;
   moduleSha256: string;

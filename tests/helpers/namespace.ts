@@ -125,7 +125,7 @@ export async function seedAgent(db: Db, opts: { deleted?: boolean } = {}) {
 export async function seedDeployment(
   db: Db,
   seed: { userId: string; agentId: string; artifactId: string },
-  row: { status: "deploying" | "active" | "inactive" | "failed"; at: number; activatedAt?: number | null },
+  row: { status: "deploying" | "ready" | "active" | "inactive" | "failed"; at: number; activatedAt?: number | null },
 ) {
   const id = newId("deployment", row.at);
   await db.insert(deployments).values({

@@ -1,6 +1,7 @@
 // Immutable deployment records. Only status, timestamps and error_message ever change (and the
 // secrets snapshot, nulled when a deleted agent is purged).
-// Invariant: status = 'active' exactly when agents.active_deployment_id names the row.
+// Invariant: status = 'active' exactly when agents.active_deployment_id names the row (a `ready`
+// deployment, a manual deploy that passed its checks, is runnable but never named by the pointer).
 import { sql } from "drizzle-orm";
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { agents } from "./agents";
@@ -8,8 +9,12 @@ import { createdAt, updatedAt } from "./columns";
 import { deploymentArtifacts } from "./deployment-artifacts";
 import { users } from "./users";
 
-export const DEPLOYMENT_STATUSES = ["deploying", "active", "inactive", "failed"] as const;
+export const DEPLOYMENT_STATUSES = ["deploying", "ready", "active", "inactive", "failed"] as const;
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
+
+/** How a deployment that passes its checks ends: `auto` takes the pointer, `manual` waits `ready`. */
+export const DEPLOYMENT_ACTIVATIONS = ["auto", "manual"] as const;
+export type DeploymentActivation = (typeof DEPLOYMENT_ACTIVATIONS)[number];
 
 export const deployments = sqliteTable(
   "deployments",
@@ -40,6 +45,8 @@ export const deployments = sqliteTable(
     errorMessage: text("error_message"),
     // The deploy's smokeTest (JSON), run by the deploy job before the pointer moves; null for none.
     smokeTest: text("smoke_test"),
+    // `manual`: the deploy job ends it `ready` instead of moving the pointer; activate makes it serve.
+    activation: text("activation", { enum: DEPLOYMENT_ACTIVATIONS }).notNull().default("auto"),
     // Set by the queue consumer's conditional claim; a second delivery sees it and skips.
     claimedAt: integer("claimed_at"),
     activatedAt: integer("activated_at"),
@@ -55,7 +62,7 @@ export const deployments = sqliteTable(
     index("deployments_user_created_idx").on(t.userId, t.createdAt),
     index("deployments_status_created_idx").on(t.status, t.createdAt),
     // Retention (services/cleanup): only deployments that still have a runtime script, by status
-    // then agent, so it finds the agents with too many inactive ones without reading the others.
+    // then agent, so it finds the agents with too many inactive or ready ones without reading the others.
     index("deployments_live_script_idx").on(t.status, t.agentId).where(sql`script_removed_at IS NULL`),
     // Which deployments reference an artifact: the purge keeps an artifact while any does.
     index("deployments_artifact_idx").on(t.artifactId),

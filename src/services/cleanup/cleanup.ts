@@ -1,8 +1,11 @@
 // Removing runtime copies of user code that is no longer needed:
 // - an agent's scripts when the agent is deleted (a queued job, retried while Cloudflare's
 //   answers say a retry can help);
-// - retention: per agent, the newest N inactive deployments keep their scripts (rollback
-//   targets), older inactive ones and failed ones lose them (called from the cron).
+// - retention: per agent, the newest N standby deployments (`inactive`: rollback targets, and
+//   `ready`: manual deploys awaiting activation) keep their scripts, older standby ones and failed
+//   ones lose them (called from the cron). `ready` counts with `inactive` so that manual deploys
+//   never activated cannot pile up scripts without bound; a removed one answers 409 to activate
+//   and to a preview, saying why.
 // `deployments.script_removed_at` records the removal; a deployment with it set can no longer be
 // activated (the activation route's conditional UPDATE must require `script_removed_at IS NULL`).
 import { and, eq, isNull, ne, sql } from "drizzle-orm";
@@ -128,16 +131,18 @@ export type RetentionReport = {
   failed?: { deploymentId: string; error: string; retryable: boolean };
 };
 
-type Candidate = { id: string; status: "inactive" | "failed"; scriptName: string };
+type Candidate = { id: string; status: "inactive" | "ready" | "failed"; scriptName: string };
 
 /**
  * What one retention run may act on, oldest first (a run cut short by maxPerRun or a failure
  * leaves the newest in place), at most `maxPerRun`. It reads only deployments that still have a
  * script, through deployments_live_script_idx (partial: script_removed_at IS NULL), never every
  * inactive deployment of the table:
- * 1. the agents with more than `keep` inactive deployments with scripts (a covering walk of that
- *    index, grouped by agent in index order, stopping after `maxPerRun` such agents);
- * 2. only those agents' inactive deployments, ranked by when each was last active, beyond `keep`;
+ * 1. the agents with more than `keep` standby (inactive or ready) deployments with scripts (a
+ *    covering walk of that index's two status ranges, grouped by agent, stopping after `maxPerRun`
+ *    such agents);
+ * 2. only those agents' standby deployments, ranked by when each was last active (a ready one: when
+ *    it was created), beyond `keep`;
  * 3. failed deployments with scripts past the grace period (every one of them is to be removed).
  * `INDEXED BY` pins that index (other indexes lead with status too, and one of them also yields
  * the created_at order, which tempts the planner into walking every failed deployment ever made);
@@ -148,7 +153,7 @@ export function retentionCandidatesSql(opts: { keep: number; maxPerRun: number; 
   return sql`
     WITH over_keep AS (
       SELECT agent_id FROM deployments INDEXED BY deployments_live_script_idx
-      WHERE status = 'inactive' AND script_removed_at IS NULL ${agentFilter}
+      WHERE status IN ('inactive', 'ready') AND script_removed_at IS NULL ${agentFilter}
       GROUP BY agent_id HAVING COUNT(*) > ${opts.keep}
       LIMIT ${opts.maxPerRun}
     )
@@ -158,7 +163,7 @@ export function retentionCandidatesSql(opts: { keep: number; maxPerRun: number; 
           PARTITION BY agent_id ORDER BY COALESCE(activated_at, created_at) DESC, id DESC
         ) AS rn
       FROM deployments INDEXED BY deployments_live_script_idx
-      WHERE status = 'inactive' AND script_removed_at IS NULL AND agent_id IN (SELECT agent_id FROM over_keep)
+      WHERE status IN ('inactive', 'ready') AND script_removed_at IS NULL AND agent_id IN (SELECT agent_id FROM over_keep)
     ) WHERE rn > ${opts.keep}
     UNION ALL
     SELECT * FROM (
@@ -173,8 +178,8 @@ export function retentionCandidatesSql(opts: { keep: number; maxPerRun: number; 
 }
 
 /**
- * Per agent, keeps the scripts of the `keep` most recently active inactive deployments and
- * removes the scripts of older inactive ones and of failed ones (after a grace period), at most
+ * Per agent, keeps the scripts of the `keep` most recently active (or created) inactive and ready
+ * deployments and removes the scripts of older ones and of failed ones (after a grace period), at most
  * `maxPerRun` per call. Each removal first claims the row (conditional UPDATE of
  * script_removed_at), so a concurrent rollback can never activate a deployment whose script is
  * being deleted; a failed removal releases the claim and ends the run.

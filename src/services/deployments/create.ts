@@ -7,7 +7,7 @@ import { sha256Hex } from "../../crypto/encoding";
 import { encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { type DeploymentRow, deploymentArtifacts, deployments } from "../../db/schema";
+import { type DeploymentActivation, type DeploymentRow, deploymentArtifacts, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
@@ -30,6 +30,8 @@ export type DeployInput = BundleInput & {
   runtimeProvider?: string;
   compatibilityDate?: string;
   invokePath?: string;
+  /** `manual`: the deploy job ends it `ready` instead of making it active. Default `auto`. */
+  activation?: DeploymentActivation;
 };
 
 export type CreateDeploymentDeps = {
@@ -82,6 +84,7 @@ export async function createDeployment(
     scriptName: scriptNameFor(deploymentId),
     errorMessage: null,
     smokeTest: input.smokeTest ? JSON.stringify(input.smokeTest) : null,
+    activation: input.activation ?? "auto",
     claimedAt: null,
     activatedAt: null,
     firstActivatedAt: null,

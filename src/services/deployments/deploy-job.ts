@@ -1,6 +1,7 @@
 // The deploy job, as the queue consumer runs it: claim, provider.deploy, then one batch that makes
 // the deployment active and moves the agent's pointer (or leaves it inactive when a newer
-// deployment of the agent is already active). Also the dead-letter and cron paths that end a
+// deployment of the agent is already active); a `manual` deployment instead ends `ready`, the
+// pointer untouched, until it is activated. Also the dead-letter and cron paths that end a
 // deployment `failed` so none stays `deploying` forever.
 //
 // The claim is `claimed_at`, set by a conditional UPDATE; its value is the claim's token. A holder
@@ -48,6 +49,7 @@ export type DeployJobDeps = {
 
 export type DeployJobOutcome = QueueOutcome<
   | "active"
+  | "ready"
   | "inactive"
   | "failed"
   | "already_finished"
@@ -130,10 +132,13 @@ export async function processDeployJob(
   }
 
   try {
-    const outcome = await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
+    const outcome =
+      claimed.activation === "manual"
+        ? await finalizeReady(db, claimed.id, claim)
+        : await finalizeDeployment(db, claimed.id, claimed.agentId, claim);
     // The pointer may have moved: this isolate's invocations route by D1 again (route-cache.ts, rule 2).
     forgetAgentRoute({ userId: claimed.userId, agentId: claimed.agentId });
-    if (outcome.result === "inactive") await removeIfAgentDeleted(deps, claimed);
+    if (outcome.result === "inactive" || outcome.result === "ready") await removeIfAgentDeleted(deps, claimed);
     return outcome;
   } catch (err) {
     // The batch left nothing behind (it is one transaction); release the claim so the queue's
@@ -223,6 +228,20 @@ async function finalizeDeployment(db: Db, deploymentId: string, agentId: string,
   ]);
   const status = finished[0]?.status;
   if (status === "active" || status === "inactive") return { action: "ack" as const, result: status };
+  return { action: "ack" as const, result: "claim_lost" as const };
+}
+
+/**
+ * A manual deployment that passed its checks: `ready` (runnable by id, not serving). The pointer
+ * is not touched, so the invariant (only `active` is named by it) holds; activate moves it later.
+ */
+async function finalizeReady(db: Db, deploymentId: string, claim: number) {
+  const finished = await db
+    .update(deployments)
+    .set({ status: "ready", errorMessage: null, updatedAt: Date.now() })
+    .where(and(eq(deployments.id, deploymentId), eq(deployments.status, "deploying"), eq(deployments.claimedAt, claim)))
+    .returning({ id: deployments.id });
+  if (finished.length > 0) return { action: "ack" as const, result: "ready" as const };
   return { action: "ack" as const, result: "claim_lost" as const };
 }
 

@@ -63,7 +63,8 @@ export function listDeploymentsQuery(
 }
 
 /**
- * Rollback (docs/writing-an-agent.md, "Rolling back"): points the agent at an earlier deployment that once went active. One
+ * Activation: points the agent at a `ready` deployment (a manual deploy, docs/writing-an-agent.md,
+ * "Releasing by hand") or, as a rollback ("Rolling back"), at an earlier one that once went active. One
  * batch: move the pointer (only if the target qualifies), demote the previously active one, and
  * promote the target, the last two conditioned on the pointer having moved.
  */
@@ -93,8 +94,9 @@ export async function activateDeployment(
           sql`${agents.deletedAt} IS NULL`,
           eq(agents.status, "active"),
           sql`EXISTS (SELECT 1 FROM ${deployments} WHERE ${deployments.id} = ${deploymentId}
-                AND ${deployments.agentId} = ${agentId} AND ${deployments.firstActivatedAt} IS NOT NULL
-                AND ${deployments.scriptRemovedAt} IS NULL AND ${deployments.status} IN ('active', 'inactive'))`,
+                AND ${deployments.agentId} = ${agentId} AND ${deployments.scriptRemovedAt} IS NULL
+                AND (${deployments.status} = 'ready' OR (${deployments.firstActivatedAt} IS NOT NULL
+                  AND ${deployments.status} IN ('active', 'inactive'))))`,
         ),
       )
       .returning({ id: agents.id }),
@@ -111,8 +113,13 @@ export async function activateDeployment(
       ),
     db
       .update(deployments)
-      .set({ status: "active", activatedAt: now, updatedAt: now })
-      .where(and(eq(deployments.id, deploymentId), inArray(deployments.status, ["inactive"]), pointsAtTarget)),
+      .set({
+        status: "active",
+        activatedAt: now,
+        firstActivatedAt: sql`COALESCE(${deployments.firstActivatedAt}, ${now})`,
+        updatedAt: now,
+      })
+      .where(and(eq(deployments.id, deploymentId), inArray(deployments.status, ["inactive", "ready"]), pointsAtTarget)),
   ]);
   // Invocations in this isolate route by the new pointer from now on (route-cache.ts, rule 2).
   forgetAgentRoute({ userId: deps.userId, agentId });
@@ -137,7 +144,7 @@ function notActivatable(row: DeploymentRow): ApiError {
           : "it never became active";
   return new ApiError(
     "deployment_not_activatable",
-    `deployment ${row.id} cannot be activated: ${why}; only a deployment that was once active can be rolled back to`,
+    `deployment ${row.id} cannot be activated: ${why}; only a ready deployment, or one that was once active, can be activated`,
     { extra: { deploymentStatus: row.status } },
   );
 }

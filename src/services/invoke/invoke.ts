@@ -1,13 +1,15 @@
-// POST /v1/invoke/:agentId, /stream and background runs: route to the agent's active deployment,
-// forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
+// POST /v1/invoke/:agentId, /stream and background runs: route to the agent's active deployment
+// (or, a preview, to the deployment the caller names in x-webhost-deployment), forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
 // checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
 // /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
 // JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
 // numbers and records the events and outlives the client. The user's POST is never retried. The
 // gateway's own measurement is recorded off the response path, once per invocation or run.
+import { and, eq, isNull } from "drizzle-orm";
 import { utf8 } from "../../crypto/encoding";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
+import { agents, type DeploymentRow, deployments } from "../../db/schema";
 import { ApiError, type ProblemCode } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
@@ -36,6 +38,10 @@ import { adaptJsonToSse, type RelayEnd, relaySse } from "./sse";
 export const DEPLOYMENT_ID_HEADER = "x-deployment-id";
 /** Names the run a /stream answer is (GET /v1/runs/:runId/events replays it). */
 export const RUN_ID_HEADER = "x-run-id";
+/** The request header that names a deployment of the agent to invoke instead of the active one. */
+export const PREVIEW_DEPLOYMENT_HEADER = "x-webhost-deployment";
+/** The statuses a deployment can be invoked by id in (its script must still be in the runtime). */
+const INVOCABLE_STATUSES: ReadonlySet<string> = new Set(["ready", "active", "inactive"]);
 /** Largest JSON answer the gateway reads from an agent. */
 export const MAX_AGENT_JSON_BYTES = 4 * 1024 * 1024;
 
@@ -59,10 +65,23 @@ export type InvokeDeps = RecordInvocationDeps & {
 class InvokeTimeout extends Error {}
 class StreamCutOff extends Error {}
 
+/** Which deployment to call: the active one, or (a preview) the one the caller names. */
+export type InvokeOptions = { previewDeploymentId?: string };
+
 /** Everything an invocation needs once the agent is routed and the call admitted. */
-async function prepareInvocation(deps: InvokeDeps, agentId: string, body: InvokeRequest, stream: boolean) {
+async function prepareInvocation(
+  deps: InvokeDeps,
+  agentId: string,
+  body: InvokeRequest,
+  stream: boolean,
+  opts: InvokeOptions = {},
+) {
   const startedAt = Date.now();
-  const deployment = await activeDeploymentOf(deps, agentId);
+  const preview = opts.previewDeploymentId !== undefined;
+  const deployment =
+    opts.previewDeploymentId === undefined
+      ? await activeDeploymentOf(deps, agentId)
+      : await previewDeploymentOf(deps, agentId, opts.previewDeploymentId);
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
   // limits for this invocation (its body size limit was applied before the body was read).
   const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, {
@@ -90,6 +109,8 @@ async function prepareInvocation(deps: InvokeDeps, agentId: string, body: Invoke
         durationMs: Date.now() - startedAt,
         bytesIn,
         streaming: stream,
+        // Billed and counted like any invocation (it runs the agent's code); told apart in metrics.
+        kind: preview ? "preview" : "invoke",
         ...m,
       }),
     );
@@ -118,8 +139,13 @@ async function prepareInvocation(deps: InvokeDeps, agentId: string, body: Invoke
 type Invocation = Awaited<ReturnType<typeof prepareInvocation>>;
 
 /** POST /v1/invoke/:agentId: a direct call to the agent (no run, no Durable Object). */
-export async function invokeAgent(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<Response> {
-  const inv = await prepareInvocation(deps, agentId, body, false);
+export async function invokeAgent(
+  deps: InvokeDeps,
+  agentId: string,
+  body: InvokeRequest,
+  opts: InvokeOptions = {},
+): Promise<Response> {
+  const inv = await prepareInvocation(deps, agentId, body, false, opts);
   const { headers, abort } = inv;
   const failWith = (err: ApiError): never => {
     inv.measure({ ok: false, errorCode: err.code, bytesOut: 0 });
@@ -160,8 +186,13 @@ export async function invokeAgent(deps: InvokeDeps, agentId: string, body: Invok
  * stream (every event with its `id:`), header x-run-id names the run; a failure before the agent
  * answers is a problem as for a direct call (and the run records it).
  */
-export async function streamAgentRun(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<Response> {
-  const inv = await prepareInvocation(deps, agentId, body, true);
+export async function streamAgentRun(
+  deps: InvokeDeps,
+  agentId: string,
+  body: InvokeRequest,
+  opts: InvokeOptions = {},
+): Promise<Response> {
+  const inv = await prepareInvocation(deps, agentId, body, true, opts);
   const run = beginRun(deps, agentId, inv);
   const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
   // The run's record is made once its first event has been relayed (or the call failed), so the
@@ -391,6 +422,53 @@ async function activeDeploymentOf(
     case "no_active_deployment":
       throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
   }
+}
+
+/**
+ * A preview's deployment: the named deployment of this user's agent, read from D1 (tenant-scoped,
+ * not through the route cache, which holds only the active route). 404 for an unknown, deleted or
+ * foreign agent and for a deployment id that is not one of this agent's (another tenant's or
+ * agent's, or not an id at all); 409 when the agent is disabled, and when the deployment cannot
+ * run (deploying, failed, or its script removed by retention): deployment_not_invocable.
+ */
+async function previewDeploymentOf(
+  deps: { db: Db; userId: string },
+  agentId: string,
+  deploymentId: string,
+): Promise<DeploymentRow> {
+  if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
+  const named = isIdOf("deployment", deploymentId) ? deploymentId : "";
+  const [found] = await deps.db
+    .select({ agentStatus: agents.status, deployment: deployments })
+    .from(agents)
+    .leftJoin(
+      deployments,
+      and(eq(deployments.id, named), eq(deployments.agentId, agents.id), eq(deployments.userId, agents.userId)),
+    )
+    .where(and(eq(agents.id, agentId), eq(agents.userId, deps.userId), isNull(agents.deletedAt)))
+    .limit(1);
+  if (!found) throw agentNotFound(agentId);
+  const shown = deploymentId.slice(0, 64);
+  if (!found.deployment) {
+    throw new ApiError(
+      "not_found",
+      `deployment ${shown} of agent ${agentId} not found (header ${PREVIEW_DEPLOYMENT_HEADER})`,
+    );
+  }
+  if (found.agentStatus === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+  const row = found.deployment;
+  if (!INVOCABLE_STATUSES.has(row.status) || row.scriptRemovedAt !== null) {
+    const why =
+      row.scriptRemovedAt !== null
+        ? "its code was removed from the runtime (retention keeps only the newest inactive and ready deployments)"
+        : row.status === "deploying"
+          ? "it is still deploying"
+          : "it failed to deploy";
+    throw new ApiError("deployment_not_invocable", `deployment ${row.id} cannot be invoked: ${why}`, {
+      extra: { deploymentStatus: row.status },
+    });
+  }
+  return row;
 }
 
 /** Rejects with InvokeTimeout (and aborts the agent's request) if `work` is not done by `deadline`. */

@@ -25,7 +25,12 @@ export const MetricsEventSchema = z.object({
   eventId: z.string().max(200).nullable(),
   traceId: z.string().max(200).nullable(),
   runtimeProvider: z.string().max(32),
-  kind: z.string().max(32),
+  kind: z
+    .string()
+    .max(32)
+    .describe(
+      "Gateway events: `invoke` (an invocation of the active deployment), `preview` (a deployment invoked by id through the x-webhost-deployment header; billed like `invoke`) or `smoke_test` (a deploy's smoke test; not billed)",
+    ),
   ts: count.describe("Event time, ms since epoch"),
   durationMs: count.nullable(),
   status: z.string().max(16).nullable(),

@@ -21,13 +21,17 @@ const INSERT_EVENTS_SQL = `
 const USAGE_COLUMNS = `(id, user_id, period_key, agent_id, requests, errors, duration_ms_total, bytes_in, bytes_out,
   input_tokens, output_tokens, model_input_tokens, model_output_tokens, egress_requests, telemetry_events, updated_at)`;
 
-/** The ten usage counters (billing_usage column order) summed over metrics_events rows. */
+/**
+ * The ten usage counters (billing_usage column order) summed over metrics_events rows. A preview
+ * (kind `preview`, a deployment invoked by id) counts like an invocation: it runs the agent's code
+ * on the platform just the same, and it was admitted against the same quota.
+ */
 export const USAGE_SUMS = `
-      COALESCE(SUM(source = 'gateway' AND kind = 'invoke'), 0),
-      COALESCE(SUM(source = 'gateway' AND kind = 'invoke' AND status = 'error'), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN duration_ms END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_in END), 0),
-      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind = 'invoke' THEN bytes_out END), 0),
+      COALESCE(SUM(source = 'gateway' AND kind IN ('invoke', 'preview')), 0),
+      COALESCE(SUM(source = 'gateway' AND kind IN ('invoke', 'preview') AND status = 'error'), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind IN ('invoke', 'preview') THEN duration_ms END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind IN ('invoke', 'preview') THEN bytes_in END), 0),
+      COALESCE(SUM(CASE WHEN source = 'gateway' AND kind IN ('invoke', 'preview') THEN bytes_out END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN input_tokens END), 0),
       COALESCE(SUM(CASE WHEN source = 'telemetry' THEN output_tokens END), 0),
       COALESCE(SUM(CASE WHEN source = 'egress' THEN input_tokens END), 0),
@@ -40,7 +44,7 @@ export const EVENT_PERIOD = "strftime('%Y-%m', ts / 1000, 'unixepoch')";
 /**
  * Usage per (user, UTC month, agent) over the metrics_events rows matching `where`: requests,
  * errors, duration and bytes come from the gateway's own measurements of invocations (kind
- * `invoke`; deploy smoke tests, kind `smoke_test`, are recorded but never billed or counted against
+ * `invoke`, and `preview` for a deployment invoked by id; deploy smoke tests, kind `smoke_test`, are recorded but never billed or counted against
  * the quota), tokens and the event count from verified telemetry, model tokens and the egress
  * request count from the egress door. `?1` in `where`/elsewhere is reserved by callers; the update time is `?9`.
  */

@@ -29,8 +29,11 @@ export type InvocationMeasurement = {
   bytesIn: number;
   bytesOut: number;
   streaming: boolean;
-  /** `invoke` (default) or `smoke_test` (a deploy's smoke test: recorded, never billed). */
-  kind?: "invoke" | "smoke_test";
+  /**
+   * `invoke` (default); `preview` (an invocation of a deployment named by x-webhost-deployment:
+   * billed and counted like `invoke`); `smoke_test` (a deploy's smoke test: recorded, never billed).
+   */
+  kind?: "invoke" | "preview" | "smoke_test";
 };
 
 export type UsageQueue = {

@@ -39,7 +39,8 @@ const route = userRoute(
     },
     responses: {
       202: {
-        description: "Accepted: the deployment is `deploying`; poll it (Location) until `active` or `failed`",
+        description:
+          "Accepted: the deployment is `deploying`; poll it (Location) until `active` (`ready` for `activation: manual`) or `failed`",
         headers: headers("Location"),
         content: { "application/json": { schema: DeploymentEnvelope } },
       },

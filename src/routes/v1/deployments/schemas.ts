@@ -1,6 +1,6 @@
 // Deployment request and response schemas (one source for validation and the OpenAPI document).
 import { z } from "@hono/zod-openapi";
-import { DEPLOYMENT_STATUSES } from "../../../db/schema";
+import { DEPLOYMENT_ACTIVATIONS, DEPLOYMENT_STATUSES } from "../../../db/schema";
 import { pickFields } from "../../../lib/pick-fields";
 import { MODULE_TYPES, RUNTIME_PROVIDERS } from "../../../runtime/types";
 import { ALLOWED_COMPATIBILITY_FLAGS } from "../../../runtime/user-script";
@@ -96,7 +96,11 @@ export const DeployBody = z.strictObject({
     .optional()
     .openapi({ description: `Allowed: ${ALLOWED_COMPATIBILITY_FLAGS.join(", ")}` }),
   smokeTest: SmokeTest.optional().openapi({
-    description: "Invoke the new deployment once before it becomes active; it becomes active only if this passes",
+    description: "Invoke the new deployment once before it becomes active (or `ready`); it does only if this passes",
+  }),
+  activation: z.enum(DEPLOYMENT_ACTIVATIONS).optional().openapi({
+    description:
+      "`auto` (default): once its checks pass the deployment becomes active and serves. `manual`: it ends `ready` (runnable through the `x-webhost-deployment` header of invoke, not serving) until you activate it",
   }),
 });
 
@@ -104,7 +108,11 @@ export const DeploymentSchema = z
   .object({
     id: z.string(),
     agentId: z.string(),
-    status: z.enum(DEPLOYMENT_STATUSES),
+    status: z.enum(DEPLOYMENT_STATUSES).openapi({
+      description:
+        "`deploying`; `ready` (a manual deploy that passed its checks: invocable by id, not serving); `active` (the one the agent serves); `inactive`; `failed`",
+    }),
+    activation: z.enum(DEPLOYMENT_ACTIVATIONS).openapi({ description: "As requested at deploy: `auto` or `manual`" }),
     runtimeProvider: z.string(),
     compatibilityDate: z.string(),
     invokePath: z.string(),

@@ -1,7 +1,13 @@
+import { z } from "@hono/zod-openapi";
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import { type InvokeDeps, invokeAgent, streamAgentRun } from "../../../services/invoke/invoke";
+import {
+  type InvokeDeps,
+  invokeAgent,
+  PREVIEW_DEPLOYMENT_HEADER,
+  streamAgentRun,
+} from "../../../services/invoke/invoke";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
@@ -23,6 +29,15 @@ export const callerInvokeBodyLimit: BodyLimit = async (c) => {
 
 /** What an answer from (or about) the agent carries: which deployment was called, and the quota left. */
 const answerHeaders = headers("DeploymentId", "RateLimit", "RateLimitPolicy");
+
+/** The optional preview header: invoke this deployment of the agent instead of the active one. */
+const PreviewHeaders = z.object({
+  [PREVIEW_DEPLOYMENT_HEADER]: z.string().optional().openapi({
+    description:
+      "Preview: invoke this deployment of the agent (`ready`, `active` or `inactive`) instead of the active one; metered as kind `preview`, billed like any invocation. Not a deployment of this agent: 404; deploying, failed or its code removed: 409 deployment_not_invocable",
+    example: "dep_01jd0000000000000000000000",
+  }),
+});
 
 export const upstreamProblems = {
   429: {
@@ -46,6 +61,7 @@ const jsonRoute = userRoute(
     summary: "Invoke an agent's active deployment (invoke/v1, JSON)",
     request: {
       params: InvokeParams,
+      headers: PreviewHeaders,
       body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
     },
     responses: {
@@ -72,6 +88,7 @@ const streamRoute = userRoute(
       "Invoke an agent as a run and stream its answer as server-sent events (delta…, then done or error; every event has an id)",
     request: {
       params: InvokeParams,
+      headers: PreviewHeaders,
       body: { required: true, content: { "application/json": { schema: InvokeRequestSchema } } },
     },
     responses: {
@@ -119,10 +136,16 @@ export function registerInvokeRoutes(app: App) {
   app.openAPIRegistry.register("InvokeStreamEvent", InvokeStreamEventSchema);
   app.openapi(
     jsonRoute,
-    async (c) => (await invokeAgent(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"))) as never,
+    async (c) =>
+      (await invokeAgent(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"), {
+        previewDeploymentId: c.req.valid("header")[PREVIEW_DEPLOYMENT_HEADER],
+      })) as never,
   );
   app.openapi(
     streamRoute,
-    async (c) => (await streamAgentRun(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"))) as never,
+    async (c) =>
+      (await streamAgentRun(invokeDeps(c), c.req.valid("param").agentId, c.req.valid("json"), {
+        previewDeploymentId: c.req.valid("header")[PREVIEW_DEPLOYMENT_HEADER],
+      })) as never,
   );
 }

@@ -1,0 +1,1 @@
+ALTER TABLE `deployments` ADD `activation` text DEFAULT 'auto' NOT NULL;
