@@ -254,8 +254,11 @@ describe("D1 batches are all or nothing", () => {
   });
 });
 
+/** Routes that can answer without D1: invocations from warm isolate caches, and runs (Durable Objects). */
+const SERVED_WITHOUT_D1 = /^(POST \/v1\/invoke\/|POST \/v1\/agents\/\{agentId\}\/runs|[A-Z]+ \/v1\/runs\/)/;
+
 describe("D1 outage on API calls", () => {
-  it("answers 503 service_unavailable with Retry-After on every /v1 route, never a 500; health and docs need no D1", async () => {
+  it("answers 503 service_unavailable with Retry-After on every /v1 route that needs D1, never a 500; health and docs need no D1", async () => {
     const { world, headers } = await makeMatrixWorld();
     const outage = faultyD1();
     const queue = recordingQueue();
@@ -274,6 +277,10 @@ describe("D1 outage on API calls", () => {
         continue;
       }
       const code = res.headers.get("content-type")?.startsWith("application/problem+json") ? JSON.parse(text).code : "";
+      // Invocations right after the world was made are routed from the isolate's caches (route,
+      // tier, quota: docs/benchmarks.md) and runs live in Durable Objects, so these may still be
+      // served while D1 is down; any 5xx they give must still be the 503.
+      if (SERVED_WITHOUT_D1.test(r.route) && res.status < 500) continue;
       if (res.status !== 503 || code !== "service_unavailable" || !/^\d+$/.test(res.headers.get("retry-after") ?? "")) {
         wrong.push(`${label}: ${res.status} ${code} retry-after=${res.headers.get("retry-after")}`);
       }
