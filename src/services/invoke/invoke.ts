@@ -152,19 +152,9 @@ export async function invokeAgent(
     throw err;
   };
 
-  // The agent's time starts when it is called, not while the gateway was routing and checking quota.
-  const deadline = Date.now() + deps.timeoutMs;
-  let upstream: Response;
-  try {
-    upstream = await beforeDeadline(
-      deps.runtime.invoke(inv.target, inv.request, { limits: inv.limits }),
-      deadline,
-      abort,
-    );
-  } catch (err) {
-    return failWith(upstreamProblem(err, inv.ref, headers));
-  }
-  if (!upstream.ok) return failWith(await upstreamStatusProblem(upstream, deadline, abort, headers));
+  const called = await callAgent(deps, inv);
+  if ("problem" in called) return failWith(called.problem);
+  const { upstream, deadline } = called;
 
   let text: string;
   try {
@@ -302,18 +292,9 @@ async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, att
     throw err;
   };
 
-  const deadline = Date.now() + deps.timeoutMs;
-  let upstream: Response;
-  try {
-    upstream = await beforeDeadline(
-      deps.runtime.invoke(inv.target, inv.request, { limits: inv.limits }),
-      deadline,
-      abort,
-    );
-  } catch (err) {
-    return failRun(upstreamProblem(err, inv.ref, headers));
-  }
-  if (!upstream.ok) return failRun(await upstreamStatusProblem(upstream, deadline, abort, headers));
+  const called = await callAgent(deps, inv);
+  if ("problem" in called) return failRun(called.problem);
+  const { upstream, deadline } = called;
 
   let source: ReadableStream<Uint8Array>;
   const contentType = upstream.headers.get("content-type") ?? "";
@@ -469,6 +450,29 @@ async function previewDeploymentOf(
     });
   }
   return row;
+}
+
+/**
+ * Calls the agent with its deadline, which starts now (not while the gateway was routing and
+ * checking quota): the answer when it is a success, else the problem to answer with.
+ */
+async function callAgent(
+  deps: InvokeDeps,
+  inv: Invocation,
+): Promise<{ upstream: Response; deadline: number } | { problem: ApiError }> {
+  const deadline = Date.now() + deps.timeoutMs;
+  let upstream: Response;
+  try {
+    upstream = await beforeDeadline(
+      deps.runtime.invoke(inv.target, inv.request, { limits: inv.limits }),
+      deadline,
+      inv.abort,
+    );
+  } catch (err) {
+    return { problem: upstreamProblem(err, inv.ref, inv.headers) };
+  }
+  if (!upstream.ok) return { problem: await upstreamStatusProblem(upstream, deadline, inv.abort, inv.headers) };
+  return { upstream, deadline };
 }
 
 /** Rejects with InvokeTimeout (and aborts the agent's request) if `work` is not done by `deadline`. */
