@@ -16,6 +16,7 @@ import { principalKey } from "../auth/principal";
 import { sha256Hex } from "../crypto/encoding";
 import { ApiError } from "../lib/errors";
 import { describeError, logWarn } from "../lib/logger";
+import { readBoundedText } from "../lib/read-bounded";
 import {
   claimIdempotencyKey,
   completeIdempotencyKey,
@@ -117,34 +118,9 @@ async function settle(c: AppContext, scope: IdempotencyScope, claimId: string, r
   }
   const declared = Number(res.headers.get("content-length") ?? Number.NaN);
   if (declared > IDEMPOTENCY_MAX_BODY_BYTES) return release();
-  const body = await readBounded(res.clone().body, IDEMPOTENCY_MAX_BODY_BYTES);
+  const body = await readBoundedText(res.clone().body, IDEMPOTENCY_MAX_BODY_BYTES);
   if (body === null) return release();
   return complete(res.status, keptHeaders(res), body);
-}
-
-/** The whole body as text, or null when it is larger than `max` bytes. */
-async function readBounded(stream: ReadableStream<Uint8Array> | null, max: number): Promise<string | null> {
-  if (stream === null) return "";
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(all);
 }
 
 /**

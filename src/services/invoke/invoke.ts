@@ -13,6 +13,7 @@ import { agents, type DeploymentRow, deployments } from "../../db/schema";
 import { ApiError, type ProblemCode } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
+import { readBoundedText } from "../../lib/read-bounded";
 import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import type { ArtifactBucket } from "../deployments/artifacts";
@@ -494,36 +495,11 @@ async function beforeDeadline<T>(work: Promise<T>, deadline: number, abort: Abor
   }
 }
 
-/** Reads at most `maxBytes` of a body: beyond that it fails, or with `truncate` stops reading. */
+/** The agent's answer as text, at most `maxBytes` (beyond it: invalid_response, or cut with `truncate`). */
 async function readBounded(res: Response, maxBytes: number, opts: { truncate?: boolean } = {}): Promise<string> {
-  if (!res.body) return "";
-  // Counted chunk by chunk, whatever Content-Length says: the runtime does not hold a user
-  // script's response to its declared length.
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      if (opts.truncate) {
-        chunks.push(value.subarray(0, value.byteLength - (size - maxBytes)));
-        size = maxBytes;
-        break;
-      }
-      throw new RuntimeError("invalid_response", `the agent's answer exceeds ${maxBytes} bytes`, false);
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.byteLength;
-  }
-  return new TextDecoder().decode(all);
+  const text = await readBoundedText(res.body, maxBytes, { overflow: opts.truncate ? "truncate" : "null" });
+  if (text === null) throw new RuntimeError("invalid_response", `the agent's answer exceeds ${maxBytes} bytes`, false);
+  return text;
 }
 
 function describeBody(contentType: string, text: string): string {
