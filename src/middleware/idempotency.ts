@@ -26,6 +26,7 @@ import {
   REPLAYED_HEADERS,
   releaseIdempotencyKey,
 } from "../services/idempotency/idempotency";
+import { blockDataText, blockName } from "../services/runs/sse-blocks";
 
 const KEY_PATTERN = /^[\x21-\x7e]+$/;
 
@@ -142,16 +143,8 @@ async function finalDoneEvent(stream: ReadableStream<Uint8Array>): Promise<strin
       while (end !== -1) {
         const block = pending.slice(0, end);
         pending = pending.slice(end + 2);
-        const lines = block.split("\n");
-        const name = lines
-          .find((l) => l.startsWith("event:"))
-          ?.slice(6)
-          .trim();
-        const data = lines
-          .filter((l) => l.startsWith("data:"))
-          .map((l) => l.slice(5).replace(/^ /, ""))
-          .join("\n");
-        if (name === "done") done = data;
+        const name = blockName(block);
+        if (name === "done") done = blockDataText(block);
         if (name === "error") done = null;
         end = pending.indexOf("\n\n");
       }

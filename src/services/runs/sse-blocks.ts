@@ -25,15 +25,19 @@ export function blockName(block: string): string {
   return "message";
 }
 
-/** The event's data lines joined, parsed as JSON, or undefined. */
-export function blockData(block: string): unknown {
-  const data = block
+/** The event's data lines joined (the SSE `data` field), as text. */
+export function blockDataText(block: string): string {
+  return block
     .split("\n")
     .filter((l) => l.startsWith("data:"))
     .map((l) => l.slice(5).replace(/^ /, ""))
     .join("\n");
+}
+
+/** The event's data, parsed as JSON, or undefined. */
+export function blockData(block: string): unknown {
   try {
-    return JSON.parse(data);
+    return JSON.parse(blockDataText(block));
   } catch {
     return undefined;
   }
