@@ -6,6 +6,7 @@
 // to the totals) and the sweep cursor (the last billing_usage key compared).
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { usageCounters } from "./columns";
 
 export const usageVerifiedTotals = sqliteTable(
   "usage_verified_totals",
@@ -13,18 +14,7 @@ export const usageVerifiedTotals = sqliteTable(
     userId: text("user_id").notNull(),
     periodKey: text("period_key").notNull(),
     agentId: text("agent_id").notNull(),
-    requests: integer("requests").notNull().default(0),
-    errors: integer("errors").notNull().default(0),
-    durationMsTotal: integer("duration_ms_total").notNull().default(0),
-    bytesIn: integer("bytes_in").notNull().default(0),
-    bytesOut: integer("bytes_out").notNull().default(0),
-    inputTokens: integer("input_tokens").notNull().default(0),
-    outputTokens: integer("output_tokens").notNull().default(0),
-    // Measured by the egress door from model providers' answers (platform keys), not reported by the agent.
-    modelInputTokens: integer("model_input_tokens").notNull().default(0),
-    modelOutputTokens: integer("model_output_tokens").notNull().default(0),
-    // Outbound requests of the agent through the egress door (allowed or refused).
-    egressRequests: integer("egress_requests").notNull().default(0),
+    ...usageCounters(),
     dirty: integer("dirty").notNull().default(0),
   },
   (t) => [
