@@ -88,12 +88,15 @@ describe("bench routes", () => {
     const { headers } = await newUser("bench-count");
     await callBench({}, "POST", "/__bench/d1-statements/reset");
     const zero = await json(await callBench({}, "GET", "/__bench/d1-statements"));
-    expect(zero).toEqual({ reads: 0, writes: 0 });
+    expect(zero).toEqual({ reads: 0, writes: 0, slowest: null });
     // A new user's first call inserts the user row (one batch: insert + select), then lists agents.
     expect((await callBench({}, "GET", "/v1/agents", { headers })).status).toBe(200);
     const counted = await json(await callBench({}, "GET", "/__bench/d1-statements"));
     expect(counted.writes).toBe(1);
     expect(counted.reads).toBe(2);
+    // The slowest execution is kept with its SQL (a statement of the calls above, or their batch).
+    expect(counted.slowest.ms).toBeGreaterThanOrEqual(0);
+    expect(counted.slowest.sql).toMatch(/^(select|insert|batch of \d+)/i);
   });
 });
 

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { getConfig } from "../src/env";
 import worker from "../src/index";
+import { removePurgedBundles } from "../src/services/cleanup/bundle-objects";
 import { DELETED_AGENT_GRACE_MS, purgeDeletedAgents } from "../src/services/cleanup/purge";
 import { createDeployment } from "../src/services/deployments/create";
 import * as modules from "./fixtures/modules";
@@ -136,6 +137,67 @@ describe("purge of deleted agents", () => {
     expect((await stateOf(stays.agentId, stays.deploymentId)).artifactPurgedAt).not.toBeNull();
     const again = await agentWithSecrets(o, shared);
     expect(await stateOf(again.agentId, again.deploymentId)).toMatchObject({ artifactPurgedAt: null });
+  });
+
+  it("removes a purged bundle from R2 once no live artifact of anyone names it, and a redeploy stores it again", async () => {
+    const code = modules.fixedAnswer(`object-${crypto.randomUUID()}`);
+    const a = await owner();
+    const b = await owner();
+    const ofA = await agentWithSecrets(a, code);
+    const ofB = await agentWithSecrets(b, code); // another user, the same bytes: the same object
+    const keyOf = async (deploymentId: string) =>
+      (
+        await env.DB.prepare(
+          "SELECT a.object_key AS key FROM deployments d JOIN deployment_artifacts a ON a.id = d.artifact_id WHERE d.id = ?",
+        )
+          .bind(deploymentId)
+          .first<{ key: string }>()
+      )?.key as string;
+    const key = await keyOf(ofA.deploymentId);
+    expect(key).toBe(await keyOf(ofB.deploymentId));
+    expect(await env.ARTIFACTS.head(key)).not.toBeNull();
+
+    await deleteAgent(a, ofA.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    await runCron();
+    // A's artifact is purged, but B still runs the same bundle: the object stays.
+    expect((await stateOf(ofA.agentId, ofA.deploymentId)).artifactPurgedAt).not.toBeNull();
+    expect(await env.ARTIFACTS.head(key)).not.toBeNull();
+
+    await deleteAgent(b, ofB.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    await runCron();
+    expect(await env.ARTIFACTS.head(key)).toBeNull();
+
+    // Deploying the same bytes again stores the object again, and the deployment can be run.
+    const again = await agentWithSecrets(a, code);
+    expect(await keyOf(again.deploymentId)).toBe(key);
+    expect(await env.ARTIFACTS.head(key)).not.toBeNull();
+  });
+
+  it("puts a removed bundle back when a deploy of the same bytes revives its artifact during the removal", async () => {
+    const o = await owner();
+    const gone = await agentWithSecrets(o, modules.fixedAnswer(`race-${crypto.randomUUID()}`));
+    await deleteAgent(o, gone.agentId, DELETED_AGENT_GRACE_MS + DAY_MS);
+    await purgeDeletedAgents(db);
+    const row = await env.DB.prepare(
+      "SELECT a.id, a.object_key AS key FROM deployments d JOIN deployment_artifacts a ON a.id = d.artifact_id WHERE d.id = ?",
+    )
+      .bind(gone.deploymentId)
+      .first<{ id: string; key: string }>();
+    // The deploy found the object before the delete and writes its artifact row right after it.
+    const racing = {
+      get: (k: string) => env.ARTIFACTS.get(k),
+      head: (k: string) => env.ARTIFACTS.head(k),
+      put: (k: string, v: ArrayBuffer, o?: R2PutOptions) => env.ARTIFACTS.put(k, v, o),
+      delete: async (k: string) => {
+        await env.ARTIFACTS.delete(k);
+        await env.DB.prepare("UPDATE deployment_artifacts SET purged_at = NULL WHERE id = ?").bind(row?.id).run();
+      },
+    } as unknown as R2Bucket;
+    const report = await removePurgedBundles({ db, artifacts: racing });
+    expect(report.restored).toBe(1);
+    const restored = await env.ARTIFACTS.get(row?.key as string);
+    expect(restored).not.toBeNull();
+    expect(JSON.parse((await restored?.text()) ?? "{}").modules).toBeDefined();
   });
 
   it("is bounded per run: rows per statement and statements per run, and finishes over later runs", async () => {

@@ -32,6 +32,11 @@ export type DevServerOptions = {
   logLevel?: "debug" | "info" | "log" | "warn" | "error" | "none";
   /** More arguments for `wrangler dev`. */
   extraArgs?: string[];
+  /**
+   * Runs after the migrations are applied and before the server starts, with the `--persist-to`
+   * directory: the moment to write rows straight into the local D1 file (scripts/lib/scale-data.ts).
+   */
+  beforeStart?: (persistDir: string) => void | Promise<void>;
 };
 
 export type DevServer = {
@@ -145,6 +150,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
       ["d1", "migrations", "apply", "DB", "--local", ...named, "--persist-to", persistDir],
       { ...common, env: { ...env, CI: "true" } },
     );
+    await options.beforeStart?.(persistDir);
 
     server = launch(
       wrangler,

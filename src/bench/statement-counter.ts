@@ -5,9 +5,14 @@
 // db.batch(); `prepare` and `bind` cost nothing. `exec` (multi-statement SQL, unused by the
 // gateway) counts as one write.
 
-export type StatementCounts = { reads: number; writes: number };
+// It also times each execution (call to settled, in this isolate's clock, which advances across
+// I/O) and keeps the slowest since the last reset: B8's "longest single D1 statement" of a cron run.
 
-const counts: StatementCounts = { reads: 0, writes: 0 };
+/** The slowest execution since the last reset: its time and the start of its SQL. */
+export type SlowestStatement = { ms: number; sql: string };
+export type StatementCounts = { reads: number; writes: number; slowest: SlowestStatement | null };
+
+const counts: StatementCounts = { reads: 0, writes: 0, slowest: null };
 
 export function statementCounts(): StatementCounts {
   return { ...counts };
@@ -16,6 +21,18 @@ export function statementCounts(): StatementCounts {
 export function resetStatementCounts(): void {
   counts.reads = 0;
   counts.writes = 0;
+  counts.slowest = null;
+}
+
+/** `execution` as it was, timed: the slowest so far is kept with the first 160 chars of its SQL. */
+function timed<T>(sql: string, execution: Promise<T>): Promise<T> {
+  const started = performance.now();
+  const note = () => {
+    const ms = performance.now() - started;
+    if (!counts.slowest || ms > counts.slowest.ms) counts.slowest = { ms, sql: sql.replace(/\s+/g, " ").slice(0, 160) };
+  };
+  execution.then(note, note);
+  return execution;
 }
 
 type Kind = "read" | "write";
@@ -36,24 +53,24 @@ function count(kind: Kind, n = 1): void {
 // Wrapper -> the real statement, so db.batch() receives the binding's own statement objects.
 const realStatements = new WeakMap<object, D1PreparedStatement>();
 
-function countingStatement(real: D1PreparedStatement, kind: Kind): D1PreparedStatement {
+function countingStatement(real: D1PreparedStatement, kind: Kind, sql: string): D1PreparedStatement {
   const wrapper = {
-    bind: (...values: unknown[]) => countingStatement(real.bind(...values), kind),
+    bind: (...values: unknown[]) => countingStatement(real.bind(...values), kind, sql),
     first: (column?: string) => {
       count(kind);
-      return column === undefined ? real.first() : real.first(column);
+      return timed(sql, column === undefined ? real.first() : real.first(column));
     },
     all: () => {
       count(kind);
-      return real.all();
+      return timed(sql, real.all());
     },
     run: () => {
       count(kind);
-      return real.run();
+      return timed(sql, real.run());
     },
     raw: (options?: { columnNames?: boolean }) => {
       count(kind);
-      return real.raw(options as { columnNames: true });
+      return timed(sql, real.raw(options as { columnNames: true }));
     },
   };
   realStatements.set(wrapper, real);
@@ -77,7 +94,7 @@ export function countingD1(d1: D1Database): D1Database {
 
 function countingWrapper(d1: D1Database): D1Database {
   const wrapper = {
-    prepare: (sql: string) => countingStatement(d1.prepare(sql), statementKind(sql)),
+    prepare: (sql: string) => countingStatement(d1.prepare(sql), statementKind(sql), sql),
     batch: <T>(statements: D1PreparedStatement[]) => {
       const reals = statements.map((s) => {
         const real = realStatements.get(s);
@@ -86,11 +103,12 @@ function countingWrapper(d1: D1Database): D1Database {
         return real;
       });
       for (const s of statements) if (!realStatements.has(s)) count("write");
-      return d1.batch<T>(reals);
+      // A batch is one round trip that D1 runs as one transaction: timed as one statement.
+      return timed(`batch of ${statements.length}`, d1.batch<T>(reals));
     },
     exec: (sql: string) => {
       count("write");
-      return d1.exec(sql);
+      return timed(sql, d1.exec(sql));
     },
     dump: () => d1.dump(),
     withSession: (constraintOrBookmark?: string) => d1.withSession(constraintOrBookmark),

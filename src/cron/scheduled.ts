@@ -4,7 +4,9 @@ import { composeServices, type Services } from "../compose";
 import { createDb, type Db } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { describeError, logError, logInfo, logWarn } from "../lib/logger";
+import { pauseBetweenSteps } from "../lib/pause";
 import { periodBounds, periodKeyOf } from "../lib/time";
+import { removePurgedBundles } from "../services/cleanup/bundle-objects";
 import { enforceRetention } from "../services/cleanup/cleanup";
 import { purgeDeletedAgents } from "../services/cleanup/purge";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
@@ -109,6 +111,16 @@ const TASKS: Task[] = [
     },
   },
   {
+    // The bundles of purged artifacts leave the ARTIFACTS bucket once no live artifact names them
+    // (bounded per run; see bundle-objects.ts).
+    name: "remove_purged_bundles",
+    run: async (deps, scheduledTime) => {
+      const { db, artifacts } = await deps.services();
+      const report = await removePurgedBundles({ db, artifacts }, { now: Math.max(scheduledTime, Date.now()) });
+      return { ...report, complete: String(report.complete) };
+    },
+  },
+  {
     // Secrets still sealed under a previous SECRETS_ENCRYPTION_KEY are re-sealed under the current one.
     name: "secrets_reencrypt",
     run: async (deps) => {
@@ -144,7 +156,8 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
     },
   };
   const failed: string[] = [];
-  for (const task of TASKS) {
+  for (const [i, task] of TASKS.entries()) {
+    if (i > 0) await pauseBetweenSteps();
     try {
       logInfo("cron_task", {
         task: task.name,

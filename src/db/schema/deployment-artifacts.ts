@@ -4,7 +4,8 @@
 // by object_key (its sha256, shared by every user who deploys the same bundle).
 // A purge (services/cleanup/purge.ts) empties module_code and sets purged_at once only deployments
 // of purged agents reference the row; deploying the same bundle again makes it live again.
-import { integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { sql } from "drizzle-orm";
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { createdAt } from "./columns";
 import { users } from "./users";
 
@@ -28,6 +29,20 @@ export const deploymentArtifacts = sqliteTable(
     moduleCount: integer("module_count").notNull().default(1),
     createdAt: createdAt(),
     purgedAt: integer("purged_at"),
+    /**
+     * When the cron removed a purged `r2` artifact's object from ARTIFACTS (or found another live
+     * artifact still naming it, and let it be). Null while the object may still need removing.
+     */
+    objectRemovedAt: integer("object_removed_at"),
   },
-  (t) => [uniqueIndex("deployment_artifacts_user_sha_uq").on(t.userId, t.sha256)],
+  (t) => [
+    uniqueIndex("deployment_artifacts_user_sha_uq").on(t.userId, t.sha256),
+    // Objects are named by content, so artifacts of different users can share one: "does a live
+    // artifact still name this object?" is asked by key.
+    index("deployment_artifacts_object_key_idx").on(t.objectKey),
+    // The purged r2 artifacts whose object may still be in the bucket: what the cron walks.
+    index("deployment_artifacts_object_due_idx")
+      .on(t.purgedAt)
+      .where(sql`storage = 'r2' AND purged_at IS NOT NULL AND object_removed_at IS NULL`),
+  ],
 );

@@ -17,6 +17,7 @@
 import { and, asc, inArray, isNotNull, isNull, lte, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { agentEgressPolicies, agentSecrets, agents, deploymentArtifacts, deployments } from "../../db/schema";
+import { pauseBetweenSteps } from "../../lib/pause";
 
 /**
  * How long a deleted agent's secrets and code are kept. Undelete is not offered, so this is not a
@@ -46,7 +47,7 @@ export type PurgeReport = {
   agents: number;
   secrets: number;
   snapshots: number;
-  /** Artifact ids whose code was purged (an R2 copy of their bundle would be deleted with them). */
+  /** Artifact ids whose code was purged (their R2 objects go in ./bundle-objects.ts). */
   artifacts: string[];
   statements: number;
   /** False when the statement budget ran out with due agents possibly left. */
@@ -65,6 +66,7 @@ export async function purgeDeletedAgents(db: Db, opts: PurgeOptions = {}): Promi
   // Each batch needs at least: the candidate query, one secrets delete, one snapshot update, one
   // artifact update and the marking.
   while (budgetLeft() >= 5) {
+    if (report.statements > 0) await pauseBetweenSteps();
     report.statements++;
     const due = await db
       .select({ id: agents.id })
@@ -144,8 +146,8 @@ export async function purgeDeletedAgents(db: Db, opts: PurgeOptions = {}): Promi
           ),
         )
         .returning({ id: deploymentArtifacts.id });
-      // An R2 copy of these bundles would be deleted here, after D1 says they are gone (a failed
-      // delete then leaves an unreachable object, never a deployment without its code).
+      // Their R2 objects are removed afterwards by the cron's remove_purged_bundles task
+      // (bundle-objects.ts), after D1 says they are gone.
       report.artifacts.push(...purged.map((a) => a.id));
       if (purged.length < rows) break;
     }

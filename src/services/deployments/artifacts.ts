@@ -7,7 +7,7 @@ import { RuntimeError } from "../../runtime/types";
 import { artifactObjectKey, type CheckedBundle, parseStoredBundle } from "./bundle-format";
 
 /** What this module needs of an R2 bucket binding (`R2Bucket` satisfies it). */
-export type ArtifactBucket = Pick<R2Bucket, "head" | "put" | "get">;
+export type ArtifactBucket = Pick<R2Bucket, "head" | "put" | "get" | "delete">;
 
 /** Stores the bundle unless an object with its address exists; returns the object key. */
 export async function storeBundle(bucket: ArtifactBucket, bundle: CheckedBundle): Promise<string> {

@@ -122,6 +122,7 @@ export async function createDeployment(
           objectKey: sql`excluded.object_key`,
           moduleCount: sql`excluded.module_count`,
           purgedAt: null,
+          objectRemovedAt: null,
         },
         setWhere: sql`${deploymentArtifacts.purgedAt} IS NOT NULL`,
       }),

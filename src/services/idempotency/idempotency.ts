@@ -12,6 +12,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type IdempotencyRow, idempotencyKeys } from "../../db/schema";
+import { pauseBetweenSteps } from "../../lib/pause";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
 export const IDEMPOTENCY_LOCK_MS = 5 * 60_000;
@@ -117,6 +118,7 @@ export async function purgeExpiredIdempotencyKeys(
       .returning({ key: idempotencyKeys.key });
     deleted += gone.length;
     if (gone.length < opts.batchSize) return { deleted, complete: true };
+    await pauseBetweenSteps();
   }
   return { deleted, complete: false };
 }

@@ -40,6 +40,7 @@
 // Every statement reads at most `sliceEvents` events or `sweepKeys` keys through an index, so no
 // statement's cost grows with the month; a run makes at most `maxSteps` such transactions.
 import type { Db } from "../../db/client";
+import { pauseBetweenSteps } from "../../lib/pause";
 import { EVENT_PERIOD, USAGE_SUMS } from "./record-events";
 
 /**
@@ -193,6 +194,7 @@ export async function reconcileUsage(db: Db, opts: ReconcileOptions = {}): Promi
     report.dirtyLeft = status.dirtyLeft;
     if (report.caughtUp && status.atStart === 1) report.sweptToEnd = true;
     if (report.caughtUp && status.dirtyLeft === 0) break;
+    await pauseBetweenSteps();
   }
   return report;
 }

@@ -13,6 +13,7 @@ import { decryptSecret, encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
 import { agentSecrets, deployments } from "../../db/schema";
+import { pauseBetweenSteps } from "../../lib/pause";
 
 export const REENCRYPT_COLUMNS = [
   "agent_secrets.ciphertext",
@@ -152,6 +153,7 @@ export async function reencryptStaleSecrets(
     const underPrevious = sealedUnder(target.ciphertextColumn, previousIds);
     let afterId = "";
     for (let i = 0; i < maxBatches; i++) {
+      if (i > 0) await pauseBetweenSteps();
       const rows = await target.page(db, underPrevious, afterId, batchSize);
       report.scanned += rows.length;
       const updates: BatchItem<"sqlite">[] = [];
