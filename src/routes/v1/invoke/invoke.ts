@@ -127,6 +127,7 @@ export function invokeDeps(c: AppContext): InvokeDeps {
     timeoutMs: services.config.invokeTimeoutMs,
     waitUntil: services.waitUntil,
     runs: services.runs,
+    sessions: services.sessions,
   };
 }
 
