@@ -617,6 +617,7 @@ export interface components {
          */
         InvokeRequest: {
             messages: components["schemas"]["InvokeMessage"][];
+            /** @description Makes the call a turn of this session: every turn goes to the deployment that served its first, one turn at a time (docs/api.md, Sessions) */
             sessionId?: string;
             metadata?: {
                 [key: string]: unknown;
@@ -1968,7 +1969,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            /** @description The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -2143,7 +2144,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            /** @description The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -2312,7 +2313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            /** @description The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
