@@ -190,6 +190,17 @@ describe("sessions: one turn at a time", () => {
     expect(await getSession(headers, agent.id, "conv-busy")).toMatchObject({ turns: 2, busy: false });
   });
 
+  it("of four turns that arrive together on a new session, exactly one is admitted", async () => {
+    const { headers, agent } = await agentWith("v1");
+    const answers = await Promise.all(
+      Array.from({ length: 4 }, () => turn(headers, agent.id, "conv-race", "slow 300")),
+    );
+    const statuses = answers.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 409, 409, 409]);
+    for (const res of answers.filter((r) => r.status === 409)) await expectProblem(res, 409, "session_busy");
+    expect(await getSession(headers, agent.id, "conv-race")).toMatchObject({ turns: 1, busy: false });
+  });
+
   it("a streamed turn holds the session until its done event, and the next turn may follow at once", async () => {
     const { headers, agent } = await agentWith("v1");
     const res = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body: turnBody("conv-s", "count 3") });
