@@ -11,6 +11,9 @@
 //                        vs POST /__bench/noop with the same generated, signed bodies
 //   B5 deploy to active  POST …/deploy until GET …/deployments/:id says active
 //   B6 bundle and start  gzip of the production dry-run bundle; `wrangler check startup` CPU profile
+//   B7 runs              resume cost (GET /v1/runs/:runId/events with Last-Event-ID to the first
+//                        replayed event, p50/p99) and the events/s one run records (a background run
+//                        whose agent emits its events at once). `--only b7` runs just B7.
 // Prints a table and writes bench/results/<timestamp>.json. Every load phase is bounded in time
 // and request count.
 import { createHmac, randomUUID } from "node:crypto";
@@ -43,6 +46,15 @@ const STREAM_CONCURRENCY = 1;
 const DEPLOYS = argValue("deploys", 8);
 /** `--api-key`: B1/B3/B4 invoke with a scoped API key (`invoke`, this agent only) instead of the JWT. */
 const WITH_API_KEY = args.includes("--api-key");
+/** B7: resumes timed per position, and the events one recorded run carries (≤ 10,000, the run limit). */
+const RESUMES = argValue("resumes", 100);
+const RUN_EVENTS = Math.min(9_000, argValue("run-events", 5_000));
+/** `--only b7`: start the server, deploy once, run B7 alone (a quick look; no B0–B6). */
+const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
+if (ONLY !== null && ONLY !== "b7") {
+  console.error(`--only takes b7 (got ${ONLY})`);
+  process.exit(2);
+}
 /** Hard cap on any one load phase, whatever happens. */
 const MAX_REQUESTS_PER_PHASE = 200_000;
 
@@ -58,7 +70,8 @@ const GOALS = {
 
 // The user worker behind B1–B3: invoke/v1 with no telemetry of its own, so what is counted is the
 // gateway's work. A streamed answer sends its first event at once and `done` 20 ms later. The
-// message "__telemetry_secret__" returns the deployment's TELEMETRY_SECRET (B4 signs with it) and USER_ID.
+// message "__telemetry_secret__" returns the deployment's TELEMETRY_SECRET (B4 signs with it) and USER_ID;
+// "__burst__ <n>" streams n deltas at once, then done (B7).
 const BENCH_AGENT_MODULE = `
 const enc = new TextEncoder();
 const sse = (name, data) => enc.encode("event: " + name + "\\ndata: " + JSON.stringify(data) + "\\n\\n");
@@ -71,6 +84,17 @@ export default {
       return Response.json({ output: { text: JSON.stringify({ secret: env.TELEMETRY_SECRET, userId: env.USER_ID }) } });
     }
     const answer = { output: { text: last }, usage: { inputTokens: 1, outputTokens: 1 } };
+    if (last.startsWith("__burst__ ")) {
+      const n = Number(last.slice(10));
+      const stream = new ReadableStream({
+        start(controller) {
+          for (let i = 1; i <= n; i++) controller.enqueue(sse("delta", { text: String(i) }));
+          controller.enqueue(sse("done", answer));
+          controller.close();
+        },
+      });
+      return new Response(stream, { headers: { "content-type": "text/event-stream" } });
+    }
     if ((request.headers.get("accept") ?? "").includes("text/event-stream")) {
       const stream = new ReadableStream({
         async start(controller) {
@@ -295,6 +319,144 @@ async function drainMetering(baseUrl, minMs = 2500) {
   }
 }
 
+/**
+ * B7. One run records RUN_EVENTS deltas and done, emitted by the agent all at once, with no client
+ * attached (a background run): events/s is what the run's driver and its Durable Object record,
+ * from the run's startedAt to its endedAt (the Durable Object's clock), and from the POST until
+ * `wait` answers (the client's). Then the resume cost: `events` with Last-Event-ID near the run's
+ * end (what a dropped client sends) and in its middle (replaying half of it), timed to the first
+ * replayed event, RESUMES times each after 5 unmeasured warm-ups.
+ */
+async function measureB7({ base, api, agentId, token }) {
+  const t0 = performance.now();
+  const body = { messages: [{ role: "user", content: `__burst__ ${RUN_EVENTS}` }] };
+  const started = await expectStatus(api("POST", `/v1/agents/${agentId}/runs`, body), 202, "start the B7 run");
+  const runId = started.data.run.id;
+  let run;
+  for (let i = 0; i < 5 && run?.status !== "succeeded"; i++) {
+    const res = await api("GET", `/v1/runs/${runId}/wait?timeoutSeconds=60`);
+    if (res.status !== 200 && res.status !== 202) throw new Error(`wait: ${res.status} ${JSON.stringify(res.data)}`);
+    run = res.data.run;
+    if (run.status !== "running" && run.status !== "succeeded") throw new Error(`B7 run ended ${run.status}`);
+  }
+  if (run?.status !== "succeeded") throw new Error(`B7 run ${runId} did not end within 5 minutes`);
+  const wallSeconds = (performance.now() - t0) / 1000;
+  const events = RUN_EVENTS + 1;
+  const record = {
+    events,
+    recordSeconds: (run.endedAt - run.startedAt) / 1000,
+    wallSeconds,
+    eventsPerSecond: events / ((run.endedAt - run.startedAt) / 1000),
+    wallEventsPerSecond: events / wallSeconds,
+  };
+
+  const resumeAt = async (after) => {
+    const samples = [];
+    for (let i = 0; i < RESUMES + 5; i++) {
+      const t = performance.now();
+      const res = await fetch(`${base}/v1/runs/${runId}/events`, {
+        headers: { authorization: `Bearer ${token}`, "last-event-id": String(after) },
+        signal: AbortSignal.timeout(15_000),
+      });
+      if (res.status !== 200) throw new Error(`events: ${res.status} ${await res.text()}`);
+      let first;
+      for await (const event of readSse(res.body)) {
+        first = event;
+        break; // leaving the loop cancels the body: only the first event is timed
+      }
+      if (Number(first?.id) !== after + 1) throw new Error(`resumed after ${after} at ${first?.id}, not ${after + 1}`);
+      if (i >= 5) samples.push(first.receivedAt - t);
+    }
+    return samples;
+  };
+  const tail = await resumeAt(events - 10);
+  const middle = await resumeAt(Math.floor(events / 2));
+  return { runId, record, resume: { tail, middle } };
+}
+
+function b7Rows(b7, add) {
+  const tail = summarize(b7.resume.tail, 1);
+  const middle = summarize(b7.resume.middle, 1);
+  add("B7 resume, last 10 events", "first event p50 ms", tail.p50Ms, null, null, "", null);
+  add("B7 resume, last 10 events", "first event p99 ms", tail.p99Ms, null, null, "", null);
+  add(
+    `B7 resume, last ${b7.record.events - Math.floor(b7.record.events / 2)}`,
+    "first event p50 ms",
+    middle.p50Ms,
+    null,
+    null,
+    "",
+    null,
+  );
+  add(
+    `B7 resume, last ${b7.record.events - Math.floor(b7.record.events / 2)}`,
+    "first event p99 ms",
+    middle.p99Ms,
+    null,
+    null,
+    "",
+    null,
+  );
+  add(`B7 one run, ${b7.record.events} events`, "events/s recorded", b7.record.eventsPerSecond, null, null, "", null);
+  add(
+    `B7 one run, ${b7.record.events} events`,
+    "events/s, POST to wait",
+    b7.record.wallEventsPerSecond,
+    null,
+    null,
+    "",
+    null,
+  );
+  return {
+    resume: {
+      lastTen: { p50Ms: tail.p50Ms, p99Ms: tail.p99Ms, n: tail.n },
+      half: { p50Ms: middle.p50Ms, p99Ms: middle.p99Ms, n: middle.n },
+    },
+    record: b7.record,
+    runId: b7.runId,
+  };
+}
+
+/** `--only b7`: B7 by itself, on its own server. */
+async function mainB7Only() {
+  const startedAt = new Date();
+  const load = { before: loadavg().map((v) => Number(v.toFixed(2))) };
+  console.log(`bench (B7 only): ${cpus().length} CPUs, load average ${load.before.join(" ")}`);
+  const { privateJwk, publicJwk } = await newSigningKey("bench-es256");
+  const issuer = `https://issuer.bench.local/${randomUUID()}`;
+  const token = await mintToken(privateJwk, { subject: `bench|${randomUUID()}`, issuer, expiresIn: 3600 });
+  const server = await startBenchServer({ issuer, jwks: { keys: [publicJwk] } });
+  try {
+    const api = client(server.baseUrl, token);
+    const created = await expectStatus(api("POST", "/v1/agents", { name: "bench" }), 201, "create agent");
+    const agentId = created.data.agent.id;
+    await deployAndWait(api, agentId, { moduleCode: BENCH_AGENT_MODULE });
+    console.log(`B7: one run of ${RUN_EVENTS + 1} events, then ${RESUMES} resumes at two positions …`);
+    const b7 = await measureB7({ base: server.baseUrl, api, agentId, token });
+    const rows = [];
+    const summary = b7Rows(b7, (bench, metric, gateway) => rows.push({ bench, metric, gateway }));
+    load.after = loadavg().map((v) => Number(v.toFixed(2)));
+    console.log(
+      `\nB7 results (${startedAt.toISOString()}; load average before ${load.before.join(" ")}, after ${load.after.join(" ")})`,
+    );
+    for (const row of rows) console.log(`| ${row.bench} | ${row.metric} | ${fmt(row.gateway)} |`);
+    const dir = join(PROJECT_ROOT, "bench", "results");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${startedAt.toISOString().replaceAll(":", "-")}-b7.json`);
+    const result = {
+      startedAt: startedAt.toISOString(),
+      machine: { cpus: cpus().length, node: process.version, loadAverage: load },
+      settings: { resumes: RESUMES, runEvents: RUN_EVENTS },
+      b7: summary,
+      rows,
+    };
+    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`\nwrote ${file}`);
+  } finally {
+    await server.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
@@ -473,6 +635,9 @@ async function main() {
       return out;
     });
 
+    console.log(`B7: one run of ${RUN_EVENTS + 1} events, then ${RESUMES} resumes at two positions …`);
+    const b7 = await timed("b7", () => measureB7({ base, api, agentId, token }));
+
     const loadAfter = loadavg().map((v) => Number(v.toFixed(2)));
     load.after = loadAfter;
     report({
@@ -486,6 +651,7 @@ async function main() {
       b1,
       b2,
       b4,
+      b7,
       deploySeconds,
     });
   } finally {
@@ -668,6 +834,7 @@ function report(r) {
     r.bundle.gzipBytes < GOALS.b6GzipBytes,
   );
   add("B6 cold start", "startup CPU ms", r.startup.activeMs, null, null, "", null);
+  const b7 = b7Rows(r.b7, add);
 
   console.log(
     `\nbench results (${r.startedAt.toISOString()}; load average before ${r.load.before.join(" ")}, after ${r.load.after.join(" ")})`,
@@ -719,6 +886,7 @@ function report(r) {
     b4,
     b5: { ...b5, samples: r.deploySeconds },
     b6: { bundle: r.bundle, startup: r.startup, devServerReadySeconds: r.serverReadySeconds },
+    b7,
     rows,
     phaseSeconds: r.phaseTimes,
   };
@@ -729,7 +897,7 @@ function report(r) {
   console.log(`\nwrote ${file}`);
 }
 
-main().catch((err) => {
+(ONLY === "b7" ? mainB7Only() : main()).catch((err) => {
   console.error(`bench failed: ${err.stack ?? err.message}`);
   process.exitCode = 1;
 });

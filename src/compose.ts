@@ -8,6 +8,7 @@ import type { Config, Env } from "./env";
 import { createRuntimeProvider } from "./runtime";
 import type { RuntimeProvider } from "./runtime/types";
 import type { RunRecorderApi, RunRecorders } from "./services/runs/types";
+import { type SessionKeeperApi, type SessionKeepers, sessionObjectName } from "./services/sessions/types";
 import type { TierLimitsByTier } from "./services/usage/tiers";
 
 export type Services = {
@@ -23,6 +24,8 @@ export type Services = {
   usageQueue: Env["USAGE_QUEUE"];
   /** A run's Durable Object, by run id. */
   runs: RunRecorders;
+  /** A session's Durable Object, by (user, agent, session id). */
+  sessions: SessionKeepers;
   /** Keeps work alive after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
 };
@@ -51,6 +54,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
     artifacts: env.ARTIFACTS,
     usageQueue: env.USAGE_QUEUE,
     runs: (runId) => env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRecorderApi,
+    sessions: (key) => env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key))) as unknown as SessionKeeperApi,
     waitUntil: (promise) => ctx.waitUntil(promise),
   };
 }

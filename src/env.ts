@@ -5,6 +5,7 @@ import { z } from "zod";
 import type { AuthConfig } from "./auth/jwt";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { RunRecorder } from "./entrypoints/run-recorder";
+import type { SessionKeeper } from "./entrypoints/session-keeper";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
@@ -22,6 +23,8 @@ export interface Env {
   DISPATCHER?: DispatchNamespace;
   /** One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). */
   RUNS: DurableObjectNamespace<RunRecorder>;
+  /** One SessionKeeper Durable Object per (user, agent, session id) (src/entrypoints/session-keeper.ts). */
+  SESSIONS: DurableObjectNamespace<SessionKeeper>;
 
   AUTH_ISSUER?: string;
   AUTH_AUDIENCE?: string;

@@ -1,5 +1,5 @@
 // Wiring only: the HTTP app, the queue consumers, the cron, the TelemetrySink and Egress
-// entrypoints and the RunRecorder Durable Object.
+// entrypoints and the RunRecorder and SessionKeeper Durable Objects.
 import { handleScheduled } from "./cron/scheduled";
 import type { Env } from "./env";
 import { handleQueue } from "./queues";
@@ -7,6 +7,7 @@ import { createGatewayApp } from "./routes";
 
 export { Egress } from "./entrypoints/egress";
 export { RunRecorder } from "./entrypoints/run-recorder";
+export { SessionKeeper } from "./entrypoints/session-keeper";
 export { TelemetrySink } from "./entrypoints/telemetry-sink";
 
 const app = createGatewayApp();

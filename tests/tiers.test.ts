@@ -37,6 +37,7 @@ describe("TIER_LIMITS overrides", () => {
       bundleBytes: 3145728,
       modelTokensPerPeriod: 100_000,
       egressRequestsPerInvocation: 50,
+      sessionIdleSeconds: 3600,
     });
   });
 
@@ -68,6 +69,11 @@ describe("TIER_LIMITS overrides", () => {
       "a stream limit above a day",
       '{"pro":{"streamSeconds":86401}}',
       /TIER_LIMITS\.pro\.streamSeconds: must be at most 86400/,
+    ],
+    [
+      "a session idle TTL above 30 days",
+      '{"free":{"sessionIdleSeconds":2592001}}',
+      /TIER_LIMITS\.free\.sessionIdleSeconds: must be at most 2592000/,
     ],
     ["beyond safe integers", '{"free":{"invocationsPerPeriod":1e300}}', /TIER_LIMITS\.free\.invocationsPerPeriod/],
   ];

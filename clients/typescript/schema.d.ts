@@ -242,6 +242,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{agentId}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start a session pinned to the agent's active deployment: invoke with its id as `sessionId` and every turn goes there */
+        post: operations["createSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{agentId}/sessions/{sessionId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a session: its pinned deployment, turn count, last use and expiry */
+        get: operations["getSession"];
+        put?: never;
+        post?: never;
+        /** End a session: its pin and counts are deleted; the same id then starts a fresh session */
+        delete: operations["deleteSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/telemetry/report": {
         parameters: {
             query?: never;
@@ -489,7 +524,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "deployment_not_invocable" | "too_many_secrets" | "run_ended" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_timeout" | "egress_timeout";
+            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "deployment_not_invocable" | "too_many_secrets" | "run_ended" | "session_busy" | "session_deployment_gone" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_timeout" | "egress_timeout";
             requestId: string;
             /** @description validation_failed, telemetry_rejected: each bad field and why */
             errors?: {
@@ -582,6 +617,7 @@ export interface components {
          */
         InvokeRequest: {
             messages: components["schemas"]["InvokeMessage"][];
+            /** @description Makes the call a turn of this session: every turn goes to the deployment that served its first, one turn at a time (docs/api.md, Sessions) */
             sessionId?: string;
             metadata?: {
                 [key: string]: unknown;
@@ -620,6 +656,30 @@ export interface components {
                 message: string;
             };
         };
+        SessionEnvelope: {
+            session: components["schemas"]["Session"];
+        };
+        Session: {
+            /**
+             * @description The session id: `ses_…` when made by POST, else the invoke/v1 request's `sessionId`
+             * @example ses_01jd0000000000000000000000
+             */
+            id: string;
+            agentId: string;
+            /** @description The deployment every turn of this session goes to (its pin) */
+            deploymentId: string;
+            /** @description ms since epoch */
+            createdAt: number;
+            /** @description ms since epoch: when its last turn started or ended */
+            lastUsedAt: number;
+            /** @description ms since epoch: when the session ends unless a turn comes first (idle TTL) */
+            expiresAt: number;
+            /** @description turns that reached the agent */
+            turns: number;
+            /** @description a turn is running now (another one is 409 session_busy) */
+            busy: boolean;
+        };
+        CreateSessionRequest: Record<string, never>;
         TelemetryReportResult: {
             /** @description Events stored by this report */
             accepted: number;
@@ -684,6 +744,7 @@ export interface components {
                 bundleBytes: number;
                 modelTokensPerPeriod: number;
                 egressRequestsPerInvocation: number;
+                sessionIdleSeconds: number;
             };
             remaining: {
                 invocations: number;
@@ -1908,7 +1969,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            /** @description The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -2083,7 +2144,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            /** @description The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -2252,7 +2313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            /** @description The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -2621,6 +2682,284 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["RunWaitAnswer"];
                 };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a POST safe to retry: a repeat with the same key and body within 24 h replays the first final answer (with `Idempotent-Replayed: true`) instead of running again; the same key with another body is 422 `idempotency_key_reused`; a repeat while the first still runs is 409 `idempotency_in_progress` (Retry-After). */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                agentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateSessionRequest"];
+            };
+        };
+        responses: {
+            /** @description The session */
+            201: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionEnvelope"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The agent is disabled or has no active deployment; or idempotency_in_progress (Retry-After) */
+            409: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large (`limitBytes` names the limit) */
+            413: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not application/json */
+            415: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description This Idempotency-Key was used with a different body (idempotency_key_reused) */
+            422: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: string;
+                sessionId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionEnvelope"];
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: string;
+                sessionId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended */
+            204: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Invalid request */
             400: {

@@ -30,6 +30,8 @@ export const PROBLEMS = {
   deployment_not_invocable: { status: 409, title: "Deployment cannot be invoked" },
   too_many_secrets: { status: 409, title: "Too many secrets" },
   run_ended: { status: 409, title: "The run has already ended" },
+  session_busy: { status: 409, title: "The session is running a turn" },
+  session_deployment_gone: { status: 409, title: "The session's deployment can no longer run" },
   idempotency_in_progress: { status: 409, title: "A request with this Idempotency-Key is still running" },
   payload_too_large: { status: 413, title: "Payload too large" },
   idempotency_key_reused: { status: 422, title: "Idempotency-Key reused with a different body" },

@@ -13,6 +13,7 @@ import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
+import { registerSessionRoutes } from "./v1/sessions";
 import { registerTelemetryReport } from "./v1/telemetry/report";
 import { registerUsageRoutes } from "./v1/usage";
 
@@ -43,6 +44,7 @@ export function createGatewayApp(): App {
   registerDeploymentRoutes(app);
   registerInvokeRoutes(app);
   registerRunRoutes(app);
+  registerSessionRoutes(app);
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerUsageRoutes(app);

@@ -1,5 +1,7 @@
 // What the global setup hands every e2e test file (read it with `inject("e2e")`).
 export const E2E_KID = "e2e-es256";
+/** The free tier's session idle TTL in this run (TIER_LIMITS): long enough for a turn, short enough to wait out. */
+export const SESSION_IDLE_SECONDS = 5;
 
 export type E2eContext = {
   /** The dev server, e.g. http://127.0.0.1:41234 */

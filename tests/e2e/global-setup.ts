@@ -5,7 +5,7 @@
 import type { TestProject } from "vitest/node";
 import { type DevServer, PROJECT_ROOT, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { newSigningKey } from "../../scripts/lib/tokens.ts";
-import { E2E_KID } from "./context.ts";
+import { E2E_KID, SESSION_IDLE_SECONDS } from "./context.ts";
 import { FAKE_PROVIDER_KEY, startFakeProvider } from "./fake-provider.ts";
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -20,8 +20,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }),
       MODEL_PROVIDERS: JSON.stringify({ openai: { baseUrl: provider.baseUrl, keySecret: "OPENAI_API_KEY" } }),
       OPENAI_API_KEY: FAKE_PROVIDER_KEY,
-      // Small enough for the egress test to exhaust (its two model calls use 23 tokens).
-      TIER_LIMITS: JSON.stringify({ free: { modelTokensPerPeriod: 20 } }),
+      // Small enough for the egress test to exhaust (its two model calls use 23 tokens), and a
+      // session idle TTL short enough for the sessions test to watch one expire.
+      TIER_LIMITS: JSON.stringify({ free: { modelTokensPerPeriod: 20, sessionIdleSeconds: SESSION_IDLE_SECONDS } }),
     },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
   });

@@ -43,6 +43,8 @@ export type World = {
   spareKeyId: string;
   /** A run of the owner's agent that has ended (so cancelling it is 409 for the owner). */
   runId: string;
+  /** A session of the owner's agent (only the owner's DELETE row ends it). */
+  sessionId: string;
 };
 
 export type MatrixRequest = { path: string; body?: unknown; rawBody?: string; headers?: Record<string, string> };
@@ -184,6 +186,18 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(409),
   },
   {
+    route: "POST /v1/agents/{agentId}/sessions",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/sessions` }),
+    expect: ownedObject(201),
+  },
+  {
+    route: "GET /v1/agents/{agentId}/sessions/{sessionId}",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/sessions/${w.sessionId}` }),
+    expect: ownedObject(200),
+  },
+  {
     route: "POST /v1/telemetry/report",
     variant: "correctly signed",
     request: (w) => telemetryReport(w, true),
@@ -270,6 +284,12 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(204),
   },
   {
+    route: "DELETE /v1/agents/{agentId}/sessions/{sessionId}",
+    scope: "invoke",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/sessions/${w.sessionId}` }),
+    expect: ownedObject(204),
+  },
+  {
     route: "DELETE /v1/api-keys/{keyId}",
     scope: "jwt",
     request: (w) => ({ path: `/v1/api-keys/${w.spareKeyId}` }),
@@ -348,6 +368,9 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
   const runId = ((await started.json()) as { run: { id: string } }).run.id;
   const waited = await call("GET", `/v1/runs/${runId}/wait?timeoutSeconds=20`, { headers: owner.headers });
   expect(waited.status).toBe(200);
+  const session = await call("POST", `/v1/agents/${agent.id}/sessions`, { headers: owner.headers });
+  expect(session.status).toBe(201);
+  const sessionId = ((await session.json()) as { session: { id: string } }).session.id;
   // The other user exists (has a user row) before the matrix runs, like any real second tenant.
   expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
   return {
@@ -360,6 +383,7 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
       telemetrySecret,
       spareKeyId: spare.id,
       runId,
+      sessionId,
     },
     headers: {
       owner: owner.headers,

@@ -1,5 +1,6 @@
 // POST /v1/invoke/:agentId, /stream and background runs: route to the agent's active deployment
-// (or, a preview, to the deployment the caller names in x-webhost-deployment), forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
+// (or, a preview, to the deployment the caller names in x-webhost-deployment; or, for a request
+// naming a session, to the session's pinned deployment: services/sessions/resolve.ts), forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
 // checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
 // /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
 // JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
@@ -29,6 +30,8 @@ import {
   type RunView,
   runStatusFor,
 } from "../runs/types";
+import { releaseAtTerminalEvent, resolveSessionTurn, type SessionTurn } from "../sessions/resolve";
+import type { SessionKeepers } from "../sessions/types";
 import { admitInvocation, type QuotaDecision, rateLimitHeaders } from "../usage/invocation-quota";
 import type { Tier, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
@@ -61,6 +64,8 @@ export type InvokeDeps = RecordInvocationDeps & {
   waitUntil: (promise: Promise<unknown>) => void;
   /** The runs' Durable Objects (every /stream is a run). */
   runs: RunRecorders;
+  /** The sessions' Durable Objects (a request with a sessionId is a turn of its session). */
+  sessions: SessionKeepers;
 };
 
 class InvokeTimeout extends Error {}
@@ -79,23 +84,46 @@ async function prepareInvocation(
 ) {
   const startedAt = Date.now();
   const preview = opts.previewDeploymentId !== undefined;
-  const deployment =
-    opts.previewDeploymentId === undefined
-      ? await activeDeploymentOf(deps, agentId)
-      : await previewDeploymentOf(deps, agentId, opts.previewDeploymentId);
+  // Which deployment: a preview header names one; else a session's turn goes to its pin (the turn
+  // holds the session until it is released); else the active one.
+  let turn: SessionTurn | undefined;
+  let deployment: DeploymentRow;
+  if (opts.previewDeploymentId !== undefined) {
+    deployment = await previewDeploymentOf(deps, agentId, opts.previewDeploymentId);
+  } else if (body.sessionId !== undefined) {
+    turn = await resolveSessionTurn(
+      { ...deps, maxTurnMs: (streamSeconds) => deps.timeoutMs * 2 + streamSeconds * 1000 },
+      agentId,
+      body.sessionId,
+    );
+    deployment = turn.deployment;
+  } else {
+    deployment = await activeDeploymentOf(deps, agentId);
+  }
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
   // limits for this invocation (its body size limit was applied before the body was read).
-  const { tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, {
-    waitUntil: deps.waitUntil,
-  });
   const payload = JSON.stringify(body);
   const bytesIn = utf8.encode(payload).byteLength;
-  const quota = await admitInvocation(deps.db, {
-    userId: deps.userId,
-    limit: plan.invocationsPerPeriod,
-    waitUntil: deps.waitUntil,
-  });
-  if (!quota.allowed) throw usageLimitExceeded(quota, tier);
+  let tier: Tier;
+  let plan: TierLimitsByTier[Tier];
+  let quota: QuotaDecision;
+  try {
+    ({ tier, limits: plan } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, {
+      waitUntil: deps.waitUntil,
+    }));
+    quota = await admitInvocation(deps.db, {
+      userId: deps.userId,
+      limit: plan.invocationsPerPeriod,
+      waitUntil: deps.waitUntil,
+    });
+  } catch (err) {
+    await turn?.release(false);
+    throw err;
+  }
+  if (!quota.allowed) {
+    await turn?.release(false);
+    throw usageLimitExceeded(quota, tier);
+  }
   const limits = { cpuMs: plan.cpuMs, subRequests: plan.subRequests };
   const headers: Record<string, string> = { [DEPLOYMENT_ID_HEADER]: deployment.id, ...rateLimitHeaders(quota) };
   const measure = (m: Pick<InvocationMeasurement, "ok" | "errorCode" | "bytesOut">) =>
@@ -134,7 +162,7 @@ async function prepareInvocation(
     signal: abort.signal,
   });
   const ref = { requestId: deps.requestId, deploymentId: deployment.id, timeoutMs: deps.timeoutMs };
-  return { startedAt, deployment, plan, limits, headers, measure, abort, target, request, ref };
+  return { startedAt, deployment, plan, limits, headers, measure, abort, target, request, ref, turn };
 }
 
 type Invocation = Awaited<ReturnType<typeof prepareInvocation>>;
@@ -147,6 +175,16 @@ export async function invokeAgent(
   opts: InvokeOptions = {},
 ): Promise<Response> {
   const inv = await prepareInvocation(deps, agentId, body, false, opts);
+  if (!inv.turn) return callDirect(deps, inv);
+  // A session's turn ends before the answer is returned, so the client's next turn finds it free.
+  try {
+    return await callDirect(deps, inv);
+  } finally {
+    await inv.turn.release(true);
+  }
+}
+
+async function callDirect(deps: InvokeDeps, inv: Invocation): Promise<Response> {
   const { headers, abort } = inv;
   const failWith = (err: ApiError): never => {
     inv.measure({ ok: false, errorCode: err.code, bytesOut: 0 });
@@ -216,6 +254,7 @@ export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body
     await run.started;
   } catch (err) {
     inv.abort.abort(err);
+    await inv.turn?.release(false);
     logError("run_start_failed", { runId: run.id, error: describeError(err) });
     throw new ApiError("service_unavailable", "the run could not be recorded; try again", {
       headers: { "retry-after": "1" },
@@ -275,9 +314,20 @@ class RunCancelled extends Error {}
 /**
  * Calls the agent for a run and hands its stream to the run's driver: the client's event stream
  * when `attach`, else null. A failure before the agent's stream starts ends the run (recorded as
- * one `error` event) and rejects with the problem.
+ * one `error` event) and rejects with the problem. A session's turn ends with the run: before its
+ * terminal event, or at once when the call fails.
  */
 async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, attach: boolean) {
+  if (!inv.turn) return callAgentForRun(deps, inv, run, attach);
+  try {
+    return await callAgentForRun(deps, inv, run, attach);
+  } catch (err) {
+    await inv.turn.release(true);
+    throw err;
+  }
+}
+
+async function callAgentForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, attach: boolean) {
   const { abort, headers } = inv;
   const failRun = (err: ApiError): never => {
     inv.measure({ ok: false, errorCode: err.code, bytesOut: 0 });
@@ -325,7 +375,7 @@ async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, att
   const relayEnd = new Promise<RelayEnd>((resolve) => {
     settle = resolve;
   });
-  const events = relaySse(source, {
+  const relayed = relaySse(source, {
     idleTimeoutMs: deps.timeoutMs,
     maxDurationMs: inv.plan.streamSeconds * 1000,
     onEnd: (end) => {
@@ -334,6 +384,9 @@ async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, att
       settle(end);
     },
   });
+  const turn = inv.turn;
+  const events = turn ? releaseAtTerminalEvent(relayed, () => turn.release(true)) : relayed;
+  if (turn) relayEnd.then(() => turn.release(true));
   return driveRun({
     runId: run.id,
     recorder: run.recorder,

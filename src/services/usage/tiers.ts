@@ -20,6 +20,7 @@ export const TIER_LIMIT_KEYS = [
   "bundleBytes",
   "modelTokensPerPeriod",
   "egressRequestsPerInvocation",
+  "sessionIdleSeconds",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -43,6 +44,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     bundleBytes: 3 * MiB,
     modelTokensPerPeriod: 100_000,
     egressRequestsPerInvocation: 50,
+    sessionIdleSeconds: 3_600,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -58,6 +60,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     bundleBytes: 10 * MiB,
     modelTokensPerPeriod: 10_000_000,
     egressRequestsPerInvocation: 200,
+    sessionIdleSeconds: 3_600,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -73,6 +76,7 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     bundleBytes: 10 * MiB,
     modelTokensPerPeriod: 1_000_000_000,
     egressRequestsPerInvocation: 1_000,
+    sessionIdleSeconds: 3_600,
   },
 };
 
@@ -87,13 +91,15 @@ const limitValue = z
 // What the runtime can enforce at most: Workers allow up to 5 minutes of CPU and 10,000
 // subrequests per invocation (egress requests are subrequests too), so larger values would be
 // silently meaningless. A stream is held
-// open by the gateway for at most a day. Metrics are kept at most ten years.
+// open by the gateway for at most a day. Metrics are kept at most ten years. An idle session is
+// kept at most 30 days (its Durable Object's storage is the cost).
 const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = {
   cpuMs: 300_000,
   subRequests: 10_000,
   streamSeconds: 86_400,
   metricsRetentionDays: 3_650,
   egressRequestsPerInvocation: 10_000,
+  sessionIdleSeconds: 30 * 86_400,
 };
 
 // What a limit must allow at least to be usable: the telemetry rate must admit one full batch

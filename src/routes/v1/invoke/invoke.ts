@@ -44,7 +44,9 @@ export const upstreamProblems = {
     ...problemDoc("The plan's invocations for this period are used up (usage_limit_exceeded, Retry-After)"),
     headers: headers("RateLimit", "RateLimitPolicy"),
   },
-  409: problemDoc("The agent is disabled or has no active deployment"),
+  409: problemDoc(
+    "The agent is disabled or has no active deployment; with a sessionId: another turn of the session is running (session_busy, Retry-After) or its pinned deployment can no longer run (session_deployment_gone)",
+  ),
   502: {
     ...problemDoc("The agent failed: it threw, answered an error status, or answered something that is not invoke/v1"),
     headers: answerHeaders,
@@ -127,6 +129,7 @@ export function invokeDeps(c: AppContext): InvokeDeps {
     timeoutMs: services.config.invokeTimeoutMs,
     waitUntil: services.waitUntil,
     runs: services.runs,
+    sessions: services.sessions,
   };
 }
 

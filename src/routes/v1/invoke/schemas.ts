@@ -14,7 +14,10 @@ export const InvokeRequestSchema = z
       .array(InvokeMessageSchema)
       .min(1, "messages must hold at least one message")
       .max(1000, "messages may hold at most 1000 messages"),
-    sessionId: z.string().min(1).max(200).optional(),
+    sessionId: z.string().min(1).max(200).optional().openapi({
+      description:
+        "Makes the call a turn of this session: every turn goes to the deployment that served its first, one turn at a time (docs/api.md, Sessions)",
+    }),
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .openapi("InvokeRequest", {
