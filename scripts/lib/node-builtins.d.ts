@@ -117,3 +117,17 @@ declare module "node:http" {
   }
   export function createServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server;
 }
+
+declare module "node:sqlite" {
+  export class StatementSync {
+    run(...params: unknown[]): { changes: number | bigint; lastInsertRowid: number | bigint };
+    get(...params: unknown[]): unknown;
+    all(...params: unknown[]): unknown[];
+  }
+  export class DatabaseSync {
+    constructor(path: string);
+    exec(sql: string): void;
+    prepare(sql: string): StatementSync;
+    close(): void;
+  }
+}
