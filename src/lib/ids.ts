@@ -15,6 +15,8 @@ export const ID_PREFIXES = {
   secret: "sec",
   apiKey: "key",
   run: "run",
+  webhook: "whe",
+  webhookMessage: "msg",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -15,6 +15,7 @@ import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport } from "./v1/telemetry/report";
 import { registerUsageRoutes } from "./v1/usage";
+import { registerWebhookRoutes } from "./v1/webhooks";
 
 export function createGatewayApp(): App {
   const app = newApp();
@@ -50,6 +51,7 @@ export function createGatewayApp(): App {
   registerEgressRoutes(app);
   registerAuditRoutes(app);
   registerApiKeyRoutes(app);
+  registerWebhookRoutes(app);
   return app;
 }
 
