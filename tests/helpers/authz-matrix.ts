@@ -43,6 +43,8 @@ export type World = {
   spareKeyId: string;
   /** A run of the owner's agent that has ended (so cancelling it is 409 for the owner). */
   runId: string;
+  /** A webhook endpoint of the owner's (only the owner's DELETE row removes it). */
+  webhookId: string;
 };
 
 export type MatrixRequest = { path: string; body?: unknown; rawBody?: string; headers?: Record<string, string> };
@@ -221,6 +223,37 @@ const ROWS: RowSpec[] = [
     request: () => ({ path: "/v1/api-keys", body: { name: "matrix", scopes: ["invoke"] } }),
     expect: callerScoped(201),
   },
+  { route: "GET /v1/webhooks", scope: "jwt", request: () => ({ path: "/v1/webhooks" }), expect: callerScoped(200) },
+  {
+    route: "POST /v1/webhooks",
+    scope: "jwt",
+    request: () => ({ path: "/v1/webhooks", body: { url: "http://127.0.0.1:9/matrix", events: ["usage.threshold"] } }),
+    expect: callerScoped(201),
+  },
+  {
+    route: "GET /v1/webhooks/{webhookId}",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "GET /v1/webhooks/{webhookId}/deliveries",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}/deliveries` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "POST /v1/webhooks/{webhookId}/test",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}/test` }),
+    expect: ownedObject(202),
+  },
+  {
+    route: "POST /v1/webhooks/{webhookId}/rotate-secret",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}/rotate-secret` }),
+    expect: ownedObject(200),
+  },
   {
     route: "GET /v1/agents/{agentId}/secrets",
     scope: "agents:read",
@@ -267,6 +300,12 @@ const ROWS: RowSpec[] = [
     route: "DELETE /v1/agents/{agentId}/secrets/{name}",
     scope: "secrets:write",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/secrets/${w.secretName}` }),
+    expect: ownedObject(204),
+  },
+  {
+    route: "DELETE /v1/webhooks/{webhookId}",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}` }),
     expect: ownedObject(204),
   },
   {
@@ -348,6 +387,12 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
   const runId = ((await started.json()) as { run: { id: string } }).run.id;
   const waited = await call("GET", `/v1/runs/${runId}/wait?timeoutSeconds=20`, { headers: owner.headers });
   expect(waited.status).toBe(200);
+  const webhook = await call("POST", "/v1/webhooks", {
+    headers: owner.headers,
+    body: { url: "http://127.0.0.1:9/matrix-world", events: ["usage.threshold"] },
+  });
+  expect(webhook.status).toBe(201);
+  const webhookId = ((await webhook.json()) as { webhook: { id: string } }).webhook.id;
   // The other user exists (has a user row) before the matrix runs, like any real second tenant.
   expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
   return {
@@ -360,6 +405,7 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
       telemetrySecret,
       spareKeyId: spare.id,
       runId,
+      webhookId,
     },
     headers: {
       owner: owner.headers,
