@@ -22,6 +22,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       OPENAI_API_KEY: FAKE_PROVIDER_KEY,
       // Small enough for the egress test to exhaust (its two model calls use 23 tokens).
       TIER_LIMITS: JSON.stringify({ free: { modelTokensPerPeriod: 20 } }),
+      // Webhook retries after 1 s, 2 s, 4 s … so the retry test takes seconds (webhooks.e2e.test.ts).
+      WEBHOOK_RETRY_BASE_SECONDS: "1",
     },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
   });
