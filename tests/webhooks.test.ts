@@ -7,8 +7,11 @@
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { envelopeKeyId } from "../src/crypto/envelope";
+import { parseKeyring } from "../src/crypto/keys";
 import { webhookDeliveries, webhookEndpoints } from "../src/db/schema";
 import { getConfig } from "../src/env";
+import { reencryptStaleSecrets } from "../src/services/secrets/reencrypt";
 import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
 import {
   type DeliveryDeps,
@@ -16,13 +19,19 @@ import {
   processDelivery,
   RETRY_WINDOW_MS,
 } from "../src/services/webhooks/deliver";
-import { MAX_WEBHOOKS_PER_USER, ROTATION_OVERLAP_MS } from "../src/services/webhooks/endpoints";
+import {
+  createWebhook as createWebhookDirect,
+  MAX_WEBHOOKS_PER_USER,
+  ROTATION_OVERLAP_MS,
+  rotateWebhookSecret,
+} from "../src/services/webhooks/endpoints";
 import { publishEvent } from "../src/services/webhooks/publish";
 import { announceUsageThresholds } from "../src/services/webhooks/usage-thresholds";
 import * as modules from "./fixtures/modules";
 import { callWithEnv, recordingQueue } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deploy, deployAndActivate, waitUntilSettled } from "./helpers/deploy-flow";
+import { randomKey } from "./helpers/env-override";
 import { db, userIdOf } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
 
@@ -586,5 +595,31 @@ describe("what publishes events", () => {
     // A user without a subscribed endpoint costs no threshold bookkeeping.
     const quiet = await userIdOf(await newUser());
     expect(await announceUsageThresholds(deps, [{ userId: quiet, ts: now }], { now })).toEqual({ announced: 0 });
+  });
+
+  it("re-seals webhook secrets (current and previous) after an encryption key rotation; they still sign", async () => {
+    const user = await newUser();
+    const userId = await userIdOf(user);
+    const [oldKey, newKey] = [randomKey(), randomKey()];
+    const oldRing = await parseKeyring(oldKey);
+    const deps = { db, userId, keyring: oldRing, environment: "development" };
+    const { row, secret: first } = await createWebhookDirect(deps, { url: RECEIVER, events: ["deployment.active"] });
+    const { secret: second } = await rotateWebhookSecret(deps, row.id);
+    const both = await parseKeyring(newKey, oldKey);
+    const report = await reencryptStaleSecrets({ db, keyring: both }, { batchSize: 50, maxBatches: 100_000 });
+    expect(report.columns["webhook_endpoints.secret_ciphertext"].reencrypted).toBeGreaterThanOrEqual(1);
+    expect(report.columns["webhook_endpoints.previous_secret_ciphertext"].reencrypted).toBeGreaterThanOrEqual(1);
+    const sealed = await endpointRow(row.id);
+    expect(envelopeKeyId(sealed!.secretCiphertext)).toBe(both.current.id);
+    expect(envelopeKeyId(sealed!.previousSecretCiphertext!)).toBe(both.current.id);
+
+    // With the old key gone, both secrets still sign.
+    const newOnly = await parseKeyring(newKey);
+    const { ids } = await publishOne(userId);
+    const r = receiver(200);
+    const sendDeps = { ...(await deliveryDeps(r.fetch)), keyring: newOnly };
+    expect(await processDelivery(sendDeps, { deliveryId: ids[0]! })).toMatchObject({ result: "succeeded" });
+    expect(await signaturesMatching(second, r.received[0]!.headers, r.received[0]!.body)).toBe(1);
+    expect(await signaturesMatching(first, r.received[0]!.headers, r.received[0]!.body)).toBe(1);
   });
 });
