@@ -14,10 +14,14 @@ import { getConfig } from "../src/env";
 import { reencryptStaleSecrets } from "../src/services/secrets/reencrypt";
 import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
 import {
+  DELIVERY_RETENTION_MS,
   type DeliveryDeps,
   DISABLE_AFTER_FAILING_MS,
   processDelivery,
+  purgeOldDeliveries,
   RETRY_WINDOW_MS,
+  requeueStalledDeliveries,
+  STALLED_DELIVERY_MS,
 } from "../src/services/webhooks/deliver";
 import {
   createWebhook as createWebhookDirect,
@@ -621,5 +625,28 @@ describe("what publishes events", () => {
     expect(await processDelivery(sendDeps, { deliveryId: ids[0]! })).toMatchObject({ result: "succeeded" });
     expect(await signaturesMatching(second, r.received[0]!.headers, r.received[0]!.body)).toBe(1);
     expect(await signaturesMatching(first, r.received[0]!.headers, r.received[0]!.body)).toBe(1);
+  });
+
+  it("the cron re-queues a pending delivery whose queue message was lost, and purges history after 30 days", async () => {
+    const user = await newUser();
+    const userId = await userIdOf(user);
+    await createWebhook(user);
+    const t0 = Date.UTC(2020, 0, 1);
+    const { ids } = await publishOne(userId, t0);
+    const queue = recordingQueue();
+    // Not yet overdue: nothing happens.
+    await requeueStalledDeliveries({ db, webhookQueue: queue }, { now: t0 + STALLED_DELIVERY_MS - 1 });
+    expect(queue.sent).not.toContainEqual({ deliveryId: ids[0] });
+    await requeueStalledDeliveries({ db, webhookQueue: queue }, { now: t0 + STALLED_DELIVERY_MS + 1 });
+    expect(queue.sent).toContainEqual({ deliveryId: ids[0] });
+    // Re-queued once: the next run does not send it again while it is not overdue anew.
+    const sent = queue.sent.length;
+    await requeueStalledDeliveries({ db, webhookQueue: queue }, { now: t0 + STALLED_DELIVERY_MS + 2 });
+    expect(queue.sent.length).toBe(sent);
+
+    const recent = await publishOne(userId);
+    await purgeOldDeliveries(db, { now: t0 + DELIVERY_RETENTION_MS + 1 });
+    expect(await deliveryRow(ids[0]!)).toBeUndefined();
+    expect(await deliveryRow(recent.ids[0]!)).toBeDefined();
   });
 });

@@ -12,7 +12,7 @@ import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency
 import { reconcileUsage } from "../services/metering/reconcile";
 import { expireMetricsEvents } from "../services/metering/retention";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
-import { requeueStalledDeliveries } from "../services/webhooks/deliver";
+import { purgeOldDeliveries, requeueStalledDeliveries } from "../services/webhooks/deliver";
 import { announceDeployment } from "../services/webhooks/deployment-events";
 
 const DAY_MS = 24 * 60 * 60_000;
@@ -52,6 +52,14 @@ const TASKS: Task[] = [
     run: async ({ db, webhookQueue }, scheduledTime) => {
       const report = await requeueStalledDeliveries({ db, webhookQueue }, { now: Math.max(scheduledTime, Date.now()) });
       return { requeued: report.requeued };
+    },
+  },
+  {
+    // Webhook delivery history older than 30 days, 500 rows per delete, at most 10 deletes per run.
+    name: "purge_webhook_deliveries",
+    run: async ({ db }, scheduledTime) => {
+      const report = await purgeOldDeliveries(db, { now: Math.max(scheduledTime, Date.now()) });
+      return { deleted: report.deleted, complete: String(report.complete) };
     },
   },
   {

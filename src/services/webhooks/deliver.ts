@@ -259,3 +259,28 @@ export async function requeueStalledDeliveries(
   if (rows.length > 0) await deps.webhookQueue.sendBatch(rows.map((r) => ({ body: { deliveryId: r.id } })));
   return { requeued: rows.length };
 }
+
+/** How long delivery history is kept. */
+export const DELIVERY_RETENTION_MS = 30 * DAY_MS;
+
+/** Deletes deliveries older than DELIVERY_RETENTION_MS, in bounded batches (the rest on the next run). */
+export async function purgeOldDeliveries(
+  db: Db,
+  opts: { now?: number; batchSize?: number; maxBatches?: number } = {},
+): Promise<{ deleted: number; complete: boolean }> {
+  const cutoff = (opts.now ?? Date.now()) - DELIVERY_RETENTION_MS;
+  const batchSize = opts.batchSize ?? 500;
+  let deleted = 0;
+  for (let i = 0; i < (opts.maxBatches ?? 10); i++) {
+    const rows = await db
+      .delete(webhookDeliveries)
+      .where(
+        sql`${webhookDeliveries.id} IN (SELECT ${webhookDeliveries.id} FROM ${webhookDeliveries}
+          WHERE ${webhookDeliveries.createdAt} < ${cutoff} LIMIT ${batchSize})`,
+      )
+      .returning({ id: webhookDeliveries.id });
+    deleted += rows.length;
+    if (rows.length < batchSize) return { deleted, complete: true };
+  }
+  return { deleted, complete: false };
+}
