@@ -498,6 +498,15 @@ describe("what publishes events", () => {
     expect((await deliveryRow(ids[0]!))?.endpointId).toBe(subscribed.webhook.id);
   });
 
+  it("queues one delivery for each of a user's MAX_WEBHOOKS_PER_USER endpoints in one go", async () => {
+    const user = await newUser();
+    const userId = await userIdOf(user);
+    for (let i = 0; i < MAX_WEBHOOKS_PER_USER; i++) await createWebhook(user);
+    const { queued, ids } = await publishOne(userId);
+    expect(queued).toBe(MAX_WEBHOOKS_PER_USER);
+    expect(new Set(ids).size).toBe(MAX_WEBHOOKS_PER_USER);
+  });
+
   it("announces deployment.active, deployment.failed, deployment.ready and a rollback's deployment.active, without secret values", async () => {
     const user = await newUser();
     const { webhook } = await createWebhook(user, {
@@ -596,9 +605,11 @@ describe("what publishes events", () => {
       { periodKey: period, percent: 100, invocations: 10, limit: 10, tier: "free" },
     ]);
     expect(queue.sent).toHaveLength(3);
-    // A user without a subscribed endpoint costs no threshold bookkeeping.
+    // A user without a subscribed endpoint costs no threshold bookkeeping; a batch of many users is fine.
     const quiet = await userIdOf(await newUser());
     expect(await announceUsageThresholds(deps, [{ userId: quiet, ts: now }], { now })).toEqual({ announced: 0 });
+    const many = Array.from({ length: 150 }, (_, i) => ({ userId: `usr_many${i}`, ts: now }));
+    expect(await announceUsageThresholds(deps, [...many, ...batch], { now })).toEqual({ announced: 0 });
   });
 
   it("re-seals webhook secrets (current and previous) after an encryption key rotation; they still sign", async () => {

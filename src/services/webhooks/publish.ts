@@ -37,7 +37,9 @@ export async function publishEvent(
       logError("webhook_event_too_large", { userId: event.userId, type: event.type, bytes: rows[0]!.payload.length });
       return { queued: 0 };
     }
-    await deps.db.insert(webhookDeliveries).values(rows);
+    // One statement per row in one batch: a multi-row insert would pass D1's 100 bound parameters.
+    const [first, ...rest] = rows.map((row) => deps.db.insert(webhookDeliveries).values(row));
+    await deps.db.batch([first!, ...rest]);
     // Rows first: a message always finds its delivery. If the send fails the rows stay `pending`
     // and the cron's requeue sweep (requeueStalledDeliveries) sends them later.
     await deps.webhookQueue.sendBatch(rows.map((row) => ({ body: { deliveryId: row.id } })));

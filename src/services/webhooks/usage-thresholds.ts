@@ -12,6 +12,7 @@ import { getUserTier } from "../usage/user-tier";
 import { type PublishDeps, publishEvent } from "./publish";
 
 export const USAGE_THRESHOLD_PERCENTS = [50, 80, 100] as const;
+const USERS_PER_QUERY = 90;
 
 /** An invocation as metering saw it: who, and when (the period is its UTC month). */
 export type MeteredInvocation = { userId: string; ts: number };
@@ -30,16 +31,23 @@ export async function announceUsageThresholds(
   }
   if (periodsByUser.size === 0) return { announced: 0 };
   const { db } = deps;
-  const subscribed = await db
-    .selectDistinct({ userId: webhookEndpoints.userId })
-    .from(webhookEndpoints)
-    .where(
-      and(
-        inArray(webhookEndpoints.userId, [...periodsByUser.keys()]),
-        eq(webhookEndpoints.status, "enabled"),
-        sql`EXISTS (SELECT 1 FROM json_each(${webhookEndpoints.events}) WHERE json_each.value = 'usage.threshold')`,
-      ),
+  const users = [...periodsByUser.keys()];
+  const subscribed: Array<{ userId: string }> = [];
+  // In slices: D1 binds at most 100 parameters per statement, and a batch may hold 100 users.
+  for (let i = 0; i < users.length; i += USERS_PER_QUERY) {
+    subscribed.push(
+      ...(await db
+        .selectDistinct({ userId: webhookEndpoints.userId })
+        .from(webhookEndpoints)
+        .where(
+          and(
+            inArray(webhookEndpoints.userId, users.slice(i, i + USERS_PER_QUERY)),
+            eq(webhookEndpoints.status, "enabled"),
+            sql`EXISTS (SELECT 1 FROM json_each(${webhookEndpoints.events}) WHERE json_each.value = 'usage.threshold')`,
+          ),
+        )),
     );
+  }
   let announced = 0;
   for (const { userId } of subscribed) {
     const tier = await getUserTier(db, userId, { now });
