@@ -4,6 +4,7 @@
 // five days of failures disabling the endpoint, rotation's two signatures, and which lifecycle
 // changes publish which events. Deliveries are driven by calling the consumer's processDelivery
 // with a recording receiver; the e2e suite (tests/e2e/webhooks.e2e.test.ts) does it over HTTP.
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
@@ -11,6 +12,8 @@ import { envelopeKeyId } from "../src/crypto/envelope";
 import { parseKeyring } from "../src/crypto/keys";
 import { webhookDeliveries, webhookEndpoints } from "../src/db/schema";
 import { getConfig } from "../src/env";
+import { newId } from "../src/lib/ids";
+import { handleQueue } from "../src/queues";
 import { reencryptStaleSecrets } from "../src/services/secrets/reencrypt";
 import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
 import {
@@ -35,7 +38,7 @@ import * as modules from "./fixtures/modules";
 import { callWithEnv, recordingQueue } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deploy, deployAndActivate, waitUntilSettled } from "./helpers/deploy-flow";
-import { randomKey } from "./helpers/env-override";
+import { envWith, randomKey } from "./helpers/env-override";
 import { db, userIdOf } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
 
@@ -567,6 +570,65 @@ describe("what publishes events", () => {
         if (c.s) expect(r.payload).not.toContain(c.s);
       }
     }
+  });
+
+  it("announces usage.threshold from the usage queue once metering has counted the invocations", async () => {
+    const user = await newUser();
+    const userId = await userIdOf(user);
+    const { webhook } = await createWebhook(user, { events: ["usage.threshold"] });
+    const queue = recordingQueue();
+    const testEnv = {
+      ...envWith({ TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 4 } }) }),
+      WEBHOOK_QUEUE: queue,
+    } as unknown as typeof env;
+    const measurement = () => {
+      const id = newId("event");
+      return {
+        id,
+        userId,
+        agentId: "agt_threshold",
+        deploymentId: "dep_threshold",
+        source: "gateway",
+        dedupeKey: id,
+        eventId: id,
+        traceId: null,
+        runtimeProvider: "cloudflare",
+        kind: "invoke",
+        ts: Date.now(),
+        durationMs: 5,
+        status: "ok",
+        errorCode: null,
+        inputTokens: null,
+        outputTokens: null,
+        bytesIn: 1,
+        bytesOut: 1,
+        streaming: false,
+        host: null,
+        provider: null,
+        model: null,
+        receivedAt: Date.now(),
+      };
+    };
+    const deliver = async (n: number) => {
+      const batch = createMessageBatch(
+        "usage-events",
+        Array.from({ length: n }, (_, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body: measurement() })),
+      );
+      const ctx = createExecutionContext();
+      await handleQueue(batch, testEnv, ctx);
+      expect((await getQueueResult(batch, ctx)).retryMessages).toEqual([]);
+    };
+    const percents = async () =>
+      (await db.select().from(webhookDeliveries).where(eq(webhookDeliveries.endpointId, webhook.id)))
+        .map((r) => JSON.parse(r.payload).data.percent)
+        .sort((a, b) => a - b);
+    await deliver(1);
+    expect(await percents()).toEqual([]);
+    await deliver(1);
+    expect(await percents()).toEqual([50]);
+    await deliver(2);
+    expect(await percents()).toEqual([50, 80, 100]);
+    expect(queue.sent).toHaveLength(3);
   });
 
   it("announces usage.threshold at 50, 80 and 100% of the period's invocation quota, each once per period", async () => {
