@@ -51,6 +51,8 @@ function staleCounts(keyId) {
     `SELECT 'agent_secrets.ciphertext' AS col, COUNT(*) AS stale FROM agent_secrets WHERE substr(ciphertext, 1, ${n}) <> ${prefix}`,
     `SELECT 'deployments.telemetry_secret_ciphertext', COUNT(*) FROM deployments WHERE substr(telemetry_secret_ciphertext, 1, ${n}) <> ${prefix}`,
     `SELECT 'deployments.secrets_snapshot_ciphertext', COUNT(*) FROM deployments WHERE secrets_snapshot_ciphertext IS NOT NULL AND substr(secrets_snapshot_ciphertext, 1, ${n}) <> ${prefix}`,
+    `SELECT 'webhook_endpoints.secret_ciphertext', COUNT(*) FROM webhook_endpoints WHERE substr(secret_ciphertext, 1, ${n}) <> ${prefix}`,
+    `SELECT 'webhook_endpoints.previous_secret_ciphertext', COUNT(*) FROM webhook_endpoints WHERE previous_secret_ciphertext IS NOT NULL AND substr(previous_secret_ciphertext, 1, ${n}) <> ${prefix}`,
   ].join(" UNION ALL ");
   const target = remote ? ["--remote"] : ["--local"];
   if (envName) target.push("--env", envName);

@@ -22,6 +22,8 @@ export type Services = {
   /** The ARTIFACTS bucket; undefined when not bound (deploys then answer 503, loads fail). */
   artifacts: Env["ARTIFACTS"];
   usageQueue: Env["USAGE_QUEUE"];
+  /** Lifecycle webhook deliveries (services/webhooks). */
+  webhookQueue: Env["WEBHOOK_QUEUE"];
   /** A run's Durable Object, by run id. */
   runs: RunRecorders;
   /** A session's Durable Object, by (user, agent, session id). */
@@ -53,6 +55,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
     deployQueue: env.DEPLOY_QUEUE,
     artifacts: env.ARTIFACTS,
     usageQueue: env.USAGE_QUEUE,
+    webhookQueue: env.WEBHOOK_QUEUE,
     runs: (runId) => env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRecorderApi,
     sessions: (key) => env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key))) as unknown as SessionKeeperApi,
     waitUntil: (promise) => ctx.waitUntil(promise),

@@ -12,11 +12,15 @@ import type { DeployJob } from "./services/deployments/deploy-job";
 import { type ModelProvider, parseModelProviders } from "./services/egress/providers";
 import type { MetricsEvent } from "./services/metering/event";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
+import type { DeliveryPolicy } from "./services/webhooks/deliver";
+import type { WebhookDeliveryJob } from "./services/webhooks/queue";
 
 export interface Env {
   DB: D1Database;
   DEPLOY_QUEUE: Queue<DeployJob | CleanupAgentScriptsJob>;
   USAGE_QUEUE: Queue<MetricsEvent>;
+  /** Lifecycle webhook deliveries (src/services/webhooks/deliver.ts). */
+  WEBHOOK_QUEUE: Queue<WebhookDeliveryJob>;
   /** Deployment bundles, content-addressed (src/services/deployments/artifacts.ts). */
   ARTIFACTS?: R2Bucket;
   LOADER?: WorkerLoader;
@@ -59,6 +63,10 @@ export interface Env {
   MODEL_PROVIDERS?: string;
   /** How long one outbound request of an agent may take, answer body included. */
   EGRESS_TIMEOUT_MS?: string;
+  /** Delay of a webhook delivery's first retry in seconds; each later one doubles. */
+  WEBHOOK_RETRY_BASE_SECONDS?: string;
+  /** How long one webhook delivery attempt may take. */
+  WEBHOOK_TIMEOUT_MS?: string;
 }
 
 const optionalString = z
@@ -83,6 +91,9 @@ const configSchema = z.object({
   DEPLOYMENT_RETENTION: z.coerce.number().int().min(0).max(1000).default(5),
   // Which requests get the one request log line: every one, only failed (5xx) and slow ones, none.
   LOG_REQUESTS: z.enum(["all", "errors", "none"]).default("all"),
+  // Webhook retries: 30 s, 1 min, 2 min … (capped at the queue's 12 h) for about 3 days.
+  WEBHOOK_RETRY_BASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(500).max(30_000).default(10_000),
 });
 
 export type Config = {
@@ -94,6 +105,7 @@ export type Config = {
   tierLimits: TierLimitsByTier;
   deploymentRetention: number;
   logRequests: "all" | "errors" | "none";
+  webhooks: DeliveryPolicy;
 };
 
 // Parsed configuration per env object (one per isolate in practice).
@@ -157,6 +169,7 @@ async function buildConfig(env: Env): Promise<Config> {
     tierLimits,
     deploymentRetention: v.DEPLOYMENT_RETENTION,
     logRequests: v.LOG_REQUESTS,
+    webhooks: { retryBaseSeconds: v.WEBHOOK_RETRY_BASE_SECONDS, timeoutMs: v.WEBHOOK_TIMEOUT_MS },
   };
 }
 

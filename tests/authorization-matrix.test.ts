@@ -27,7 +27,13 @@ describe("authorization matrix", () => {
   it("answers every caller on every route as the matrix says; callers other than the owner change and learn nothing", async () => {
     const { world, headers } = await makeMatrixWorld();
     const before = await tenantState(world.userId);
-    const ownerIds = [world.agentId, world.activeDeploymentId, world.previousDeploymentId, world.userId];
+    const ownerIds = [
+      world.agentId,
+      world.activeDeploymentId,
+      world.previousDeploymentId,
+      world.userId,
+      world.webhookId,
+    ];
     const mismatches: string[] = [];
 
     // ACTORS puts the owner last: the owner's destructive calls must not hide what others could do.
@@ -91,6 +97,7 @@ describe("authorization matrix", () => {
     // The world's agent (deleted), the one the owner's POST made, and the key-restricted one.
     expect(after.agents).toHaveLength(3);
     expect(after.apiKeys.find((k) => k.id === world.spareKeyId)?.revoked_at).not.toBeNull();
+    expect(after.webhooks.map((w) => w.id)).not.toContain(world.webhookId);
   });
 
   it("lets another user reach none of the owner's deployments through their own agent's paths", async () => {

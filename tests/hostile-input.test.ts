@@ -141,17 +141,30 @@ describe("mass assignment", () => {
 describe("list limits", () => {
   it("refuses limit=1e9, -1, NaN, 1.5 and other non-integers or out-of-range values on every list route, and accepts the maximum", async () => {
     const s = await setup();
+    const webhook = await json(
+      await call("POST", "/v1/webhooks", {
+        headers: s.headers,
+        body: { url: "http://127.0.0.1:9/hostile", events: ["usage.threshold"] },
+      }),
+    );
+    const webhookId: string = webhook.webhook.id;
     const doc = await json(await call("GET", "/openapi.json"));
     const listRoutes: Array<{ path: string; max: number }> = [];
     for (const [path, item] of Object.entries<Record<string, any>>(doc.paths)) {
       const limit = item.get?.parameters?.find((p: any) => p.name === "limit" && p.in === "query");
-      if (limit) listRoutes.push({ path: path.replace("{agentId}", s.agent.id), max: limit.schema.maximum });
+      if (limit) {
+        const concrete = path.replace("{agentId}", s.agent.id).replace("{webhookId}", webhookId);
+        listRoutes.push({ path: concrete, max: limit.schema.maximum });
+      }
     }
-    expect(listRoutes.map((r) => r.path.replace(s.agent.id, "{agentId}")).sort()).toEqual([
+    expect(
+      listRoutes.map((r) => r.path.replace(s.agent.id, "{agentId}").replace(webhookId, "{webhookId}")).sort(),
+    ).toEqual([
       "/v1/agents",
       "/v1/agents/{agentId}/deployments",
       "/v1/audit",
       "/v1/metrics/recent",
+      "/v1/webhooks/{webhookId}/deliveries",
     ]);
     const hostile = ["1e9", "-1", "NaN", "1.5", "0", "", " 1", "0x10", "Infinity", "99999999999999999999999"];
     for (const { path, max } of listRoutes) {

@@ -168,8 +168,9 @@ describe("response headers", () => {
     const posts = Object.entries(doc.paths as Record<string, Record<string, any>>).flatMap(([path, item]) =>
       item.post ? [{ path, op: item.post }] : [],
     );
-    // Not for a new API key (never stored) nor for signed telemetry (no user principal).
-    const exempt = ["createApiKey", "reportTelemetry"];
+    // Not for a new API key or webhook secret (never stored in the clear) nor for signed telemetry
+    // (no user principal).
+    const exempt = ["createApiKey", "createWebhook", "rotateWebhookSecret", "reportTelemetry"];
     for (const { path, op } of posts.filter(({ op }) => !exempt.includes(op.operationId))) {
       expect(op.parameters, path).toContainEqual({ $ref: "#/components/parameters/IdempotencyKey" });
       expect(Object.keys(op.responses), path).toEqual(expect.arrayContaining(["409", "422"]));

@@ -84,6 +84,11 @@ declare module "node:url" {
 
 declare module "node:crypto" {
   export function randomBytes(size: number): { toString(encoding: "base64" | "hex"): string };
+  export interface Hmac {
+    update(data: string | Uint8Array): Hmac;
+    digest(encoding: "base64" | "hex"): string;
+  }
+  export function createHmac(algorithm: "sha256", key: Uint8Array): Hmac;
 }
 
 declare module "node:net" {

@@ -14,6 +14,8 @@ import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency
 import { reconcileUsage } from "../services/metering/reconcile";
 import { expireMetricsEvents } from "../services/metering/retention";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
+import { purgeOldDeliveries, requeueStalledDeliveries } from "../services/webhooks/deliver";
+import { announceDeployment } from "../services/webhooks/deployment-events";
 
 const DAY_MS = 24 * 60 * 60_000;
 
@@ -22,7 +24,7 @@ type TaskResult = Record<string, number | string | undefined>;
  * The db alone needs no configuration, so the tasks that only read and write D1 keep running while
  * a bad setting stops the ones that need the full services (keyring, runtime).
  */
-type CronDeps = { db: Db; services: () => Promise<Services> };
+type CronDeps = { db: Db; webhookQueue: Env["WEBHOOK_QUEUE"]; services: () => Promise<Services> };
 
 type Task = {
   name: string;
@@ -40,9 +42,26 @@ const TASKS: Task[] = [
   {
     // No deployment stays `deploying` forever (its job was lost or never finished).
     name: "sweep_stuck_deployments",
-    run: async ({ db }, scheduledTime) => {
+    run: async ({ db, webhookQueue }, scheduledTime) => {
       const failed = await sweepStuckDeployments(db, Math.max(scheduledTime, Date.now()));
+      for (const id of failed) await announceDeployment({ db, webhookQueue }, id);
       return { failed: failed.length };
+    },
+  },
+  {
+    // Webhook deliveries whose queue message was lost (services/webhooks/deliver.ts) are queued again.
+    name: "requeue_webhook_deliveries",
+    run: async ({ db, webhookQueue }, scheduledTime) => {
+      const report = await requeueStalledDeliveries({ db, webhookQueue }, { now: Math.max(scheduledTime, Date.now()) });
+      return { requeued: report.requeued };
+    },
+  },
+  {
+    // Webhook delivery history older than 30 days, 500 rows per delete, at most 10 deletes per run.
+    name: "purge_webhook_deliveries",
+    run: async ({ db }, scheduledTime) => {
+      const report = await purgeOldDeliveries(db, { now: Math.max(scheduledTime, Date.now()) });
+      return { deleted: report.deleted, complete: String(report.complete) };
     },
   },
   {
@@ -150,6 +169,7 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
   let services: Promise<Services> | undefined;
   const deps: CronDeps = {
     db: createDb(env.DB),
+    webhookQueue: env.WEBHOOK_QUEUE,
     services: () => {
       services ??= getConfig(env).then((config) => composeServices(env, ctx, config));
       return services;

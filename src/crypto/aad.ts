@@ -4,3 +4,4 @@
 export const telemetrySecretAad = (deploymentId: string) => `deployment:${deploymentId}:telemetry-secret`;
 export const secretsSnapshotAad = (deploymentId: string) => `deployment:${deploymentId}:secrets-snapshot`;
 export const agentSecretAad = (agentId: string, name: string) => `agent:${agentId}:secret:${name}`;
+export const webhookSecretAad = (endpointId: string) => `webhook:${endpointId}:signing-secret`;

@@ -1,5 +1,6 @@
-// HMAC-SHA256 signing and constant-time verification for telemetry (`v1=<lowercase hex>`).
-import { fromHex, toHex } from "./encoding";
+// HMAC-SHA256 signing and constant-time verification for telemetry (`v1=<lowercase hex>`), and
+// the base64 signatures of Standard Webhooks (services/webhooks/signing.ts).
+import { fromHex, toHex, utf8 } from "./encoding";
 
 async function hmacKey(secret: Uint8Array, usage: "sign" | "verify"): Promise<CryptoKey> {
   return crypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, [usage]);
@@ -27,4 +28,12 @@ export async function verifyHmacHex(
   if (!/^[0-9a-f]{64}$/.test(signatureHex)) return false;
   const key = secret instanceof Uint8Array ? await hmacKey(secret, "verify") : secret;
   return crypto.subtle.verify("HMAC", key, fromHex(signatureHex), body);
+}
+
+/** Standard base64 (with padding) of the HMAC-SHA256 of `message` under `secret`. */
+export async function signHmacBase64(secret: Uint8Array, message: string): Promise<string> {
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await hmacKey(secret, "sign"), utf8.encode(message)));
+  let bin = "";
+  for (const b of mac) bin += String.fromCharCode(b);
+  return btoa(bin);
 }

@@ -16,6 +16,8 @@ export const ID_PREFIXES = {
   apiKey: "key",
   run: "run",
   session: "ses",
+  webhook: "whe",
+  webhookMessage: "msg",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

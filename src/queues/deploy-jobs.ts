@@ -16,6 +16,7 @@ import {
   processDeployJob,
   retryDelaySeconds,
 } from "../services/deployments/deploy-job";
+import { announceDeployment } from "../services/webhooks/deployment-events";
 
 /** Anything the deploy-jobs queue carries: a plain deploy body or a job with a `type`. */
 export const DeployQueueMessageSchema = z.union([DeployJobSchema, CleanupAgentScriptsJobSchema]);
@@ -31,6 +32,7 @@ export async function handleDeployBatch(batch: MessageBatch<unknown>, env: Env, 
       runtime: services.runtime,
       artifacts: services.artifacts,
       tierLimits: services.tierLimits,
+      webhookQueue: services.webhookQueue,
     };
   } catch (err) {
     // Misconfiguration: nothing can be deployed until an operator fixes it. The deploys fail at
@@ -102,6 +104,7 @@ async function failBatchMisconfigured(batch: MessageBatch<unknown>, env: Env): P
     try {
       const failed = await failMisconfiguredDeployment(db, deploymentId);
       logError("deploy_platform_misconfigured", { deploymentId, messageId: msg.id, markedFailed: failed });
+      if (failed) await announceDeployment({ db, webhookQueue: env.WEBHOOK_QUEUE }, deploymentId);
       msg.ack();
     } catch (err) {
       logError("deploy_job", { deploymentId, messageId: msg.id, error: describeError(err) });
@@ -136,6 +139,7 @@ export async function handleDeadLetterBatch(batch: MessageBatch<unknown>, env: E
     try {
       const failed = await failDeadLetteredDeployment(db, job.deploymentId);
       logWarn("deploy_job_dead_lettered", { deploymentId: job.deploymentId, markedFailed: failed });
+      if (failed) await announceDeployment({ db, webhookQueue: env.WEBHOOK_QUEUE }, job.deploymentId);
       msg.ack();
     } catch (err) {
       logError("dead_letter_error", { deploymentId: job.deploymentId, error: describeError(err) });

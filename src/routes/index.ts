@@ -16,6 +16,7 @@ import { registerSecretRoutes } from "./v1/secrets";
 import { registerSessionRoutes } from "./v1/sessions";
 import { registerTelemetryReport } from "./v1/telemetry/report";
 import { registerUsageRoutes } from "./v1/usage";
+import { registerWebhookRoutes } from "./v1/webhooks";
 
 export function createGatewayApp(): App {
   const app = newApp();
@@ -52,6 +53,7 @@ export function createGatewayApp(): App {
   registerEgressRoutes(app);
   registerAuditRoutes(app);
   registerApiKeyRoutes(app);
+  registerWebhookRoutes(app);
   return app;
 }
 

@@ -23,6 +23,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       // Small enough for the egress test to exhaust (its two model calls use 23 tokens), and a
       // session idle TTL short enough for the sessions test to watch one expire.
       TIER_LIMITS: JSON.stringify({ free: { modelTokensPerPeriod: 20, sessionIdleSeconds: SESSION_IDLE_SECONDS } }),
+      // Webhook retries after 1 s, 2 s, 4 s … so the retry test takes seconds (webhooks.e2e.test.ts).
+      WEBHOOK_RETRY_BASE_SECONDS: "1",
     },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
   });

@@ -45,6 +45,8 @@ export type World = {
   runId: string;
   /** A session of the owner's agent (only the owner's DELETE row ends it). */
   sessionId: string;
+  /** A webhook endpoint of the owner's (only the owner's DELETE row removes it). */
+  webhookId: string;
 };
 
 export type MatrixRequest = { path: string; body?: unknown; rawBody?: string; headers?: Record<string, string> };
@@ -235,6 +237,37 @@ const ROWS: RowSpec[] = [
     request: () => ({ path: "/v1/api-keys", body: { name: "matrix", scopes: ["invoke"] } }),
     expect: callerScoped(201),
   },
+  { route: "GET /v1/webhooks", scope: "jwt", request: () => ({ path: "/v1/webhooks" }), expect: callerScoped(200) },
+  {
+    route: "POST /v1/webhooks",
+    scope: "jwt",
+    request: () => ({ path: "/v1/webhooks", body: { url: "http://127.0.0.1:9/matrix", events: ["usage.threshold"] } }),
+    expect: callerScoped(201),
+  },
+  {
+    route: "GET /v1/webhooks/{webhookId}",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "GET /v1/webhooks/{webhookId}/deliveries",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}/deliveries` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "POST /v1/webhooks/{webhookId}/test",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}/test` }),
+    expect: ownedObject(202),
+  },
+  {
+    route: "POST /v1/webhooks/{webhookId}/rotate-secret",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}/rotate-secret` }),
+    expect: ownedObject(200),
+  },
   {
     route: "GET /v1/agents/{agentId}/secrets",
     scope: "agents:read",
@@ -287,6 +320,12 @@ const ROWS: RowSpec[] = [
     route: "DELETE /v1/agents/{agentId}/sessions/{sessionId}",
     scope: "invoke",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/sessions/${w.sessionId}` }),
+    expect: ownedObject(204),
+  },
+  {
+    route: "DELETE /v1/webhooks/{webhookId}",
+    scope: "jwt",
+    request: (w) => ({ path: `/v1/webhooks/${w.webhookId}` }),
     expect: ownedObject(204),
   },
   {
@@ -371,6 +410,12 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
   const session = await call("POST", `/v1/agents/${agent.id}/sessions`, { headers: owner.headers });
   expect(session.status).toBe(201);
   const sessionId = ((await session.json()) as { session: { id: string } }).session.id;
+  const webhook = await call("POST", "/v1/webhooks", {
+    headers: owner.headers,
+    body: { url: "http://127.0.0.1:9/matrix-world", events: ["usage.threshold"] },
+  });
+  expect(webhook.status).toBe(201);
+  const webhookId = ((await webhook.json()) as { webhook: { id: string } }).webhook.id;
   // The other user exists (has a user row) before the matrix runs, like any real second tenant.
   expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
   return {
@@ -384,6 +429,7 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
       spareKeyId: spare.id,
       runId,
       sessionId,
+      webhookId,
     },
     headers: {
       owner: owner.headers,

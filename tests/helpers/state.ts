@@ -16,6 +16,13 @@ export async function tenantState(userId: string) {
     apiKeys: await rows(
       "SELECT id, name, scopes, agent_ids, expires_at, revoked_at FROM api_keys WHERE user_id = ? ORDER BY id",
     ),
+    // Not failing_since / updated_at: the delivery consumer changes them on its own schedule.
+    webhooks: await rows(
+      "SELECT id, url, events, status, secret_ciphertext, previous_secret_ciphertext FROM webhook_endpoints WHERE user_id = ? ORDER BY id",
+    ),
+    webhookDeliveries: await rows(
+      "SELECT id, endpoint_id, event_type FROM webhook_deliveries WHERE user_id = ? ORDER BY id",
+    ),
     gatewayEvents: await rows("SELECT id FROM metrics_events WHERE user_id = ? AND source = 'gateway' ORDER BY id"),
   };
 }

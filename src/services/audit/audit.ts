@@ -15,6 +15,9 @@ export const AUDIT_ACTIONS = [
   "api_key.created",
   "api_key.revoked",
   "egress.policy_set",
+  "webhook.created",
+  "webhook.deleted",
+  "webhook.secret_rotated",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -24,7 +27,7 @@ export type AuditEntry = {
   /** Who did it: `user:<id>` for API callers, `operator:<tool>` for operator commands. */
   actor: string;
   action: AuditAction;
-  targetType: "agent" | "user" | "api_key";
+  targetType: "agent" | "user" | "api_key" | "webhook";
   targetId: string;
   details?: Record<string, string | number | boolean | null>;
 };

@@ -23,6 +23,8 @@ import type { QueueOutcome } from "../../lib/queue-outcome";
 import { RuntimeError, type RuntimeFault, type RuntimeProvider } from "../../runtime/types";
 import { forgetAgentRoute } from "../invoke/route-cache";
 import type { TierLimitsByTier } from "../usage/tiers";
+import { announceDeployment } from "../webhooks/deployment-events";
+import type { WebhookQueue } from "../webhooks/queue";
 import type { ArtifactBucket } from "./artifacts";
 import { loadDeploymentBundle } from "./bundle";
 import { parseSmokeTest, runSmokeTest } from "./smoke-test";
@@ -45,6 +47,8 @@ export type DeployJobDeps = {
   artifacts?: ArtifactBucket;
   /** The tiers' limits a smoke test runs with (defaults when not given). */
   tierLimits?: TierLimitsByTier;
+  /** Where deployment.* webhooks are queued; without it none are sent. */
+  webhookQueue?: WebhookQueue;
 };
 
 export type DeployJobOutcome = QueueOutcome<
@@ -128,6 +132,7 @@ export async function processDeployJob(
     const message = tenantMessage(err, fault, claimed.id, retryable ? attempts : null);
     if (fault !== "agent") logPlatformFailure(claimed, fault, err, attempts);
     const failed = await markFailed(db, claimed.id, claim, message);
+    if (failed) await announceDeployment(deps, claimed.id);
     return { action: "ack", result: failed ? "failed" : "claim_lost" };
   }
 
@@ -139,6 +144,7 @@ export async function processDeployJob(
     // The pointer may have moved: this isolate's invocations route by D1 again (route-cache.ts, rule 2).
     forgetAgentRoute({ userId: claimed.userId, agentId: claimed.agentId });
     if (outcome.result === "inactive" || outcome.result === "ready") await removeIfAgentDeleted(deps, claimed);
+    if (outcome.result === "active" || outcome.result === "ready") await announceDeployment(deps, claimed.id);
     return outcome;
   } catch (err) {
     // The batch left nothing behind (it is one transaction); release the claim so the queue's

@@ -10,6 +10,8 @@ import { isIdOf } from "../../lib/ids";
 import { getAgent } from "../agents/agents";
 import { forgetAgentRoute } from "../invoke/route-cache";
 import type { TenantDeps } from "../tenant";
+import { announceDeployment } from "../webhooks/deployment-events";
+import type { WebhookQueue } from "../webhooks/queue";
 
 export type { DeploymentRow };
 
@@ -69,7 +71,7 @@ export function listDeploymentsQuery(
  * promote the target, the last two conditioned on the pointer having moved.
  */
 export async function activateDeployment(
-  deps: TenantDeps,
+  deps: TenantDeps & { webhookQueue?: WebhookQueue },
   agentId: string,
   deploymentId: string,
 ): Promise<DeploymentRow> {
@@ -130,6 +132,8 @@ export async function activateDeployment(
     const current = await getDeployment(deps, agentId, deploymentId);
     throw notActivatable(current);
   }
+  // The pointer moved to it: `deployment.active` (an activation, a rollback).
+  await announceDeployment(deps, deploymentId);
   return getDeployment(deps, agentId, deploymentId);
 }
 

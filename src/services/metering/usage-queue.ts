@@ -17,7 +17,14 @@ export const DEAD_LETTER_ATTEMPTS = 5;
 
 export async function handleUsageBatch(
   batch: MessageBatch<unknown>,
-  deps: { db: Db },
+  deps: {
+    db: Db;
+    /**
+     * Runs once the batch's events are stored (e.g. usage-threshold webhooks). Its failure is
+     * logged and never retries the batch: the events are already counted.
+     */
+    onRecorded?: (events: MetricsEvent[]) => Promise<void>;
+  },
   opts: { deadLetter?: boolean } = {},
 ) {
   const valid: Array<{ message: Message<unknown>; event: MetricsEvent }> = [];
@@ -39,26 +46,41 @@ export async function handleUsageBatch(
     );
     for (const v of valid) v.message.ack();
   } catch (err) {
-    if (opts.deadLetter) {
-      // The dead-letter queue retries too (D1 may be down for minutes); only after that are the
-      // events given up, loudly: reconciliation cannot recover measurements that never landed.
-      for (const v of valid) {
-        if (v.message.attempts < DEAD_LETTER_ATTEMPTS) {
-          v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, DEAD_LETTER_RETRY) });
-        } else {
-          v.message.ack();
-        }
-      }
-      const lost = valid.filter((v) => v.message.attempts >= DEAD_LETTER_ATTEMPTS).length;
-      logError(lost > 0 ? "usage_events_lost" : "usage_dead_letter_retry", {
-        queue: batch.queue,
-        count: valid.length,
-        lost,
-        error: describeError(err),
-      });
-      return;
-    }
-    logError("usage_batch_failed", { queue: batch.queue, count: valid.length, error: describeError(err) });
-    for (const v of valid) v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, USAGE_RETRY) });
+    handleFailure(batch, valid, err, opts);
+    return;
   }
+  if (deps.onRecorded) {
+    await deps
+      .onRecorded(valid.map((v) => v.event))
+      .catch((err) => logError("usage_batch_after_record_failed", { queue: batch.queue, error: describeError(err) }));
+  }
+}
+
+function handleFailure(
+  batch: MessageBatch<unknown>,
+  valid: Array<{ message: Message<unknown>; event: MetricsEvent }>,
+  err: unknown,
+  opts: { deadLetter?: boolean },
+) {
+  if (opts.deadLetter) {
+    // The dead-letter queue retries too (D1 may be down for minutes); only after that are the
+    // events given up, loudly: reconciliation cannot recover measurements that never landed.
+    for (const v of valid) {
+      if (v.message.attempts < DEAD_LETTER_ATTEMPTS) {
+        v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, DEAD_LETTER_RETRY) });
+      } else {
+        v.message.ack();
+      }
+    }
+    const lost = valid.filter((v) => v.message.attempts >= DEAD_LETTER_ATTEMPTS).length;
+    logError(lost > 0 ? "usage_events_lost" : "usage_dead_letter_retry", {
+      queue: batch.queue,
+      count: valid.length,
+      lost,
+      error: describeError(err),
+    });
+    return;
+  }
+  logError("usage_batch_failed", { queue: batch.queue, count: valid.length, error: describeError(err) });
+  for (const v of valid) v.message.retry({ delaySeconds: backoffSeconds(v.message.attempts, USAGE_RETRY) });
 }

@@ -1,6 +1,7 @@
 // Key rotation, second half: re-encrypts stored secret material that is under one of the
 // previous keys (SECRETS_ENCRYPTION_PREVIOUS_KEYS) into the current SECRETS_ENCRYPTION_KEY: agent
-// secrets, deployment telemetry secrets, deployment secret snapshots. The cron runs it every time;
+// secrets, deployment telemetry secrets, deployment secret snapshots, webhook signing secrets
+// (current and, during a secret rotation, previous). The cron runs it every time;
 // it costs nothing while no previous key is configured. Only rows sealed under a configured
 // previous key are selected, so rows under keys nobody holds any more (undecryptable anyway)
 // cannot crowd out the rest. Each row is rewritten with a conditional UPDATE (WHERE ciphertext =
@@ -8,17 +9,19 @@
 import { and, asc, eq, gt, isNotNull, type SQL, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
 import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
-import { agentSecretAad, secretsSnapshotAad, telemetrySecretAad } from "../../crypto/aad";
+import { agentSecretAad, secretsSnapshotAad, telemetrySecretAad, webhookSecretAad } from "../../crypto/aad";
 import { decryptSecret, encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { agentSecrets, deployments } from "../../db/schema";
+import { agentSecrets, deployments, webhookEndpoints } from "../../db/schema";
 import { pauseBetweenSteps } from "../../lib/pause";
 
 export const REENCRYPT_COLUMNS = [
   "agent_secrets.ciphertext",
   "deployments.telemetry_secret_ciphertext",
   "deployments.secrets_snapshot_ciphertext",
+  "webhook_endpoints.secret_ciphertext",
+  "webhook_endpoints.previous_secret_ciphertext",
 ] as const;
 export type ReencryptColumn = (typeof REENCRYPT_COLUMNS)[number];
 
@@ -128,6 +131,46 @@ const TARGETS: Target[] = [
         .set({ secretsSnapshotCiphertext: to })
         .where(and(eq(deployments.id, id), eq(deployments.secretsSnapshotCiphertext, from)))
         .returning({ id: deployments.id }),
+  },
+  {
+    column: "webhook_endpoints.secret_ciphertext",
+    ciphertextColumn: webhookEndpoints.secretCiphertext,
+    async page(db, underPrevious, afterId, limit) {
+      const rows = await db
+        .select({ id: webhookEndpoints.id, ciphertext: webhookEndpoints.secretCiphertext })
+        .from(webhookEndpoints)
+        .where(and(gt(webhookEndpoints.id, afterId), underPrevious))
+        .orderBy(asc(webhookEndpoints.id))
+        .limit(limit);
+      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: webhookSecretAad(r.id) }));
+    },
+    update: (db, id, from, to) =>
+      db
+        .update(webhookEndpoints)
+        .set({ secretCiphertext: to })
+        .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.secretCiphertext, from)))
+        .returning({ id: webhookEndpoints.id }),
+  },
+  {
+    column: "webhook_endpoints.previous_secret_ciphertext",
+    ciphertextColumn: webhookEndpoints.previousSecretCiphertext,
+    async page(db, underPrevious, afterId, limit) {
+      const rows = await db
+        .select({ id: webhookEndpoints.id, ciphertext: webhookEndpoints.previousSecretCiphertext })
+        .from(webhookEndpoints)
+        .where(
+          and(gt(webhookEndpoints.id, afterId), isNotNull(webhookEndpoints.previousSecretCiphertext), underPrevious),
+        )
+        .orderBy(asc(webhookEndpoints.id))
+        .limit(limit);
+      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext ?? "", aad: webhookSecretAad(r.id) }));
+    },
+    update: (db, id, from, to) =>
+      db
+        .update(webhookEndpoints)
+        .set({ previousSecretCiphertext: to })
+        .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.previousSecretCiphertext, from)))
+        .returning({ id: webhookEndpoints.id }),
   },
 ];
 

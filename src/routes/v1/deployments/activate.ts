@@ -27,7 +27,8 @@ const route = userRoute(
 export function registerActivateDeployment(app: App) {
   app.openapi(route, async (c) => {
     const { agentId, deploymentId } = c.req.valid("param");
-    const row = await activateDeployment({ db: c.var.services.db, userId: c.var.userId }, agentId, deploymentId);
+    const { db, webhookQueue } = c.var.services;
+    const row = await activateDeployment({ db, userId: c.var.userId, webhookQueue }, agentId, deploymentId);
     return c.json({ deployment: toDeploymentResponse(row) }, 200);
   });
 }
