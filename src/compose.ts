@@ -7,6 +7,7 @@ import { createDb, type Db } from "./db/client";
 import type { Config, Env } from "./env";
 import { createRuntimeProvider } from "./runtime";
 import type { RuntimeProvider } from "./runtime/types";
+import type { AgentLogStores, AgentLogsApi } from "./services/logs/types";
 import type { RunRecorderApi, RunRecorders } from "./services/runs/types";
 import type { TierLimitsByTier } from "./services/usage/tiers";
 
@@ -23,6 +24,8 @@ export type Services = {
   usageQueue: Env["USAGE_QUEUE"];
   /** A run's Durable Object, by run id. */
   runs: RunRecorders;
+  /** An agent's log buffer (its AgentLogs Durable Object), by agent id. */
+  logs: AgentLogStores;
   /** Keeps work alive after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
 };
@@ -51,6 +54,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
     artifacts: env.ARTIFACTS,
     usageQueue: env.USAGE_QUEUE,
     runs: (runId) => env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRecorderApi,
+    logs: (agentId) => env.AGENT_LOGS.get(env.AGENT_LOGS.idFromName(agentId)) as unknown as AgentLogsApi,
     waitUntil: (promise) => ctx.waitUntil(promise),
   };
 }

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import type { AuthConfig } from "./auth/jwt";
 import { type Keyring, parseKeyring } from "./crypto/keys";
+import type { AgentLogs } from "./entrypoints/agent-logs";
 import type { RunRecorder } from "./entrypoints/run-recorder";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
@@ -22,6 +23,8 @@ export interface Env {
   DISPATCHER?: DispatchNamespace;
   /** One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). */
   RUNS: DurableObjectNamespace<RunRecorder>;
+  /** One AgentLogs Durable Object per agent: its log buffer (src/entrypoints/agent-logs.ts). */
+  AGENT_LOGS: DurableObjectNamespace<AgentLogs>;
 
   AUTH_ISSUER?: string;
   AUTH_AUDIENCE?: string;

@@ -20,6 +20,9 @@ export const TIER_LIMIT_KEYS = [
   "bundleBytes",
   "modelTokensPerPeriod",
   "egressRequestsPerInvocation",
+  "logLines",
+  "logRetentionHours",
+  "logLinesPerSecond",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -43,6 +46,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     bundleBytes: 3 * MiB,
     modelTokensPerPeriod: 100_000,
     egressRequestsPerInvocation: 50,
+    logLines: 1_000,
+    logRetentionHours: 24,
+    logLinesPerSecond: 50,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -58,6 +64,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     bundleBytes: 10 * MiB,
     modelTokensPerPeriod: 10_000_000,
     egressRequestsPerInvocation: 200,
+    logLines: 10_000,
+    logRetentionHours: 72,
+    logLinesPerSecond: 200,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -73,6 +82,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     bundleBytes: 10 * MiB,
     modelTokensPerPeriod: 1_000_000_000,
     egressRequestsPerInvocation: 1_000,
+    logLines: 100_000,
+    logRetentionHours: 168,
+    logLinesPerSecond: 1_000,
   },
 };
 
@@ -94,6 +106,11 @@ const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = {
   streamSeconds: 86_400,
   metricsRetentionDays: 3_650,
   egressRequestsPerInvocation: 10_000,
+  // One agent's log buffer lives in one Durable Object's SQLite storage (services/logs/): a
+  // million lines of at most 4 KB stays under its 10 GB; a week is as far back as it keeps.
+  logLines: 1_000_000,
+  logRetentionHours: 168,
+  logLinesPerSecond: 10_000,
 };
 
 // What a limit must allow at least to be usable: the telemetry rate must admit one full batch
