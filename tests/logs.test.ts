@@ -4,9 +4,9 @@
 // isolation and query validation.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { createFakeCloudflareApi } from "../scripts/lib/fake-cloudflare-api.ts";
 import { handleTail } from "../src/entrypoints/log-tail";
 import type { AgentLogsApi } from "../src/services/logs/types";
-import { createFakeCloudflareApi } from "../scripts/lib/fake-cloudflare-api.ts";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
@@ -31,7 +31,10 @@ async function printerAgent(secret?: string) {
   const user = await newUser("logs");
   const agent = await createAgent(user.headers);
   if (secret) {
-    const res = await call("PUT", `/v1/agents/${agent.id}/secrets/API_KEY`, { headers: user.headers, body: { value: secret } });
+    const res = await call("PUT", `/v1/agents/${agent.id}/secrets/API_KEY`, {
+      headers: user.headers,
+      body: { value: secret },
+    });
     expect(res.status).toBe(201);
   }
   const deployment = await deployAndActivate(user.headers, agent.id, { moduleCode: PRINTER });
@@ -105,10 +108,7 @@ describe("agent logs (loader mode)", () => {
     );
     expect(page.logs.every((l) => l.level === "error")).toBe(true);
     expect(page.logs.map((l) => l.message)).toEqual(
-      expect.arrayContaining([
-        "Uncaught Error: boom from the agent",
-        "the invocation ended with outcome exception",
-      ]),
+      expect.arrayContaining(["Uncaught Error: boom from the agent", "the invocation ended with outcome exception"]),
     );
   });
 
@@ -167,13 +167,16 @@ describe("agent logs (loader mode)", () => {
     const started = Date.now();
     expect((await invoke(headers, agent.id, "live")).status).toBe(200);
     // Each poll makes a request: the Workers clock (and so waitFor's deadline) moves only on I/O.
-    await waitFor(async () => {
-      await call("GET", "/healthz");
-      return events.some((e) => e.data?.message === "hello from the agent: live") ? true : undefined;
-    }, {
-      timeoutMs: 5_000,
-      what: "the live line on the follow stream",
-    });
+    await waitFor(
+      async () => {
+        await call("GET", "/healthz");
+        return events.some((e) => e.data?.message === "hello from the agent: live") ? true : undefined;
+      },
+      {
+        timeoutMs: 5_000,
+        what: "the live line on the follow stream",
+      },
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
     const live = events.find((e) => e.event === "log")!;
     expect(Number(live.id)).toBe(live.data.id);
@@ -181,13 +184,16 @@ describe("agent logs (loader mode)", () => {
     // A burst of 200 lines (and 2 more) in one invocation, after the live invocation's own warning:
     // 203 lines; the free tier follows 50 lines a second.
     expect((await invoke(headers, agent.id, "burst")).status).toBe(200);
-    const sampled = await waitFor(async () => {
-      await call("GET", "/healthz");
-      return events.find((e) => e.event === "sampled");
-    }, {
-      timeoutMs: 5_000,
-      what: "a sampled event",
-    });
+    const sampled = await waitFor(
+      async () => {
+        await call("GET", "/healthz");
+        return events.find((e) => e.event === "sampled");
+      },
+      {
+        timeoutMs: 5_000,
+        what: "a sampled event",
+      },
+    );
     const burstSent = events.filter((e) => e.event === "log" && String(e.data.message).startsWith("burst line"));
     const afterLive = events.filter((e) => e.event === "log" && e.data.id > live.data.id);
     expect(afterLive.length).toBeLessThanOrEqual(50);
@@ -214,7 +220,9 @@ describe("agent logs (loader mode)", () => {
   });
 
   it("keeps only the tier's last logLines lines", async () => {
-    const stub = env.AGENT_LOGS.get(env.AGENT_LOGS.idFromName(`agt_cap_${crypto.randomUUID()}`)) as unknown as AgentLogsApi;
+    const stub = env.AGENT_LOGS.get(
+      env.AGENT_LOGS.idFromName(`agt_cap_${crypto.randomUUID()}`),
+    ) as unknown as AgentLogsApi;
     const limits = { maxLines: 5, retentionMs: 3_600_000 };
     const line = (i: number, ts = Date.now()) => ({
       ts,
@@ -239,7 +247,11 @@ describe("agent logs: access and validation", () => {
   it("answers 404 to a stranger, for the list and the follow stream", async () => {
     const { agent } = await printerAgent();
     const stranger = await newUser("stranger");
-    await expectProblem(await call("GET", `/v1/agents/${agent.id}/logs`, { headers: stranger.headers }), 404, "not_found");
+    await expectProblem(
+      await call("GET", `/v1/agents/${agent.id}/logs`, { headers: stranger.headers }),
+      404,
+      "not_found",
+    );
     await expectProblem(
       await call("GET", `/v1/agents/${agent.id}/logs?follow=1`, { headers: stranger.headers }),
       404,
@@ -268,7 +280,11 @@ describe("agent logs: access and validation", () => {
 
   it("answers 400 to a cursor it did not issue and to a bad Last-Event-ID", async () => {
     const { headers, agent } = await printerAgent();
-    await expectProblem(await call("GET", `/v1/agents/${agent.id}/logs?cursor=bm9wZQ`, { headers }), 400, "invalid_cursor");
+    await expectProblem(
+      await call("GET", `/v1/agents/${agent.id}/logs?cursor=bm9wZQ`, { headers }),
+      400,
+      "invalid_cursor",
+    );
     await expectProblem(
       await call("GET", `/v1/agents/${agent.id}/logs?follow=1`, { headers: { ...headers, "last-event-id": "x" } }),
       400,
@@ -284,7 +300,13 @@ describe("agent logs: namespace mode", () => {
       scriptTags: tags,
       dispatchNamespace: "webhost-agents",
       eventTimestamp: Date.now(),
-      event: { request: { url: "https://agent.webhost.internal/invoke", method: "POST", headers: { "x-request-id": "req_ns" } } },
+      event: {
+        request: {
+          url: "https://agent.webhost.internal/invoke",
+          method: "POST",
+          headers: { "x-request-id": "req_ns" },
+        },
+      },
       logs: [{ timestamp: Date.now(), level: "info", message: [message] }],
       exceptions: [],
       diagnosticsChannelEvents: [],
@@ -317,16 +339,27 @@ describe("agent logs: namespace mode", () => {
   });
 
   it("the fake Cloudflare API refuses malformed tail_consumers as the upload API does", async () => {
-    const api = createFakeCloudflareApi({ accountId: "0123456789abcdef0123456789abcdef", apiToken: "t", namespace: "ns" });
+    const api = createFakeCloudflareApi({
+      accountId: "0123456789abcdef0123456789abcdef",
+      apiToken: "t",
+      namespace: "ns",
+    });
     const upload = (tailConsumers: unknown) => {
       const form = new FormData();
       form.set(
         "metadata",
-        JSON.stringify({ main_module: "index.mjs", compatibility_date: "2026-08-01", bindings: [], tail_consumers: tailConsumers }),
+        JSON.stringify({
+          main_module: "index.mjs",
+          compatibility_date: "2026-08-01",
+          bindings: [],
+          tail_consumers: tailConsumers,
+        }),
       );
       form.set(
         "index.mjs",
-        new Blob(["export default { fetch() { return new Response('x'); } };"], { type: "application/javascript+module" }),
+        new Blob(["export default { fetch() { return new Response('x'); } };"], {
+          type: "application/javascript+module",
+        }),
         "index.mjs",
       );
       return api.fetch(
@@ -337,10 +370,16 @@ describe("agent logs: namespace mode", () => {
       );
     };
     expect((await upload([{ service: "webhost-gateway" }])).status).toBe(200);
-    for (const bad of ["webhost-gateway", [{}], [{ service: "Not A Name" }], [{ service: "gw", entrypoint: "X" }], [{ service: "webhost-dep-a" }]]) {
+    for (const bad of [
+      "webhost-gateway",
+      [{}],
+      [{ service: "Not A Name" }],
+      [{ service: "gw", entrypoint: "X" }],
+      [{ service: "webhost-dep-a" }],
+    ]) {
       const res = await upload(bad);
       expect(res.status, JSON.stringify(bad)).toBe(400);
-      expect((await res.json()).errors[0].code).toBe(10021);
+      expect(((await res.json()) as { errors: Array<{ code: number }> }).errors[0]?.code).toBe(10021);
     }
   });
 });

@@ -37,6 +37,9 @@ describe("TIER_LIMITS overrides", () => {
       bundleBytes: 3145728,
       modelTokensPerPeriod: 100_000,
       egressRequestsPerInvocation: 50,
+      logLines: 1_000,
+      logRetentionHours: 24,
+      logLinesPerSecond: 50,
     });
   });
 
@@ -68,6 +71,11 @@ describe("TIER_LIMITS overrides", () => {
       "a stream limit above a day",
       '{"pro":{"streamSeconds":86401}}',
       /TIER_LIMITS\.pro\.streamSeconds: must be at most 86400/,
+    ],
+    [
+      "a log retention above a week",
+      '{"pro":{"logRetentionHours":169}}',
+      /TIER_LIMITS\.pro\.logRetentionHours: must be at most 168/,
     ],
     ["beyond safe integers", '{"free":{"invocationsPerPeriod":1e300}}', /TIER_LIMITS\.free\.invocationsPerPeriod/],
   ];

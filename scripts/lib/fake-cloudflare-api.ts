@@ -295,9 +295,11 @@ async function validateUpload(
         reject(400, 10021, `${at} needs "service", a Worker name`);
       }
       for (const k of ["environment", "namespace"]) {
-        if (t[k] !== undefined && (typeof t[k] !== "string" || t[k] === "")) reject(400, 10021, `${at}.${k} must be a non-empty string`);
+        if (t[k] !== undefined && (typeof t[k] !== "string" || t[k] === ""))
+          reject(400, 10021, `${at}.${k} must be a non-empty string`);
       }
-      if (t.service === url.pathname.split("/").pop()) reject(400, 10021, `${at}: a Worker cannot be its own tail consumer`);
+      if (t.service === url.pathname.split("/").pop())
+        reject(400, 10021, `${at}: a Worker cannot be its own tail consumer`);
     }
   }
 

@@ -83,7 +83,17 @@ export class AgentLogs extends DurableObject<object> implements AgentLogsApi {
           l.runId,
         )
         .one();
-      stored.push(toLine({ ...row, ts: l.ts, level: l.level, message: l.message, deployment_id: l.deploymentId, request_id: l.requestId, run_id: l.runId }));
+      stored.push(
+        toLine({
+          ...row,
+          ts: l.ts,
+          level: l.level,
+          message: l.message,
+          deployment_id: l.deploymentId,
+          request_id: l.requestId,
+          run_id: l.runId,
+        }),
+      );
     }
     this.trim(limits);
     for (const line of stored) for (const f of this.followers) if (matches(f.filter, line)) f.offer(line);

@@ -19,7 +19,9 @@ const LINE_ID = /^(0|[1-9][0-9]{0,15})$/;
 const LogLineSchema = z
   .object({
     id: z.number().int().openapi({ description: "The line's place in the agent's log (increasing); the SSE `id:`" }),
-    ts: z.string().openapi({ description: "When the agent printed it (ISO 8601)", example: "2026-12-01T15:00:00.000Z" }),
+    ts: z
+      .string()
+      .openapi({ description: "When the agent printed it (ISO 8601)", example: "2026-12-01T15:00:00.000Z" }),
     level: z.enum(LOG_LEVELS),
     message: z.string().openapi({ description: "At most 4 KB; the agent's secret values replaced by [redacted]" }),
     deploymentId: z.string(),
@@ -55,7 +57,8 @@ const route = userRoute(
     path: "/v1/agents/{agentId}/logs",
     operationId: "listAgentLogs",
     tags: ["logs"],
-    summary: "An agent's log lines (console.*, uncaught exceptions, failed outcomes), newest first; or follow them live",
+    summary:
+      "An agent's log lines (console.*, uncaught exceptions, failed outcomes), newest first; or follow them live",
     request: {
       params: AgentIdParam,
       query: z.object({
@@ -77,7 +80,10 @@ const route = userRoute(
           .string()
           .max(MAX_LOG_QUERY_CHARS, `q must be at most ${MAX_LOG_QUERY_CHARS} characters`)
           .optional()
-          .openapi({ param: { name: "q", in: "query" }, description: "Only lines containing this text (case-insensitive)" }),
+          .openapi({
+            param: { name: "q", in: "query" },
+            description: "Only lines containing this text (case-insensitive)",
+          }),
         limit: limitParam(z, DEFAULT_LOG_PAGE, MAX_LOG_PAGE),
         cursor: cursorParam(z),
         follow: z
@@ -100,7 +106,7 @@ const route = userRoute(
     responses: {
       200: {
         description:
-          "`{ logs, nextCursor }`, newest first; pass `nextCursor` as `cursor` for older lines. With `follow=1`, text/event-stream: `id: <id>` / `event: log` / `data: <LogLine>` for each line, `event: sampled` / `data: {\"dropped\": n}` when lines above the tier's rate were not sent, a `: heartbeat` comment every 15 s",
+          '`{ logs, nextCursor }`, newest first; pass `nextCursor` as `cursor` for older lines. With `follow=1`, text/event-stream: `id: <id>` / `event: log` / `data: <LogLine>` for each line, `event: sampled` / `data: {"dropped": n}` when lines above the tier\'s rate were not sent, a `: heartbeat` comment every 15 s',
         content: {
           "application/json": {
             schema: z.object({ logs: z.array(LogLineSchema), nextCursor: z.string().nullable() }),
