@@ -2,6 +2,7 @@
 // worker's tail is the gateway's LogTail entrypoint), with its secret values redacted, messages
 // truncated, the follow stream sampling a burst instead of refusing it, and the usual tenant
 // isolation and query validation.
+import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createFakeCloudflareApi } from "../scripts/lib/fake-cloudflare-api.ts";
@@ -240,6 +241,27 @@ describe("agent logs (loader mode)", () => {
     const page = await stub.list({}, { limit: 100 }, limits);
     // The last 5 lines, and not the one older than the retention window.
     expect(page.logs.map((l) => l.message)).toEqual(["line 11", "line 10", "line 9", "line 8", "line 7"]);
+  });
+  it("empties an idle buffer at its alarm without ever reusing a line id", async () => {
+    const stub = env.AGENT_LOGS.get(env.AGENT_LOGS.idFromName(`agt_idle_${crypto.randomUUID()}`));
+    const api = stub as unknown as AgentLogsApi;
+    const limits = { maxLines: 100, retentionMs: 3_600_000 };
+    const line = {
+      ts: Date.now(),
+      level: "log" as const,
+      message: "x",
+      deploymentId: "dep_x",
+      requestId: null,
+      runId: null,
+    };
+    await api.append([line, line], limits);
+    const before = await api.list({}, { limit: 10 }, limits);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await api.list({}, { limit: 10 }, limits)).logs).toEqual([]);
+    await api.append([{ ...line, ts: Date.now() }], limits);
+    const after = await api.list({}, { limit: 10 }, limits);
+    expect(after.logs).toHaveLength(1);
+    expect(after.logs[0]!.id).toBeGreaterThan(before.logs[0]!.id);
   });
 });
 

@@ -1,9 +1,10 @@
 // The AgentLogs Durable Object: one per agent (named by the agent id). It keeps the agent's last
 // log lines in its SQLite storage, bounded by the owner's tier (`logLines` lines, none older than
-// `logRetentionHours`), serves pages of them, and streams new ones to followers as server-sent
-// events. A follower that falls behind the tier's `logLinesPerSecond` is sent `sampled` events
-// counting what it was not sent, instead of being refused or cut off. Lines arrive already
-// redacted and truncated (services/logs/capture.ts); the gateway checks who may read them.
+// `logRetentionHours`; an alarm empties it after a retention period without writes), serves pages
+// of them, and streams new ones to followers as server-sent events. A follower that falls behind
+// the tier's `logLinesPerSecond` is sent `sampled` events counting what it was not sent, instead
+// of being refused or cut off. Lines arrive already redacted and truncated
+// (services/logs/capture.ts); the gateway checks who may read them.
 import { DurableObject } from "cloudflare:workers";
 import {
   type AgentLogsApi,
@@ -199,8 +200,9 @@ export class AgentLogs extends DurableObject<object> implements AgentLogsApi {
   }
 
   override async alarm(): Promise<void> {
-    if (this.followers.size > 0) return;
-    await this.ctx.storage.deleteAll();
+    // Rows only, never deleteAll: AUTOINCREMENT's counter must survive so a line id is never
+    // reused (a follower's Last-Event-ID from before would otherwise skip the new lines).
+    this.ctx.storage.sql.exec("DELETE FROM lines");
   }
 
   private trim(limits: LogBufferLimits) {

@@ -72,6 +72,16 @@ function levelOf(level: string): LogLevel {
 /** Outcomes that are not the agent's failure: the client went away. */
 const QUIET_OUTCOMES = new Set(["ok", "canceled", "responseStreamDisconnected"]);
 
+/** Whether a trace holds anything to store (linesFromTrace would return lines). */
+export function hasContent(trace: CapturedTrace): boolean {
+  return (
+    (trace.logs?.length ?? 0) > 0 ||
+    (trace.exceptions?.length ?? 0) > 0 ||
+    trace.truncated ||
+    Boolean(trace.outcome && !QUIET_OUTCOMES.has(trace.outcome))
+  );
+}
+
 /** The lines of one traced invocation of `deploymentId`, in the order they happened. */
 export function linesFromTrace(trace: CapturedTrace, deploymentId: string, redact: Redactor): NewLogLine[] {
   const headers = requestHeaders(trace.event);

@@ -16,7 +16,7 @@ import { describeError, logError } from "../../lib/logger";
 import { identityFromTags, type TelemetryBindingProps } from "../../runtime/user-script";
 import type { TierLimits, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
-import { type CapturedTrace, linesFromTrace, type Redactor, redactorFor } from "./capture";
+import { type CapturedTrace, hasContent, linesFromTrace, type Redactor, redactorFor } from "./capture";
 import type { AgentLogStores, LogBufferLimits, NewLogLine } from "./types";
 
 export type LogIngestDeps = {
@@ -54,6 +54,8 @@ export async function ingestTraces(
 ): Promise<number> {
   const byAgent = new Map<string, { userId: string; lines: NewLogLine[] }>();
   for (const trace of traces) {
+    // Most invocations print nothing: those cost no lookup at all.
+    if (!hasContent(trace)) continue;
     const who = completeIdentity(fromProps) ?? identityFromTags(trace.scriptTags ?? []);
     if (!who) continue;
     const known = await redactors.get(who.deploymentId, () => loadRedactor(deps, who.deploymentId), {
