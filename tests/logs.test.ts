@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createFakeCloudflareApi } from "../scripts/lib/fake-cloudflare-api.ts";
 import { handleTail } from "../src/entrypoints/log-tail";
+import { formatLogMessage, redactorFor, truncateMessage } from "../src/services/logs/capture";
 import type { AgentLogsApi } from "../src/services/logs/types";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userIdOf, userMessage } from "./helpers/deploy-flow";
@@ -403,5 +404,22 @@ describe("agent logs: namespace mode", () => {
       expect(res.status, JSON.stringify(bad)).toBe(400);
       expect(((await res.json()) as { errors: Array<{ code: number }> }).errors[0]?.code).toBe(10021);
     }
+  });
+});
+
+describe("agent logs: capture edges", () => {
+  it("redacts a secret also where JSON escaped it, the longest secret first, and leaves 1–3 character values alone", () => {
+    const redact = redactorFor(['pa"ss\\word', "abc", "sk-123", "sk-123456"]);
+    const printed = formatLogMessage(["config", { key: 'pa"ss\\word', other: "sk-123456" }, "abc"]);
+    expect(printed).toContain('pa\\"ss');
+    expect(redact(printed)).toBe('config {"key":"[redacted]","other":"[redacted]"} abc');
+  });
+
+  it("cuts at 4 KB without splitting a character", () => {
+    const cut = truncateMessage("é".repeat(3000));
+    expect(new TextEncoder().encode(cut).byteLength).toBeLessThanOrEqual(4096);
+    expect(cut).not.toContain("\uFFFD");
+    expect(cut.endsWith("…[truncated]")).toBe(true);
+    expect(truncateMessage("short")).toBe("short");
   });
 });
