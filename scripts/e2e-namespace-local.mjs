@@ -6,7 +6,7 @@
 //      the D1 migrations applied, its own signing key, on PORT or a free port) with
 //      CLOUDFLARE_API_BASE_URL pointing at the fake;
 //   3. creates an agent, deploys the built-in template, polls until the deployment is active;
-//   4. checks the fake received one upload with the expected metadata, bindings and tags;
+//   4. checks the fake received one upload with the expected metadata, bindings, tags and tail consumer;
 //   5. deletes the agent and waits for the cleanup job to delete its scripts by tag.
 // Invoking through the namespace cannot run locally (miniflare has no dispatch namespaces), so
 // this stops at the upload. Both servers run in their own process groups (scripts/lib/launcher.ts)
@@ -117,6 +117,10 @@ const checks = [
   ["DEPLOYMENT_ID is the deployment", byName.DEPLOYMENT_ID?.text === deployment.id],
   ["tagged with the agent", upload.tags.includes(`agent-${agent.id}`)],
   ["tagged with the deployment", upload.tags.includes(`deployment-${deployment.id}`)],
+  [
+    "the gateway is its tail consumer (agent logs)",
+    JSON.stringify(upload.tail_consumers) === JSON.stringify([{ service: "webhost-gateway" }]),
+  ],
 ];
 for (const [label, ok] of checks) console.log(`${ok ? "✓" : "✗"} ${label}`);
 if (checks.some(([, ok]) => !ok)) fail("the upload does not have the expected shape");

@@ -7,6 +7,7 @@ import { createDb, type Db } from "./db/client";
 import type { Config, Env } from "./env";
 import { createRuntimeProvider } from "./runtime";
 import type { RuntimeProvider } from "./runtime/types";
+import type { AgentLogStores, AgentLogsApi } from "./services/logs/types";
 import type { RunRecorderApi, RunRecorders } from "./services/runs/types";
 import { type SessionKeeperApi, type SessionKeepers, sessionObjectName } from "./services/sessions/types";
 import type { TierLimitsByTier } from "./services/usage/tiers";
@@ -28,6 +29,8 @@ export type Services = {
   runs: RunRecorders;
   /** A session's Durable Object, by (user, agent, session id). */
   sessions: SessionKeepers;
+  /** An agent's log buffer (its AgentLogs Durable Object), by agent id. */
+  logs: AgentLogStores;
   /** Keeps work alive after the response (ExecutionContext.waitUntil). */
   waitUntil(promise: Promise<unknown>): void;
 };
@@ -58,6 +61,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
     webhookQueue: env.WEBHOOK_QUEUE,
     runs: (runId) => env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRecorderApi,
     sessions: (key) => env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key))) as unknown as SessionKeeperApi,
+    logs: (agentId) => env.AGENT_LOGS.get(env.AGENT_LOGS.idFromName(agentId)) as unknown as AgentLogsApi,
     waitUntil: (promise) => ctx.waitUntil(promise),
   };
 }

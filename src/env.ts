@@ -4,6 +4,7 @@
 import { z } from "zod";
 import type { AuthConfig } from "./auth/jwt";
 import { type Keyring, parseKeyring } from "./crypto/keys";
+import type { AgentLogs } from "./entrypoints/agent-logs";
 import type { RunRecorder } from "./entrypoints/run-recorder";
 import type { SessionKeeper } from "./entrypoints/session-keeper";
 import { invalidConfiguration } from "./lib/config-error";
@@ -29,6 +30,8 @@ export interface Env {
   RUNS: DurableObjectNamespace<RunRecorder>;
   /** One SessionKeeper Durable Object per (user, agent, session id) (src/entrypoints/session-keeper.ts). */
   SESSIONS: DurableObjectNamespace<SessionKeeper>;
+  /** One AgentLogs Durable Object per agent: its log buffer (src/entrypoints/agent-logs.ts). */
+  AGENT_LOGS: DurableObjectNamespace<AgentLogs>;
 
   AUTH_ISSUER?: string;
   AUTH_AUDIENCE?: string;

@@ -1,11 +1,15 @@
-// Wiring only: the HTTP app, the queue consumers, the cron, the TelemetrySink and Egress
-// entrypoints and the RunRecorder and SessionKeeper Durable Objects.
+// Wiring only: the HTTP app, the queue consumers, the cron, the tail handler (agents' logs), the
+// TelemetrySink, Egress and LogTail entrypoints and the RunRecorder, SessionKeeper and AgentLogs
+// Durable Objects.
 import { handleScheduled } from "./cron/scheduled";
+import { handleTail } from "./entrypoints/log-tail";
 import type { Env } from "./env";
 import { handleQueue } from "./queues";
 import { createGatewayApp } from "./routes";
 
+export { AgentLogs } from "./entrypoints/agent-logs";
 export { Egress } from "./entrypoints/egress";
+export { LogTail } from "./entrypoints/log-tail";
 export { RunRecorder } from "./entrypoints/run-recorder";
 export { SessionKeeper } from "./entrypoints/session-keeper";
 export { TelemetrySink } from "./entrypoints/telemetry-sink";
@@ -16,4 +20,5 @@ export default {
   fetch: app.fetch,
   queue: handleQueue,
   scheduled: handleScheduled,
+  tail: handleTail,
 } satisfies ExportedHandler<Env>;

@@ -162,6 +162,7 @@ describe("list limits", () => {
     ).toEqual([
       "/v1/agents",
       "/v1/agents/{agentId}/deployments",
+      "/v1/agents/{agentId}/logs",
       "/v1/audit",
       "/v1/metrics/recent",
       "/v1/webhooks/{webhookId}/deliveries",

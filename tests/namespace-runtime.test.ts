@@ -85,7 +85,15 @@ describe("namespace runtime: deploy", () => {
         { type: "secret_text", name: "TELEMETRY_SECRET", text: bundle.telemetrySecret },
       ],
       tags: [`user-${bundle.userId}`, `agent-${bundle.agentId}`, `deployment-${bundle.deploymentId}`],
+      tail_consumers: [{ service: "webhost-gateway" }],
     });
+  });
+
+  it("makes the gateway the script's tail consumer, under the configured gateway service name", async () => {
+    const { api, runtime } = namespaceSetup({ env: { GATEWAY_SERVICE_NAME: "gateway-eu" } });
+    const bundle = makeBundle();
+    await runtime.deploy(bundle);
+    expect(api.scripts.get(bundle.scriptName)?.metadata.tail_consumers).toEqual([{ service: "gateway-eu" }]);
   });
 
   it("binds TELEMETRY to the configured gateway service name", async () => {

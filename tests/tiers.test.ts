@@ -38,6 +38,9 @@ describe("TIER_LIMITS overrides", () => {
       modelTokensPerPeriod: 100_000,
       egressRequestsPerInvocation: 50,
       sessionIdleSeconds: 3600,
+      logLines: 1_000,
+      logRetentionHours: 24,
+      logLinesPerSecond: 50,
     });
   });
 
@@ -74,6 +77,11 @@ describe("TIER_LIMITS overrides", () => {
       "a session idle TTL above 30 days",
       '{"free":{"sessionIdleSeconds":2592001}}',
       /TIER_LIMITS\.free\.sessionIdleSeconds: must be at most 2592000/,
+    ],
+    [
+      "a log retention above a week",
+      '{"pro":{"logRetentionHours":169}}',
+      /TIER_LIMITS\.pro\.logRetentionHours: must be at most 168/,
     ],
     ["beyond safe integers", '{"free":{"invocationsPerPeriod":1e300}}', /TIER_LIMITS\.free\.invocationsPerPeriod/],
   ];

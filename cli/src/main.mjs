@@ -78,6 +78,12 @@ const positiveInt = (name) => (value) => {
   return n;
 };
 
+/** One log line for a terminal: time (UTC), level, deployment, message. */
+function formatLogLine(line) {
+  const ts = String(line.ts).replace("T", " ").replace("Z", "");
+  return `${ts}  ${String(line.level).toUpperCase().padEnd(5)}  ${line.deploymentId}  ${line.message}`;
+}
+
 const fmtTime = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "-");
 
 /** @param {string[][]} rows */
@@ -333,6 +339,71 @@ export async function main(argv, { env = process.env } = {}) {
                 ])
               : `${agent.name} has no deployments`,
         );
+      }),
+    );
+
+  common(program.command("logs"))
+    .argument("<agent>", "agent id or name")
+    .option("-f, --follow", "keep printing new lines as the agent prints them (until interrupted)")
+    .option("--limit <n>", "how many recent lines to print first (1–1000)", positiveInt("--limit"), 50)
+    .option("--level <level>", "only lines at least this severe: debug, info, log, warn, error")
+    .option("--since <time>", "only lines at or after this time (ISO 8601, or ms since the epoch)")
+    .option("--deployment <id>", "only lines of this deployment")
+    .option("-q, --query <text>", "only lines containing this text (case-insensitive)")
+    .description("print an agent's log lines (console.*, uncaught exceptions, failed outcomes), oldest first")
+    .action(
+      action(async ({ out, opts, client }, agentRef) => {
+        const c = client();
+        const agent = await requireAgent(c, agentRef);
+        const filter = new URLSearchParams();
+        if (opts.level) filter.set("level", opts.level);
+        if (opts.since) filter.set("since", opts.since);
+        if (opts.deployment) filter.set("deploymentId", opts.deployment);
+        if (opts.query) filter.set("q", opts.query);
+        const page = await c.get(
+          `/v1/agents/${agent.id}/logs?${new URLSearchParams([...filter, ["limit", String(Math.min(opts.limit, 1000))]])}`,
+        );
+        // The API answers newest first; a terminal reads oldest first.
+        const recent = [...page.logs].reverse();
+        if (!opts.follow) {
+          out.result({ agent: { id: agent.id, name: agent.name }, logs: recent, nextCursor: page.nextCursor }, () =>
+            recent.map(formatLogLine).join("\n"),
+          );
+          return;
+        }
+        // Following: one JSON document per line with --json (NDJSON), so it can be piped as it grows.
+        const emit = (line) => out.write(`${out.json ? JSON.stringify(line) : formatLogLine(line)}\n`);
+        for (const line of recent) emit(line);
+        let lastId = recent.at(-1)?.id ?? 0;
+        for (;;) {
+          const res = await c.send(
+            "GET",
+            `/v1/agents/${agent.id}/logs?${new URLSearchParams([...filter, ["follow", "1"], ["after", String(lastId)]])}`,
+            {
+              accept: "text/event-stream",
+              timeoutMs: null,
+            },
+          );
+          try {
+            for await (const ev of readEvents(res.body)) {
+              if (ev.event === "log") {
+                const line = safeJson(ev.data);
+                if (!line) continue;
+                lastId = line.id;
+                emit(line);
+              } else if (ev.event === "sampled") {
+                const dropped = safeJson(ev.data)?.dropped ?? 0;
+                if (out.json) out.write(`${JSON.stringify({ sampled: { dropped } })}\n`);
+                else
+                  out.progress(`… ${dropped} line(s) not shown: the agent printed faster than your plan's follow rate`);
+              }
+            }
+          } catch (err) {
+            out.progress(`the log stream broke (${err?.message ?? err}); reconnecting`);
+          }
+          // The stream never ends on its own: a disconnect (a proxy, a deploy of the gateway) resumes after the last line.
+          await new Promise((r) => setTimeout(r, 1000));
+        }
       }),
     );
 

@@ -232,3 +232,90 @@ test("invoke --stream prints each delta; the secret value comes from stdin", asy
   assert.deepEqual(JSON.parse(put.body), { value: "hello secret" });
   assert.equal(JSON.parse(secret.stdout).created, true);
 });
+
+const logLine = (id, message, level = "log") => ({
+  id,
+  ts: `2026-12-01T15:00:0${id}.000Z`,
+  level,
+  message,
+  deploymentId: "dep_1",
+  requestId: `req_${id}`,
+});
+
+test("logs prints the recent lines oldest first, and --json the page as the API answered it", async () => {
+  requests = [];
+  handler = (req, _body, res) => {
+    if (req.url.startsWith("/v1/agents?")) return send(res, 200, { agents: [agent], nextCursor: null });
+    if (req.url.startsWith("/v1/agents/agt_1/logs?")) {
+      return send(res, 200, { logs: [logLine(2, "second", "warn"), logLine(1, "first")], nextCursor: null });
+    }
+  };
+  const env = { WEBHOST_API_URL: apiUrl, WEBHOST_API_KEY: KEY };
+  const human = await run(["logs", "demo", "--level", "warn", "-q", "sec"], { env });
+  assert.equal(human.code, 0, human.stderr);
+  assert.equal(
+    human.stdout,
+    "2026-12-01 15:00:01.000  LOG    dep_1  first\n2026-12-01 15:00:02.000  WARN   dep_1  second\n",
+  );
+  const url = new URL(requests.at(-1).url, apiUrl);
+  assert.equal(url.searchParams.get("level"), "warn");
+  assert.equal(url.searchParams.get("q"), "sec");
+  assert.equal(url.searchParams.get("limit"), "50");
+
+  const json = await run(["logs", "demo", "--json"], { env });
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(
+    JSON.parse(json.stdout).logs.map((l) => l.id),
+    [1, 2],
+  );
+});
+
+test("logs -f follows the stream, reports sampled lines, and resumes after the last line when the stream drops", async () => {
+  requests = [];
+  let follows = 0;
+  handler = (req, _body, res) => {
+    if (req.url.startsWith("/v1/agents?")) return send(res, 200, { agents: [agent], nextCursor: null });
+    const url = new URL(req.url, apiUrl);
+    if (url.pathname !== "/v1/agents/agt_1/logs") return send(res, 404, { title: "no", status: 404 });
+    if (url.searchParams.get("follow") !== "1")
+      return send(res, 200, { logs: [logLine(2, "recent")], nextCursor: null });
+    follows++;
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    if (follows === 1) {
+      // A line, a burst the server did not send, then the connection drops.
+      res.write(`id: 3\nevent: log\ndata: ${JSON.stringify(logLine(3, "live"))}\n\n`);
+      res.end(`event: sampled\ndata: {"dropped":7}\n\n`);
+    } else {
+      res.write(`id: 4\nevent: log\ndata: ${JSON.stringify(logLine(4, "after the drop"))}\n\n`);
+    }
+  };
+  const child = spawn(process.execPath, [BIN, "logs", "demo", "-f", "--json"], {
+    env: {
+      PATH: process.env.PATH,
+      WEBHOST_CONFIG_DIR: mkdtempSync(join(tmpdir(), "webhost-cfg-")),
+      WEBHOST_API_URL: apiUrl,
+      WEBHOST_API_KEY: KEY,
+    },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stdout = "";
+  child.stdout.on("data", (c) => {
+    stdout += c;
+  });
+  child.stdin.end();
+  const deadline = Date.now() + 10_000;
+  while (!stdout.includes("after the drop") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  child.kill("SIGTERM");
+  const docs = stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    docs.map((d) => d.message ?? d.sampled),
+    ["recent", "live", { dropped: 7 }, "after the drop"],
+  );
+  const followUrls = requests.filter((q) => q.url.includes("follow=1")).map((q) => new URL(q.url, apiUrl));
+  assert.equal(followUrls[0].searchParams.get("after"), "2");
+  assert.equal(followUrls[1].searchParams.get("after"), "3");
+  assert.equal(requests.find((q) => q.url.includes("follow=1")).headers.accept, "text/event-stream");
+});

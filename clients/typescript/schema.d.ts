@@ -277,6 +277,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{agentId}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An agent's log lines (console.*, uncaught exceptions, failed outcomes), newest first; or follow them live */
+        get: operations["listAgentLogs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/telemetry/report": {
         parameters: {
             query?: never;
@@ -767,6 +784,24 @@ export interface components {
             busy: boolean;
         };
         CreateSessionRequest: Record<string, never>;
+        LogLine: {
+            /** @description The line's place in the agent's log (increasing); the SSE `id:` */
+            id: number;
+            /**
+             * @description When the agent printed it (ISO 8601)
+             * @example 2026-12-01T15:00:00.000Z
+             */
+            ts: string;
+            /** @enum {string} */
+            level: "debug" | "info" | "log" | "warn" | "error";
+            /** @description At most 4 KB; the agent's secret values replaced by [redacted] */
+            message: string;
+            deploymentId: string;
+            /** @description The invocation's request id (x-request-id) */
+            requestId: string | null;
+            /** @description The run, when the invocation was one */
+            runId?: string;
+        };
         TelemetryReportResult: {
             /** @description Events stored by this report */
             accepted: number;
@@ -832,6 +867,9 @@ export interface components {
                 modelTokensPerPeriod: number;
                 egressRequestsPerInvocation: number;
                 sessionIdleSeconds: number;
+                logLines: number;
+                logRetentionHours: number;
+                logLinesPerSecond: number;
             };
             remaining: {
                 invocations: number;
@@ -3086,6 +3124,99 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAgentLogs: {
+        parameters: {
+            query?: {
+                /** @description Only lines at or after this time: ISO 8601 or ms since the epoch */
+                since?: string;
+                deploymentId?: string;
+                /** @description Only lines at least this severe (debug < info = log < warn < error) */
+                level?: "debug" | "info" | "log" | "warn" | "error";
+                /** @description Only lines containing this text (case-insensitive) */
+                q?: string;
+                limit?: number;
+                /** @description Opaque: pass back the `nextCursor` of the previous page unchanged. Any other value is 400 invalid_cursor. */
+                cursor?: string;
+                /** @description 1: answer a text/event-stream that follows new lines and never ends on its own */
+                follow?: "0" | "1" | "true" | "false";
+                /** @description With follow: replay the lines after this id first (Last-Event-ID takes precedence) */
+                after?: string;
+            };
+            header?: never;
+            path: {
+                agentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `{ logs, nextCursor }`, newest first; pass `nextCursor` as `cursor` for older lines. With `follow=1`, text/event-stream: `id: <id>` / `event: log` / `data: <LogLine>` for each line, `event: sampled` / `data: {"dropped": n}` when lines above the tier's rate were not sent, a `: heartbeat` comment every 15 s */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        logs: components["schemas"]["LogLine"][];
+                        nextCursor: string | null;
+                    };
+                    "text/event-stream": string;
+                };
             };
             /** @description Invalid request */
             400: {

@@ -63,6 +63,7 @@ export type FakeScript = {
     compatibility_flags?: string[];
     bindings?: Binding[];
     tags?: string[];
+    tail_consumers?: Array<{ service: string; environment?: string; namespace?: string }>;
     [field: string]: unknown;
   };
   /** Text parts as text; binary parts (wasm, octet-stream) as base64 of their bytes. */
@@ -278,6 +279,29 @@ async function validateUpload(
   }
   const decodedUrl = decodeURIComponent(url.href);
   if (secrets.some((s) => decodedUrl.includes(s))) reject(400, 10021, "a secret value appears in the URL");
+
+  // Tail consumers, as the upload API takes them: Workers of the same account, by script name,
+  // whose tail() handler receives this script's traces. A script cannot tail itself.
+  if (metadata.tail_consumers !== undefined) {
+    const consumers = metadata.tail_consumers;
+    if (!Array.isArray(consumers)) reject(400, 10021, "tail_consumers must be an array");
+    if (consumers.length > 20) reject(400, 10021, "at most 20 tail_consumers per script");
+    for (const [i, t] of consumers.entries()) {
+      const at = `tail_consumers[${i}]`;
+      if (typeof t !== "object" || t === null || Array.isArray(t)) reject(400, 10021, `${at} must be an object`);
+      const unknown = Object.keys(t).filter((k) => !["service", "environment", "namespace"].includes(k));
+      if (unknown.length > 0) reject(400, 10021, `${at} has unknown field(s): ${unknown.join(", ")}`);
+      if (typeof t.service !== "string" || !SCRIPT_NAME.test(t.service)) {
+        reject(400, 10021, `${at} needs "service", a Worker name`);
+      }
+      for (const k of ["environment", "namespace"]) {
+        if (t[k] !== undefined && (typeof t[k] !== "string" || t[k] === ""))
+          reject(400, 10021, `${at}.${k} must be a non-empty string`);
+      }
+      if (t.service === url.pathname.split("/").pop())
+        reject(400, 10021, `${at}: a Worker cannot be its own tail consumer`);
+    }
+  }
 
   const tags: string[] = metadata.tags ?? [];
   if (!Array.isArray(tags) || tags.some((t) => typeof t !== "string" || t === "" || /[,&]/.test(t))) {

@@ -41,6 +41,8 @@ export type WorkerUploadMetadata = {
   compatibility_flags?: string[];
   bindings: WorkerBinding[];
   tags?: string[];
+  /** Workers whose tail() handler receives each invocation's trace (logs, exceptions, outcome). */
+  tail_consumers?: Array<{ service: string; environment?: string; namespace?: string }>;
 };
 
 /** One module part of the multipart upload. */

@@ -10,6 +10,7 @@ import { registerAuditRoutes } from "./v1/audit";
 import { registerDeploymentRoutes } from "./v1/deployments";
 import { registerEgressRoutes } from "./v1/egress";
 import { registerInvokeRoutes } from "./v1/invoke";
+import { registerListAgentLogs } from "./v1/logs/list";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
@@ -46,6 +47,7 @@ export function createGatewayApp(): App {
   registerInvokeRoutes(app);
   registerRunRoutes(app);
   registerSessionRoutes(app);
+  registerListAgentLogs(app);
   registerTelemetryReport(app);
   registerRecentMetrics(app);
   registerUsageRoutes(app);

@@ -11,7 +11,7 @@ export type RuntimeEnv = NamespaceRuntimeEnv & { LOADER?: WorkerLoader };
 /** The parsed configuration the choice depends on (a slice of the gateway's Config). */
 export type RuntimeConfig = { dispatchMode: "loader" | "namespace"; invokeTimeoutMs: number };
 
-/** `exports` is the worker's own entrypoints (ctx.exports): the loader hands TelemetrySink and Egress to agents. */
+/** `exports` is the worker's own entrypoints (ctx.exports): the loader hands TelemetrySink, Egress and LogTail to agents. */
 export type RuntimeDeps = { env: RuntimeEnv; ctx: { readonly exports?: Cloudflare.Exports }; config: RuntimeConfig };
 
 export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): RuntimeProvider {
@@ -21,11 +21,10 @@ export function createRuntimeProvider({ env, ctx, config }: RuntimeDeps): Runtim
       const sinks = ctx.exports;
       if (!sinks)
         throw new ConfigError("DISPATCH_MODE=loader needs the worker's ctx.exports (compatibility_date 2025 or later)");
-      return createLoaderRuntime(
-        env.LOADER,
-        (props) => sinks.TelemetrySink({ props }),
-        (props) => sinks.Egress({ props }),
-      );
+      return createLoaderRuntime(env.LOADER, (props) => sinks.TelemetrySink({ props }), {
+        egress: (props) => sinks.Egress({ props }),
+        tail: (props) => sinks.LogTail({ props }),
+      });
     }
     case "namespace":
       return createNamespaceRuntime({ env, invokeTimeoutMs: config.invokeTimeoutMs });

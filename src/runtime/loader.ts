@@ -38,6 +38,16 @@ export type TelemetryBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 export type EgressBindingFactory = (props: TelemetryBindingProps) => Fetcher;
 
 /**
+ * Makes the loaded worker's Tail Worker: the runtime hands it each invocation's trace (console.*
+ * lines, uncaught exceptions, outcome) after the invocation; the caller gives the gateway's
+ * LogTail entrypoint, `ctx.exports.LogTail({ props })`, with the same identity props.
+ */
+export type TailBindingFactory = (props: TelemetryBindingProps) => Fetcher;
+
+/** The optional bindings of a loaded worker (tests of the loader alone go without them). */
+export type LoaderExtras = { egress?: EgressBindingFactory; tail?: TailBindingFactory };
+
+/**
  * The deploy check: the bundle loads (its top-level evaluation succeeds within
  * DEPLOY_CHECK_TIMEOUT_MS) and its default export has a fetch handler. It sends the user's code
  * no request: loading the isolate evaluates the platform's main module (user-script.ts), which
@@ -48,7 +58,7 @@ export const DEPLOY_CHECK_TIMEOUT_MS = 10_000;
 export function loaderWorkerCode(
   bundle: DeploymentBundle,
   telemetry: TelemetryBindingFactory,
-  egress?: EgressBindingFactory,
+  { egress, tail }: LoaderExtras = {},
 ): WorkerLoaderWorkerCode {
   return {
     compatibilityDate: bundle.compatibilityDate,
@@ -65,6 +75,7 @@ export function loaderWorkerCode(
       [TELEMETRY_BINDING]: telemetry(telemetryBindingProps(bundle)),
     },
     globalOutbound: egress ? egress(telemetryBindingProps(bundle)) : null,
+    ...(tail ? { tails: [tail(telemetryBindingProps(bundle))] } : {}),
   };
 }
 
@@ -114,11 +125,11 @@ export function classifyLoaderError(err: unknown): unknown {
 export function createLoaderRuntime(
   loader: WorkerLoader,
   telemetry: TelemetryBindingFactory,
-  egress?: EgressBindingFactory,
+  extras: LoaderExtras = {},
 ): RuntimeProvider {
   return {
     async deploy(bundle) {
-      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry, egress));
+      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry, extras));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -156,7 +167,7 @@ export function createLoaderRuntime(
       let bundleFailure: { err: unknown } | undefined;
       const stub = loader.get(target.deploymentId, async () => {
         try {
-          return loaderWorkerCode(await target.loadBundle(), telemetry, egress);
+          return loaderWorkerCode(await target.loadBundle(), telemetry, extras);
         } catch (err) {
           bundleFailure = { err };
           throw err;

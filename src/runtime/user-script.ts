@@ -121,3 +121,15 @@ export function agentTag(agentId: string): string {
 export function deploymentTag(deploymentId: string): string {
   return `deployment-${deploymentId}`;
 }
+
+/**
+ * The identity a stored script's tags name (userTag, agentTag, deploymentTag), as a namespace
+ * tail event carries them in `scriptTags`; undefined when any of the three is missing.
+ */
+export function identityFromTags(tags: readonly string[]): TelemetryBindingProps | undefined {
+  const pick = (prefix: string) => tags.find((t) => t.startsWith(prefix))?.slice(prefix.length);
+  const userId = pick("user-");
+  const agentId = pick("agent-");
+  const deploymentId = pick("deployment-");
+  return userId && agentId && deploymentId ? { userId, agentId, deploymentId } : undefined;
+}

@@ -140,6 +140,14 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(200),
   },
   {
+    // The follow stream (?follow=1) never ends for its owner, so the matrix reads the page; a
+    // stranger's 404 on the stream is in tests/logs.test.ts.
+    route: "GET /v1/agents/{agentId}/logs",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/logs` }),
+    expect: ownedObject(200),
+  },
+  {
     route: "GET /v1/agents/{agentId}/deployments/{deploymentId}",
     scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deployments/${w.activeDeploymentId}` }),

@@ -1,7 +1,7 @@
 // What a deployment's upload to the dispatch namespace contains: every module of the bundle as its
 // own part (typed by content type), and metadata with the compatibility flags,
 // carrying the user script's environment as bindings (from user-script.ts, the same environment
-// the loader mechanism passes as `env`) and the tags cleanup deletes by.
+// the loader mechanism passes as `env`), the tags cleanup deletes by, and the gateway as its tail consumer.
 import {
   MODULE_CONTENT_TYPES,
   type WorkerBinding,
@@ -60,6 +60,9 @@ export function namespaceUpload(
       compatibility_flags: userScriptCompatibilityFlags(bundle),
       bindings: namespaceBindings(bundle, gatewayServiceName),
       tags: [userTag(bundle.userId), agentTag(bundle.agentId), deploymentTag(bundle.deploymentId)],
+      // The gateway is the script's Tail Worker: its tail() handler (src/index.ts) stores what the
+      // script printed, naming the agent by the tags above.
+      tail_consumers: [{ service: gatewayServiceName }],
     },
     modules: [
       {

@@ -81,6 +81,8 @@ async function prepareInvocation(
   body: InvokeRequest,
   stream: boolean,
   opts: InvokeOptions = {},
+  /** The run this invocation is, if any: the agent's request names it (x-run-id), so its log lines can. */
+  runId?: string,
 ) {
   const startedAt = Date.now();
   const preview = opts.previewDeploymentId !== undefined;
@@ -157,6 +159,7 @@ async function prepareInvocation(
       "content-type": "application/json",
       accept: stream ? "text/event-stream" : "application/json",
       "x-request-id": deps.requestId,
+      ...(runId ? { [RUN_ID_HEADER]: runId } : {}),
     },
     body: payload,
     signal: abort.signal,
@@ -221,8 +224,9 @@ export async function streamAgentRun(
   body: InvokeRequest,
   opts: InvokeOptions = {},
 ): Promise<Response> {
-  const inv = await prepareInvocation(deps, agentId, body, true, opts);
-  const run = beginRun(deps, agentId, inv);
+  const runId = newId("run");
+  const inv = await prepareInvocation(deps, agentId, body, true, opts, runId);
+  const run = beginRun(deps, agentId, inv, runId);
   const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
   // The run's record is made once its first event has been relayed (or the call failed), so the
   // first event never waits for the Durable Object; appends wait for it, behind the relay. A read
@@ -247,8 +251,9 @@ export async function streamAgentRun(
  * before answering; the agent is called behind the answer, with no client attached.
  */
 export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<RunView> {
-  const inv = await prepareInvocation(deps, agentId, body, true);
-  const run = beginRun(deps, agentId, inv);
+  const runId = newId("run");
+  const inv = await prepareInvocation(deps, agentId, body, true, {}, runId);
+  const run = beginRun(deps, agentId, inv, runId);
   run.begin();
   try {
     await run.started;
@@ -275,8 +280,7 @@ type RunHandle = {
 };
 
 /** A new run: its record in the Durable Object is made when `begin` is called. */
-function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation): RunHandle {
-  const id = newId("run");
+function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation, id: string): RunHandle {
   const recorder = deps.runs(id);
   const now = Date.now();
   const start: RunStart = {

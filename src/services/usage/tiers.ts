@@ -21,6 +21,9 @@ export const TIER_LIMIT_KEYS = [
   "modelTokensPerPeriod",
   "egressRequestsPerInvocation",
   "sessionIdleSeconds",
+  "logLines",
+  "logRetentionHours",
+  "logLinesPerSecond",
 ] as const;
 
 export type TierLimitKey = (typeof TIER_LIMIT_KEYS)[number];
@@ -45,6 +48,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     modelTokensPerPeriod: 100_000,
     egressRequestsPerInvocation: 50,
     sessionIdleSeconds: 3_600,
+    logLines: 1_000,
+    logRetentionHours: 24,
+    logLinesPerSecond: 50,
   },
   pro: {
     invocationsPerPeriod: 100_000,
@@ -61,6 +67,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     modelTokensPerPeriod: 10_000_000,
     egressRequestsPerInvocation: 200,
     sessionIdleSeconds: 3_600,
+    logLines: 10_000,
+    logRetentionHours: 72,
+    logLinesPerSecond: 200,
   },
   enterprise: {
     invocationsPerPeriod: 10_000_000,
@@ -77,6 +86,9 @@ export const DEFAULT_TIER_LIMITS: TierLimitsByTier = {
     modelTokensPerPeriod: 1_000_000_000,
     egressRequestsPerInvocation: 1_000,
     sessionIdleSeconds: 3_600,
+    logLines: 100_000,
+    logRetentionHours: 168,
+    logLinesPerSecond: 1_000,
   },
 };
 
@@ -100,6 +112,11 @@ const RUNTIME_MAXIMA: Partial<Record<TierLimitKey, number>> = {
   metricsRetentionDays: 3_650,
   egressRequestsPerInvocation: 10_000,
   sessionIdleSeconds: 30 * 86_400,
+  // One agent's log buffer lives in one Durable Object's SQLite storage (services/logs/): a
+  // million lines of at most 4 KB stays under its 10 GB; a week is as far back as it keeps.
+  logLines: 1_000_000,
+  logRetentionHours: 168,
+  logLinesPerSecond: 10_000,
 };
 
 // What a limit must allow at least to be usable: the telemetry rate must admit one full batch
