@@ -10,6 +10,7 @@ import { purgeDeletedAgents } from "../services/cleanup/purge";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency";
 import { reconcileUsage } from "../services/metering/reconcile";
+import { evaluateRollouts } from "../services/rollouts/evaluate";
 import { expireMetricsEvents } from "../services/metering/retention";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 
@@ -24,6 +25,8 @@ type CronDeps = { db: Db; services: () => Promise<Services> };
 
 type Task = {
   name: string;
+  /** Runs on the every-minute trigger too (the rest runs on the maintenance trigger only). */
+  everyMinute?: boolean;
   run: (deps: CronDeps, scheduledTime: number) => Promise<TaskResult>;
 };
 
@@ -34,7 +37,20 @@ export const REENCRYPT_MAX_BATCHES = 10;
 export const IDEMPOTENCY_PURGE_BATCH_SIZE = 500;
 export const IDEMPOTENCY_PURGE_MAX_BATCHES = 10;
 
+/** wrangler.toml [triggers]: rollouts are evaluated every minute, maintenance runs every 5. */
+export const EVERY_MINUTE_CRON = "* * * * *";
+
 const TASKS: Task[] = [
+  {
+    // Canary rollouts: abort on a breach, advance a stage whose time has passed, complete after
+    // the last (services/rollouts/evaluate.ts). First, so a slow maintenance task never delays it.
+    name: "evaluate_rollouts",
+    everyMinute: true,
+    run: async ({ db }, scheduledTime) => {
+      const r = await evaluateRollouts(db, { now: Math.max(scheduledTime, Date.now()) });
+      return { ...r };
+    },
+  },
   {
     // No deployment stays `deploying` forever (its job was lost or never finished).
     name: "sweep_stuck_deployments",
@@ -144,7 +160,9 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
     },
   };
   const failed: string[] = [];
+  const minuteOnly = controller.cron === EVERY_MINUTE_CRON;
   for (const task of TASKS) {
+    if (minuteOnly && !task.everyMinute) continue;
     try {
       logInfo("cron_task", {
         task: task.name,

@@ -15,6 +15,7 @@ export const ID_PREFIXES = {
   secret: "sec",
   apiKey: "key",
   run: "run",
+  rollout: "rol",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

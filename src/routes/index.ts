@@ -11,6 +11,7 @@ import { registerDeploymentRoutes } from "./v1/deployments";
 import { registerEgressRoutes } from "./v1/egress";
 import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
+import { registerRolloutRoutes } from "./v1/rollouts";
 import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerTelemetryReport } from "./v1/telemetry/report";
@@ -41,6 +42,7 @@ export function createGatewayApp(): App {
   registerDocs(app);
   registerAgentRoutes(app);
   registerDeploymentRoutes(app);
+  registerRolloutRoutes(app);
   registerInvokeRoutes(app);
   registerRunRoutes(app);
   registerTelemetryReport(app);

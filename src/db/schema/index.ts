@@ -11,3 +11,4 @@ export * from "./metrics-events";
 export * from "./subscriptions";
 export * from "./usage-reconcile";
 export * from "./users";
+export * from "./rollouts";
