@@ -181,7 +181,8 @@ describe("the evaluator", () => {
     const healthy = sessionsOn(rollout.id, 50, false, 5);
 
     // Below minRequests nothing is decided, however bad the candidate looks.
-    for (const s of failing.slice(0, 4)) expect(await servedBy(headers, agentId, s)).toEqual({ status: 502, deploymentId: v2 });
+    for (const s of failing.slice(0, 4))
+      expect(await servedBy(headers, agentId, s)).toEqual({ status: 502, deploymentId: v2 });
     for (const s of healthy) expect(await servedBy(headers, agentId, s)).toEqual({ status: 200, deploymentId: v1 });
     await measured(v2, 4);
     await measured(v1, 5);
@@ -205,11 +206,12 @@ describe("the evaluator", () => {
     expect(await expectPointerInvariant(agentId)).toBe(v1);
 
     // Every session, the candidate's included, is served by the baseline again (within the route cache's bound).
-    await waitFor(
-      async () => ((await servedBy(headers, agentId, failing[0])).deploymentId === v1 ? true : undefined),
-      { timeoutMs: 3000, what: "the failing session back on the baseline" },
-    );
-    for (const s of [...failing, ...healthy]) expect(await servedBy(headers, agentId, s)).toEqual({ status: 200, deploymentId: v1 });
+    await waitFor(async () => ((await servedBy(headers, agentId, failing[0])).deploymentId === v1 ? true : undefined), {
+      timeoutMs: 3000,
+      what: "the failing session back on the baseline",
+    });
+    for (const s of [...failing, ...healthy])
+      expect(await servedBy(headers, agentId, s)).toEqual({ status: 200, deploymentId: v1 });
     expect(await auditActions(rollout.id)).toEqual([
       { action: "rollout.started", actor: expect.stringMatching(/^user:usr_/) },
       { action: "rollout.aborted", actor: "system:rollout-evaluator" },
@@ -244,7 +246,8 @@ describe("the evaluator", () => {
       stages: TWO_STAGES,
       abortOn: { maxErrorRatePct: 1, maxP95Ms: 30_000, minRequests: 3 },
     });
-    for (const s of sessionsOn(rollout.id, 10, true, 3)) expect(await servedBy(headers, agentId, s)).toEqual({ status: 200, deploymentId: v2 });
+    for (const s of sessionsOn(rollout.id, 10, true, 3))
+      expect(await servedBy(headers, agentId, s)).toEqual({ status: 200, deploymentId: v2 });
     await measured(v2, 3);
 
     // Before the stage's 60 s: no move.
@@ -272,7 +275,10 @@ describe("the evaluator", () => {
     expect((await getDeployment(headers, agentId, v2)).status).toBe("active");
     expect((await getDeployment(headers, agentId, v1)).status).toBe("inactive");
     await waitFor(
-      async () => ((await servedBy(headers, agentId, sessionsOn(rollout.id, 50, false, 1)[0])).deploymentId === v2 ? true : undefined),
+      async () =>
+        (await servedBy(headers, agentId, sessionsOn(rollout.id, 50, false, 1)[0])).deploymentId === v2
+          ? true
+          : undefined,
       { timeoutMs: 3000, what: "every session on the new active deployment" },
     );
     expect((await auditActions(rollout.id)).map((a) => a.action)).toEqual([
@@ -356,7 +362,11 @@ describe("tenant isolation and validation", () => {
     // On an agent of their own, the owner's deployment is just not one of theirs.
     const theirs = await createAgent(stranger.headers);
     await deployAndActivate(stranger.headers, theirs.id, { moduleCode: modules.fixedAnswer("s") });
-    const p = await expectProblem(await startRollout(stranger.headers, theirs.id, body), 400, "invalid_rollout_candidate");
+    const p = await expectProblem(
+      await startRollout(stranger.headers, theirs.id, body),
+      400,
+      "invalid_rollout_candidate",
+    );
     expect(p.errors[0].location).toBe("body.deploymentId");
     // And the owner's rollout id under the stranger's own agent is not found either.
     await expectProblem(
@@ -376,8 +386,20 @@ describe("tenant isolation and validation", () => {
       [{ ...good, stages: [{ percent: 101, minDurationSeconds: 60 }] }, "body.stages.0.percent"],
       [{ ...good, stages: [{ percent: 12.5, minDurationSeconds: 60 }] }, "body.stages.0.percent"],
       [{ ...good, stages: [{ percent: 10, minDurationSeconds: 59 }] }, "body.stages.0.minDurationSeconds"],
-      [{ ...good, stages: [{ percent: 50, minDurationSeconds: 60 }, { percent: 50, minDurationSeconds: 60 }] }, "body.stages.1.percent"],
-      [{ ...good, stages: Array.from({ length: 11 }, (_, i) => ({ percent: i + 1, minDurationSeconds: 60 })) }, "body.stages"],
+      [
+        {
+          ...good,
+          stages: [
+            { percent: 50, minDurationSeconds: 60 },
+            { percent: 50, minDurationSeconds: 60 },
+          ],
+        },
+        "body.stages.1.percent",
+      ],
+      [
+        { ...good, stages: Array.from({ length: 11 }, (_, i) => ({ percent: i + 1, minDurationSeconds: 60 })) },
+        "body.stages",
+      ],
       [{ ...good, abortOn: { maxErrorRatePct: 5 } }, "body.abortOn.minRequests"],
       [{ ...good, abortOn: { minRequests: 10 } }, "body.abortOn"],
       [{ ...good, abortOn: { maxErrorRatePct: 101, minRequests: 10 } }, "body.abortOn.maxErrorRatePct"],
@@ -417,6 +439,10 @@ describe("tenant isolation and validation", () => {
     const fresh = await createAgent(headers);
     const ready = await deploy(headers, fresh.id, { moduleCode: modules.fixedAnswer("r"), activation: "manual" });
     await waitUntilSettled(headers, fresh.id, ready.id);
-    await expectProblem(await startRollout(headers, fresh.id, { ...good, deploymentId: ready.id }), 409, "no_active_deployment");
+    await expectProblem(
+      await startRollout(headers, fresh.id, { ...good, deploymentId: ready.id }),
+      409,
+      "no_active_deployment",
+    );
   });
 });

@@ -10,8 +10,8 @@ import { purgeDeletedAgents } from "../services/cleanup/purge";
 import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency";
 import { reconcileUsage } from "../services/metering/reconcile";
-import { evaluateRollouts } from "../services/rollouts/evaluate";
 import { expireMetricsEvents } from "../services/metering/retention";
+import { evaluateRollouts } from "../services/rollouts/evaluate";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 
 const DAY_MS = 24 * 60 * 60_000;

@@ -42,7 +42,13 @@ export type Evaluation = {
   decision: "abort" | "advance" | "complete" | "wait";
 };
 
-export type EvaluationReport = { evaluated: number; advanced: number; aborted: number; completed: number; failed: number };
+export type EvaluationReport = {
+  evaluated: number;
+  advanced: number;
+  aborted: number;
+  completed: number;
+  failed: number;
+};
 
 /** Evaluates every running rollout (at most MAX_ROLLOUTS_PER_RUN) at time `now`. */
 export async function evaluateRollouts(db: Db, opts: { now?: number } = {}): Promise<EvaluationReport> {
@@ -101,7 +107,11 @@ async function evaluateOne(
   const summary = `stage ${row.stageIndex + 1} (${stage.percent}%) passed: ${describe(evaluation.candidate)} on the candidate`;
   if (row.stageIndex + 1 >= row.stages.length) {
     evaluation.decision = "complete";
-    const done = await completeRollout(deps, row, { reason: `${summary}; the candidate is active`, evaluation, expectStage });
+    const done = await completeRollout(deps, row, {
+      reason: `${summary}; the candidate is active`,
+      evaluation,
+      expectStage,
+    });
     return done ? "complete" : "none";
   }
   evaluation.decision = "advance";
@@ -141,7 +151,14 @@ export async function measureStage(db: Db, row: RolloutRow, now: number): Promis
     measureWindow(db, { ...window, deploymentId: row.candidateDeploymentId }),
     measureWindow(db, { ...window, deploymentId: row.baselineDeploymentId }),
   ]);
-  return { at: now, stageIndex: row.stageIndex, windowStart: row.stageStartedAt, candidate, baseline, decision: "wait" };
+  return {
+    at: now,
+    stageIndex: row.stageIndex,
+    windowStart: row.stageStartedAt,
+    candidate,
+    baseline,
+    decision: "wait",
+  };
 }
 
 /** The newest MAX_WINDOW_EVENTS routed invocations of one deployment in [from, to), as a subquery. */
@@ -170,4 +187,3 @@ export async function measureWindow(
   );
   return { requests, errors, errorRatePct: (errors * 100) / requests, p95Ms: p95?.d ?? null };
 }
-

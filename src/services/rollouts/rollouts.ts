@@ -9,11 +9,18 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { selectRowWhere } from "../../db/insert-select";
-import { agents, deployments, type RolloutAbortOn, type RolloutRow, type RolloutStage, rollouts } from "../../db/schema";
+import {
+  agents,
+  deployments,
+  type RolloutAbortOn,
+  type RolloutRow,
+  type RolloutStage,
+  rollouts,
+} from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
-import { userActor } from "../audit/audit";
 import { getAgent } from "../agents/agents";
+import { userActor } from "../audit/audit";
 import { pointerMoveStatements } from "../deployments/deployments";
 import { forgetAgentRoute } from "../invoke/route-cache";
 import type { TenantDeps } from "../tenant";
@@ -186,7 +193,10 @@ export async function promoteRollout(deps: RolloutDeps, agentId: string, rollout
   if (!done) {
     const fresh = await getRollout(deps, agentId, rolloutId);
     if (fresh.status !== "running") throw ended(fresh);
-    throw new ApiError("bad_request", `rollout ${rolloutId} could not be promoted: the agent changed meanwhile; try again`);
+    throw new ApiError(
+      "bad_request",
+      `rollout ${rolloutId} could not be promoted: the agent changed meanwhile; try again`,
+    );
   }
   return getRollout(deps, agentId, rolloutId);
 }
@@ -310,7 +320,9 @@ export async function advanceRollout(deps: TransitionDeps, row: RolloutRow, opts
       updatedAt: now,
       ...(opts.evaluation ? { lastEvaluation: opts.evaluation } : {}),
     })
-    .where(and(stillRunning(row, row.stageIndex), sql`${rollouts.stageIndex} + 1 < json_array_length(${rollouts.stages})`))
+    .where(
+      and(stillRunning(row, row.stageIndex), sql`${rollouts.stageIndex} + 1 < json_array_length(${rollouts.stages})`),
+    )
     .returning();
   forgetAgentRoute({ userId: row.userId, agentId: row.agentId });
   if (!after) return false;
@@ -325,4 +337,3 @@ export async function noteEvaluation(db: Db, row: RolloutRow, evaluation: Record
     .set({ lastEvaluation: evaluation, updatedAt: now })
     .where(stillRunning(row, row.stageIndex));
 }
-

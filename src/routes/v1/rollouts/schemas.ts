@@ -13,10 +13,15 @@ const StageSchema = z
       description: "Share of the agent's traffic (by session) the candidate serves in this stage, 1–100",
       example: 10,
     }),
-    minDurationSeconds: z.number().int().min(MIN_STAGE_SECONDS).max(MAX_STAGE_SECONDS).openapi({
-      description: `How long the stage lasts at least, ${MIN_STAGE_SECONDS}–${MAX_STAGE_SECONDS} s; it advances at the first evaluation (every minute) after that without a breach`,
-      example: 300,
-    }),
+    minDurationSeconds: z
+      .number()
+      .int()
+      .min(MIN_STAGE_SECONDS)
+      .max(MAX_STAGE_SECONDS)
+      .openapi({
+        description: `How long the stage lasts at least, ${MIN_STAGE_SECONDS}–${MAX_STAGE_SECONDS} s; it advances at the first evaluation (every minute) after that without a breach`,
+        example: 300,
+      }),
   })
   .openapi("RolloutStage");
 
@@ -101,7 +106,10 @@ export const RolloutSchema = z
     currentPercent: z.number().int().nullable().openapi({
       description: "Share of traffic the candidate serves now; null once the rollout has ended",
     }),
-    stageStartedAt: z.number().int().openapi({ description: "ms since epoch; the stage's measurement window starts here" }),
+    stageStartedAt: z
+      .number()
+      .int()
+      .openapi({ description: "ms since epoch; the stage's measurement window starts here" }),
     endReason: z.string().nullable().openapi({ description: "Why it ended: the breach, `aborted by the user`, …" }),
     endedAt: z.number().int().nullable(),
     lastEvaluation: EvaluationSchema.nullable().openapi({
