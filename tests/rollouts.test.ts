@@ -10,7 +10,9 @@ import { createDb } from "../src/db/client";
 import { evaluateRollouts } from "../src/services/rollouts/evaluate";
 import { goesToCandidate } from "../src/services/rollouts/split";
 import * as modules from "./fixtures/modules";
+import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
+import { recordingD1 } from "./helpers/d1-faults";
 import {
   createAgent,
   deploy,
@@ -166,6 +168,48 @@ describe("routing during a rollout", () => {
       body: { ...userMessage("preview"), sessionId: onV1 },
     });
     expect(preview.headers.get("x-deployment-id")).toBe(v2);
+  });
+});
+
+describe("routing cost during a rollout", () => {
+  it("stays off D1 on the hot path: the route with its rollout is one cached read per second, not one per invocation (B3)", async () => {
+    const { headers, agentId, v1, v2 } = await agentWithCandidate();
+    await started(headers, agentId, {
+      deploymentId: v2,
+      stages: [{ percent: 50, minDurationSeconds: 60 }],
+      abortOn: { maxErrorRatePct: 5, minRequests: 10 },
+    });
+    // Warm the isolate's caches (route with its rollout, user, tier, quota).
+    for (let i = 0; i < 3; i++) expect((await servedBy(headers, agentId, `warm-${i}`)).status).toBe(200);
+    const d1 = recordingD1();
+    const served = new Set<string | null>();
+    const invocations = 60;
+    const startedAt = Date.now();
+    for (let i = 0; i < invocations; i++) {
+      const res = await callWithEnv({ DB: d1 }, "POST", `/v1/invoke/${agentId}`, {
+        headers,
+        body: { ...userMessage("hot"), sessionId: `hot-${i}` },
+      });
+      expect(res.status).toBe(200);
+      served.add(res.headers.get("x-deployment-id"));
+      await res.text();
+    }
+    const seconds = (Date.now() - startedAt) / 1000;
+    expect([...served].sort()).toEqual([v1, v2].sort());
+    // The route — the agent, its active deployment, the rollout and its candidate in one query —
+    // is read at most once per second of the run (its TTL), however many invocations: the rollout
+    // adds no statement of its own. Under B1's load (hundreds of invocations a second) that is far
+    // below 0.1 per invocation; this loop runs only about 10 a second. The other reads (the
+    // invocation quota) are time-bounded caches too, never one per invocation.
+    const routeReads = d1.statements.filter((q) => q.includes('"rollouts"'));
+    expect(routeReads.length).toBeGreaterThan(0);
+    expect(routeReads.length).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    expect(d1.statements.every((q) => !q.includes('"rollouts"') || q.startsWith('select "agents"."status"'))).toBe(
+      true,
+    );
+    const others = d1.statements.length - routeReads.length;
+    expect(others, d1.statements.join("\n")).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    expect(others).toBeLessThan(invocations / 5);
   });
 });
 
