@@ -361,6 +361,8 @@ describe("promote and abort by the user", () => {
     const first = await started(headers, agentId, body);
     const second = await expectProblem(await startRollout(headers, agentId, body), 409, "rollout_in_progress");
     expect(second.rolloutId).toBe(first.id);
+    const listed = await call("GET", `/v1/agents/${agentId}/rollouts`, { headers });
+    expect((await json(listed)).rollouts.map((r: Rollout) => [r.id, r.status])).toEqual([[first.id, "running"]]);
 
     const abortRes = await call("POST", `/v1/agents/${agentId}/rollouts/${first.id}/abort`, { headers });
     expect(abortRes.status).toBe(200);
@@ -385,6 +387,8 @@ describe("promote and abort by the user", () => {
       what: "the promoted candidate serving",
     });
     expect((await auditActions(again.id)).map((a) => a.action)).toEqual(["rollout.started", "rollout.completed"]);
+    const all = await call("GET", `/v1/agents/${agentId}/rollouts?limit=1`, { headers });
+    expect((await json(all)).rollouts.map((r: Rollout) => [r.id, r.status])).toEqual([[again.id, "completed"]]);
   });
 });
 
@@ -395,6 +399,11 @@ describe("tenant isolation and validation", () => {
     const rollout = await started(headers, agentId, body);
     const stranger = await newUser();
     await expectProblem(await startRollout(stranger.headers, agentId, body), 404, "not_found");
+    await expectProblem(
+      await call("GET", `/v1/agents/${agentId}/rollouts`, { headers: stranger.headers }),
+      404,
+      "not_found",
+    );
     for (const path of ["", "/promote", "/abort"]) {
       const method = path ? "POST" : "GET";
       await expectProblem(

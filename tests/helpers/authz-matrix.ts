@@ -267,6 +267,12 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(409),
   },
   {
+    route: "GET /v1/agents/{agentId}/rollouts",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts` }),
+    expect: ownedObject(200),
+  },
+  {
     route: "GET /v1/agents/{agentId}/rollouts/{rolloutId}",
     scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts/${w.rolloutId}` }),
