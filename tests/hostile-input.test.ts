@@ -150,6 +150,7 @@ describe("list limits", () => {
     expect(listRoutes.map((r) => r.path.replace(s.agent.id, "{agentId}")).sort()).toEqual([
       "/v1/agents",
       "/v1/agents/{agentId}/deployments",
+      "/v1/agents/{agentId}/rollouts",
       "/v1/audit",
       "/v1/metrics/recent",
     ]);
