@@ -21,5 +21,5 @@ CREATE TABLE `rollouts` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `rollouts_one_running_per_agent_uq` ON `rollouts` (`agent_id`) WHERE status = 'running';--> statement-breakpoint
-CREATE INDEX `rollouts_running_stage_idx` ON `rollouts` (`stage_started_at`) WHERE status = 'running';--> statement-breakpoint
+CREATE INDEX `rollouts_running_updated_idx` ON `rollouts` (`updated_at`) WHERE status = 'running';--> statement-breakpoint
 CREATE INDEX `rollouts_agent_created_idx` ON `rollouts` (`agent_id`,`created_at`);

@@ -48,8 +48,9 @@ export const rollouts = sqliteTable(
   },
   (t) => [
     uniqueIndex("rollouts_one_running_per_agent_uq").on(t.agentId).where(sql`status = 'running'`),
-    // The evaluator's queue: running rollouts only, longest-running stage first.
-    index("rollouts_running_stage_idx").on(t.stageStartedAt).where(sql`status = 'running'`),
+    // The evaluator's queue: running rollouts only, least recently evaluated first (each
+    // evaluation touches updated_at, so a run capped at its maximum still reaches every rollout).
+    index("rollouts_running_updated_idx").on(t.updatedAt).where(sql`status = 'running'`),
     index("rollouts_agent_created_idx").on(t.agentId, t.createdAt),
   ],
 );

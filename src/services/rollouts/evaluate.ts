@@ -11,8 +11,9 @@
 // activation or an automatic deploy moved the pointer), is aborted: its split no longer applies.
 // The clock is a parameter, so tests move time instead of waiting for stages.
 //
-// Every read is bounded: at most MAX_ROLLOUTS_PER_RUN rollouts per run (the longest-waiting
-// first, through rollouts_running_stage_idx), and per deployment at most MAX_WINDOW_EVENTS of the
+// Every read is bounded: at most MAX_ROLLOUTS_PER_RUN rollouts per run (the least recently
+// evaluated first, through rollouts_running_updated_idx: every evaluation touches updated_at, so
+// none starves), and per deployment at most MAX_WINDOW_EVENTS of the
 // newest events of the window, read through metrics_events_agent_ts_idx (pinned with INDEXED BY,
 // so the planner never walks a deployment's whole history through the dedupe index).
 import { asc, eq, type SQL, sql } from "drizzle-orm";
@@ -59,7 +60,7 @@ export async function evaluateRollouts(db: Db, opts: { now?: number } = {}): Pro
     .from(rollouts)
     .innerJoin(agents, eq(agents.id, rollouts.agentId))
     .where(eq(rollouts.status, "running"))
-    .orderBy(asc(rollouts.stageStartedAt))
+    .orderBy(asc(rollouts.updatedAt))
     .limit(MAX_ROLLOUTS_PER_RUN);
   for (const { rollout, agentDeletedAt, activeDeploymentId } of running) {
     try {
