@@ -163,6 +163,7 @@ describe("list limits", () => {
       "/v1/agents",
       "/v1/agents/{agentId}/deployments",
       "/v1/agents/{agentId}/logs",
+      "/v1/agents/{agentId}/rollouts",
       "/v1/audit",
       "/v1/metrics/recent",
       "/v1/webhooks/{webhookId}/deliveries",

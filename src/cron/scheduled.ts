@@ -13,6 +13,7 @@ import { sweepStuckDeployments } from "../services/deployments/deploy-job";
 import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency";
 import { reconcileUsage } from "../services/metering/reconcile";
 import { expireMetricsEvents } from "../services/metering/retention";
+import { evaluateRollouts } from "../services/rollouts/evaluate";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
 import { purgeOldDeliveries, requeueStalledDeliveries } from "../services/webhooks/deliver";
 import { announceDeployment } from "../services/webhooks/deployment-events";
@@ -28,6 +29,8 @@ type CronDeps = { db: Db; webhookQueue: Env["WEBHOOK_QUEUE"]; services: () => Pr
 
 type Task = {
   name: string;
+  /** Runs on the every-minute trigger too (the rest runs on the maintenance trigger only). */
+  everyMinute?: boolean;
   run: (deps: CronDeps, scheduledTime: number) => Promise<TaskResult>;
 };
 
@@ -38,7 +41,20 @@ export const REENCRYPT_MAX_BATCHES = 10;
 export const IDEMPOTENCY_PURGE_BATCH_SIZE = 500;
 export const IDEMPOTENCY_PURGE_MAX_BATCHES = 10;
 
+/** wrangler.toml [triggers]: rollouts are evaluated every minute, maintenance runs every 5. */
+export const EVERY_MINUTE_CRON = "* * * * *";
+
 const TASKS: Task[] = [
+  {
+    // Canary rollouts: abort on a breach, advance a stage whose time has passed, complete after
+    // the last (services/rollouts/evaluate.ts). First, so a slow maintenance task never delays it.
+    name: "evaluate_rollouts",
+    everyMinute: true,
+    run: async ({ db, webhookQueue }, scheduledTime) => {
+      const r = await evaluateRollouts(db, { now: Math.max(scheduledTime, Date.now()), webhookQueue });
+      return { ...r };
+    },
+  },
   {
     // No deployment stays `deploying` forever (its job was lost or never finished).
     name: "sweep_stuck_deployments",
@@ -176,8 +192,11 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
     },
   };
   const failed: string[] = [];
-  for (const [i, task] of TASKS.entries()) {
-    if (i > 0) await pauseBetweenSteps();
+  const minuteOnly = controller.cron === EVERY_MINUTE_CRON;
+  let ran = 0;
+  for (const task of TASKS) {
+    if (minuteOnly && !task.everyMinute) continue;
+    if (ran++ > 0) await pauseBetweenSteps();
     try {
       logInfo("cron_task", {
         task: task.name,

@@ -18,6 +18,7 @@ export const ID_PREFIXES = {
   session: "ses",
   webhook: "whe",
   webhookMessage: "msg",
+  rollout: "rol",
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

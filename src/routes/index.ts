@@ -12,6 +12,7 @@ import { registerEgressRoutes } from "./v1/egress";
 import { registerInvokeRoutes } from "./v1/invoke";
 import { registerListAgentLogs } from "./v1/logs/list";
 import { registerRecentMetrics } from "./v1/metrics/recent";
+import { registerRolloutRoutes } from "./v1/rollouts";
 import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerSessionRoutes } from "./v1/sessions";
@@ -44,6 +45,7 @@ export function createGatewayApp(): App {
   registerDocs(app);
   registerAgentRoutes(app);
   registerDeploymentRoutes(app);
+  registerRolloutRoutes(app);
   registerInvokeRoutes(app);
   registerRunRoutes(app);
   registerSessionRoutes(app);

@@ -36,6 +36,8 @@ export type World = {
   activeDeploymentId: string;
   /** Active before the current one, so it can be activated again (rollback). */
   previousDeploymentId: string;
+  /** A running rollout of the previous deployment (50%). */
+  rolloutId: string;
   secretName: string;
   /** The raw telemetry key of the active deployment (what its worker signs with). */
   telemetrySecret: Uint8Array;
@@ -83,6 +85,12 @@ const publicRoute = (status: number): Record<BaseActor, number> => ({
   otherUser: status,
   anonymous: status,
   malformedToken: status,
+});
+
+const rolloutBody = (w: World) => ({
+  deploymentId: w.previousDeploymentId,
+  stages: [{ percent: 50, minDurationSeconds: 60 }],
+  abortOn: { maxErrorRatePct: 50, minRequests: 10 },
 });
 
 const invokeBody = { messages: [{ role: "user", content: "matrix" }] };
@@ -307,6 +315,38 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(200),
   },
   {
+    // The world's rollout is running: the owner's second one is refused.
+    route: "POST /v1/agents/{agentId}/rollouts",
+    scope: "deploy",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts`, body: rolloutBody(w) }),
+    expect: ownedObject(409),
+  },
+  {
+    route: "GET /v1/agents/{agentId}/rollouts",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "GET /v1/agents/{agentId}/rollouts/{rolloutId}",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts/${w.rolloutId}` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "POST /v1/agents/{agentId}/rollouts/{rolloutId}/abort",
+    scope: "deploy",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts/${w.rolloutId}/abort` }),
+    expect: ownedObject(200),
+  },
+  {
+    // After the owner's abort above, the rollout has ended.
+    route: "POST /v1/agents/{agentId}/rollouts/{rolloutId}/promote",
+    scope: "deploy",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/rollouts/${w.rolloutId}/promote` }),
+    expect: ownedObject(409),
+  },
+  {
     route: "POST /v1/agents/{agentId}/deploy",
     scope: "deploy",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/deploy`, body: {} }),
@@ -424,6 +464,12 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
   });
   expect(webhook.status).toBe(201);
   const webhookId = ((await webhook.json()) as { webhook: { id: string } }).webhook.id;
+  const rollout = await call("POST", `/v1/agents/${agent.id}/rollouts`, {
+    headers: owner.headers,
+    body: rolloutBody({ previousDeploymentId: previous.id } as World),
+  });
+  expect(rollout.status).toBe(201);
+  const rolloutId = ((await rollout.json()) as { rollout: { id: string } }).rollout.id;
   // The other user exists (has a user row) before the matrix runs, like any real second tenant.
   expect((await call("GET", "/v1/agents", { headers: other.headers })).status).toBe(200);
   return {
@@ -432,6 +478,7 @@ export async function makeMatrixWorld(): Promise<{ world: World; headers: Record
       agentId: agent.id,
       activeDeploymentId: active.id,
       previousDeploymentId: previous.id,
+      rolloutId,
       secretName,
       telemetrySecret,
       spareKeyId: spare.id,

@@ -11,6 +11,9 @@ export async function tenantState(userId: string) {
     ),
     artifacts: await rows("SELECT id, sha256 FROM deployment_artifacts WHERE user_id = ? ORDER BY id"),
     secrets: await rows("SELECT name, ciphertext, updated_at FROM agent_secrets WHERE user_id = ? ORDER BY name"),
+    rollouts: await rows(
+      "SELECT id, status, stage_index, stage_started_at, end_reason, updated_at FROM rollouts WHERE user_id = ? ORDER BY id",
+    ),
     audit: await rows("SELECT id FROM audit_log WHERE user_id = ? ORDER BY id"),
     // Not last_used_at: using a key (a read) updates it.
     apiKeys: await rows(

@@ -8,6 +8,7 @@ export * from "./deployment-artifacts";
 export * from "./deployments";
 export * from "./idempotency-keys";
 export * from "./metrics-events";
+export * from "./rollouts";
 export * from "./subscriptions";
 export * from "./usage-reconcile";
 export * from "./users";

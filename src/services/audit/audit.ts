@@ -18,16 +18,23 @@ export const AUDIT_ACTIONS = [
   "webhook.created",
   "webhook.deleted",
   "webhook.secret_rotated",
+  "rollout.started",
+  "rollout.advanced",
+  "rollout.aborted",
+  "rollout.completed",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 export type AuditEntry = {
   /** Whose log the entry belongs to (the account that was changed). */
   userId: string;
-  /** Who did it: `user:<id>` for API callers, `operator:<tool>` for operator commands. */
+  /**
+   * Who did it: `user:<id>` for API callers, `operator:<tool>` for operator commands, `system:<task>`
+   * for the gateway's own decisions (a rollout the evaluator advanced or aborted).
+   */
   actor: string;
   action: AuditAction;
-  targetType: "agent" | "user" | "api_key" | "webhook";
+  targetType: "agent" | "user" | "api_key" | "webhook" | "rollout";
   targetId: string;
   details?: Record<string, string | number | boolean | null>;
 };

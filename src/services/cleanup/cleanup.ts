@@ -200,8 +200,16 @@ export async function enforceRetention(
     const claim = await db
       .update(deployments)
       .set({ scriptRemovedAt: now, updatedAt: now })
-      .where(and(eq(deployments.id, c.id), eq(deployments.status, c.status), isNull(deployments.scriptRemovedAt)));
-    if (claim.meta.changes !== 1) continue; // re-activated or removed meanwhile
+      .where(
+        and(
+          eq(deployments.id, c.id),
+          eq(deployments.status, c.status),
+          isNull(deployments.scriptRemovedAt),
+          // The candidate of a running canary rollout serves traffic: its code stays.
+          sql`NOT EXISTS (SELECT 1 FROM rollouts WHERE rollouts.status = 'running' AND rollouts.candidate_deployment_id = ${c.id})`,
+        ),
+      );
+    if (claim.meta.changes !== 1) continue; // re-activated, removed or rolled out meanwhile
     try {
       await runtime.remove([c.scriptName]);
       report.removed.push(c.id);

@@ -3,7 +3,7 @@
 // A deployment whose runtime script was removed (script_removed_at, see services/cleanup) can no
 // longer be activated. Invariant kept by every write here and in deploy-job.ts, each a db.batch:
 // a deployment is `active` exactly when its agent's active_deployment_id names it.
-import { and, desc, eq, inArray, ne, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, ne, type SQL, sql } from "drizzle-orm";
 import { agents, type DeploymentRow, type DeploymentStatus, deployments } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
@@ -83,22 +83,58 @@ export async function activateDeployment(
   if (target.status === "active" && agent.activeDeploymentId === deploymentId) return target;
 
   const { db } = deps;
-  const now = Date.now();
+  const [moved] = await db.batch(
+    pointerMoveStatements(db, {
+      userId: deps.userId,
+      agentId,
+      deploymentId,
+      now: Date.now(),
+      // Only a ready deployment, or one that was once active, with its code still in the runtime.
+      qualifies: sql`EXISTS (SELECT 1 FROM ${deployments} WHERE ${deployments.id} = ${deploymentId}
+                AND ${deployments.agentId} = ${agentId} AND ${deployments.scriptRemovedAt} IS NULL
+                AND (${deployments.status} = 'ready' OR (${deployments.firstActivatedAt} IS NOT NULL
+                  AND ${deployments.status} IN ('active', 'inactive'))))`,
+    }),
+  );
+  // Invocations in this isolate route by the new pointer from now on (route-cache.ts, rule 2).
+  forgetAgentRoute({ userId: deps.userId, agentId });
+  if (moved.length === 0) {
+    // Re-read to say precisely why (the agent may have changed between our reads and the batch).
+    const fresh = await getAgent(deps, agentId);
+    if (fresh.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+    const current = await getDeployment(deps, agentId, deploymentId);
+    throw notActivatable(current);
+  }
+  // The pointer moved to it: `deployment.active` (an activation, a rollback).
+  await announceDeployment(deps, deploymentId);
+  return getDeployment(deps, agentId, deploymentId);
+}
+
+/**
+ * The pointer move, as three statements for one `db.batch` (the caller may add its own): move the
+ * agent's pointer to the target (only for a live, enabled agent of this user, and only when
+ * `qualifies` holds), demote the previously active deployment and promote the target, the last
+ * two conditioned on the pointer now naming the target. Activation and a rollout's completion
+ * (services/rollouts/) both move the pointer through this; the first statement returns the agent's
+ * id when it moved.
+ */
+export function pointerMoveStatements(
+  db: TenantDeps["db"],
+  input: { userId: string; agentId: string; deploymentId: string; now: number; qualifies: SQL },
+) {
+  const { agentId, deploymentId, now } = input;
   const pointsAtTarget = sql`(SELECT ${agents.activeDeploymentId} FROM ${agents} WHERE ${agents.id} = ${agentId}) = ${deploymentId}`;
-  const [moved] = await db.batch([
+  return [
     db
       .update(agents)
       .set({ activeDeploymentId: deploymentId, updatedAt: now })
       .where(
         and(
           eq(agents.id, agentId),
-          eq(agents.userId, deps.userId),
+          eq(agents.userId, input.userId),
           sql`${agents.deletedAt} IS NULL`,
           eq(agents.status, "active"),
-          sql`EXISTS (SELECT 1 FROM ${deployments} WHERE ${deployments.id} = ${deploymentId}
-                AND ${deployments.agentId} = ${agentId} AND ${deployments.scriptRemovedAt} IS NULL
-                AND (${deployments.status} = 'ready' OR (${deployments.firstActivatedAt} IS NOT NULL
-                  AND ${deployments.status} IN ('active', 'inactive'))))`,
+          input.qualifies,
         ),
       )
       .returning({ id: agents.id }),
@@ -122,19 +158,7 @@ export async function activateDeployment(
         updatedAt: now,
       })
       .where(and(eq(deployments.id, deploymentId), inArray(deployments.status, ["inactive", "ready"]), pointsAtTarget)),
-  ]);
-  // Invocations in this isolate route by the new pointer from now on (route-cache.ts, rule 2).
-  forgetAgentRoute({ userId: deps.userId, agentId });
-  if (moved.length === 0) {
-    // Re-read to say precisely why (the agent may have changed between our reads and the batch).
-    const fresh = await getAgent(deps, agentId);
-    if (fresh.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
-    const current = await getDeployment(deps, agentId, deploymentId);
-    throw notActivatable(current);
-  }
-  // The pointer moved to it: `deployment.active` (an activation, a rollback).
-  await announceDeployment(deps, deploymentId);
-  return getDeployment(deps, agentId, deploymentId);
+  ] as const;
 }
 
 function notActivatable(row: DeploymentRow): ApiError {

@@ -1,6 +1,7 @@
 // POST /v1/invoke/:agentId, /stream and background runs: route to the agent's active deployment
 // (or, a preview, to the deployment the caller names in x-webhost-deployment; or, for a request
-// naming a session, to the session's pinned deployment: services/sessions/resolve.ts), forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
+// naming a session, to the session's pinned deployment: services/sessions/resolve.ts; or, while a
+// canary rollout runs, to its candidate for the requests its split sends there), forward the invoke/v1 request to its invokePath, and pass the answer through. JSON answers are
 // checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
 // /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
 // JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
@@ -20,6 +21,7 @@ import { agentNotFound } from "../agents/agents";
 import type { ArtifactBucket } from "../deployments/artifacts";
 import { loadDeploymentBundle } from "../deployments/bundle";
 import { type InvocationMeasurement, type RecordInvocationDeps, recordInvocation } from "../metering/record-invocation";
+import { goesToCandidate } from "../rollouts/split";
 import { driveRun } from "../runs/drive";
 import { sseBlock } from "../runs/sse-blocks";
 import {
@@ -87,7 +89,8 @@ async function prepareInvocation(
   const startedAt = Date.now();
   const preview = opts.previewDeploymentId !== undefined;
   // Which deployment: a preview header names one; else a session's turn goes to its pin (the turn
-  // holds the session until it is released); else the active one.
+  // holds the session until it is released; a new session is pinned where the rollout split, if
+  // any, sends it); else the rollout split by request id, or the active one.
   let turn: SessionTurn | undefined;
   let deployment: DeploymentRow;
   if (opts.previewDeploymentId !== undefined) {
@@ -100,7 +103,7 @@ async function prepareInvocation(
     );
     deployment = turn.deployment;
   } else {
-    deployment = await activeDeploymentOf(deps, agentId);
+    deployment = await servingDeploymentOf(deps, agentId, deps.requestId);
   }
   // The user's tier decides the period's invocation quota and the script's CPU and subrequest
   // limits for this invocation (its body size limit was applied before the body was read).
@@ -441,18 +444,24 @@ function usageLimitExceeded(quota: QuotaDecision, tier: Tier): ApiError {
 }
 
 /**
- * The agent's active deployment, routed through the isolate's route cache (route-cache.ts holds
- * the staleness rules): 404 for an unknown, deleted or foreign agent, 409 when it is disabled or
- * has no active deployment.
+ * The deployment that serves this invocation, routed through the isolate's route cache
+ * (route-cache.ts holds the staleness rules): while a canary rollout runs, its candidate or the
+ * active deployment by the stable hash of `splitKey` (services/rollouts/split.ts), else the active
+ * one. 404 for an unknown, deleted or foreign agent, 409 when it is disabled or has no active
+ * deployment. (A preview, handled by the caller, comes before all of this.)
  */
-async function activeDeploymentOf(
+async function servingDeploymentOf(
   deps: { db: Db; userId: string; waitUntil: (promise: Promise<unknown>) => void },
   agentId: string,
+  splitKey: string,
 ) {
   if (!isIdOf("agent", agentId)) throw agentNotFound(agentId);
   const route = await agentRoute(deps.db, { userId: deps.userId, agentId }, { waitUntil: deps.waitUntil });
   switch (route.kind) {
     case "deployment":
+      if (route.rollout && goesToCandidate(route.rollout.id, splitKey, route.rollout.percent)) {
+        return route.rollout.candidate;
+      }
       return route.deployment;
     case "not_found":
       throw agentNotFound(agentId);

@@ -22,16 +22,26 @@
 //     even if that request is cancelled first.
 //  6. At most MAX_CACHED_ROUTES entries; beyond that the oldest entry is dropped.
 // Rules 1, 2, 4, 5 and 6 are those of the isolate cache (src/lib/isolate-cache.ts).
-import { and, eq, isNull } from "drizzle-orm";
+//
+// A running canary rollout (services/rollouts/) is part of the route, read by the same query: its
+// candidate and the current stage's percent. So a rollout adds no D1 read per invocation, and its
+// start, each stage, a promote and an abort reach every isolate under rule 1 like an activation;
+// the services that change a rollout call forgetAgentRoute (rule 2). A rollout counts only while
+// its baseline is still the active deployment and its candidate can still run.
+import { and, eq, inArray, isNull } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
 import type { Db } from "../../db/client";
-import { agents, type DeploymentRow, deployments } from "../../db/schema";
+import { agents, type DeploymentRow, deployments, rollouts } from "../../db/schema";
 import { IsolateCache } from "../../lib/isolate-cache";
 
 export const ROUTE_CACHE_TTL_MS = 1000;
 const MAX_CACHED_ROUTES = 10_000;
 
+/** The running rollout of a routed agent: `percent` of its traffic goes to `candidate`. */
+export type RouteRollout = { id: string; percent: number; candidate: DeploymentRow };
+
 export type AgentRoute =
-  | { kind: "deployment"; deployment: DeploymentRow }
+  | { kind: "deployment"; deployment: DeploymentRow; rollout: RouteRollout | null }
   | { kind: "disabled" }
   | { kind: "no_active_deployment" }
   | { kind: "not_found" };
@@ -55,10 +65,17 @@ export function forgetAgentRoute(input: { userId: string; agentId: string }): vo
   routes.delete(keyOf(input.userId, input.agentId));
 }
 
-/** The agent (tenant-scoped, not deleted) and its active deployment, in one query. */
+const candidates = alias(deployments, "candidate");
+
+/** The agent (tenant-scoped, not deleted), its active deployment and its running rollout, in one query. */
 async function readAgentRoute(db: Db, input: { userId: string; agentId: string }): Promise<AgentRoute> {
   const [found] = await db
-    .select({ agentStatus: agents.status, deployment: deployments })
+    .select({
+      agentStatus: agents.status,
+      deployment: deployments,
+      rollout: { id: rollouts.id, stages: rollouts.stages, stageIndex: rollouts.stageIndex },
+      candidate: candidates,
+    })
     .from(agents)
     .leftJoin(
       deployments,
@@ -68,10 +85,33 @@ async function readAgentRoute(db: Db, input: { userId: string; agentId: string }
         eq(deployments.status, "active"),
       ),
     )
+    .leftJoin(
+      rollouts,
+      and(
+        eq(rollouts.agentId, agents.id),
+        eq(rollouts.userId, agents.userId),
+        eq(rollouts.status, "running"),
+        eq(rollouts.baselineDeploymentId, agents.activeDeploymentId),
+      ),
+    )
+    .leftJoin(
+      candidates,
+      and(
+        eq(candidates.id, rollouts.candidateDeploymentId),
+        eq(candidates.agentId, agents.id),
+        inArray(candidates.status, ["ready", "inactive"]),
+        isNull(candidates.scriptRemovedAt),
+      ),
+    )
     .where(and(eq(agents.id, input.agentId), eq(agents.userId, input.userId), isNull(agents.deletedAt)))
     .limit(1);
   if (!found) return { kind: "not_found" };
   if (found.agentStatus === "disabled") return { kind: "disabled" };
   if (!found.deployment) return { kind: "no_active_deployment" };
-  return { kind: "deployment", deployment: found.deployment };
+  const stage = found.rollout?.stages[found.rollout.stageIndex];
+  const rollout =
+    found.rollout && found.candidate && stage
+      ? { id: found.rollout.id, percent: stage.percent, candidate: found.candidate }
+      : null;
+  return { kind: "deployment", deployment: found.deployment, rollout };
 }

@@ -2,7 +2,8 @@
 // deployment its turn goes to, and the turn itself (one at a time per session). Called from one
 // place, services/invoke/invoke.ts, where the deployment to call is chosen.
 //
-// A session's first turn pins it to the agent's active deployment; every later turn goes to that
+// A session's first turn pins it to the agent's active deployment (or, while a canary rollout
+// runs, to the version its split gives the session id); every later turn goes to that
 // deployment, whatever is active now (a new deploy or a rollback does not move a session), until
 // the session is ended or expires. A pinned deployment that can no longer run (its script removed
 // by retention, the agent disabled) is 409 session_deployment_gone; a second turn while one is
@@ -15,6 +16,7 @@ import { isIdOf } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
 import { agentNotFound } from "../agents/agents";
 import { agentRoute } from "../invoke/route-cache";
+import { goesToCandidate } from "../rollouts/split";
 import type { TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
 import type { SessionKeepers, SessionKey, SessionTimes } from "./types";
@@ -75,13 +77,19 @@ export async function resolveSessionTurn(
     throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
   }
   const active = route.kind === "deployment" ? route.deployment : null;
+  // A new session is pinned where the canary rollout's split sends its id (if one runs), so the
+  // whole conversation stays on one version; a pinned session keeps its pin whatever the split says.
+  const firstTurn =
+    route.kind === "deployment" && route.rollout && goesToCandidate(route.rollout.id, sessionId, route.rollout.percent)
+      ? route.rollout.candidate
+      : active;
 
   const { limits } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, { waitUntil: deps.waitUntil });
   const times: SessionTimes = {
     idleMs: limits.sessionIdleSeconds * 1000,
     leaseMs: deps.maxTurnMs(limits.streamSeconds) + LEASE_SLACK_MS,
   };
-  const grant = await keeper.beginTurn(key, active?.id ?? null, times);
+  const grant = await keeper.beginTurn(key, firstTurn?.id ?? null, times);
   if (grant.kind === "busy") throw sessionBusy(sessionId);
   if (grant.kind === "unpinned") {
     throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
@@ -96,7 +104,9 @@ export async function resolveSessionTurn(
     return released;
   };
 
-  if (active && grant.deploymentId === active.id) return { sessionId, deployment: active, release };
+  for (const known of [active, firstTurn]) {
+    if (known && grant.deploymentId === known.id) return { sessionId, deployment: known, release };
+  }
   let pinned: DeploymentRow | undefined;
   try {
     pinned = await pinnedDeployment(deps.db, key, grant.deploymentId);

@@ -8,7 +8,10 @@ import { userRoute } from "../../route-policy";
 const AuditEntrySchema = z
   .object({
     id: z.string(),
-    actor: z.string().openapi({ description: "`user:<id>` for API calls, `operator:<tool>` for operator commands" }),
+    actor: z.string().openapi({
+      description:
+        "`user:<id>` for API calls, `operator:<tool>` for operator commands, `system:<task>` for the gateway's own decisions (rollouts)",
+    }),
     action: z.string().openapi({ example: "secret.set" }),
     targetType: z.string(),
     targetId: z.string(),

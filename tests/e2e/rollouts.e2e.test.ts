@@ -1,0 +1,184 @@
+// Canary rollouts over HTTP against `wrangler dev`: a 50% rollout splits traffic by session (the
+// same session, the same version, every call; both versions across sessions); a candidate whose
+// agent fails every call is aborted by the evaluator (the dev server's cron, triggered through its
+// local scheduled endpoint) and every session returns to the baseline; a second rollout is 409;
+// a stranger gets 404 on every rollout route; bad input is 400. (A healthy candidate advancing
+// stage by stage needs the clock moved by minutes: tests/rollouts.test.ts injects it.)
+import { beforeAll, describe, expect, it } from "vitest";
+import { api, e2e, expectJson, expectProblem, newUser, type User, waitFor } from "./harness";
+
+const answers = (text: string) => `export default {
+  async fetch(req) {
+    if (req.method !== "POST") return new Response("ok");
+    return Response.json({ output: { text: ${JSON.stringify(text)} } });
+  },
+};`;
+const FAILS = `export default {
+  async fetch(req) {
+    if (req.method !== "POST") return new Response("ok");
+    throw new Error("the candidate is broken");
+  },
+};`;
+
+type Rollout = { id: string; status: string; currentPercent: number | null; endReason: string | null };
+
+let owner: User;
+
+async function deployed(agentId: string, moduleCode: string, activation: "auto" | "manual"): Promise<string> {
+  const res = await api("POST", `/v1/agents/${agentId}/deploy`, { user: owner, body: { moduleCode, activation } });
+  const { deployment } = await expectJson<{ deployment: { id: string } }>(res, 202);
+  const want = activation === "auto" ? "active" : "ready";
+  await waitFor(`deployment ${deployment.id} ${want}`, async () => {
+    const got = await api("GET", `/v1/agents/${agentId}/deployments/${deployment.id}`, { user: owner });
+    const status = (await expectJson<{ deployment: { status: string } }>(got, 200)).deployment.status;
+    if (status === "failed") throw new Error(`deployment ${deployment.id} failed`);
+    return status === want ? true : undefined;
+  });
+  return deployment.id;
+}
+
+/** An agent with v1 active and a candidate `ready`. */
+async function agentWithCandidate(candidateCode: string) {
+  const res = await api("POST", "/v1/agents", {
+    user: owner,
+    body: { name: `canary-${crypto.randomUUID().slice(0, 8)}` },
+  });
+  const agentId = (await expectJson<{ agent: { id: string } }>(res, 201)).agent.id;
+  const baseline = await deployed(agentId, answers("v1"), "auto");
+  const candidate = await deployed(agentId, candidateCode, "manual");
+  return { agentId, baseline, candidate };
+}
+
+const rolloutBody = (deploymentId: string, minRequests = 3) => ({
+  deploymentId,
+  stages: [
+    { percent: 50, minDurationSeconds: 600 },
+    { percent: 100, minDurationSeconds: 60 },
+  ],
+  abortOn: { maxErrorRatePct: 10, minRequests },
+});
+
+async function servedBy(agentId: string, sessionId: string) {
+  const res = await api("POST", `/v1/invoke/${agentId}`, {
+    user: owner,
+    body: { messages: [{ role: "user", content: "which?" }], sessionId },
+  });
+  await res.text();
+  return { status: res.status, deploymentId: res.headers.get("x-deployment-id") };
+}
+
+/** Runs the dev server's every-minute cron once (wrangler's local scheduled trigger). */
+async function runEvaluator() {
+  const res = await fetch(`${e2e.baseUrl}/cdn-cgi/local/scheduled?cron=*+*+*+*+*`);
+  await res.text();
+  expect(res.status).toBe(200);
+}
+
+const SESSIONS = Array.from({ length: 24 }, (_, i) => `e2e-session-${i}`);
+
+beforeAll(async () => {
+  owner = await newUser("canary-owner");
+});
+
+describe("canary rollouts over HTTP", () => {
+  it("a 50% rollout splits by session: the same session sees the same version every time, both versions serve", async () => {
+    const { agentId, baseline, candidate } = await agentWithCandidate(answers("v2"));
+    const started = await api("POST", `/v1/agents/${agentId}/rollouts`, { user: owner, body: rolloutBody(candidate) });
+    const { rollout } = await expectJson<{ rollout: Rollout }>(started, 201);
+    expect(rollout).toMatchObject({ status: "running", currentPercent: 50 });
+
+    const first = new Map<string, string | null>();
+    for (const s of SESSIONS) {
+      const served = await servedBy(agentId, s);
+      expect(served.status).toBe(200);
+      first.set(s, served.deploymentId);
+    }
+    for (let round = 0; round < 2; round++) {
+      for (const s of SESSIONS) expect((await servedBy(agentId, s)).deploymentId, s).toBe(first.get(s));
+    }
+    expect(new Set(first.values())).toEqual(new Set([baseline, candidate]));
+
+    // One rollout at a time.
+    const again = await api("POST", `/v1/agents/${agentId}/rollouts`, { user: owner, body: rolloutBody(candidate) });
+    await expectProblem(again, 409, "rollout_in_progress");
+
+    // A stranger: 404 on every rollout route of the owner's agent.
+    const stranger = await newUser("canary-stranger");
+    await expectProblem(
+      await api("POST", `/v1/agents/${agentId}/rollouts`, { user: stranger, body: rolloutBody(candidate) }),
+      404,
+      "not_found",
+    );
+    for (const [method, suffix] of [
+      ["GET", ""],
+      ["POST", "/promote"],
+      ["POST", "/abort"],
+    ] as const) {
+      const res = await api(method, `/v1/agents/${agentId}/rollouts/${rollout.id}${suffix}`, { user: stranger });
+      await expectProblem(res, 404, "not_found");
+    }
+    // Untouched by all that.
+    const read = await api("GET", `/v1/agents/${agentId}/rollouts/${rollout.id}`, { user: owner });
+    expect((await expectJson<{ rollout: Rollout }>(read, 200)).rollout.status).toBe("running");
+
+    // Bad input is a 400 naming the field.
+    const bad = await api("POST", `/v1/agents/${agentId}/rollouts`, {
+      user: owner,
+      body: { ...rolloutBody(candidate), stages: [{ percent: 50, minDurationSeconds: 30 }] },
+    });
+    const problem = await expectProblem(bad, 400, "validation_failed");
+    expect(problem.errors?.[0]?.location).toBe("body.stages.0.minDurationSeconds");
+
+    // The owner ends it: all traffic back on the baseline.
+    await expectJson(await api("POST", `/v1/agents/${agentId}/rollouts/${rollout.id}/abort`, { user: owner }), 200);
+    await waitFor("every session on the baseline", async () =>
+      (await servedBy(agentId, SESSIONS[0] as string)).deploymentId === baseline ? true : undefined,
+    );
+    for (const s of SESSIONS) expect((await servedBy(agentId, s)).deploymentId).toBe(baseline);
+  });
+
+  it("a candidate whose agent fails every call is aborted automatically, and traffic returns to the baseline", async () => {
+    const { agentId, baseline, candidate } = await agentWithCandidate(FAILS);
+    const started = await api("POST", `/v1/agents/${agentId}/rollouts`, { user: owner, body: rolloutBody(candidate) });
+    const { rollout } = await expectJson<{ rollout: Rollout }>(started, 201);
+
+    let failures = 0;
+    for (const s of SESSIONS) {
+      const served = await servedBy(agentId, s);
+      if (served.deploymentId === candidate) {
+        expect(served.status).toBe(502);
+        failures++;
+      } else {
+        expect(served).toEqual({ status: 200, deploymentId: baseline });
+      }
+    }
+    expect(failures).toBeGreaterThanOrEqual(3);
+
+    // Metering is batched: evaluate until the failures are counted and the rollout aborts.
+    const aborted = await waitFor(
+      "the rollout to abort",
+      async () => {
+        await runEvaluator();
+        const res = await api("GET", `/v1/agents/${agentId}/rollouts/${rollout.id}`, { user: owner });
+        const r = (await expectJson<{ rollout: Rollout }>(res, 200)).rollout;
+        return r.status === "running" ? undefined : r;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    expect(aborted.status).toBe("aborted");
+    expect(aborted.endReason).toMatch(/error rate 100% exceeded maxErrorRatePct 10%/);
+    const cand = await api("GET", `/v1/agents/${agentId}/deployments/${candidate}`, { user: owner });
+    expect((await expectJson<{ deployment: { status: string } }>(cand, 200)).deployment.status).toBe("inactive");
+
+    // Every session, the candidate's too, is served by the baseline again within the route cache's bound.
+    await waitFor(
+      "the baseline serving every session",
+      async () => {
+        for (const s of SESSIONS) if ((await servedBy(agentId, s)).deploymentId !== baseline) return undefined;
+        return true;
+      },
+      { timeoutMs: 3000 },
+    );
+    for (const s of SESSIONS) expect(await servedBy(agentId, s)).toEqual({ status: 200, deploymentId: baseline });
+  });
+});
