@@ -118,6 +118,33 @@ const TWO_STAGES = [
 ];
 
 describe("routing during a rollout", () => {
+  it("pins a new session where the split sends it; a promoted rollout's pin survives a new deploy, a session pinned before the rollout keeps its pin", async () => {
+    const { headers, agentId, v1, v2 } = await agentWithCandidate();
+    // Pinned to v1 before the rollout: the split never moves it.
+    const before = "pinned-before-rollout";
+    expect((await servedBy(headers, agentId, before)).deploymentId).toBe(v1);
+    const rollout = await started(headers, agentId, {
+      deploymentId: v2,
+      stages: [{ percent: 50, minDurationSeconds: 60 }],
+      abortOn: { maxErrorRatePct: 50, minRequests: 100 },
+    });
+    const [onCandidate] = sessionsOn(rollout.id, 50, true, 1);
+    for (let i = 0; i < 2; i++) {
+      expect((await servedBy(headers, agentId, onCandidate)).deploymentId).toBe(v2);
+      expect((await servedBy(headers, agentId, before)).deploymentId).toBe(v1);
+    }
+    const promoted = await call("POST", `/v1/agents/${agentId}/rollouts/${rollout.id}/promote`, { headers });
+    expect(promoted.status).toBe(200);
+    // A new deploy: the session the rollout pinned to v2 stays there, like any pinned session.
+    const v3 = await deployAndActivate(headers, agentId, { moduleCode: modules.fixedAnswer("v3") });
+    await waitFor(async () => ((await servedBy(headers, agentId)).deploymentId === v3.id ? true : undefined), {
+      timeoutMs: 3000,
+      what: "v3 serving calls without a session",
+    });
+    expect((await servedBy(headers, agentId, onCandidate)).deploymentId).toBe(v2);
+    expect((await servedBy(headers, agentId, before)).deploymentId).toBe(v1);
+  });
+
   it("at 50% splits traffic by session: the same session sees the same version every time, both versions are seen", async () => {
     const { headers, agentId, v1, v2 } = await agentWithCandidate();
     const rollout = await started(headers, agentId, {

@@ -8,6 +8,8 @@ import type { SessionKeeperApi, SessionKey, SessionTimes, SessionView, TurnGrant
 
 type Stored = SessionKey & {
   deploymentId: string;
+  /** The canary rollout whose split chose the pin, while that may still be undone (resolve.ts). */
+  pinRolloutId?: string | null;
   createdAt: number;
   lastUsedAt: number;
   idleMs: number;
@@ -20,7 +22,12 @@ const RECORD = "session";
 
 // It reads no bindings: the gateway hands it everything it keeps.
 export class SessionKeeper extends DurableObject<object> implements SessionKeeperApi {
-  async beginTurn(key: SessionKey, candidateDeploymentId: string | null, times: SessionTimes): Promise<TurnGrant> {
+  async beginTurn(
+    key: SessionKey,
+    candidateDeploymentId: string | null,
+    times: SessionTimes,
+    candidateRolloutId: string | null = null,
+  ): Promise<TurnGrant> {
     const now = Date.now();
     let s = this.load(key, now);
     if (s?.turn && s.turn.leaseUntil > now) return { kind: "busy" };
@@ -30,6 +37,7 @@ export class SessionKeeper extends DurableObject<object> implements SessionKeepe
       s = {
         ...pickKey(key),
         deploymentId: candidateDeploymentId,
+        pinRolloutId: candidateRolloutId,
         createdAt: now,
         lastUsedAt: now,
         idleMs: 0,
@@ -43,7 +51,21 @@ export class SessionKeeper extends DurableObject<object> implements SessionKeepe
     this.save(s);
     // Not expired while the turn may still run: the alarm comes after its lease at the earliest.
     await this.ctx.storage.setAlarm(Math.max(s.turn.leaseUntil, now + s.idleMs));
-    return { kind: "granted", turnId: s.turn.id, deploymentId: s.deploymentId, fresh };
+    return {
+      kind: "granted",
+      turnId: s.turn.id,
+      deploymentId: s.deploymentId,
+      pinRolloutId: s.pinRolloutId ?? null,
+      fresh,
+    };
+  }
+
+  async repin(key: SessionKey, turnId: string, deploymentId: string, rolloutId: string | null): Promise<void> {
+    const s = this.load(key, Date.now(), { ignoreExpiry: true });
+    if (!s || s.turn?.id !== turnId) return;
+    s.deploymentId = deploymentId;
+    s.pinRolloutId = rolloutId;
+    this.save(s);
   }
 
   async endTurn(key: SessionKey, turnId: string, reachedAgent: boolean): Promise<void> {

@@ -10,7 +10,7 @@
 // running is 409 session_busy.
 import { and, eq } from "drizzle-orm";
 import type { Db } from "../../db/client";
-import { type DeploymentRow, deployments } from "../../db/schema";
+import { type DeploymentRow, deployments, rollouts } from "../../db/schema";
 import { ApiError } from "../../lib/errors";
 import { isIdOf } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
@@ -79,17 +79,18 @@ export async function resolveSessionTurn(
   const active = route.kind === "deployment" ? route.deployment : null;
   // A new session is pinned where the canary rollout's split sends its id (if one runs), so the
   // whole conversation stays on one version; a pinned session keeps its pin whatever the split says.
-  const firstTurn =
-    route.kind === "deployment" && route.rollout && goesToCandidate(route.rollout.id, sessionId, route.rollout.percent)
-      ? route.rollout.candidate
-      : active;
+  // A pin on the candidate remembers its rollout: if the rollout is aborted, the session goes back
+  // with everyone else (below); if it completes, the pin becomes an ordinary one.
+  const rollout = route.kind === "deployment" ? (route.rollout ?? undefined) : undefined;
+  const toCandidate = rollout !== undefined && goesToCandidate(rollout.id, sessionId, rollout.percent);
+  const firstTurn = toCandidate ? rollout.candidate : active;
 
   const { limits } = await limitsForUser(deps.db, deps.userId, deps.tierLimits, { waitUntil: deps.waitUntil });
   const times: SessionTimes = {
     idleMs: limits.sessionIdleSeconds * 1000,
     leaseMs: deps.maxTurnMs(limits.streamSeconds) + LEASE_SLACK_MS,
   };
-  const grant = await keeper.beginTurn(key, firstTurn?.id ?? null, times);
+  const grant = await keeper.beginTurn(key, firstTurn?.id ?? null, times, toCandidate ? rollout.id : null);
   if (grant.kind === "busy") throw sessionBusy(sessionId);
   if (grant.kind === "unpinned") {
     throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
@@ -104,6 +105,16 @@ export async function resolveSessionTurn(
     return released;
   };
 
+  if (grant.pinRolloutId !== null && grant.pinRolloutId !== rollout?.id) {
+    // The rollout that chose this pin has ended (the only D1 read here, once per such session).
+    const ended = await rolloutStatus(deps.db, deps.userId, grant.pinRolloutId).catch(async (err) => {
+      await release(false);
+      throw err;
+    });
+    const repinTo = ended === "aborted" && firstTurn ? firstTurn : null;
+    await keeper.repin(key, grant.turnId, repinTo?.id ?? grant.deploymentId, null);
+    if (repinTo) return { sessionId, deployment: repinTo, release };
+  }
   for (const known of [active, firstTurn]) {
     if (known && grant.deploymentId === known.id) return { sessionId, deployment: known, release };
   }
@@ -126,6 +137,17 @@ export async function resolveSessionTurn(
     throw deploymentGone(sessionId, grant.deploymentId, why ?? "unknown");
   }
   return { sessionId, deployment: pinned, release };
+}
+
+/** A rollout's status (tenant-scoped); undefined if there is none. */
+async function rolloutStatus(db: Db, userId: string, rolloutId: string): Promise<string | undefined> {
+  const row = await db
+    .select({ status: rollouts.status })
+    .from(rollouts)
+    .where(and(eq(rollouts.id, rolloutId), eq(rollouts.userId, userId)))
+    .limit(1)
+    .get();
+  return row?.status;
 }
 
 /** The pinned deployment, tenant- and agent-scoped. */

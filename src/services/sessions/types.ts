@@ -37,7 +37,7 @@ export type TurnGrant =
   /** A new session and no deployment to pin it to: nothing was stored. */
   | { kind: "unpinned" }
   /** The turn may run on `deploymentId`; `fresh` when this turn created (or re-created) the session. */
-  | { kind: "granted"; turnId: string; deploymentId: string; fresh: boolean };
+  | { kind: "granted"; turnId: string; deploymentId: string; pinRolloutId: string | null; fresh: boolean };
 
 /**
  * The Durable Object's RPC surface. Every method takes the full key and answers as if the session
@@ -48,7 +48,17 @@ export interface SessionKeeperApi {
    * Starts a turn. An existing session keeps its pin; a new (or expired) one is pinned to
    * `candidateDeploymentId` (the agent's active deployment), or is `unpinned` when there is none.
    */
-  beginTurn(key: SessionKey, candidateDeploymentId: string | null, times: SessionTimes): Promise<TurnGrant>;
+  beginTurn(
+    key: SessionKey,
+    candidateDeploymentId: string | null,
+    times: SessionTimes,
+    candidateRolloutId?: string | null,
+  ): Promise<TurnGrant>;
+  /**
+   * Moves the pin of the session whose turn `turnId` is running (a pin a canary rollout chose, once
+   * that rollout has ended: resolve.ts); `rolloutId` null makes it an ordinary pin.
+   */
+  repin(key: SessionKey, turnId: string, deploymentId: string, rolloutId: string | null): Promise<void>;
   /** Ends the turn; `reachedAgent` counts it. A turn id that no longer holds the session is ignored. */
   endTurn(key: SessionKey, turnId: string, reachedAgent: boolean): Promise<void>;
   /** Creates the session pinned to `deploymentId` (POST …/sessions); null if it already exists. */
