@@ -117,3 +117,21 @@ declare module "node:http" {
   }
   export function createServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server;
 }
+
+// Used by the fake AWS (fake-aws.ts): files written from bytes, and a streamed HTTP answer.
+declare module "node:fs" {
+  export function writeFileSync(path: string | URL, data: Uint8Array): void;
+}
+
+declare module "node:http" {
+  export interface IncomingMessage {
+    on(event: "close", listener: () => void): this;
+  }
+  export interface ServerResponse {
+    readonly headersSent: boolean;
+    write(chunk: Uint8Array): boolean;
+    end(chunk?: Uint8Array): this;
+    on(event: "close", listener: () => void): this;
+    flushHeaders?(): void;
+  }
+}
