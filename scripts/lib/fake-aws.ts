@@ -68,6 +68,8 @@ export type FakeAws = {
   /** S3 objects by "bucket/key". */
   objects: Map<string, Uint8Array<ArrayBuffer>>;
   requests: FakeAwsRequest[];
+  /** From now on, only this secret access key verifies (the gateway's becomes a wrong secret). */
+  setSecretAccessKey(secret: string): void;
   /** Makes the next `times` matching requests answer with an AWS error. */
   inject(fault: {
     plane: FakeAwsRequest["plane"];
@@ -200,6 +202,7 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
   const region = options.region ?? "us-east-1";
   const accountId = options.accountId ?? "123456789012";
   const readyAfterPolls = options.readyAfterPolls ?? 1;
+  let secretAccessKey = options.secretAccessKey;
   const runtimes = new Map<string, FakeRuntime>();
   const objects = new Map<string, Uint8Array<ArrayBuffer>>();
   const requests: FakeAwsRequest[] = [];
@@ -582,7 +585,7 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
     const path = new URL(request.url).pathname;
     const entry: FakeAwsRequest = { plane, method: request.method, path, status: 0 };
     try {
-      await verifySignature(request, body, plane, { ...options, region });
+      await verifySignature(request, body, plane, { accessKeyId: options.accessKeyId, secretAccessKey, region });
       const fi = faults.findIndex((f) => f.plane === plane);
       if (fi >= 0) {
         const f = faults[fi] as (typeof faults)[number];
@@ -660,6 +663,9 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
     runtimes,
     objects,
     requests,
+    setSecretAccessKey(secret) {
+      secretAccessKey = secret;
+    },
     inject(fault) {
       faults.push({ ...fault, times: fault.times ?? 1 });
     },
