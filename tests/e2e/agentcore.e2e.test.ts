@@ -233,6 +233,21 @@ describe("the agentcore runtime provider against the fake AWS", () => {
     expect(answer.headers.get("x-deployment-id")).toBe(template.id);
   });
 
+  it("answers AWS throttling with 503 upstream_unavailable and Retry-After, and AWS's refusals with a generic 502", async () => {
+    aws.inject({ plane: "data", status: 429, type: "ThrottlingException", message: "Rate exceeded" });
+    const throttled = await invoke(agentId, "busy?");
+    expect(throttled.headers.get("retry-after")).toMatch(/^\d+$/);
+    await expectProblem(throttled, 503, "upstream_unavailable");
+
+    const secretDetail = "User arn:aws:sts::123456789012:assumed-role/x is not authorized";
+    aws.inject({ plane: "data", status: 403, type: "AccessDeniedException", message: secretDetail });
+    const refused = await expectProblem(await invoke(agentId, "allowed?"), 502, "upstream_error");
+    expect(refused.detail).toMatch(/platform/);
+    expect(refused.detail).not.toContain("arn:aws");
+    // AWS's detail is for the operator's log only.
+    await waitFor("the operator's log line", async () => (server.logs().includes(secretDetail) ? true : undefined));
+  });
+
   it("removes the agent's runtimes and artifacts when the agent is deleted", async () => {
     expect(aws.runtimes.size).toBe(2);
     const res = await call.request("DELETE", `/v1/agents/${agentId}`, { headers });
