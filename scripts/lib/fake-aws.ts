@@ -52,6 +52,8 @@ export type FakeRuntime = {
 };
 
 export type FakeAwsRequest = {
+  /** InvokeAgentRuntime's runtime session id, as received. */
+  sessionId?: string;
   plane: "s3" | "control" | "data";
   method: string;
   path: string;
@@ -68,6 +70,8 @@ export type FakeAws = {
   /** S3 objects by "bucket/key". */
   objects: Map<string, Uint8Array<ArrayBuffer>>;
   requests: FakeAwsRequest[];
+  /** The next runtime created ends CREATE_FAILED with this failureReason (as AWS reports e.g. a role it cannot assume). */
+  failNextCreate(reason: string): void;
   /** From now on, only this secret access key verifies (the gateway's becomes a wrong secret). */
   setSecretAccessKey(secret: string): void;
   /** Makes the next `times` matching requests answer with an AWS error. */
@@ -203,6 +207,7 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
   const accountId = options.accountId ?? "123456789012";
   const readyAfterPolls = options.readyAfterPolls ?? 1;
   let secretAccessKey = options.secretAccessKey;
+  let nextCreateFailure: string | null = null;
   const runtimes = new Map<string, FakeRuntime>();
   const objects = new Map<string, Uint8Array<ArrayBuffer>>();
   const requests: FakeAwsRequest[] = [];
@@ -432,6 +437,11 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
         lastUpdatedAt: now,
       };
       settle(rt, "CREATE_FAILED");
+      if (nextCreateFailure !== null) {
+        rt.status = "CREATE_FAILED";
+        rt.failureReason = nextCreateFailure;
+        nextCreateFailure = null;
+      }
       runtimes.set(id, rt);
       const { agentRuntimeArn, agentRuntimeId, agentRuntimeVersion, status, createdAt } = view(rt);
       return ok({ agentRuntimeArn, agentRuntimeId, agentRuntimeVersion, status, createdAt }, 202);
@@ -584,6 +594,8 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
   async function handle(plane: Plane, request: Request, body: Uint8Array<ArrayBuffer>): Promise<Response> {
     const path = new URL(request.url).pathname;
     const entry: FakeAwsRequest = { plane, method: request.method, path, status: 0 };
+    const session = request.headers.get(SESSION_HEADER);
+    if (session !== null) entry.sessionId = session;
     try {
       await verifySignature(request, body, plane, { accessKeyId: options.accessKeyId, secretAccessKey, region });
       const fi = faults.findIndex((f) => f.plane === plane);
@@ -663,6 +675,9 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
     runtimes,
     objects,
     requests,
+    failNextCreate(reason) {
+      nextCreateFailure = reason;
+    },
     setSecretAccessKey(secret) {
       secretAccessKey = secret;
     },

@@ -4,7 +4,7 @@
 // this factory for the RuntimeProvider, which routes each call by the deployment's provider;
 // nothing else touches LOADER, DISPATCHER or AWS.
 import { ConfigError } from "../lib/config-error";
-import { type AgentCoreConfigVars, missingAgentCoreVars } from "./agentcore/config";
+import { type AgentCoreConfigVars, missingAgentCoreVars, parseAgentCoreConfig } from "./agentcore/config";
 import { createAgentCoreRuntime } from "./agentcore/provider";
 import { createLoaderRuntime } from "./loader";
 import { createNamespaceRuntime, type NamespaceRuntimeEnv } from "./namespace/provider";
@@ -26,7 +26,14 @@ export type RuntimeDeps = { env: RuntimeEnv; ctx: { readonly exports?: Cloudflar
 export function runtimeProviderUnavailable(env: RuntimeEnv, provider: RuntimeProviderName): string | null {
   if (provider !== "agentcore") return null;
   const missing = missingAgentCoreVars(env);
-  return missing.length ? `the gateway is not configured for agentcore (missing: ${missing.join(", ")})` : null;
+  if (missing.length) return `the gateway is not configured for agentcore (missing: ${missing.join(", ")})`;
+  try {
+    parseAgentCoreConfig(env);
+    return null;
+  } catch (err) {
+    // Names the variables and the rules they break, never their values (lib/config-error.ts).
+    return `the gateway's agentcore configuration is invalid (${err instanceof Error ? err.message : String(err)})`;
+  }
 }
 
 function createCloudflareRuntime({ env, ctx, config }: RuntimeDeps): RuntimeProvider {
@@ -59,7 +66,9 @@ export function createRuntimeProvider(deps: RuntimeDeps): RuntimeProvider {
     cloudflare ??= createCloudflareRuntime(deps);
     return cloudflare;
   };
-  const agentCoreConfigured = () => missingAgentCoreVars(deps.env).length === 0;
+  // Removal asks AgentCore only when it is usable: a half-configured AgentCore must not block the
+  // cleanup of Cloudflare deployments.
+  const agentCoreConfigured = () => runtimeProviderUnavailable(deps.env, "agentcore") === null;
   const ac = () => {
     agentcore ??= createAgentCoreRuntime({ env: deps.env, invokeTimeoutMs: deps.config.invokeTimeoutMs });
     return agentcore;

@@ -195,6 +195,22 @@ describe("the agentcore runtime provider against the fake AWS", () => {
     expect(deltas.at(-1)!.receivedAt - deltas[0]!.receivedAt).toBeGreaterThanOrEqual(2 * DELTA_GAP_MS - 150);
   });
 
+  it("keeps one AgentCore session per invoke/v1 sessionId of the agent, and a fresh one without", async () => {
+    const sessions = async (sessionId?: string) => {
+      const before = aws.requests.length;
+      expect((await invoke(agentId, "session", { sessionId })).status).toBe(200);
+      const sent = aws.requests.slice(before).find((r) => r.plane === "data");
+      expect(sent?.sessionId?.length).toBeGreaterThanOrEqual(33);
+      return sent!.sessionId!;
+    };
+    const first = await sessions("conversation-7");
+    expect(await sessions("conversation-7")).toBe(first);
+    expect(await sessions("conversation-8")).not.toBe(first);
+    expect(await sessions()).not.toBe(await sessions());
+    // The tenant's id is not sent to AWS as is.
+    expect(first).not.toContain("conversation-7");
+  });
+
   it("maps an agent that throws to 502 upstream_exception and one that hangs to 504 upstream_timeout", async () => {
     const thrown = await expectProblem(await invoke(agentId, "throw"), 502, "upstream_exception");
     expect(thrown.detail).toContain("boom from the agent");
@@ -258,6 +274,16 @@ describe("the agentcore runtime provider against the fake AWS", () => {
         aws.runtimes.size === 0 && ![...aws.objects.keys()].some((k) => k.startsWith(`${BUCKET}/`)) ? true : undefined,
       { timeoutMs: 30_000, intervalMs: 250 },
     );
+  });
+
+  it("fails a deployment with AWS's reason when the runtime ends CREATE_FAILED", async () => {
+    const res = await call.request("POST", "/v1/agents", { headers, body: { name: "agentcore-create-failed" } });
+    const other = (await json<{ agent: { id: string } }>(res, 201)).agent.id;
+    const reason = "Role validation failed: the execution role cannot be assumed by bedrock-agentcore";
+    aws.failNextCreate(reason);
+    const failed = await settled(other, (await deploy(other, {})).id);
+    expect(failed.status).toBe("failed");
+    expect(failed.errorMessage).toContain(reason);
   });
 
   it("fails a deployment with a readable message, without retrying, when AWS refuses the secret", async () => {
