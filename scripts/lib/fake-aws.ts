@@ -70,6 +70,8 @@ export type FakeAws = {
   /** S3 objects by "bucket/key". */
   objects: Map<string, Uint8Array<ArrayBuffer>>;
   requests: FakeAwsRequest[];
+  /** What GET /ping of the runtime's running agent processes answers (their `status`es). */
+  pingAgents(agentRuntimeId: string): Promise<string[]>;
   /** The next runtime created ends CREATE_FAILED with this failureReason (as AWS reports e.g. a role it cannot assume). */
   failNextCreate(reason: string): void;
   /** From now on, only this secret access key verifies (the gateway's becomes a wrong secret). */
@@ -675,6 +677,15 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
     runtimes,
     objects,
     requests,
+    async pingAgents(agentRuntimeId) {
+      const running = [...agents.entries()].filter(([key]) => key.startsWith(`${agentRuntimeId}@`));
+      return Promise.all(
+        running.map(async ([, agent]) => {
+          const res = await fetch(`http://127.0.0.1:${agent.port}/ping`);
+          return ((await res.json()) as { status: string }).status;
+        }),
+      );
+    },
     failNextCreate(reason) {
       nextCreateFailure = reason;
     },

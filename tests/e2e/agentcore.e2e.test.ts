@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DevServer, freePort, PROJECT_ROOT, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { type FakeAws, startFakeAws } from "../../scripts/lib/fake-aws.ts";
 import { httpClient } from "../../scripts/lib/http-client.ts";
-import { collectSse } from "../../scripts/lib/sse.ts";
+import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 import { mintToken, newSigningKey } from "../../scripts/lib/tokens.ts";
 import { api, expectProblem, newUser, waitFor } from "./harness.ts";
 
@@ -187,7 +187,20 @@ describe("the agentcore runtime provider against the fake AWS", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
     measured.push(res.headers.get("x-request-id")!);
-    const events = await collectSse(res);
+    const runtimeId = [...aws.runtimes.values()].find(
+      (r) => r.environmentVariables.DEPLOYMENT_ID === v2.id,
+    )!.agentRuntimeId;
+    const events: SseEvent[] = [];
+    let pingWhileStreaming: string[] = [];
+    for await (const event of readSse(res.body!)) {
+      // While the agent is still producing, its /ping says HealthyBusy (so AgentCore keeps the session).
+      if (events.length === 0) pingWhileStreaming = await aws.pingAgents(runtimeId);
+      events.push(event);
+    }
+    expect(pingWhileStreaming).toEqual(["HealthyBusy"]);
+    await waitFor("the agent to be idle again", async () =>
+      (await aws.pingAgents(runtimeId)).join() === "Healthy" ? true : undefined,
+    );
     const deltas = events.filter((e) => e.event === "delta");
     expect(deltas.map((e) => JSON.parse(e.data).text).join("")).toBe("one two three");
     expect(events.at(-1)?.event).toBe("done");
