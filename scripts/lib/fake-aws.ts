@@ -259,7 +259,13 @@ export async function startFakeAws(options: FakeAwsOptions): Promise<FakeAws> {
       // Only the runtime's own environment variables (plus PATH and PORT), as in a microVM.
       agent.child = spawn(process.execPath, rt.code.entryPoint, {
         cwd: dir,
-        env: { ...rt.environmentVariables, PATH: process.env.PATH, PORT: String(agent.port) },
+        // Loopback only on this machine (AgentCore itself expects 0.0.0.0:8080).
+        env: {
+          ...rt.environmentVariables,
+          PATH: process.env.PATH,
+          PORT: String(agent.port),
+          WEBHOST_LISTEN_HOST: "127.0.0.1",
+        },
         stdio: ["ignore", "pipe", "pipe"],
       });
       const echo = (c: Uint8Array) => log(`[agent ${rt.agentRuntimeName}] ${new TextDecoder().decode(c).trimEnd()}`);

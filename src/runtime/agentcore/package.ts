@@ -1,5 +1,6 @@
 // The code artifact of an AgentCore runtime: the deployment's bundle plus a small Node wrapper
-// (WRAPPER_MODULE) that serves AgentCore's HTTP contract on PORT (8080 by default):
+// (WRAPPER_MODULE) that serves AgentCore's HTTP contract on 0.0.0.0:PORT (8080 by default; a local
+// fake sets WEBHOST_LISTEN_HOST=127.0.0.1):
 //   GET  /ping         {"status":"Healthy"|"HealthyBusy","time_of_last_update":<unix s>}; busy while
 //                      a request (or a ctx.waitUntil task) runs, so AgentCore keeps the session
 //   POST /invocations  builds a Request from the payload and calls the agent's
@@ -93,7 +94,7 @@ createServer(async (req, res) => {
     await Promise.allSettled(pending);
     setBusy(-1);
   }
-}).listen(Number(process.env.PORT ?? "8080"), "0.0.0.0");
+}).listen(Number(process.env.PORT ?? "8080"), process.env.WEBHOST_LISTEN_HOST ?? "0.0.0.0");
 `;
 }
 

@@ -4,6 +4,7 @@
 // polled until READY. Invocations go through InvokeAgentRuntime; AWS's failures are classified
 // here into RuntimeErrors so the deploy job and invoke treat them like the Workers runtimes'.
 import { describeError, logInfo } from "../../lib/logger";
+import { readBoundedText } from "../../lib/read-bounded";
 import { type DeploymentBundle, type InvokeTarget, RuntimeError, type RuntimeProvider } from "../types";
 import { plainUserEnv, secretUserEnv } from "../user-script";
 import { AgentCoreAws, AwsApiError, type FetchLike, type RuntimeSummary } from "./aws-client";
@@ -85,6 +86,9 @@ export interface AgentCoreRuntime extends RuntimeProvider {
   readonly mechanism: "agentcore";
   removeAgentScripts(agentId: string): Promise<number>;
 }
+
+/** How much of an agent's 500 answer is read to look for the wrapper's "the agent threw" marker. */
+const AGENT_ERROR_MAX_BYTES = 16 * 1024;
 
 /** Runtime ARNs by script name, per isolate: invoke lists runtimes only on a cold isolate. */
 const arnCache = new Map<string, string>();
@@ -212,7 +216,8 @@ export function createAgentCoreRuntime(opts: AgentCoreRuntimeOptions): AgentCore
           AbortSignal.any([request.signal, controller.signal]),
         );
         if (res.status === 500 && (res.headers.get("content-type") ?? "").includes("json")) {
-          const text = await res.text();
+          // The wrapper's marker is small; an agent's own 500 is passed on, cut to what the gateway shows.
+          const text = (await readBoundedText(res.body, AGENT_ERROR_MAX_BYTES, { overflow: "truncate" })) ?? "";
           let thrown: { message?: string } | undefined;
           try {
             thrown = (JSON.parse(text) as Record<string, { message?: string }>)[AGENT_ERROR_FIELD];
