@@ -63,6 +63,13 @@ module.exports = {
       to: { path: "^src/cloudflare/|node_modules/cloudflare/" },
     },
     {
+      name: "aws-only-in-agentcore-client",
+      comment: "AWS (SigV4 via aws4fetch) is called only by src/runtime/agentcore/aws-client.ts",
+      severity: "error",
+      from: { path: "^src/", pathNot: "^src/runtime/agentcore/aws-client\\.ts$" },
+      to: { path: "node_modules/aws4fetch/" },
+    },
+    {
       name: "src-stands-alone",
       comment: "the worker never imports the scripts, the tests or the template's sources",
       severity: "error",

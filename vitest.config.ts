@@ -45,6 +45,8 @@ export default defineConfig(async () => {
       include: ["tests/**/*.test.ts", "user-worker-template/**/*.test.ts"],
       exclude: ["tests/e2e/**"],
       setupFiles: ["./tests/setup/apply-migrations.ts"],
+      // The fake AWS runs in Node (it starts agents as child processes); the contract suite uses it.
+      globalSetup: ["./tests/setup/fake-aws-global.ts"],
       testTimeout: 20_000,
       // Request log lines are printed only for failing tests.
       silent: "passed-only" as const,

@@ -5,8 +5,8 @@
 import type { Keyring } from "./crypto/keys";
 import { createDb, type Db } from "./db/client";
 import type { Config, Env } from "./env";
-import { createRuntimeProvider } from "./runtime";
-import type { RuntimeProvider } from "./runtime/types";
+import { createRuntimeProvider, runtimeProviderUnavailable } from "./runtime";
+import type { RuntimeProvider, RuntimeProviderName } from "./runtime/types";
 import type { AgentLogStores, AgentLogsApi } from "./services/logs/types";
 import type { RunRecorderApi, RunRecorders } from "./services/runs/types";
 import { type SessionKeeperApi, type SessionKeepers, sessionObjectName } from "./services/sessions/types";
@@ -19,6 +19,8 @@ export type Services = {
   tierLimits: TierLimitsByTier;
   /** Built on first use: only what runs user code needs the runtime's configuration to be valid. */
   readonly runtime: RuntimeProvider;
+  /** Why a deployment cannot use this runtime provider here (what configuration is missing), or null. */
+  runtimeProviderUnavailable(provider: RuntimeProviderName): string | null;
   deployQueue: Env["DEPLOY_QUEUE"];
   /** The ARTIFACTS bucket; undefined when not bound (deploys then answer 503, loads fail). */
   artifacts: Env["ARTIFACTS"];
@@ -55,6 +57,7 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
       runtime ??= createRuntimeProvider({ env, ctx, config });
       return runtime;
     },
+    runtimeProviderUnavailable: (provider) => runtimeProviderUnavailable(env, provider),
     deployQueue: env.DEPLOY_QUEUE,
     artifacts: env.ARTIFACTS,
     usageQueue: env.USAGE_QUEUE,

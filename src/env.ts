@@ -56,6 +56,17 @@ export interface Env {
   CLOUDFLARE_ACCOUNT_ID?: string;
   CLOUDFLARE_API_TOKEN?: string;
   CLOUDFLARE_API_TIMEOUT_MS?: string;
+  // AgentCore provider (runtimeProvider "agentcore"); parsed by src/runtime/agentcore/config.ts
+  // only when a deployment uses it. AWS_* are secrets.
+  AGENTCORE_REGION?: string;
+  AGENTCORE_ROLE_ARN?: string;
+  AGENTCORE_ARTIFACT_BUCKET?: string;
+  AWS_ACCESS_KEY_ID?: string;
+  AWS_SECRET_ACCESS_KEY?: string;
+  AGENTCORE_CONTROL_ENDPOINT?: string;
+  AGENTCORE_DATA_ENDPOINT?: string;
+  AGENTCORE_S3_ENDPOINT?: string;
+  GATEWAY_PUBLIC_URL?: string;
   /** How many inactive and ready deployments per agent keep their runtime script (rollback targets, manual releases). */
   DEPLOYMENT_RETENTION?: string;
   /** `all` (default), `errors` (5xx and slow requests only) or `none`: the per-request log line. */

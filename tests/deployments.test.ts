@@ -82,17 +82,28 @@ describe("deploy: the request", () => {
     expect((await answerOf(headers, agent.id)).text).toBe("which version?");
   });
 
-  it("refuses a runtimeProvider other than cloudflare, naming the allowed values", async () => {
+  it("refuses an unknown runtimeProvider naming the allowed values, and agentcore naming the configuration it lacks", async () => {
     const { headers } = await newUser();
     const agent = await createAgent(headers);
     const problem = await expectProblem(
+      await call("POST", `/v1/agents/${agent.id}/deploy`, { headers, body: { runtimeProvider: "lambda" } }),
+      400,
+      "unsupported_runtime_provider",
+    );
+    expect(problem.detail).toContain("allowed values: cloudflare, agentcore");
+    expect(problem.errors).toEqual([
+      { location: "body.runtimeProvider", message: "must be one of: cloudflare, agentcore" },
+    ]);
+    // The test worker has no AgentCore configuration: the provider exists but is not offered here.
+    const unconfigured = await expectProblem(
       await call("POST", `/v1/agents/${agent.id}/deploy`, { headers, body: { runtimeProvider: "agentcore" } }),
       400,
       "unsupported_runtime_provider",
     );
-    expect(problem.detail).toContain("allowed values: cloudflare");
-    expect(problem.errors).toEqual([{ location: "body.runtimeProvider", message: "must be one of: cloudflare" }]);
-    expect(problem.allowed).toEqual(["cloudflare"]);
+    expect(unconfigured.detail).toContain("missing: AGENTCORE_REGION, AGENTCORE_ROLE_ARN, AGENTCORE_ARTIFACT_BUCKET");
+    expect(unconfigured.allowed).toEqual(["cloudflare"]);
+    const listed = await call("GET", `/v1/agents/${agent.id}/deployments`, { headers });
+    expect((await json(listed)).deployments).toEqual([]);
     const ok = await deploy(headers, agent.id, { runtimeProvider: "cloudflare" });
     expect(ok.runtimeProvider).toBe("cloudflare");
     await waitUntilSettled(headers, agent.id, ok.id);

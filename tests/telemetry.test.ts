@@ -316,7 +316,7 @@ describe("POST /v1/telemetry/report: content checks (400, 413, 415)", () => {
     expect(await storedTelemetry(b.deploymentId)).toHaveLength(0);
   });
 
-  it("refuses an event whose userId or agentId is not the deployment's (400 identity_mismatch)", async () => {
+  it("refuses an event whose userId, agentId or runtimeProvider is not the deployment's (400 identity_mismatch)", async () => {
     const dep = await seedDeployment();
     const other = await seedDeployment();
     const sameUserOtherAgent = await seedDeployment({ owner: dep.owner });
@@ -324,6 +324,8 @@ describe("POST /v1/telemetry/report: content checks (400, 413, 415)", () => {
       { userId: other.userId },
       { agentId: sameUserOtherAgent.agentId },
       { agentId: other.agentId },
+      // A cloudflare deployment's event claiming another runtime.
+      { runtimeProvider: "agentcore" },
     ]) {
       const problem = await expectProblem(
         await report(dep, JSON.stringify(telemetryEvent(dep, overrides))),
@@ -431,7 +433,7 @@ describe("POST /v1/telemetry/report: content checks (400, 413, 415)", () => {
     const dep = await seedDeployment();
     const cases: [Record<string, unknown>, string][] = [
       [telemetryEvent(dep, { eventId: undefined, traceId: undefined }), "body.eventId"],
-      [telemetryEvent(dep, { runtimeProvider: "agentcore" }), "body.runtimeProvider"],
+      [telemetryEvent(dep, { runtimeProvider: "lambda" }), "body.runtimeProvider"],
       [telemetryEvent(dep, { kind: "deploy" }), "body.kind"],
       [telemetryEvent(dep, { ts: 1.5 }), "body.ts"],
       [telemetryEvent(dep, { ts: "now" }), "body.ts"],

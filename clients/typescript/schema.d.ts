@@ -697,7 +697,7 @@ export interface components {
              * @description Stable machine-readable error code
              * @enum {string}
              */
-            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "invalid_rollout_candidate" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "deployment_not_invocable" | "rollout_in_progress" | "rollout_ended" | "too_many_secrets" | "too_many_webhooks" | "webhook_disabled" | "conflict" | "run_ended" | "session_busy" | "session_deployment_gone" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_timeout" | "egress_timeout";
+            code: "bad_request" | "validation_failed" | "malformed_json" | "unsupported_media_type" | "invalid_cursor" | "unsupported_runtime_provider" | "invalid_rollout_candidate" | "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_telemetry_signature" | "telemetry_rejected" | "forbidden" | "insufficient_scope" | "user_token_required" | "plan_limit_exceeded" | "egress_denied" | "not_found" | "route_not_found" | "method_not_allowed" | "agent_name_taken" | "agent_disabled" | "no_active_deployment" | "deployment_not_activatable" | "deployment_not_invocable" | "rollout_in_progress" | "rollout_ended" | "too_many_secrets" | "too_many_webhooks" | "webhook_disabled" | "conflict" | "run_ended" | "session_busy" | "session_deployment_gone" | "idempotency_in_progress" | "payload_too_large" | "idempotency_key_reused" | "usage_limit_exceeded" | "rate_limited" | "token_budget_exceeded" | "egress_limit_exceeded" | "internal_error" | "configuration_error" | "upstream_error" | "upstream_invalid_response" | "upstream_exception" | "upstream_not_found" | "upstream_limit_exceeded" | "egress_failed" | "auth_unavailable" | "service_unavailable" | "upstream_unavailable" | "upstream_timeout" | "egress_timeout";
             requestId: string;
             /** @description validation_failed, telemetry_rejected: each bad field and why */
             errors?: {
@@ -1799,10 +1799,10 @@ export interface operations {
                     /** @description One ES module whose default export has fetch() (shorthand for a one-module bundle). Omit it and modules to deploy the built-in template agent. */
                     moduleCode?: string;
                     /**
-                     * @description Only `cloudflare` is available
+                     * @description `cloudflare` (default) or `agentcore` (only when the gateway is configured for it; docs/runtimes.md)
                      * @enum {string}
                      */
-                    runtimeProvider?: "cloudflare";
+                    runtimeProvider?: "cloudflare" | "agentcore";
                     /**
                      * Format: date
                      * @description The Workers compatibility date: YYYY-MM-DD, a real calendar date, not after today (UTC)
@@ -3945,7 +3945,7 @@ export interface operations {
                     agentId: string;
                     deploymentId: string;
                     /** @enum {string} */
-                    runtimeProvider: "cloudflare";
+                    runtimeProvider: "cloudflare" | "agentcore";
                     /** @enum {string} */
                     kind: "invoke";
                     ts: number;
@@ -3965,7 +3965,7 @@ export interface operations {
                         agentId: string;
                         deploymentId: string;
                         /** @enum {string} */
-                        runtimeProvider: "cloudflare";
+                        runtimeProvider: "cloudflare" | "agentcore";
                         /** @enum {string} */
                         kind: "invoke";
                         ts: number;

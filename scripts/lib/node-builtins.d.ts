@@ -136,3 +136,21 @@ declare module "node:sqlite" {
     close(): void;
   }
 }
+
+// Used by the fake AWS (fake-aws.ts): files written from bytes, and a streamed HTTP answer.
+declare module "node:fs" {
+  export function writeFileSync(path: string | URL, data: Uint8Array): void;
+}
+
+declare module "node:http" {
+  export interface IncomingMessage {
+    on(event: "close", listener: () => void): this;
+  }
+  export interface ServerResponse {
+    readonly headersSent: boolean;
+    write(chunk: Uint8Array): boolean;
+    end(chunk?: Uint8Array): this;
+    on(event: "close", listener: () => void): this;
+    flushHeaders?(): void;
+  }
+}

@@ -14,7 +14,7 @@ import { type Env, getConfig } from "../env";
 import { ApiError, problemResponse } from "../lib/errors";
 import { isIdOf } from "../lib/ids";
 import { createRuntimeProvider } from "../runtime";
-import type { InvokeTarget } from "../runtime/types";
+import type { InvokeTarget, RuntimeProviderName } from "../runtime/types";
 import { loadDeploymentBundle } from "../services/deployments/bundle";
 import type { DeploymentRow } from "../services/deployments/deployments";
 import { resetStatementCounts, statementCounts } from "./statement-counter";
@@ -76,6 +76,7 @@ async function invokeBaseline(
 
   const target: InvokeTarget = {
     deploymentId: row.id,
+    runtimeProvider: row.runtimeProvider as RuntimeProviderName,
     userId: row.userId,
     agentId: row.agentId,
     scriptName: row.scriptName,

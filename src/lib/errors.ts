@@ -55,6 +55,7 @@ export const PROBLEMS = {
   egress_failed: { status: 502, title: "Outbound request failed" },
   auth_unavailable: { status: 503, title: "Authentication keys unavailable" },
   service_unavailable: { status: 503, title: "Service temporarily unavailable" },
+  upstream_unavailable: { status: 503, title: "The agent's runtime is busy" },
   upstream_timeout: { status: 504, title: "Agent timed out" },
   egress_timeout: { status: 504, title: "Outbound request timed out" },
 } as const satisfies Record<string, { status: ContentfulStatusCode; title: string }>;

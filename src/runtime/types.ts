@@ -1,10 +1,11 @@
 // The runtime provider interface (docs/architecture.md, "Layers"): everything that touches user code goes through it, and nothing
 // outside src/runtime/ knows which mechanism is behind it. Two mechanisms implement it for the
 // "cloudflare" provider: the Worker Loader (`loader`, local and tests) and the Workers for
-// Platforms dispatch namespace (`namespace`, production). What a user script gets from the
-// platform under either is in user-script.ts.
+// Platforms dispatch namespace (`namespace`, production); the "agentcore" provider runs a
+// deployment as an Amazon Bedrock AgentCore runtime (agentcore/). What a user script gets from the
+// platform under each is in user-script.ts; docs/runtimes.md compares them.
 
-export const RUNTIME_PROVIDERS = ["cloudflare"] as const;
+export const RUNTIME_PROVIDERS = ["cloudflare", "agentcore"] as const;
 export type RuntimeProviderName = (typeof RUNTIME_PROVIDERS)[number];
 
 /** Per-invocation resource limits for the user script (from the caller's tier). */
@@ -45,6 +46,8 @@ export type DeploymentBundle = {
 /** What invoke needs: identity up front, the bundle only if the mechanism must (re)load code. */
 export type InvokeTarget = {
   deploymentId: string;
+  /** Which provider runs the deployment (default "cloudflare"). */
+  runtimeProvider?: RuntimeProviderName;
   userId: string;
   agentId: string;
   scriptName: string;
@@ -58,7 +61,9 @@ export type RuntimeErrorCode =
   | "timeout"
   | "invalid_response"
   | "load_failed"
-  | "unavailable";
+  | "unavailable"
+  /** The runtime refuses more work for now (AgentCore throttling); Retry-After applies. */
+  | "throttled";
 
 /**
  * Whose failure it is, which decides what the tenant is told:
@@ -80,6 +85,7 @@ const DEFAULT_FAULT: Record<RuntimeErrorCode, RuntimeFault> = {
   invalid_response: "agent",
   load_failed: "agent",
   unavailable: "platform",
+  throttled: "platform",
 };
 
 /** A failure of the runtime, classified; `retryable` says whether trying again can help. */

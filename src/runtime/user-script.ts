@@ -25,6 +25,9 @@ export const PLATFORM_BINDING_NAMES = [
   "AGENT_ID",
   "DEPLOYMENT_ID",
   "RUNTIME_PROVIDER",
+  // Set by the agentcore provider (src/runtime/agentcore/): the telemetry route and the wrapper's env list.
+  "TELEMETRY_REPORT_URL",
+  "WEBHOST_ENV_NAMES",
 ] as const;
 
 /**

@@ -1,4 +1,6 @@
-// One signed telemetry event per invocation, sent over the TELEMETRY service binding. The body
+// One signed telemetry event per invocation, sent over the TELEMETRY service binding, or (on a
+// runtime outside Cloudflare, e.g. AgentCore, which has no binding) POSTed to TELEMETRY_REPORT_URL,
+// the gateway's public telemetry route, with the same signature in X-Telemetry-Signature. The body
 // is signed as the exact bytes sent: `v1=<lowercase hex HMAC-SHA256>` under the raw 32-byte key
 // whose base64url is TELEMETRY_SECRET. Telemetry is best effort: nothing here may throw.
 import type { InvokeUsage } from "./invoke";
@@ -14,6 +16,8 @@ export type TelemetryEnv = {
   AGENT_ID?: string;
   DEPLOYMENT_ID?: string;
   RUNTIME_PROVIDER?: string;
+  /** The public telemetry route (set on runtimes without the TELEMETRY binding). */
+  TELEMETRY_REPORT_URL?: string;
 };
 
 export type InvocationSummary = {
@@ -49,7 +53,7 @@ export async function signBody(secretBase64Url: string, body: string): Promise<s
 /** Reports one invoke event; resolves whatever happens (errors are logged, never thrown). */
 export async function reportInvocation(env: TelemetryEnv, summary: InvocationSummary): Promise<void> {
   try {
-    if (!env.TELEMETRY || !env.TELEMETRY_SECRET || !env.DEPLOYMENT_ID) return;
+    if ((!env.TELEMETRY && !env.TELEMETRY_REPORT_URL) || !env.TELEMETRY_SECRET || !env.DEPLOYMENT_ID) return;
     const event = {
       eventId: crypto.randomUUID(),
       ...(summary.traceId ? { traceId: summary.traceId } : {}),
@@ -66,7 +70,21 @@ export async function reportInvocation(env: TelemetryEnv, summary: InvocationSum
     };
     const body = JSON.stringify(event);
     const signature = await signBody(env.TELEMETRY_SECRET, body);
-    await env.TELEMETRY.report({ body, signature, deploymentId: env.DEPLOYMENT_ID });
+    if (env.TELEMETRY) {
+      await env.TELEMETRY.report({ body, signature, deploymentId: env.DEPLOYMENT_ID });
+      return;
+    }
+    const res = await fetch(env.TELEMETRY_REPORT_URL as string, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-telemetry-signature": signature,
+        "x-telemetry-deployment-id": env.DEPLOYMENT_ID,
+      },
+      body,
+    });
+    if (!res.ok) console.warn(`telemetry report answered HTTP ${res.status}`);
+    await res.body?.cancel();
   } catch (err) {
     console.warn(`telemetry report failed: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -41,6 +41,8 @@ export type CreateDeploymentDeps = {
   tierLimits: TierLimitsByTier;
   artifacts: ArtifactBucket;
   queue: { send(job: DeployJob): Promise<unknown> };
+  /** Why a provider cannot be used with the gateway's configuration, or null (default: every one can). */
+  providerUnavailable?: (provider: RuntimeProviderName) => string | null;
 };
 
 export async function createDeployment(
@@ -48,7 +50,7 @@ export async function createDeployment(
   agentId: string,
   input: DeployInput,
 ): Promise<DeploymentRow> {
-  const runtimeProvider = checkRuntimeProvider(input.runtimeProvider);
+  const runtimeProvider = checkRuntimeProvider(input.runtimeProvider, deps.providerUnavailable);
   const agent = await getAgent(deps, agentId);
   if (agent.status === "disabled") {
     throw new ApiError("agent_disabled", `agent ${agentId} is disabled; it cannot be deployed`);
@@ -158,10 +160,20 @@ export async function createDeployment(
   return inserted;
 }
 
-function checkRuntimeProvider(value: string | undefined): RuntimeProviderName {
+function checkRuntimeProvider(
+  value: string | undefined,
+  unavailable: CreateDeploymentDeps["providerUnavailable"],
+): RuntimeProviderName {
   if (value === undefined) return "cloudflare";
   const allowed: readonly string[] = RUNTIME_PROVIDERS;
-  if (allowed.includes(value)) return value as RuntimeProviderName;
+  if (allowed.includes(value)) {
+    const why = unavailable?.(value as RuntimeProviderName) ?? null;
+    if (why === null) return value as RuntimeProviderName;
+    throw new ApiError("unsupported_runtime_provider", `runtimeProvider "${value}" is not available: ${why}`, {
+      errors: [{ location: "body.runtimeProvider", message: why }],
+      extra: { allowed: RUNTIME_PROVIDERS.filter((p) => unavailable?.(p) === null) },
+    });
+  }
   throw new ApiError(
     "unsupported_runtime_provider",
     `runtimeProvider "${value.slice(0, 40)}" is not supported; allowed values: ${RUNTIME_PROVIDERS.join(", ")}`,

@@ -6,7 +6,13 @@
 import type { Db } from "../../db/client";
 import type { DeploymentRow } from "../../db/schema";
 import { describeError, logWarn } from "../../lib/logger";
-import { type DeploymentBundle, type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import {
+  type DeploymentBundle,
+  type InvokeTarget,
+  RuntimeError,
+  type RuntimeProvider,
+  type RuntimeProviderName,
+} from "../../runtime/types";
 import { recordEvents } from "../metering/record-events";
 import { measurementEvent } from "../metering/record-invocation";
 import { DEFAULT_TIER_LIMITS, type TierLimitsByTier } from "../usage/tiers";
@@ -41,6 +47,7 @@ export async function runSmokeTest(
   const requestId = `smoke_${row.id}`;
   const target: InvokeTarget = {
     deploymentId: row.id,
+    runtimeProvider: row.runtimeProvider as RuntimeProviderName,
     userId: row.userId,
     agentId: row.agentId,
     scriptName: row.scriptName,

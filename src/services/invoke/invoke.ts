@@ -16,7 +16,7 @@ import { ApiError, type ProblemCode } from "../../lib/errors";
 import { isIdOf, newId } from "../../lib/ids";
 import { describeError, logError } from "../../lib/logger";
 import { readBoundedText } from "../../lib/read-bounded";
-import { type InvokeTarget, RuntimeError, type RuntimeProvider } from "../../runtime/types";
+import { type InvokeTarget, RuntimeError, type RuntimeProvider, type RuntimeProviderName } from "../../runtime/types";
 import { agentNotFound } from "../agents/agents";
 import type { ArtifactBucket } from "../deployments/artifacts";
 import { loadDeploymentBundle } from "../deployments/bundle";
@@ -151,6 +151,7 @@ async function prepareInvocation(
   const abort = new AbortController();
   const target: InvokeTarget = {
     deploymentId: deployment.id,
+    runtimeProvider: deployment.runtimeProvider as RuntimeProviderName,
     userId: deps.userId,
     agentId,
     scriptName: deployment.scriptName,
@@ -581,7 +582,11 @@ const RUNTIME_PROBLEMS: Record<RuntimeError["code"], ProblemCode> = {
   timeout: "upstream_timeout",
   invalid_response: "upstream_invalid_response",
   unavailable: "upstream_error",
+  throttled: "upstream_unavailable",
 };
+
+/** Seconds a caller waits after the runtime throttled an invocation (AgentCore sends no hint). */
+export const THROTTLED_RETRY_AFTER_SECONDS = 2;
 
 /**
  * The problem for a failed call to the agent. The agent's own failures say what went wrong; the
@@ -606,6 +611,16 @@ function upstreamProblem(
     return new ApiError(RUNTIME_PROBLEMS[err.code], detail.slice(0, 600), { headers, cause: err });
   }
   const fault = err instanceof RuntimeError ? err.fault : "platform";
+  if (err instanceof RuntimeError && err.code === "throttled") {
+    logError("invoke_runtime_throttled", {
+      requestId: ctx.requestId,
+      deploymentId: ctx.deploymentId,
+      error: err.message,
+    });
+    return new ApiError("upstream_unavailable", "the agent's runtime is busy; retry shortly", {
+      headers: { ...headers, "retry-after": String(THROTTLED_RETRY_AFTER_SECONDS) },
+    });
+  }
   logError("invoke_platform_failure", {
     requestId: ctx.requestId,
     deploymentId: ctx.deploymentId,

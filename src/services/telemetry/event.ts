@@ -1,6 +1,7 @@
 // The telemetry event a user worker reports (docs/telemetry.md, "Body") and the limits of a
 // report. One schema validates both doors (the TelemetrySink RPC and POST /v1/telemetry/report).
 import { z } from "zod";
+import { RUNTIME_PROVIDERS } from "../../runtime/types";
 
 /** Largest report body, in bytes of the exact signed text. */
 export const TELEMETRY_MAX_BODY_BYTES = 64 * 1024;
@@ -38,7 +39,7 @@ export const TelemetryEventSchema = z
     userId: z.string().min(1).max(64),
     agentId: z.string().min(1).max(64),
     deploymentId: z.string().min(1).max(64),
-    runtimeProvider: z.literal("cloudflare"),
+    runtimeProvider: z.enum(RUNTIME_PROVIDERS),
     kind: z.literal("invoke"),
     ts: z.number().int("must be an integer (ms since epoch)").min(0).max(Number.MAX_SAFE_INTEGER),
     durationMs: count(TELEMETRY_MAX_DURATION_MS, "ms (24 h)").optional(),

@@ -131,8 +131,16 @@ export async function verifyTelemetryReport(
     if (event.agentId !== found.agentId) {
       mismatched.push({ location: `${at}.agentId`, message: "not this deployment's" });
     }
+    // The runtime that ran the deployment is the deployment's, not the reporter's to choose.
+    if (event.runtimeProvider !== found.runtimeProvider) {
+      mismatched.push({ location: `${at}.runtimeProvider`, message: "not this deployment's" });
+    }
     if (mismatched.length > 0) {
-      throw rejected("identity_mismatch", "the event's userId/agentId are not those of the deployment", mismatched);
+      throw rejected(
+        "identity_mismatch",
+        "the event's userId/agentId/runtimeProvider are not those of the deployment",
+        mismatched,
+      );
     }
     if (event.ts < now - TELEMETRY_MAX_AGE_MS || event.ts > now + TELEMETRY_MAX_FUTURE_SKEW_MS) {
       throw rejected(

@@ -70,6 +70,7 @@ export function registerDeploy(app: App) {
         tierLimits: c.var.services.tierLimits,
         artifacts: requireArtifacts(c.var.services.artifacts),
         queue: c.var.services.deployQueue,
+        providerUnavailable: c.var.services.runtimeProviderUnavailable,
       },
       agentId,
       input,

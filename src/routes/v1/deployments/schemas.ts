@@ -79,7 +79,11 @@ export const DeployBody = z.strictObject({
     .string()
     .max(64)
     .optional()
-    .openapi({ enum: [...RUNTIME_PROVIDERS], description: "Only `cloudflare` is available" }),
+    .openapi({
+      enum: [...RUNTIME_PROVIDERS],
+      description:
+        "`cloudflare` (default) or `agentcore` (only when the gateway is configured for it; docs/runtimes.md)",
+    }),
   compatibilityDate: CompatibilityDate.optional(),
   invokePath: InvokePath.optional(),
   mainModuleName: MainModuleName.optional(),
