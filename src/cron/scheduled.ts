@@ -12,6 +12,7 @@ import { purgeExpiredIdempotencyKeys } from "../services/idempotency/idempotency
 import { reconcileUsage } from "../services/metering/reconcile";
 import { expireMetricsEvents } from "../services/metering/retention";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
+import { expireStatsBuckets } from "../services/stats/retention";
 
 const DAY_MS = 24 * 60 * 60_000;
 
@@ -89,6 +90,15 @@ const TASKS: Task[] = [
       const now = Math.max(scheduledTime, Date.now());
       const keepFrom = periodBounds(periodKeyOf(now - DAY_MS)).start;
       const report = await expireMetricsEvents(db, { tierLimits: config.tierLimits, now, keepFrom });
+      return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
+    },
+  },
+  {
+    // Per-agent stats buckets past the longest window that reads them (minute buckets after 2 h,
+    // hour buckets after 8 days), in bounded batches.
+    name: "expire_stats_buckets",
+    run: async ({ db }, scheduledTime) => {
+      const report = await expireStatsBuckets(db, { now: Math.max(scheduledTime, Date.now()) });
       return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
     },
   },

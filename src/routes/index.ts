@@ -13,6 +13,7 @@ import { registerInvokeRoutes } from "./v1/invoke";
 import { registerRecentMetrics } from "./v1/metrics/recent";
 import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
+import { registerStatsRoutes } from "./v1/stats";
 import { registerTelemetryReport } from "./v1/telemetry/report";
 import { registerUsageRoutes } from "./v1/usage";
 
@@ -50,6 +51,7 @@ export function createGatewayApp(): App {
   registerEgressRoutes(app);
   registerAuditRoutes(app);
   registerApiKeyRoutes(app);
+  registerStatsRoutes(app);
   return app;
 }
 

@@ -243,6 +243,12 @@ const ROWS: RowSpec[] = [
     expect: ownedObject(200),
   },
   {
+    route: "GET /v1/agents/{agentId}/stats",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/stats?window=7d` }),
+    expect: ownedObject(200),
+  },
+  {
     route: "PUT /v1/agents/{agentId}/egress",
     scope: "agents:write",
     request: (w) => ({
