@@ -7,6 +7,7 @@ const offline = offlineEnv();
 
 const steps = [
   ["built-in template module is up to date", "node", ["scripts/build-template.mjs", "--check"]],
+  ["dashboard assets are up to date", "node", ["scripts/build-dashboard.mjs", "--check"]],
   ["typed API client is what docs/openapi.json generates", "node", ["scripts/generate-client.mjs", "--check"]],
   ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
   ["typecheck (e2e suite and the typed client's flow, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],

@@ -3,6 +3,7 @@
 import { type App, handleError, newApp } from "../app";
 import { ApiError, problemResponse } from "../lib/errors";
 import { requestContext } from "../middleware/request-context";
+import { registerDashboard } from "./dashboard";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
 import { registerApiKeyRoutes } from "./v1/api-keys";
@@ -40,6 +41,7 @@ export function createGatewayApp(): App {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   registerDocs(app);
+  registerDashboard(app);
   registerAgentRoutes(app);
   registerDeploymentRoutes(app);
   registerInvokeRoutes(app);
