@@ -43,7 +43,7 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["tests/**/*.test.ts", "user-worker-template/**/*.test.ts"],
-      exclude: ["tests/e2e/**"],
+      exclude: ["tests/e2e/**", "tests/browser/**"],
       setupFiles: ["./tests/setup/apply-migrations.ts"],
       testTimeout: 20_000,
       // Request log lines are printed only for failing tests.

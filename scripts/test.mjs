@@ -28,6 +28,11 @@ const steps = [
   ],
   ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
   [
+    "dashboard in a real browser (headless chromium against wrangler dev)",
+    "vitest",
+    ["run", "-c", "vitest.browser.config.ts"],
+  ],
+  [
     "namespace mechanism vs the fake Cloudflare API (wrangler dev --env production)",
     "node",
     ["scripts/e2e-namespace-local.mjs"],

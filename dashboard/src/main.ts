@@ -323,64 +323,87 @@ function rollbackTarget(deployments: Deployment[]): Deployment | undefined {
     .sort((a, b) => (b.activatedAt ?? 0) - (a.activatedAt ?? 0))[0];
 }
 
+/**
+ * The deployments table, kept current: the list is read again every 2 s while the tab is visible
+ * and redrawn only when an id or a status changed (so a deploy made elsewhere is seen going from
+ * `deploying` to `active` without the table flickering under the user's pointer).
+ */
 async function renderDeployments(
   box: HTMLElement,
   agentId: string,
   signal: AbortSignal,
   onChange: () => Promise<void>,
 ) {
-  const { deployments } = await api<{ deployments: Deployment[] }>(
-    "GET",
-    `/v1/agents/${path(agentId)}/deployments?limit=50`,
-    undefined,
-    signal,
-  );
+  let shown = "";
   const status = h("div", { "aria-live": "polite" });
+  const load = async (force: boolean) => {
+    const { deployments } = await api<{ deployments: Deployment[] }>(
+      "GET",
+      `/v1/agents/${path(agentId)}/deployments?limit=50`,
+      undefined,
+      signal,
+    );
+    const signature = deployments.map((d) => `${d.id}:${d.status}`).join(",");
+    if (!force && signature === shown) return;
+    if (shown !== "" && signature !== shown) void onChange().catch(() => {});
+    shown = signature;
+    draw(deployments);
+  };
   const activate = async (d: Deployment, verb: string, button: HTMLButtonElement) => {
     button.disabled = true;
     try {
       await api("POST", `/v1/agents/${path(agentId)}/deployments/${path(d.id)}/activate`);
-      await Promise.all([renderDeployments(box, agentId, signal, onChange), onChange()]);
+      await Promise.all([load(true), onChange()]);
       notice(status, "ok", `${verb}: ${d.id} is active.`);
-      box.append(status);
     } catch (err) {
       button.disabled = false;
       notice(status, "error", `${verb} failed: ${errorText(err)}`);
     }
   };
-  const target = rollbackTarget(deployments);
-  const rollback = h("button", { type: "button", id: "rollback", disabled: !target }, "Roll back");
-  rollback.addEventListener("click", () => target && void activate(target, "Rolled back", rollback));
-  const rows = deployments.map((d) => {
-    const canActivate = d.status === "inactive" || d.status === "ready";
-    const button = h("button", { type: "button", class: "small", "data-action": "activate" }, "Activate");
-    button.addEventListener("click", () => void activate(d, "Activated", button));
-    return h(
-      "tr",
-      { "data-deployment-id": d.id, "data-status": d.status },
-      h("td", { "data-label": "Deployment" }, h("code", {}, d.id)),
-      h("td", { "data-label": "Status" }, badge(d.status)),
-      h("td", { "data-label": "Created" }, when(d.createdAt)),
-      h("td", { "data-label": "Last active" }, when(d.activatedAt)),
+  const draw = (deployments: Deployment[]) => {
+    const target = rollbackTarget(deployments);
+    const rollback = h("button", { type: "button", id: "rollback", disabled: !target }, "Roll back");
+    rollback.addEventListener("click", () => target && void activate(target, "Rolled back", rollback));
+    const rows = deployments.map((d) => {
+      const canActivate = d.status === "inactive" || d.status === "ready";
+      const button = h("button", { type: "button", class: "small", "data-action": "activate" }, "Activate");
+      button.addEventListener("click", () => void activate(d, "Activated", button));
+      return h(
+        "tr",
+        { "data-deployment-id": d.id, "data-status": d.status },
+        h("td", { "data-label": "Deployment" }, h("code", {}, d.id)),
+        h("td", { "data-label": "Status" }, badge(d.status)),
+        h("td", { "data-label": "Created" }, when(d.createdAt)),
+        h("td", { "data-label": "Last active" }, when(d.activatedAt)),
+        h(
+          "td",
+          { "data-label": "" },
+          canActivate ? button : d.errorMessage ? h("span", { class: "error-text" }, d.errorMessage) : "",
+        ),
+      );
+    });
+    replace(
+      box,
       h(
-        "td",
-        { "data-label": "" },
-        canActivate ? button : d.errorMessage ? h("span", { class: "error-text" }, d.errorMessage) : "",
+        "div",
+        { class: "section-head" },
+        h("h2", { id: "deployments-h" }, "Deployments"),
+        h("span", { class: "muted" }, target ? `Roll back goes to ${target.id}` : "Nothing to roll back to"),
+        rollback,
       ),
+      table(["Deployment", "Status", "Created", "Last active", ""], rows, "No deployments yet."),
+      status,
     );
-  });
-  replace(
-    box,
-    h(
-      "div",
-      { class: "section-head" },
-      h("h2", { id: "deployments-h" }, "Deployments"),
-      h("span", { class: "muted" }, target ? `Roll back goes to ${target.id}` : "Nothing to roll back to"),
-      rollback,
-    ),
-    table(["Deployment", "Status", "Created", "Last active", ""], rows, "No deployments yet."),
-    status,
-  );
+  };
+  await load(true);
+  const poll = async () => {
+    while (!signal.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      if (signal.aborted || document.visibilityState !== "visible") continue;
+      await load(false).catch(() => {});
+    }
+  };
+  void poll();
 }
 
 function renderLogs(box: HTMLElement, agentId: string, signal: AbortSignal) {
