@@ -1,7 +1,8 @@
-// Writes metrics events and the usage they add, as two statements for one D1 batch no matter
-// how many events: the rows travel as one JSON parameter (json_each), and billing_usage is
-// incremented from exactly the rows this write inserted (tagged with `ingest_batch`), so an
-// event delivered twice is stored once and counted once.
+// Writes metrics events and the usage they add, as four statements for one D1 batch no matter
+// how many events: the rows travel as one JSON parameter (json_each), and billing_usage and the
+// per-agent stats buckets (services/stats/aggregate.ts) are incremented from exactly the rows this
+// write inserted (tagged with `ingest_batch`), so an event delivered twice is stored once and
+// counted once.
 import { getTableColumns } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { metricsEvents } from "../../db/schema";
