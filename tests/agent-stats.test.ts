@@ -8,7 +8,7 @@ import { DURATION_BOUNDS_MS } from "../src/db/schema/agent-stats";
 import worker from "../src/index";
 import { newId } from "../src/lib/ids";
 import type { MetricsEvent } from "../src/services/metering/event";
-import { recordEvents } from "../src/services/metering/record-events";
+import { recordEvents, recordEventsStatements } from "../src/services/metering/record-events";
 import { getAgentStats, percentileFromHistogram } from "../src/services/stats/agent-stats";
 import { HOUR_MS } from "../src/services/stats/aggregate";
 import { newUser } from "./helpers/auth";
@@ -251,6 +251,14 @@ describe("the stats buckets", () => {
     await expect(getAgentStats({ db, userId: newId("user") }, agentId, "7d", now)).rejects.toMatchObject({
       code: "not_found",
     });
+  });
+
+  it("cost one statement per metering batch, two when the batch holds a failed invocation", async () => {
+    const { userId, agentId } = await insertUserAndAgent();
+    const ok = Array.from({ length: 100 }, () => event(userId, agentId, {}));
+    expect(recordEventsStatements(env.DB, ok)).toHaveLength(2 + 1);
+    const failed = [...ok.slice(1), event(userId, agentId, { status: "error", errorCode: "upstream_timeout" })];
+    expect(recordEventsStatements(env.DB, failed)).toHaveLength(2 + 2);
   });
 
   it("reads percentiles within one bucket of the exact value", () => {

@@ -1,8 +1,8 @@
-// Writes metrics events and the usage they add, as four statements for one D1 batch no matter
-// how many events: the rows travel as one JSON parameter (json_each), and billing_usage and the
-// per-agent stats buckets (services/stats/aggregate.ts) are incremented from exactly the rows this
-// write inserted (tagged with `ingest_batch`), so an event delivered twice is stored once and
-// counted once.
+// Writes metrics events and the usage they add, as three statements for one D1 batch no matter
+// how many events (four when one is a failed invocation): the rows travel as one JSON parameter
+// (json_each), and billing_usage and the per-agent stats buckets (services/stats/aggregate.ts)
+// are incremented from exactly the rows this write inserted (tagged with `ingest_batch`), so an
+// event delivered twice is stored once and counted once.
 import { getTableColumns } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { metricsEvents } from "../../db/schema";
@@ -93,7 +93,7 @@ export function recordEventsStatements(d1: D1Database, events: MetricsEvent[]): 
     d1.prepare(INSERT_EVENTS_SQL).bind(JSON.stringify(rows), batchTag),
     // ?1 is unused here but bound so the numbered parameters line up with the insert.
     d1.prepare(ADD_USAGE_SQL).bind(null, batchTag, null, null, null, null, null, null, now),
-    ...addStatsStatements(d1, batchTag, now),
+    ...addStatsStatements(d1, batchTag, now, events),
   ];
 }
 

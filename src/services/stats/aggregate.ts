@@ -69,7 +69,20 @@ const ADD_ERRORS_SQL = `
   ON CONFLICT (agent_id, bucket_ms, bucket_start, deployment_id, error_code) DO UPDATE SET
     count = count + excluded.count`;
 
-/** The statements (for the metering batch) that add the rows tagged `batchTag` to the stats buckets. */
-export function addStatsStatements(d1: D1Database, batchTag: string, now: number): D1PreparedStatement[] {
-  return [d1.prepare(ADD_STATS_SQL).bind(batchTag, now), d1.prepare(ADD_ERRORS_SQL).bind(batchTag)];
+/**
+ * The statements (for the metering batch) that add the rows tagged `batchTag` to the stats
+ * buckets. The error-code statement is left out when no event of the batch is a failed
+ * measurement (the usual case): the batch's D1 statements are what benchmark B3 counts.
+ */
+export function addStatsStatements(
+  d1: D1Database,
+  batchTag: string,
+  now: number,
+  events: ReadonlyArray<{ source: string; status: string | null }>,
+): D1PreparedStatement[] {
+  const statements = [d1.prepare(ADD_STATS_SQL).bind(batchTag, now)];
+  if (events.some((e) => e.source === "gateway" && e.status === "error")) {
+    statements.push(d1.prepare(ADD_ERRORS_SQL).bind(batchTag));
+  }
+  return statements;
 }
