@@ -165,6 +165,22 @@ describe("the dashboard in a real browser", () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await page.screenshot({ path: `${SHOTS}/agents-phone.png`, fullPage: true });
 
+    // API keys: listed by name and prefix (never the key), revoked with the button.
+    const created = await expectJson<{ apiKey: { id: string; prefix: string }; key: string }>(
+      await api("POST", "/v1/api-keys", { user, body: { name: "dashboard-ci", scopes: ["agents:read"] } }),
+      201,
+    );
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${e2e.baseUrl}/dashboard/#/keys`);
+    const keyRow = page.locator("tr", { hasText: "dashboard-ci" });
+    await expect.poll(() => keyRow.isVisible(), { timeout: 10_000 }).toBe(true);
+    expect(await keyRow.textContent()).toContain(created.apiKey.prefix);
+    expect(await page.content()).not.toContain(created.key);
+    await keyRow.getByRole("button", { name: "Revoke" }).click();
+    await expect.poll(() => keyRow.count(), { timeout: 10_000 }).toBe(0);
+    const { apiKeys } = await expectJson<{ apiKeys: unknown[] }>(await api("GET", "/v1/api-keys", { user }), 200);
+    expect(apiKeys).toEqual([]);
+
     // Signing out forgets the credential.
     await page.getByRole("button", { name: "Sign out" }).click();
     await expect.poll(() => page.getByLabel("Token or API key").isVisible()).toBe(true);
