@@ -201,4 +201,63 @@ describe("the dashboard in a real browser", () => {
     expect(await page.evaluate(() => sessionStorage.getItem("webhost.credential"))).toBeNull();
     expect(problems).toEqual([]);
   });
+
+  it("follows live logs by the logs contract: recent lines, then the stream, sampling notes, and a resume with Last-Event-ID", async () => {
+    // The logs routes are another part of the gateway; here the browser is answered by
+    // Playwright with exactly what their contract says, so this checks the dashboard's reader.
+    const user = await newUser("logs");
+    const { agent } = await expectJson<{ agent: { id: string } }>(
+      await api("POST", "/v1/agents", { user, body: { name: "logs-demo" } }),
+      201,
+    );
+    const line = (id: number, message: string, level = "log") => ({
+      id,
+      ts: Date.now(),
+      level,
+      message,
+      deploymentId: "dep_x",
+      requestId: `req_${id}`,
+    });
+    const follows: Array<{ auth: string | undefined; lastEventId: string | undefined }> = [];
+    await page.route(`**/v1/agents/${agent.id}/logs**`, async (route) => {
+      const request = route.request();
+      const url = new URL(request.url());
+      const headers = await request.allHeaders();
+      if (url.searchParams.get("follow") !== "1") {
+        expect(headers.authorization).toBe(`Bearer ${user.token}`);
+        await route.fulfill({ json: { logs: [line(1, "recent <b>line</b>")], nextCursor: null } });
+        return;
+      }
+      follows.push({ auth: headers.authorization, lastEventId: headers["last-event-id"] });
+      const body =
+        follows.length === 1
+          ? `: heartbeat\n\nid: 1\nevent: log\ndata: ${JSON.stringify(line(1, "recent <b>line</b>"))}\n\n` +
+            `id: 2\r\nevent: log\r\ndata: ${JSON.stringify(line(2, "second", "error"))}\r\n\r\n` +
+            `event: sampled\ndata: {"dropped":7}\n\n`
+          : follows.length === 2
+            ? `id: 3\nevent: log\ndata: ${JSON.stringify(line(3, "after the reconnect"))}\n\n`
+            : ": heartbeat\n\n";
+      await route.fulfill({ status: 200, headers: { "content-type": "text/event-stream" }, body });
+    });
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${e2e.baseUrl}/dashboard/`);
+    await page.evaluate(() => sessionStorage.clear());
+    await page.reload();
+    await page.getByLabel("Token or API key").fill(user.token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator(`tr[data-agent-id="${agent.id}"] a`).click();
+    const lines = page.locator("#log-lines > li");
+    await expect.poll(() => lines.count(), { timeout: 15_000 }).toBe(4);
+    const texts = await lines.allTextContents();
+    expect(texts[0]).toContain("recent <b>line</b>"); // shown as text, never as markup
+    expect(texts[1]).toContain("second");
+    expect(texts[1]).toContain("error");
+    expect(texts[2]).toContain("7 lines dropped");
+    expect(texts[3]).toContain("after the reconnect");
+    expect(await page.locator("#log-lines b").count()).toBe(0);
+    expect(follows[0]).toEqual({ auth: `Bearer ${user.token}`, lastEventId: undefined });
+    expect(follows[1]).toEqual({ auth: `Bearer ${user.token}`, lastEventId: "2" });
+    await page.unroute(`**/v1/agents/${agent.id}/logs**`);
+    expect(problems).toEqual([]);
+  });
 });
