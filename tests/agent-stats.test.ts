@@ -298,6 +298,12 @@ describe("the stats buckets", () => {
     expect(await plan(STATS_SQL, params)).toMatch(
       /SEARCH agent_stats USING INDEX agent_stats_bucket_uq \(agent_id=\? AND bucket_ms=\? AND bucket_start>\?\)/,
     );
+    const { expireSql } = await import("../src/services/stats/retention");
+    for (const table of ["agent_stats", "agent_stats_errors"]) {
+      const expiry = await plan(expireSql(table), [60_000, Date.now(), 5000]);
+      expect(expiry).toMatch(new RegExp(`SEARCH ${table} USING (COVERING )?INDEX ${table}_expiry_idx`));
+      expect(expiry).not.toMatch(new RegExp(`SCAN ${table}\\b`));
+    }
     expect(await plan(ERRORS_SQL, params)).toMatch(
       /SEARCH agent_stats_errors USING INDEX agent_stats_errors_bucket_uq \(agent_id=\? AND bucket_ms=\? AND bucket_start>\?\)/,
     );

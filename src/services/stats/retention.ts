@@ -12,7 +12,7 @@ export const STATS_EXPIRY_MAX_STATEMENTS = 20;
 
 const TABLES = ["agent_stats", "agent_stats_errors"] as const;
 
-const expireSql = (table: string) => `DELETE FROM ${table} WHERE rowid IN (
+export const expireSql = (table: string) => `DELETE FROM ${table} WHERE rowid IN (
   SELECT rowid FROM ${table} WHERE bucket_ms = ?1 AND bucket_start < ?2 ORDER BY bucket_start LIMIT ?3)`;
 
 export async function expireStatsBuckets(
