@@ -43,7 +43,7 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["tests/**/*.test.ts", "user-worker-template/**/*.test.ts"],
-      exclude: ["tests/e2e/**"],
+      exclude: ["tests/e2e/**", "tests/browser/**"],
       setupFiles: ["./tests/setup/apply-migrations.ts"],
       // The fake AWS runs in Node (it starts agents as child processes); the contract suite uses it.
       globalSetup: ["./tests/setup/fake-aws-global.ts"],

@@ -7,6 +7,7 @@ const offline = offlineEnv();
 
 const steps = [
   ["built-in template module is up to date", "node", ["scripts/build-template.mjs", "--check"]],
+  ["dashboard assets are up to date", "node", ["scripts/build-dashboard.mjs", "--check"]],
   ["typed API client is what docs/openapi.json generates", "node", ["scripts/generate-client.mjs", "--check"]],
   ["typecheck", "tsc", ["--noEmit", "-p", "tsconfig.json"]],
   ["typecheck (e2e suite and the typed client's flow, Node)", "tsc", ["--noEmit", "-p", "tests/e2e/tsconfig.json"]],
@@ -26,6 +27,11 @@ const steps = [
     ],
   ],
   ["end-to-end tests (wrangler dev over HTTP)", "vitest", ["run", "-c", "vitest.e2e.config.ts"]],
+  [
+    "dashboard in a real browser (headless chromium against wrangler dev)",
+    "vitest",
+    ["run", "-c", "vitest.browser.config.ts"],
+  ],
   [
     "namespace mechanism vs the fake Cloudflare API (wrangler dev --env production)",
     "node",

@@ -626,6 +626,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{agentId}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The agent's health over a window: invocations, errors by code, durations, tokens, per deployment */
+        get: operations["getAgentStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1157,6 +1174,82 @@ export interface components {
             lastError: string | null;
             nextAttemptAt: number | null;
             createdAt: number;
+        };
+        AgentStats: {
+            agentId: string;
+            /** @enum {string} */
+            window: "1h" | "24h" | "7d";
+            /** @description Width of the buckets the window is made of (60000 or 3600000) */
+            bucketMs: number;
+            /** @description Start of the oldest bucket read, ms since epoch */
+            from: number;
+            /** @description When the stats were read, ms since epoch */
+            to: number;
+            totals: components["schemas"]["AgentStatsSummary"];
+            /** @description Most invoked first */
+            deployments: {
+                deploymentId: string;
+                /** @description Invocations (kind `invoke` or `preview`) the gateway measured */
+                invocations: number;
+                errors: number;
+                /** @description errors / invocations (0 when there were none) */
+                errorRate: number;
+                /** @description Most frequent first */
+                errorsByCode: {
+                    code: string;
+                    count: number;
+                }[];
+                /** @description The gateway's measured durations; percentiles from a log-scale histogram (within one bucket, ≤ ~41%) */
+                durationMs: {
+                    mean: number | null;
+                    min: number | null;
+                    max: number | null;
+                    p50: number | null;
+                    p95: number | null;
+                    p99: number | null;
+                };
+                /** @description Tokens the agent reported in verified telemetry */
+                tokens: {
+                    input: number;
+                    output: number;
+                };
+                /** @description Tokens of platform model calls measured by the egress door */
+                modelTokens: {
+                    input: number;
+                    output: number;
+                };
+            }[];
+        };
+        AgentStatsSummary: {
+            /** @description Invocations (kind `invoke` or `preview`) the gateway measured */
+            invocations: number;
+            errors: number;
+            /** @description errors / invocations (0 when there were none) */
+            errorRate: number;
+            /** @description Most frequent first */
+            errorsByCode: {
+                code: string;
+                count: number;
+            }[];
+            /** @description The gateway's measured durations; percentiles from a log-scale histogram (within one bucket, ≤ ~41%) */
+            durationMs: {
+                mean: number | null;
+                min: number | null;
+                max: number | null;
+                p50: number | null;
+                p95: number | null;
+                p99: number | null;
+            };
+            /** @description Tokens the agent reported in verified telemetry */
+            tokens: {
+                input: number;
+                output: number;
+            };
+            /** @description Tokens of platform model calls measured by the egress door */
+            modelTokens: {
+                input: number;
+                output: number;
+            };
         };
     };
     responses: never;
@@ -5743,6 +5836,85 @@ export interface operations {
             };
             /** @description Called with an API key (user_token_required) */
             403: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or owned by someone else) */
+            404: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected error */
+            500: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database or the identity provider's keys are temporarily unavailable (Retry-After) */
+            503: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAgentStats: {
+        parameters: {
+            query?: {
+                /** @description 1h (minute buckets), 24h or 7d (hour buckets) */
+                window?: "1h" | "24h" | "7d";
+            };
+            header?: never;
+            path: {
+                agentId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stats */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        stats: components["schemas"]["AgentStats"];
+                    };
+                };
+            };
+            /** @description Invalid request */
+            400: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;

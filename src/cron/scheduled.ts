@@ -15,6 +15,7 @@ import { reconcileUsage } from "../services/metering/reconcile";
 import { expireMetricsEvents } from "../services/metering/retention";
 import { evaluateRollouts } from "../services/rollouts/evaluate";
 import { reencryptStaleSecrets } from "../services/secrets/reencrypt";
+import { expireStatsBuckets } from "../services/stats/retention";
 import { purgeOldDeliveries, requeueStalledDeliveries } from "../services/webhooks/deliver";
 import { announceDeployment } from "../services/webhooks/deployment-events";
 
@@ -126,6 +127,15 @@ const TASKS: Task[] = [
       const now = Math.max(scheduledTime, Date.now());
       const keepFrom = periodBounds(periodKeyOf(now - DAY_MS)).start;
       const report = await expireMetricsEvents(db, { tierLimits: config.tierLimits, now, keepFrom });
+      return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
+    },
+  },
+  {
+    // Per-agent stats buckets past the longest window that reads them (minute buckets after 2 h,
+    // hour buckets after 8 days), in bounded batches.
+    name: "expire_stats_buckets",
+    run: async ({ db }, scheduledTime) => {
+      const report = await expireStatsBuckets(db, { now: Math.max(scheduledTime, Date.now()) });
       return { deleted: report.deleted, statements: report.statements, complete: String(report.complete) };
     },
   },

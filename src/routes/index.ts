@@ -3,6 +3,7 @@
 import { type App, handleError, newApp } from "../app";
 import { ApiError, problemResponse } from "../lib/errors";
 import { requestContext } from "../middleware/request-context";
+import { registerDashboard } from "./dashboard";
 import { registerDocs } from "./docs";
 import { registerAgentRoutes } from "./v1/agents";
 import { registerApiKeyRoutes } from "./v1/api-keys";
@@ -16,6 +17,7 @@ import { registerRolloutRoutes } from "./v1/rollouts";
 import { registerRunRoutes } from "./v1/runs";
 import { registerSecretRoutes } from "./v1/secrets";
 import { registerSessionRoutes } from "./v1/sessions";
+import { registerStatsRoutes } from "./v1/stats";
 import { registerTelemetryReport } from "./v1/telemetry/report";
 import { registerUsageRoutes } from "./v1/usage";
 import { registerWebhookRoutes } from "./v1/webhooks";
@@ -43,6 +45,7 @@ export function createGatewayApp(): App {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   registerDocs(app);
+  registerDashboard(app);
   registerAgentRoutes(app);
   registerDeploymentRoutes(app);
   registerRolloutRoutes(app);
@@ -58,6 +61,7 @@ export function createGatewayApp(): App {
   registerAuditRoutes(app);
   registerApiKeyRoutes(app);
   registerWebhookRoutes(app);
+  registerStatsRoutes(app);
   return app;
 }
 

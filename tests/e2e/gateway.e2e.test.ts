@@ -184,6 +184,7 @@ function strangerAttempts(agentId: string, deploymentIds: string[] = []): Attemp
     { method: "PUT", path: `/v1/agents/${agentId}/secrets/STOLEN`, body: { value: "stolen" } },
     { method: "DELETE", path: `/v1/agents/${agentId}/secrets/GREETING` },
     { method: "GET", path: `/v1/metrics/recent?agentId=${agentId}` },
+    { method: "GET", path: `/v1/agents/${agentId}/stats?window=7d` },
     { method: "POST", path: `/v1/agents/${agentId}/disable` },
     { method: "DELETE", path: `/v1/agents/${agentId}` },
   ];

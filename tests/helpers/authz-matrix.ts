@@ -122,6 +122,13 @@ const ROWS: RowSpec[] = [
   { route: "GET /healthz", request: () => ({ path: "/healthz" }), expect: publicRoute(200) },
   { route: "GET /openapi.json", request: () => ({ path: "/openapi.json" }), expect: publicRoute(200) },
   { route: "GET /docs", request: () => ({ path: "/docs" }), expect: publicRoute(200) },
+  // The dashboard's files hold no data (it reads everything from /v1 with the user's credential).
+  // `/` and `/dashboard` redirect to `/dashboard/`; the test client follows redirects.
+  { route: "GET /", request: () => ({ path: "/" }), expect: publicRoute(200) },
+  { route: "GET /dashboard", request: () => ({ path: "/dashboard" }), expect: publicRoute(200) },
+  { route: "GET /dashboard/", request: () => ({ path: "/dashboard/" }), expect: publicRoute(200) },
+  { route: "GET /dashboard/app.js", request: () => ({ path: "/dashboard/app.js" }), expect: publicRoute(200) },
+  { route: "GET /dashboard/app.css", request: () => ({ path: "/dashboard/app.css" }), expect: publicRoute(200) },
   { route: "GET /v1/agents", scope: "agents:read", request: () => ({ path: "/v1/agents" }), expect: callerScoped(200) },
   {
     route: "POST /v1/agents",
@@ -303,6 +310,12 @@ const ROWS: RowSpec[] = [
     route: "GET /v1/agents/{agentId}/egress",
     scope: "agents:read",
     request: (w) => ({ path: `/v1/agents/${w.agentId}/egress` }),
+    expect: ownedObject(200),
+  },
+  {
+    route: "GET /v1/agents/{agentId}/stats",
+    scope: "agents:read",
+    request: (w) => ({ path: `/v1/agents/${w.agentId}/stats?window=7d` }),
     expect: ownedObject(200),
   },
   {

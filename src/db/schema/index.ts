@@ -1,5 +1,6 @@
 export * from "./agent-egress-policies";
 export * from "./agent-secrets";
+export * from "./agent-stats";
 export * from "./agents";
 export * from "./api-keys";
 export * from "./audit-log";

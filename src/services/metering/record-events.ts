@@ -1,11 +1,13 @@
-// Writes metrics events and the usage they add, as two statements for one D1 batch no matter
-// how many events: the rows travel as one JSON parameter (json_each), and billing_usage is
-// incremented from exactly the rows this write inserted (tagged with `ingest_batch`), so an
+// Writes metrics events and the usage they add, as three statements for one D1 batch no matter
+// how many events (four when one is a failed invocation): the rows travel as one JSON parameter
+// (json_each), and billing_usage and the per-agent stats buckets (services/stats/aggregate.ts)
+// are incremented from exactly the rows this write inserted (tagged with `ingest_batch`), so an
 // event delivered twice is stored once and counted once.
 import { getTableColumns } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { metricsEvents } from "../../db/schema";
 import { newId } from "../../lib/ids";
+import { addStatsStatements } from "../stats/aggregate";
 import { METRICS_EVENT_FIELDS, type MetricsEvent } from "./event";
 
 // [SQL column, event field] for every field of the event; the writer sets ingest_batch itself.
@@ -78,15 +80,20 @@ const ADD_USAGE_SQL = `${USAGE_INSERT}
     telemetry_events = telemetry_events + excluded.telemetry_events,
     updated_at = excluded.updated_at`;
 
-/** The two prepared statements that store `events` and add them to billing_usage. */
+/**
+ * The prepared statements that store `events` and add them to billing_usage and to the per-agent
+ * stats buckets (services/stats/aggregate.ts), for one D1 batch.
+ */
 export function recordEventsStatements(d1: D1Database, events: MetricsEvent[]): D1PreparedStatement[] {
   const batchTag = newId("event");
+  const now = Date.now();
   // Typed as the table's rows so that an event field the table cannot hold fails the type check.
   const rows: Array<typeof metricsEvents.$inferInsert> = events;
   return [
     d1.prepare(INSERT_EVENTS_SQL).bind(JSON.stringify(rows), batchTag),
     // ?1 is unused here but bound so the numbered parameters line up with the insert.
-    d1.prepare(ADD_USAGE_SQL).bind(null, batchTag, null, null, null, null, null, null, Date.now()),
+    d1.prepare(ADD_USAGE_SQL).bind(null, batchTag, null, null, null, null, null, null, now),
+    ...addStatsStatements(d1, batchTag, now, events),
   ];
 }
 

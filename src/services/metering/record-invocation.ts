@@ -1,7 +1,7 @@
 // The gateway's own measurement of each invocation (source 'gateway', deduped by request id).
 // Called off the response path (ctx.waitUntil); it never throws. Measurements go to the usage
-// queue, whose consumer meters whole batches into metrics_events + billing_usage with two D1
-// statements (record-events.ts); only if the queue refuses them are they written
+// queue, whose consumer meters whole batches into metrics_events, billing_usage and the stats
+// buckets with three or four D1 statements (record-events.ts); only if the queue refuses them are they written
 // directly.
 // Sending is batched per isolate: a measurement joins the isolate's open batch, which is sent as
 // one sendBatch when it holds USAGE_BATCH_MAX_EVENTS or USAGE_BATCH_WAIT_MS after it was opened,

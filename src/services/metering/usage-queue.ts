@@ -1,6 +1,6 @@
 // Consumer of the usage-events queue and its dead-letter queue: each message is one metrics
 // event (the gateway's measurement of an invocation, sent by record-invocation.ts), checked
-// against MetricsEventSchema. A whole batch (up to 100 messages) becomes two D1 statements (see
+// against MetricsEventSchema. A whole batch (up to 100 messages) becomes three or four D1 statements (see
 // record-events.ts), which is what keeps metering far below one D1 write per invocation.
 import type { Db } from "../../db/client";
 import { backoffSeconds } from "../../lib/backoff";
