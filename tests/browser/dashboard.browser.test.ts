@@ -1,7 +1,8 @@
 // The dashboard (src/routes/dashboard, dashboard/) in headless chromium against wrangler dev, as a
 // user sees it: sign in with a token, find the agent, watch a deployment made through the API go
 // active, roll it back with the button and check the API agrees; secrets are set by name with the
-// value never on the page. Screenshots at a desktop and a phone width go to
+// value never on the page; a line the agent prints reaches the live logs view within 5 s (the real
+// logs route). Screenshots at a desktop and a phone width go to
 // test-results/screenshots/ (git-ignored). Fails on any page error or Content-Security-Policy
 // violation.
 import { mkdirSync } from "node:fs";
@@ -199,6 +200,39 @@ describe("the dashboard in a real browser", () => {
     await page.getByRole("button", { name: "Sign in" }).click();
     await expect.poll(() => page.getByRole("alert").textContent(), { timeout: 10_000 }).toContain("refused");
     expect(await page.evaluate(() => sessionStorage.getItem("webhost.credential"))).toBeNull();
+    expect(problems).toEqual([]);
+  });
+
+  it("shows a line the agent printed in the live view within 5 seconds of the call", async () => {
+    const user = await newUser("live-logs");
+    const { agent } = await expectJson<{ agent: { id: string } }>(
+      await api("POST", "/v1/agents", { user, body: { name: "live-logs-demo" } }),
+      201,
+    );
+    const marker = `printed-${crypto.randomUUID()}`;
+    const printing = `export default { fetch() {
+      console.log(${JSON.stringify(marker)});
+      return Response.json({ output: { text: "logged" } });
+    } };`;
+    await waitActive(user, agent.id, (await deployThroughApi(user, agent.id, { moduleCode: printing })).id);
+    await page.setViewportSize(DESKTOP);
+    await page.goto(`${e2e.baseUrl}/dashboard/`);
+    await page.evaluate(() => sessionStorage.clear());
+    await page.reload();
+    await page.getByLabel("Token or API key").fill(user.token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator(`tr[data-agent-id="${agent.id}"] a`).click();
+    // The live view is following the real logs route before the agent prints.
+    await expect.poll(() => page.locator("#logs-state").textContent(), { timeout: 15_000 }).toBe("following");
+    const called = Date.now();
+    await expectJson(
+      await api("POST", `/v1/invoke/${agent.id}`, { user, body: { messages: [{ role: "user", content: "print" }] } }),
+      200,
+    );
+    await expect
+      .poll(() => page.locator("#log-lines").textContent(), { timeout: 5_000, interval: 100 })
+      .toContain(marker);
+    expect(Date.now() - called).toBeLessThan(5_000);
     expect(problems).toEqual([]);
   });
 
