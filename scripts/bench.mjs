@@ -9,15 +9,20 @@
 //   B3 D1 statements     per invocation during B1's gateway load (warm isolate), metering drained
 //   B4 telemetry ingest  events/s through POST /v1/telemetry/report (single events, batches of 100)
 //                        vs POST /__bench/noop with the same generated, signed bodies
-//   B5 deploy to active  POST …/deploy until GET …/deployments/:id says active
+//   B5 deploy to active  POST …/deploy until GET …/deployments/:id says active; also for bundles of
+//                        1 MiB and 3 MiB (the agent plus a text module), on another agent
 //   B6 bundle and start  gzip of the production dry-run bundle; `wrangler check startup` CPU profile
 //   B7 runs              resume cost (GET /v1/runs/:runId/events with Last-Event-ID to the first
 //                        replayed event, p50/p99) and the events/s one run records (a background run
 //                        whose agent emits its events at once). `--only b7` runs just B7.
+//   B9 egress door       an agent's outbound GET to a local server through the egress door, timed
+//                        inside the agent, against the same GET made directly from the gateway's
+//                        isolate (POST /__bench/fetch); the difference is what the door adds per call
 // Prints a table and writes bench/results/<timestamp>.json. Every load phase is bounded in time
 // and request count.
 import { createHmac, randomUUID } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -51,10 +56,15 @@ const RESUMES = argValue("resumes", 100);
 const RUN_EVENTS = Math.min(9_000, argValue("run-events", 5_000));
 /** `--only b7`: start the server, deploy once, run B7 alone (a quick look; no B0–B6). */
 const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
-if (ONLY !== null && ONLY !== "b7") {
-  console.error(`--only takes b7 (got ${ONLY})`);
+if (ONLY !== null && !["b7", "b5-bundles", "b9"].includes(ONLY)) {
+  console.error(`--only takes b7, b5-bundles or b9 (got ${ONLY})`);
   process.exit(2);
 }
+/** B5 with bundles: deploys per size, and the sizes (MiB, decoded). */
+const BUNDLE_DEPLOYS = argValue("bundle-deploys", 3);
+const BUNDLE_MIB = [1, 3];
+/** B9: outbound calls timed per arm. */
+const EGRESS_CALLS = argValue("egress-calls", 200);
 /** Hard cap on any one load phase, whatever happens. */
 const MAX_REQUESTS_PER_PHASE = 200_000;
 
@@ -201,7 +211,7 @@ function startBenchServer({ issuer, jwks }) {
       AUTH_ISSUER: issuer,
       AUTH_JWKS: JSON.stringify(jwks),
       // The bench invokes far more often than the free plan allows in a month.
-      TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 1_000_000_000 } }),
+      TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 1_000_000_000, deploysPerDay: 10_000 } }),
     },
     // The bench entry: the gateway plus the /__bench routes and the D1 statement counter, with
     // wrangler.toml's local bindings (the positional script replaces only `main`).
@@ -417,11 +427,133 @@ function b7Rows(b7, add) {
   };
 }
 
-/** `--only b7`: B7 by itself, on its own server. */
-async function mainB7Only() {
+// ---------------------------------------------------------------------------------------------
+// B5 with real-sized bundles, and B9 the egress door
+
+/** Seconds to active for bundles of each size in BUNDLE_MIB (a text module pads the agent out). */
+async function measureBundleDeploys(api) {
+  const created = await expectStatus(api("POST", "/v1/agents", { name: "bench-bundles" }), 201, "create agent");
+  const agentId = created.data.agent.id;
+  const out = {};
+  for (const mib of BUNDLE_MIB) {
+    out[mib] = [];
+    for (let i = 0; i < BUNDLE_DEPLOYS; i++) {
+      // Distinct bytes each time, so no deploy is answered by an artifact already stored.
+      const filler = `${randomUUID()} `.repeat(Math.floor((mib * 1024 * 1024 - 4096) / 37));
+      const body = {
+        mainModuleName: "index.js",
+        modules: [
+          { name: "index.js", type: "esm", content: BENCH_AGENT_MODULE },
+          { name: "filler.txt", type: "text", content: filler },
+        ],
+      };
+      out[mib].push((await deployAndWait(api, agentId, body)).seconds);
+    }
+  }
+  return out;
+}
+
+/** An agent that makes `n` sequential GETs of `url` (through the egress door) and returns their times. */
+const EGRESS_AGENT_MODULE = `export default {
+  async fetch(request) {
+    if (request.method !== "POST") return Response.json({ ok: true });
+    const { messages } = await request.json();
+    const { url, n } = JSON.parse(messages[messages.length - 1].content);
+    const samples = [];
+    for (let i = 0; i < n; i++) {
+      const started = performance.now();
+      await (await fetch(url)).arrayBuffer();
+      samples.push(performance.now() - started);
+    }
+    return Response.json({ output: { text: JSON.stringify(samples) } });
+  },
+};`;
+
+/** B9: the egress door's added time per outbound call, against the same call made directly. */
+async function measureEgressDoor(base, api) {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end('{"ok":true}');
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}/bench`;
+  try {
+    const created = await expectStatus(api("POST", "/v1/agents", { name: "bench-egress" }), 201, "create agent");
+    const agentId = created.data.agent.id;
+    const policy = { mode: "allowlist", allow: ["127.0.0.1"] };
+    await expectStatus(api("PUT", `/v1/agents/${agentId}/egress`, policy), 200, "egress policy");
+    await deployAndWait(api, agentId, { moduleCode: EGRESS_AGENT_MODULE });
+    const viaDoor = async (n) => {
+      const body = { messages: [{ role: "user", content: JSON.stringify({ url, n }) }] };
+      const res = await expectStatus(api("POST", `/v1/invoke/${agentId}`, body), 200, "egress agent");
+      return JSON.parse(res.data.output.text);
+    };
+    const direct = async (n) => {
+      const res = await fetch(`${base}/__bench/fetch`, { method: "POST", body: JSON.stringify({ url, n }) });
+      if (!res.ok) throw new Error(`/__bench/fetch: ${res.status}`);
+      return (await res.json()).samples;
+    };
+    await viaDoor(10);
+    await direct(10);
+    const half = Math.ceil(EGRESS_CALLS / 2);
+    const door = [...(await viaDoor(half)), ...(await viaDoor(half))];
+    const baseline = [...(await direct(half)), ...(await direct(half))];
+    return { door, baseline };
+  } finally {
+    server.close();
+  }
+}
+
+function extraRows(r, add) {
+  const out = {};
+  if (r.bundleDeploys) {
+    out.b5Bundles = {};
+    for (const [mib, samples] of Object.entries(r.bundleDeploys)) {
+      const sorted = [...samples].sort((a, b) => a - b);
+      const p50 = percentile(sorted, 50);
+      out.b5Bundles[mib] = { runs: sorted.length, p50Seconds: p50, samples };
+      const goal = mib === "1" ? `< ${GOALS.b5Seconds} s` : "";
+      add(`B5 deploy, ${mib} MiB bundle`, "p50 s", p50, null, null, goal, goal ? p50 < GOALS.b5Seconds : null);
+    }
+  }
+  if (r.egress) {
+    const door = [...r.egress.door].sort((a, b) => a - b);
+    const direct = [...r.egress.baseline].sort((a, b) => a - b);
+    const b9 = {
+      calls: door.length,
+      door: { p50Ms: percentile(door, 50), p99Ms: percentile(door, 99) },
+      direct: { p50Ms: percentile(direct, 50), p99Ms: percentile(direct, 99) },
+    };
+    b9.addedP50Ms = b9.door.p50Ms - b9.direct.p50Ms;
+    out.b9 = b9;
+    add(
+      "B9 egress door",
+      "p50 ms per call",
+      b9.door.p50Ms,
+      b9.direct.p50Ms,
+      ratio(b9.door.p50Ms, b9.direct.p50Ms),
+      "",
+      null,
+    );
+    add(
+      "B9 egress door",
+      "p99 ms per call",
+      b9.door.p99Ms,
+      b9.direct.p99Ms,
+      ratio(b9.door.p99Ms, b9.direct.p99Ms),
+      "",
+      null,
+    );
+    add("B9 egress door", "added p50 ms", b9.addedP50Ms, null, null, "(reported)", null);
+  }
+  return out;
+}
+
+/** `--only b7|b5-bundles|b9`: one of them by itself, on its own server (a quick look; no B0–B6). */
+async function mainOnly() {
   const startedAt = new Date();
   const load = { before: loadavg().map((v) => Number(v.toFixed(2))) };
-  console.log(`bench (B7 only): ${cpus().length} CPUs, load average ${load.before.join(" ")}`);
+  console.log(`bench (${ONLY} only): ${cpus().length} CPUs, load average ${load.before.join(" ")}`);
   const { privateJwk, publicJwk } = await newSigningKey("bench-es256");
   const issuer = `https://issuer.bench.local/${randomUUID()}`;
   const token = await mintToken(privateJwk, { subject: `bench|${randomUUID()}`, issuer, expiresIn: 3600 });
@@ -431,23 +563,33 @@ async function mainB7Only() {
     const created = await expectStatus(api("POST", "/v1/agents", { name: "bench" }), 201, "create agent");
     const agentId = created.data.agent.id;
     await deployAndWait(api, agentId, { moduleCode: BENCH_AGENT_MODULE });
-    console.log(`B7: one run of ${RUN_EVENTS + 1} events, then ${RESUMES} resumes at two positions …`);
-    const b7 = await measureB7({ base: server.baseUrl, api, agentId, token });
     const rows = [];
-    const summary = b7Rows(b7, (bench, metric, gateway) => rows.push({ bench, metric, gateway }));
+    const addRow = (bench, metric, gateway, baseline = null) => rows.push({ bench, metric, gateway, baseline });
+    let summary;
+    if (ONLY === "b7") {
+      console.log(`B7: one run of ${RUN_EVENTS + 1} events, then ${RESUMES} resumes at two positions …`);
+      summary = b7Rows(await measureB7({ base: server.baseUrl, api, agentId, token }), addRow);
+    } else if (ONLY === "b5-bundles") {
+      console.log(`B5: ${BUNDLE_DEPLOYS} deploys of each bundle size (${BUNDLE_MIB.join(", ")} MiB) …`);
+      summary = extraRows({ bundleDeploys: await measureBundleDeploys(api) }, addRow);
+    } else {
+      console.log(`B9: ${EGRESS_CALLS} outbound calls per arm …`);
+      summary = extraRows({ egress: await measureEgressDoor(server.baseUrl, api) }, addRow);
+    }
     load.after = loadavg().map((v) => Number(v.toFixed(2)));
     console.log(
-      `\nB7 results (${startedAt.toISOString()}; load average before ${load.before.join(" ")}, after ${load.after.join(" ")})`,
+      `\n${ONLY} results (${startedAt.toISOString()}; load average before ${load.before.join(" ")}, after ${load.after.join(" ")})`,
     );
-    for (const row of rows) console.log(`| ${row.bench} | ${row.metric} | ${fmt(row.gateway)} |`);
+    for (const row of rows)
+      console.log(`| ${row.bench} | ${row.metric} | ${fmt(row.gateway)} | ${fmt(row.baseline)} |`);
     const dir = join(PROJECT_ROOT, "bench", "results");
     mkdirSync(dir, { recursive: true });
-    const file = join(dir, `${startedAt.toISOString().replaceAll(":", "-")}-b7.json`);
+    const file = join(dir, `${startedAt.toISOString().replaceAll(":", "-")}-${ONLY}.json`);
     const result = {
       startedAt: startedAt.toISOString(),
       machine: { cpus: cpus().length, node: process.version, loadAverage: load },
-      settings: { resumes: RESUMES, runEvents: RUN_EVENTS },
-      b7: summary,
+      settings: { resumes: RESUMES, runEvents: RUN_EVENTS, bundleDeploys: BUNDLE_DEPLOYS, egressCalls: EGRESS_CALLS },
+      [ONLY]: summary,
       rows,
     };
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
@@ -638,6 +780,11 @@ async function main() {
     console.log(`B7: one run of ${RUN_EVENTS + 1} events, then ${RESUMES} resumes at two positions …`);
     const b7 = await timed("b7", () => measureB7({ base, api, agentId, token }));
 
+    console.log(`B5: ${BUNDLE_DEPLOYS} deploys of each bundle size (${BUNDLE_MIB.join(", ")} MiB) …`);
+    const bundleDeploys = await timed("b5Bundles", () => measureBundleDeploys(api));
+    console.log(`B9: ${EGRESS_CALLS} outbound calls per arm through the egress door and directly …`);
+    const egress = await timed("b9", () => measureEgressDoor(base, api));
+
     const loadAfter = loadavg().map((v) => Number(v.toFixed(2)));
     load.after = loadAfter;
     report({
@@ -653,6 +800,8 @@ async function main() {
       b4,
       b7,
       deploySeconds,
+      bundleDeploys,
+      egress,
     });
   } finally {
     await server.stop();
@@ -835,6 +984,7 @@ function report(r) {
   );
   add("B6 cold start", "startup CPU ms", r.startup.activeMs, null, null, "", null);
   const b7 = b7Rows(r.b7, add);
+  const extras = extraRows(r, add);
 
   console.log(
     `\nbench results (${r.startedAt.toISOString()}; load average before ${r.load.before.join(" ")}, after ${r.load.after.join(" ")})`,
@@ -887,6 +1037,7 @@ function report(r) {
     b5: { ...b5, samples: r.deploySeconds },
     b6: { bundle: r.bundle, startup: r.startup, devServerReadySeconds: r.serverReadySeconds },
     b7,
+    ...extras,
     rows,
     phaseSeconds: r.phaseTimes,
   };
@@ -897,7 +1048,7 @@ function report(r) {
   console.log(`\nwrote ${file}`);
 }
 
-(ONLY === "b7" ? mainB7Only() : main()).catch((err) => {
+(ONLY !== null ? mainOnly() : main()).catch((err) => {
   console.error(`bench failed: ${err.stack ?? err.message}`);
   process.exitCode = 1;
 });

@@ -9,6 +9,8 @@
 //   GET  /__bench/d1-statements                    D1 statements run by this isolate (B3,
 //        counted by ./statement-counter.ts on the binding the bench entry hands the gateway)
 //   POST /__bench/d1-statements/reset
+//   POST /__bench/fetch                            `{ url, n }`: n sequential GETs of url from the
+//        gateway's own isolate, each timed (ms) — the direct-fetch baseline of B9 (the egress door)
 import { createDb } from "../db/client";
 import { type Env, getConfig } from "../env";
 import { ApiError, problemResponse } from "../lib/errors";
@@ -41,6 +43,7 @@ async function handleBench(request: Request, path: string, env: Env, ctx: Execut
     return Response.json({ accepted: 0, duplicates: 0 });
   }
   if (path === "/__bench/d1-statements" && request.method === "GET") return Response.json(statementCounts());
+  if (path === "/__bench/fetch" && request.method === "POST") return directFetches(request);
   if (path === "/__bench/d1-statements/reset" && request.method === "POST") {
     resetStatementCounts();
     return Response.json(statementCounts());
@@ -98,4 +101,16 @@ async function invokeBaseline(
 
 function notFound(deploymentId: string): Response {
   return problemResponse(new ApiError("not_found", `deployment ${deploymentId} not found`), "req_bench");
+}
+
+/** B9's baseline: the same outbound call an agent makes through the egress door, made directly. */
+async function directFetches(request: Request): Promise<Response> {
+  const { url, n } = (await request.json()) as { url: string; n: number };
+  const samples: number[] = [];
+  for (let i = 0; i < Math.min(n, 1000); i++) {
+    const started = performance.now();
+    await (await fetch(url)).arrayBuffer();
+    samples.push(performance.now() - started);
+  }
+  return Response.json({ samples });
 }

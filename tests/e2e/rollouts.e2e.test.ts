@@ -1,11 +1,15 @@
-// Canary rollouts over HTTP against `wrangler dev`: a 50% rollout splits traffic by session (the
+// Releases over HTTP against `wrangler dev`: a manual deployment is `ready`, previewable with
+// x-webhost-deployment (not by another tenant), then activated. Canary rollouts: a 50% rollout splits traffic by session (the
 // same session, the same version, every call; both versions across sessions); a candidate whose
 // agent fails every call is aborted by the evaluator (the dev server's cron, triggered through its
-// local scheduled endpoint) and every session returns to the baseline; a second rollout is 409;
+// local scheduled endpoint) and every session returns to the baseline, the abort announced as a
+// signed `rollout.aborted` webhook to a local receiver that checks the Standard Webhooks signature
+// itself; a second rollout is 409;
 // a stranger gets 404 on every rollout route; bad input is 400. (A healthy candidate advancing
 // stage by stage needs the clock moved by minutes: tests/rollouts.test.ts injects it.)
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, e2e, expectJson, expectProblem, newUser, type User, waitFor } from "./harness";
+import { startWebhookReceiver, verifiedSignatures, type WebhookReceiver } from "./webhook-receiver";
 
 const answers = (text: string) => `export default {
   async fetch(req) {
@@ -23,6 +27,7 @@ const FAILS = `export default {
 type Rollout = { id: string; status: string; currentPercent: number | null; endReason: string | null };
 
 let owner: User;
+let receiver: WebhookReceiver;
 
 async function deployed(agentId: string, moduleCode: string, activation: "auto" | "manual"): Promise<string> {
   const res = await api("POST", `/v1/agents/${agentId}/deploy`, { user: owner, body: { moduleCode, activation } });
@@ -78,6 +83,43 @@ const SESSIONS = Array.from({ length: 24 }, (_, i) => `e2e-session-${i}`);
 
 beforeAll(async () => {
   owner = await newUser("canary-owner");
+  receiver = await startWebhookReceiver();
+});
+
+afterAll(async () => {
+  await receiver?.stop();
+});
+
+describe("releasing by hand over HTTP", () => {
+  it("a manual deployment ends ready, answers a preview, serves nobody else, then serves after activate", async () => {
+    const { agentId, baseline, candidate } = await agentWithCandidate(answers("v2"));
+    const invoke = (user: User, headers: Record<string, string> = {}) =>
+      api("POST", `/v1/invoke/${agentId}`, { user, headers, body: { messages: [{ role: "user", content: "hi" }] } });
+    const preview = await invoke(owner, { "x-webhost-deployment": candidate });
+    expect(preview.headers.get("x-deployment-id")).toBe(candidate);
+    expect((await expectJson<{ output: { text: string } }>(preview, 200)).output.text).toBe("v2");
+    const plain = await invoke(owner);
+    expect(plain.headers.get("x-deployment-id")).toBe(baseline);
+    expect((await expectJson<{ output: { text: string } }>(plain, 200)).output.text).toBe("v1");
+    // Another tenant cannot preview it, even naming the id.
+    await expectProblem(
+      await invoke(await newUser("preview-stranger"), { "x-webhost-deployment": candidate }),
+      404,
+      "not_found",
+    );
+
+    await expectJson(
+      await api("POST", `/v1/agents/${agentId}/deployments/${candidate}/activate`, { user: owner }),
+      200,
+    );
+    await waitFor("the activated deployment serving", async () => {
+      const res = await invoke(owner);
+      await res.body?.cancel();
+      return res.headers.get("x-deployment-id") === candidate ? true : undefined;
+    });
+    const read = await api("GET", `/v1/agents/${agentId}/deployments/${baseline}`, { user: owner });
+    expect((await expectJson<{ deployment: { status: string } }>(read, 200)).deployment.status).toBe("inactive");
+  });
 });
 
 describe("canary rollouts over HTTP", () => {
@@ -139,6 +181,12 @@ describe("canary rollouts over HTTP", () => {
 
   it("a candidate whose agent fails every call is aborted automatically, and traffic returns to the baseline", async () => {
     const { agentId, baseline, candidate } = await agentWithCandidate(FAILS);
+    const hookPath = `/${crypto.randomUUID()}/ok`;
+    const hook = await api("POST", "/v1/webhooks", {
+      user: owner,
+      body: { url: `${receiver.baseUrl}${hookPath}`, events: ["rollout.aborted"] },
+    });
+    const { secret } = await expectJson<{ secret: string }>(hook, 201);
     const started = await api("POST", `/v1/agents/${agentId}/rollouts`, { user: owner, body: rolloutBody(candidate) });
     const { rollout } = await expectJson<{ rollout: Rollout }>(started, 201);
 
@@ -180,5 +228,16 @@ describe("canary rollouts over HTTP", () => {
       { timeoutMs: 3000 },
     );
     for (const s of SESSIONS) expect(await servedBy(agentId, s)).toEqual({ status: 200, deploymentId: baseline });
+
+    // The abort is announced to the owner's receiver, signed per Standard Webhooks.
+    const message = await waitFor("rollout.aborted delivered", async () =>
+      receiver.received.find((m) => m.path === hookPath),
+    );
+    expect(verifiedSignatures(secret, message)).toBe(1);
+    expect(JSON.parse(message.body)).toMatchObject({
+      type: "rollout.aborted",
+      data: { rolloutId: rollout.id, agentId, candidateDeploymentId: candidate, baselineDeploymentId: baseline },
+    });
+    expect(JSON.parse(message.body).data.reason).toMatch(/error rate 100%/);
   });
 });
