@@ -56,8 +56,8 @@ const RESUMES = argValue("resumes", 100);
 const RUN_EVENTS = Math.min(9_000, argValue("run-events", 5_000));
 /** `--only b7`: start the server, deploy once, run B7 alone (a quick look; no B0–B6). */
 const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
-if (ONLY !== null && !["b7", "b5-bundles", "b9"].includes(ONLY)) {
-  console.error(`--only takes b7, b5-bundles or b9 (got ${ONLY})`);
+if (ONLY !== null && !["b7", "b5-bundles", "b9", "log-modes"].includes(ONLY)) {
+  console.error(`--only takes b7, b5-bundles, b9 or log-modes (got ${ONLY})`);
   process.exit(2);
 }
 /** B5 with bundles: deploys per size, and the sizes (MiB, decoded). */
@@ -75,6 +75,9 @@ const GOALS = {
   b3Reads: 0.1,
   b3Writes: 0.05,
   b5Seconds: 1.5,
+  // B1 in LOG_REQUESTS=errors mode (the hardening goals): p99 and throughput against the baseline.
+  logModeP99: 1.3,
+  logModeThroughput: 0.9,
   b6GzipBytes: 250 * 1000,
 };
 
@@ -205,9 +208,10 @@ async function measureStartup() {
 // The bench's server: the one place that decides how `wrangler dev` is started for the bench
 // (configuration, vars, log file).
 
-function startBenchServer({ issuer, jwks }) {
+function startBenchServer({ issuer, jwks, logRequests = "all" }) {
   return startDevServer({
     vars: {
+      LOG_REQUESTS: logRequests,
       AUTH_ISSUER: issuer,
       AUTH_JWKS: JSON.stringify(jwks),
       // The bench invokes far more often than the free plan allows in a month.
@@ -216,7 +220,12 @@ function startBenchServer({ issuer, jwks }) {
     // The bench entry: the gateway plus the /__bench routes and the D1 statement counter, with
     // wrangler.toml's local bindings (the positional script replaces only `main`).
     extraArgs: ["src/bench/entry.ts"],
-    logFile: join(PROJECT_ROOT, ".wrangler", "bench", "server.log"),
+    logFile: join(
+      PROJECT_ROOT,
+      ".wrangler",
+      "bench",
+      logRequests === "all" ? "server.log" : `server-${logRequests}.log`,
+    ),
   });
 }
 
@@ -504,6 +513,114 @@ async function measureEgressDoor(base, api) {
   }
 }
 
+/**
+ * B1 (1 connection and CONNECTIONS) and B2 on a server started with LOG_REQUESTS=`mode`: the same
+ * alternation of arms as the main B1/B2, shorter. The goals apply to `errors` mode, the one
+ * production runs when the per-request line is not wanted (docs/production.md).
+ */
+async function measureLogMode({ issuer, jwks, token, mode }) {
+  const server = await startBenchServer({ issuer, jwks, logRequests: mode });
+  try {
+    const base = server.baseUrl;
+    const api = client(base, token);
+    const created = await expectStatus(api("POST", "/v1/agents", { name: `bench-${mode}` }), 201, "create agent");
+    const agentId = created.data.agent.id;
+    const { id: deploymentId } = await deployAndWait(api, agentId, { moduleCode: BENCH_AGENT_MODULE });
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const gatewayUrl = `${base}/v1/invoke/${agentId}`;
+    const baselineUrl = `${base}/__bench/baseline/${deploymentId}`;
+    const phase = (url, connections) => loadPhase({ url, headers, body: INVOKE_BODY, seconds: SECONDS, connections });
+    await loadPhase({ url: baselineUrl, headers, body: INVOKE_BODY, seconds: WARMUP_SECONDS });
+    await loadPhase({ url: gatewayUrl, headers, body: INVOKE_BODY, seconds: WARMUP_SECONDS });
+    const b1 = {};
+    for (const [kind, connections] of [
+      ["latency", 1],
+      ["throughput", CONNECTIONS],
+    ]) {
+      const arms = { gateway: [], baseline: [] };
+      for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
+        arms[arm].push(await phase(arm === "gateway" ? gatewayUrl : baselineUrl, connections));
+      }
+      b1[kind] = { gateway: combine(arms.gateway), baseline: combine(arms.baseline) };
+    }
+    const sse = { ...headers, accept: "text/event-stream" };
+    await streamPhase(`${gatewayUrl}/stream`, sse, 20);
+    await streamPhase(`${baselineUrl}/stream`, sse, 20);
+    const half = Math.ceil(STREAMS / 4);
+    const b2 = {
+      baseline: combine([await streamPhase(`${baselineUrl}/stream`, sse, half)]),
+      gateway: combine([await streamPhase(`${gatewayUrl}/stream`, sse, half)]),
+    };
+    b2.gateway = combine([b2.gateway, await streamPhase(`${gatewayUrl}/stream`, sse, half)]);
+    b2.baseline = combine([b2.baseline, await streamPhase(`${baselineUrl}/stream`, sse, half)]);
+    return { mode, b1, b2 };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Rows for each LOG_REQUESTS mode's B1/B2, the goals applied to `errors` mode only. */
+function logModeRows(results, add) {
+  const out = {};
+  for (const { mode, b1, b2 } of results) {
+    const goals = mode === "errors";
+    const lat = {
+      g: summarize(b1.latency.gateway.samples, b1.latency.gateway.seconds),
+      b: summarize(b1.latency.baseline.samples, b1.latency.baseline.seconds),
+    };
+    const thr = {
+      g: summarize(b1.throughput.gateway.samples, b1.throughput.gateway.seconds),
+      b: summarize(b1.throughput.baseline.samples, b1.throughput.baseline.seconds),
+    };
+    const st = {
+      g: summarize(b2.gateway.samples, b2.gateway.seconds),
+      b: summarize(b2.baseline.samples, b2.baseline.seconds),
+    };
+    const r = {
+      p50: ratio(lat.g.p50Ms, lat.b.p50Ms),
+      p99: ratio(lat.g.p99Ms, lat.b.p99Ms),
+      throughput: ratio(thr.g.perSecond, thr.b.perSecond),
+      b2p50: ratio(st.g.p50Ms, st.b.p50Ms),
+    };
+    const label = `LOG_REQUESTS=${mode}`;
+    const goal = (text, met) => (goals ? [text, met] : ["", null]);
+    add(
+      `B1 ${label}`,
+      "p50 ms, 1 conn",
+      lat.g.p50Ms,
+      lat.b.p50Ms,
+      r.p50,
+      ...goal(`≤ ${GOALS.b1P50}×`, r.p50 <= GOALS.b1P50),
+    );
+    add(
+      `B1 ${label}`,
+      "p99 ms, 1 conn",
+      lat.g.p99Ms,
+      lat.b.p99Ms,
+      r.p99,
+      ...goal(`≤ ${GOALS.logModeP99}×`, r.p99 <= GOALS.logModeP99),
+    );
+    add(
+      `B1 ${label}`,
+      `req/s, ${CONNECTIONS} conn`,
+      thr.g.perSecond,
+      thr.b.perSecond,
+      r.throughput,
+      ...goal(`≥ ${GOALS.logModeThroughput}×`, r.throughput >= GOALS.logModeThroughput),
+    );
+    add(
+      `B2 ${label}`,
+      "first event p50 ms",
+      st.g.p50Ms,
+      st.b.p50Ms,
+      r.b2p50,
+      ...goal(`≤ ${GOALS.b2FirstEvent}×`, r.b2p50 <= GOALS.b2FirstEvent),
+    );
+    out[mode] = { b1: { latency: lat, throughput: thr }, b2: st, ratios: r };
+  }
+  return out;
+}
+
 function extraRows(r, add) {
   const out = {};
   if (r.bundleDeploys) {
@@ -549,6 +666,38 @@ function extraRows(r, add) {
   return out;
 }
 
+/** `--only log-modes`: B1/B2 with LOG_REQUESTS=all and =errors, each on its own server. */
+async function logModesOnly({ startedAt, load, issuer, jwks, token }) {
+  const results = [];
+  for (const mode of ["all", "errors"]) {
+    console.log(`B1/B2 with LOG_REQUESTS=${mode} …`);
+    results.push(await measureLogMode({ issuer, jwks, token, mode }));
+  }
+  const rows = [];
+  const add = (bench, metric, gateway, baseline, ratioValue, goal, met) =>
+    rows.push({ bench, metric, gateway, baseline, ratio: ratioValue, goal, met });
+  const summary = logModeRows(results, add);
+  load.after = loadavg().map((v) => Number(v.toFixed(2)));
+  console.log(
+    `\nlog-modes results (${startedAt.toISOString()}; load average before ${load.before.join(" ")}, after ${load.after.join(" ")})`,
+  );
+  for (const row of rows) {
+    const met = row.met === null ? "" : row.met ? "yes" : "NO";
+    console.log(
+      `| ${row.bench} | ${row.metric} | ${fmt(row.gateway)} | ${fmt(row.baseline)} | ${fmt(row.ratio)}× | ${row.goal} | ${met} |`,
+    );
+  }
+  const dir = join(PROJECT_ROOT, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${startedAt.toISOString().replaceAll(":", "-")}-log-modes.json`);
+  const machine = { cpus: cpus().length, node: process.version, loadAverage: load };
+  writeFileSync(
+    file,
+    `${JSON.stringify({ startedAt: startedAt.toISOString(), machine, logModes: summary, rows }, null, 2)}\n`,
+  );
+  console.log(`\nwrote ${file}`);
+}
+
 /** `--only b7|b5-bundles|b9`: one of them by itself, on its own server (a quick look; no B0–B6). */
 async function mainOnly() {
   const startedAt = new Date();
@@ -557,6 +706,7 @@ async function mainOnly() {
   const { privateJwk, publicJwk } = await newSigningKey("bench-es256");
   const issuer = `https://issuer.bench.local/${randomUUID()}`;
   const token = await mintToken(privateJwk, { subject: `bench|${randomUUID()}`, issuer, expiresIn: 3600 });
+  if (ONLY === "log-modes") return logModesOnly({ startedAt, load, issuer, jwks: { keys: [publicJwk] }, token });
   const server = await startBenchServer({ issuer, jwks: { keys: [publicJwk] } });
   try {
     const api = client(server.baseUrl, token);
@@ -785,6 +935,12 @@ async function main() {
     console.log(`B9: ${EGRESS_CALLS} outbound calls per arm through the egress door and directly …`);
     const egress = await timed("b9", () => measureEgressDoor(base, api));
 
+    // B1/B2 again on a server with LOG_REQUESTS=errors (the goals apply there; the rows above are `all`).
+    console.log("B1/B2 with LOG_REQUESTS=errors, on a second server …");
+    const errorsMode = await timed("logModeErrors", () =>
+      measureLogMode({ issuer, jwks: { keys: [publicJwk] }, token, mode: "errors" }),
+    );
+
     const loadAfter = loadavg().map((v) => Number(v.toFixed(2)));
     load.after = loadAfter;
     report({
@@ -802,6 +958,7 @@ async function main() {
       deploySeconds,
       bundleDeploys,
       egress,
+      errorsMode,
     });
   } finally {
     await server.stop();
@@ -985,6 +1142,7 @@ function report(r) {
   add("B6 cold start", "startup CPU ms", r.startup.activeMs, null, null, "", null);
   const b7 = b7Rows(r.b7, add);
   const extras = extraRows(r, add);
+  const logModes = logModeRows([r.errorsMode], add);
 
   console.log(
     `\nbench results (${r.startedAt.toISOString()}; load average before ${r.load.before.join(" ")}, after ${r.load.after.join(" ")})`,
@@ -1038,6 +1196,7 @@ function report(r) {
     b6: { bundle: r.bundle, startup: r.startup, devServerReadySeconds: r.serverReadySeconds },
     b7,
     ...extras,
+    logModes,
     rows,
     phaseSeconds: r.phaseTimes,
   };

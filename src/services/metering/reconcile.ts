@@ -44,15 +44,18 @@ import { pauseBetweenSteps } from "../../lib/pause";
 import { EVENT_PERIOD, USAGE_SUMS } from "./record-events";
 
 /**
- * Events added to the verified totals per step (one D1 batch). Measured on a 2-core machine with
- * 1M events whose every event is a new (user, month, agent) key (the worst case for the upsert):
- * the slice statement took 34 ms at p50 and about 100 ms at p99 at this size.
+ * Events added to the verified totals per step (one D1 batch). A smaller slice keeps each batch,
+ * and so the longest wait of any other query behind it, short; 100 steps still take 50,000 events
+ * per run (600,000 an hour at the 5-minute schedule). B8 (`npm run bench:scale`, 1M events under
+ * `wrangler dev`): the slowest step 1.41 s with 2,500 events, 0.98 s with 500 — the same step in
+ * plain SQLite takes about 70 ms, so most of it is a per-batch cost of local D1 that is not
+ * understood yet (bench/results/2026-12-01-b8-scale.md).
  */
-export const RECONCILE_SLICE_EVENTS = 2_500;
+export const RECONCILE_SLICE_EVENTS = 500;
 /** billing_usage keys compared per step, for the dirty totals and again for the sweep. */
 export const RECONCILE_SWEEP_KEYS = 500;
 /** Steps per run: at most maxSteps × sliceEvents events and 2 × maxSteps × sweepKeys keys. */
-export const RECONCILE_MAX_STEPS = 40;
+export const RECONCILE_MAX_STEPS = 100;
 
 export type ReconcileOptions = { sliceEvents?: number; sweepKeys?: number; maxSteps?: number; now?: number };
 export type ReconcileReport = {
