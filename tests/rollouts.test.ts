@@ -241,6 +241,23 @@ describe("routing cost during a rollout", () => {
 });
 
 describe("the evaluator", () => {
+  it("aborts a disabled agent's rollout at the next evaluation (it could never complete)", async () => {
+    const { headers, agentId, v1, v2 } = await agentWithCandidate();
+    const rollout = await started(headers, agentId, {
+      deploymentId: v2,
+      stages: [{ percent: 50, minDurationSeconds: 60 }],
+      abortOn: { maxErrorRatePct: 50, minRequests: 100 },
+    });
+    expect((await call("POST", `/v1/agents/${agentId}/disable`, { headers })).status).toBe(200);
+    await evaluateRollouts(db(), { now: rollout.stageStartedAt + 120_000 });
+    expect(await getRollout(headers, agentId, rollout.id)).toMatchObject({
+      status: "aborted",
+      endReason: "the agent was disabled",
+    });
+    expect((await getDeployment(headers, agentId, v2)).status).toBe("inactive");
+    expect(await expectPointerInvariant(agentId)).toBe(v1);
+  });
+
   it("aborts a candidate whose agent fails every call once minRequests is reached: traffic returns to the baseline, the candidate is inactive, the reason recorded", async () => {
     const { headers, agentId, v1, v2 } = await agentWithCandidate(modules.THROWS_ON_INVOKE);
     const rollout = await started(headers, agentId, {

@@ -2455,7 +2455,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The agent already has a running rollout (rollout_in_progress), has no active deployment, or is disabled; or idempotency_in_progress (Retry-After) */
+            /** @description The agent already has a running rollout (rollout_in_progress), has no active deployment, or is disabled; or the agent or candidate changed while it started (conflict: try again); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
@@ -2661,7 +2661,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The rollout has already ended (rollout_ended), or the agent is disabled; or idempotency_in_progress (Retry-After) */
+            /** @description The rollout has already ended (rollout_ended), the agent is disabled, or it changed while promoting (conflict: try again); or idempotency_in_progress (Retry-After) */
             409: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];

@@ -135,8 +135,9 @@ export type ApiKey = {
 };
 
 export type LogLine = {
-  id: string | number;
-  ts: number;
+  id: number;
+  /** ISO 8601. */
+  ts: string;
   level: string;
   message: string;
   deploymentId: string;

@@ -68,7 +68,11 @@ export function followLogs(agentId: string, on: LogEvents, signal: AbortSignal):
         undefined,
         signal,
       );
-      for (const line of [...recent.logs].sort((a, b) => a.ts - b.ts)) emit(line);
+      // The page is newest first; shown oldest first, and the follow resumes after the newest, so
+      // a line printed between the two requests is neither lost nor shown twice.
+      for (const line of [...recent.logs].sort((a, b) => Number(a.id) - Number(b.id))) emit(line);
+      const newest = recent.logs.reduce((max, line) => Math.max(max, Number(line.id)), 0);
+      if (newest > 0 && lastEventId === undefined) lastEventId = String(newest);
     } catch (err) {
       if (signal.aborted) return;
       if (err instanceof ApiProblem && err.status === 404 && err.code === "route_not_found") {

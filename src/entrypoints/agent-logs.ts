@@ -48,6 +48,9 @@ export function sampledEvent(dropped: number): string {
 }
 
 // It reads no bindings: the gateway hands it the lines and the tier's bounds.
+/** Bytes queued for one follower that has not read them before its new lines count as dropped. */
+const FOLLOWER_BUFFER_BYTES = 1024 * 1024;
+
 export class AgentLogs extends DurableObject<object> implements AgentLogsApi {
   private readonly followers = new Set<Follower>();
 
@@ -153,50 +156,55 @@ export class AgentLogs extends DurableObject<object> implements AgentLogsApi {
       timers = [];
       if (follower) this.followers.delete(follower);
     };
-    return new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        const send = (text: string | Uint8Array) => {
-          try {
-            controller.enqueue(typeof text === "string" ? encoder.encode(text) : text);
-          } catch {
-            stop();
-          }
-        };
-        if (skipped > 0) send(sampledEvent(skipped));
-        for (const line of replay) send(logEvent(line));
-        // Registered in the same turn as the read above: no line can fall between replay and live.
-        let windowStart = Date.now();
-        let sentInWindow = 0;
-        let dropped = 0;
-        const flush = () => {
-          if (dropped > 0) send(sampledEvent(dropped));
-          dropped = 0;
-        };
-        const roll = () => {
-          const now = Date.now();
-          if (now - windowStart >= SAMPLING_WINDOW_MS) {
-            flush();
-            windowStart = now;
-            sentInWindow = 0;
-          }
-        };
-        follower = {
-          filter,
-          offer: (line) => {
-            roll();
-            if (sentInWindow < linesPerSecond) {
-              sentInWindow++;
-              send(logEvent(line));
-            } else dropped++;
-          },
-        };
-        this.followers.add(follower);
-        // A burst's count is reported once its window is over, even when no further line comes.
-        timers.push(setInterval(roll, SAMPLING_WINDOW_MS));
-        timers.push(setInterval(() => send(heartbeat), LOG_HEARTBEAT_MS));
+    return new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          const send = (text: string | Uint8Array) => {
+            try {
+              controller.enqueue(typeof text === "string" ? encoder.encode(text) : text);
+            } catch {
+              stop();
+            }
+          };
+          if (skipped > 0) send(sampledEvent(skipped));
+          for (const line of replay) send(logEvent(line));
+          // Registered in the same turn as the read above: no line can fall between replay and live.
+          let windowStart = Date.now();
+          let sentInWindow = 0;
+          let dropped = 0;
+          const flush = () => {
+            if (dropped > 0) send(sampledEvent(dropped));
+            dropped = 0;
+          };
+          const roll = () => {
+            const now = Date.now();
+            if (now - windowStart >= SAMPLING_WINDOW_MS) {
+              flush();
+              windowStart = now;
+              sentInWindow = 0;
+            }
+          };
+          follower = {
+            filter,
+            offer: (line) => {
+              roll();
+              // A follower that stops reading gets its lines counted as dropped once FOLLOWER_BUFFER
+              // bytes wait for it, so the object's memory stays bounded whoever connects.
+              if (sentInWindow < linesPerSecond && (controller.desiredSize ?? 0) > 0) {
+                sentInWindow++;
+                send(logEvent(line));
+              } else dropped++;
+            },
+          };
+          this.followers.add(follower);
+          // A burst's count is reported once its window is over, even when no further line comes.
+          timers.push(setInterval(roll, SAMPLING_WINDOW_MS));
+          timers.push(setInterval(() => send(heartbeat), LOG_HEARTBEAT_MS));
+        },
+        cancel: () => stop(),
       },
-      cancel: () => stop(),
-    });
+      new ByteLengthQueuingStrategy({ highWaterMark: FOLLOWER_BUFFER_BYTES }),
+    );
   }
 
   override async alarm(): Promise<void> {

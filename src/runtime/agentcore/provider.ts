@@ -77,7 +77,14 @@ function runtimeErrorFromAws(err: unknown, what: string): RuntimeError {
     return new RuntimeError("exception", `the agent's runtime failed: ${err.message}`, false, { cause: err });
   }
   if (err.type === "ValidationException") {
-    return new RuntimeError("unavailable", `${what}: ${err.message}`, false, { fault: "platform", cause: err });
+    // AWS's text is left out even of the operator's log: a validation message may quote the value
+    // it refused, and CreateAgentRuntime's values include the agent's secrets (environmentVariables).
+    return new RuntimeError(
+      "unavailable",
+      `${what}: AWS refused the request as invalid (ValidationException; its message is not logged because it may quote the request's values)`,
+      false,
+      { fault: "platform" },
+    );
   }
   return new RuntimeError("unavailable", `${what}: ${err.message}`, err.retryable, { cause: err });
 }

@@ -23,7 +23,7 @@ import { agents, type RolloutRow, rollouts } from "../../db/schema";
 import { describeError, logError } from "../../lib/logger";
 import type { WebhookQueue } from "../webhooks/queue";
 import { EVALUATOR_ACTOR } from "./rollout-events";
-import { abortRollout, advanceRollout, completeRollout, noteEvaluation } from "./rollouts";
+import { abortRollout, advanceRollout, completeRollout, noteEvaluation, touchRollout } from "./rollouts";
 
 export const MAX_ROLLOUTS_PER_RUN = 100;
 /** Newest events of a stage window measured per deployment (a busy stage is judged on these). */
@@ -61,15 +61,22 @@ export async function evaluateRollouts(
   const now = opts.now ?? Date.now();
   const report: EvaluationReport = { evaluated: 0, advanced: 0, aborted: 0, completed: 0, failed: 0 };
   const running = await db
-    .select({ rollout: rollouts, agentDeletedAt: agents.deletedAt, activeDeploymentId: agents.activeDeploymentId })
+    .select({
+      rollout: rollouts,
+      agentDeletedAt: agents.deletedAt,
+      agentStatus: agents.status,
+      activeDeploymentId: agents.activeDeploymentId,
+    })
     .from(rollouts)
     .innerJoin(agents, eq(agents.id, rollouts.agentId))
     .where(eq(rollouts.status, "running"))
     .orderBy(asc(rollouts.updatedAt))
     .limit(MAX_ROLLOUTS_PER_RUN);
-  for (const { rollout, agentDeletedAt, activeDeploymentId } of running) {
+  for (const { rollout, agentDeletedAt, agentStatus, activeDeploymentId } of running) {
+    let outcome: Evaluation["decision"] | "none" = "none";
     try {
-      const outcome = await evaluateOne(db, rollout, { agentDeletedAt, activeDeploymentId }, now, opts.webhookQueue);
+      const agent = { agentDeletedAt, agentStatus, activeDeploymentId };
+      outcome = await evaluateOne(db, rollout, agent, now, opts.webhookQueue);
       report.evaluated++;
       if (outcome === "abort") report.aborted++;
       if (outcome === "advance") report.advanced++;
@@ -79,6 +86,9 @@ export async function evaluateRollouts(
       report.failed++;
       logError("rollout_evaluation_failed", { rolloutId: rollout.id, error: describeError(err) });
     }
+    // The run takes the least recently evaluated first: a rollout that nothing moved (or whose
+    // evaluation failed) goes to the back, so it can never hold the others' places every minute.
+    if (outcome === "none") await touchRollout(db, rollout, now).catch(() => {});
   }
   return report;
 }
@@ -86,13 +96,18 @@ export async function evaluateRollouts(
 async function evaluateOne(
   db: Db,
   row: RolloutRow,
-  agent: { agentDeletedAt: number | null; activeDeploymentId: string | null },
+  agent: { agentDeletedAt: number | null; agentStatus: string; activeDeploymentId: string | null },
   now: number,
   webhookQueue: WebhookQueue | undefined,
 ): Promise<Evaluation["decision"] | "none"> {
   const deps = { db, actor: EVALUATOR_ACTOR, now, webhookQueue };
   if (agent.agentDeletedAt !== null) {
     return (await abortRollout(deps, row, { reason: "the agent was deleted" })) ? "abort" : "none";
+  }
+  if (agent.agentStatus !== "active") {
+    // A disabled agent serves nobody, and its rollout could never complete (the pointer moves only
+    // for an enabled agent): it ends here, like a deleted agent's.
+    return (await abortRollout(deps, row, { reason: "the agent was disabled" })) ? "abort" : "none";
   }
   if (agent.activeDeploymentId !== row.baselineDeploymentId) {
     const reason = `the agent's active deployment changed outside the rollout (now ${agent.activeDeploymentId ?? "none"}, was ${row.baselineDeploymentId})`;

@@ -136,7 +136,7 @@ export async function startRollout(deps: RolloutDeps, agentId: string, input: Ro
     throw err;
   }
   if (inserted.length === 0) {
-    throw new ApiError("bad_request", `agent ${agentId} or deployment ${candidate.id} changed meanwhile; try again`);
+    throw new ApiError("conflict", `agent ${agentId} or deployment ${candidate.id} changed meanwhile; try again`);
   }
   forgetAgentRoute({ userId: deps.userId, agentId });
   await announceRolloutChange(
@@ -196,7 +196,7 @@ export async function promoteRollout(deps: RolloutDeps, agentId: string, rollout
     const fresh = await getRollout(deps, agentId, rolloutId);
     if (fresh.status !== "running") throw ended(fresh);
     throw new ApiError(
-      "bad_request",
+      "conflict",
       `rollout ${rolloutId} could not be promoted: the agent changed meanwhile; try again`,
     );
   }
@@ -348,6 +348,11 @@ export async function advanceRollout(deps: TransitionDeps, row: RolloutRow, opts
 }
 
 /** Records the last evaluation of a stage that neither advanced nor aborted. */
+/** Marks a running rollout as just evaluated (it goes to the back of the evaluator's queue). */
+export async function touchRollout(db: Db, row: RolloutRow, now: number) {
+  await db.update(rollouts).set({ updatedAt: now }).where(stillRunning(row, undefined));
+}
+
 export async function noteEvaluation(db: Db, row: RolloutRow, evaluation: Record<string, unknown>, now: number) {
   await db
     .update(rollouts)

@@ -111,9 +111,16 @@ export async function resolveSessionTurn(
       await release(false);
       throw err;
     });
-    const repinTo = ended === "aborted" && firstTurn ? firstTurn : null;
-    await keeper.repin(key, grant.turnId, repinTo?.id ?? grant.deploymentId, null);
-    if (repinTo) return { sessionId, deployment: repinTo, release };
+    // Still running (the route cache is a second behind, or the baseline moved and the evaluator
+    // has not aborted it yet): the pin keeps its link, so a later abort still brings it back.
+    if (ended !== "running") {
+      const repinTo = ended === "aborted" && firstTurn ? firstTurn : null;
+      await keeper.repin(key, grant.turnId, repinTo?.id ?? grant.deploymentId, null).catch(async (err) => {
+        await release(false);
+        throw err;
+      });
+      if (repinTo) return { sessionId, deployment: repinTo, release };
+    }
   }
   for (const known of [active, firstTurn]) {
     if (known && grant.deploymentId === known.id) return { sessionId, deployment: known, release };

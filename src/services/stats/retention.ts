@@ -3,6 +3,7 @@
 // deleted in bounded batches (the rest waits for the next run). Deleted agents' buckets go the
 // same way.
 import type { Db } from "../../db/client";
+import { pauseBetweenSteps } from "../../lib/pause";
 import { HOUR_MS, MINUTE_MS } from "./aggregate";
 
 /** How long each bucket width is kept after its start. */
@@ -27,6 +28,7 @@ export async function expireStatsBuckets(
     for (const [bucketMs, keepMs] of Object.entries(STATS_KEEP_MS)) {
       for (;;) {
         if (statements >= maxStatements) return { deleted, statements, complete: false };
+        if (statements > 0) await pauseBetweenSteps();
         const result = await db.$client
           .prepare(expireSql(table))
           .bind(Number(bucketMs), input.now - keepMs, batchRows)

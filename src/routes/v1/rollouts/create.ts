@@ -24,7 +24,7 @@ const route = userRoute(
         "Invalid stages or abortOn (validation_failed), or a deployment that cannot be rolled out (invalid_rollout_candidate)",
       ),
       409: problemDoc(
-        "The agent already has a running rollout (rollout_in_progress), has no active deployment, or is disabled",
+        "The agent already has a running rollout (rollout_in_progress), has no active deployment, or is disabled; or the agent or candidate changed while it started (conflict: try again)",
       ),
     },
   },

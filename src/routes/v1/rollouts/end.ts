@@ -19,7 +19,9 @@ const promoteRoute = userRoute(
         content: { "application/json": { schema: RolloutEnvelope } },
       },
       ...commonProblems,
-      409: problemDoc("The rollout has already ended (rollout_ended), or the agent is disabled"),
+      409: problemDoc(
+        "The rollout has already ended (rollout_ended), the agent is disabled, or it changed while promoting (conflict: try again)",
+      ),
     },
   },
   { scope: "deploy" },
