@@ -31,6 +31,7 @@ import {
   MAX_WEBHOOKS_PER_USER,
   ROTATION_OVERLAP_MS,
   rotateWebhookSecret,
+  TEST_EVENTS_PER_MINUTE,
 } from "../src/services/webhooks/endpoints";
 import { publishEvent } from "../src/services/webhooks/publish";
 import { announceUsageThresholds } from "../src/services/webhooks/usage-thresholds";
@@ -216,6 +217,20 @@ describe("webhook endpoints API", () => {
       "too_many_webhooks",
     );
     await createWebhook(await newUser());
+  });
+
+  it("sends at most TEST_EVENTS_PER_MINUTE test events a minute to one endpoint (429 rate_limited)", async () => {
+    const user = await newUser();
+    const { webhook } = await createWebhook(user);
+    for (let i = 0; i < TEST_EVENTS_PER_MINUTE; i++) {
+      expect((await call("POST", `/v1/webhooks/${webhook.id}/test`, { headers: user.headers })).status).toBe(202);
+    }
+    const refused = await call("POST", `/v1/webhooks/${webhook.id}/test`, { headers: user.headers });
+    await expectProblem(refused, 429, "rate_limited");
+    expect(refused.headers.get("retry-after")).toBe("60");
+    // Another endpoint of the same user is not held back.
+    const { webhook: other } = await createWebhook(user);
+    expect((await call("POST", `/v1/webhooks/${other.id}/test`, { headers: user.headers })).status).toBe(202);
   });
 
   it("refuses API keys: webhooks are managed with the user's own token", async () => {

@@ -177,6 +177,9 @@ export async function rotateWebhookSecret(
   return { row, secret };
 }
 
+/** Test events one endpoint may be sent per minute. */
+export const TEST_EVENTS_PER_MINUTE = 5;
+
 /** Queues one `webhook.test` delivery to this endpoint (whatever its events), for checking a receiver. */
 export async function sendTestEvent(
   deps: TenantDeps & { queue: WebhookQueue },
@@ -191,6 +194,20 @@ export async function sendTestEvent(
     );
   }
   const now = opts.now ?? Date.now();
+  // Test events are for checking a receiver, not for making the gateway send traffic somewhere:
+  // at most TEST_EVENTS_PER_MINUTE per endpoint (read from its newest deliveries, by its index).
+  const newest = await deps.db
+    .select({ eventType: webhookDeliveries.eventType, createdAt: webhookDeliveries.createdAt })
+    .from(webhookDeliveries)
+    .where(eq(webhookDeliveries.endpointId, id))
+    .orderBy(desc(webhookDeliveries.id))
+    .limit(TEST_EVENTS_PER_MINUTE);
+  const recentTests = newest.filter((d) => d.eventType === TEST_EVENT_TYPE && d.createdAt > now - 60_000);
+  if (recentTests.length >= TEST_EVENTS_PER_MINUTE) {
+    throw new ApiError("rate_limited", `at most ${TEST_EVENTS_PER_MINUTE} test events a minute per webhook`, {
+      headers: { "retry-after": "60" },
+    });
+  }
   const row = newDeliveryRow(
     endpoint,
     TEST_EVENT_TYPE,

@@ -21,6 +21,7 @@ const route = userRoute(
       ...commonProblems,
       403: problemDoc("Called with an API key (user_token_required)"),
       409: problemDoc("The webhook is disabled (webhook_disabled)"),
+      429: problemDoc("More than 5 test events a minute to this webhook (rate_limited; Retry-After)"),
     },
   },
   { scope: "jwt" },
