@@ -200,6 +200,40 @@ describe("purge of deleted agents", () => {
     expect(JSON.parse((await restored?.text()) ?? "{}").modules).toBeDefined();
   });
 
+  it("stores the bundle again when its object is removed between a deploy's check and its row", async () => {
+    const o = await owner();
+    const code = modules.fixedAnswer(`reput-${crypto.randomUUID()}`);
+    const first = await agentWithSecrets(o, code);
+    const key = (
+      await env.DB.prepare(
+        "SELECT a.object_key AS key FROM deployments d JOIN deployment_artifacts a ON a.id = d.artifact_id WHERE d.id = ?",
+      )
+        .bind(first.deploymentId)
+        .first<{ key: string }>()
+    )?.key as string;
+    // The deploy's first check finds the object; the cron deletes it right after.
+    let checks = 0;
+    const racing = {
+      get: (k: string) => env.ARTIFACTS.get(k),
+      put: (k: string, v: string, opts?: R2PutOptions) => env.ARTIFACTS.put(k, v, opts),
+      delete: (k: string) => env.ARTIFACTS.delete(k),
+      head: async (k: string) => {
+        const found = await env.ARTIFACTS.head(k);
+        if (checks++ === 0) await env.ARTIFACTS.delete(k);
+        return found;
+      },
+    } as unknown as R2Bucket;
+    const agent = await createAgent(o.headers);
+    const { keyring, tierLimits } = await getConfig(env);
+    await createDeployment(
+      { db, userId: o.userId, keyring, tierLimits, artifacts: racing, queue: { send: async () => {} } },
+      agent.id,
+      { moduleCode: code },
+    );
+    expect(checks).toBe(2);
+    expect(await env.ARTIFACTS.head(key)).not.toBeNull();
+  });
+
   it("is bounded per run: rows per statement and statements per run, and finishes over later runs", async () => {
     const o = await owner();
     const many = [];

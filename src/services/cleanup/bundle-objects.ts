@@ -6,10 +6,10 @@
 // Objects are named by the content's sha256 (services/deployments/artifacts.ts), so two users who
 // deploy the same bytes share one object: an object is removed only when no live (unpurged)
 // artifact of anyone names it. A deploy of the same bytes can race the removal (it found the object
-// and is about to write its artifact row); so the bytes are read before the delete, D1 is asked
-// again after it, and the object is put back if a live artifact appeared in between. The deploy
-// job reads the bundle later, from the queue; in the moment between delete and put-back a job of
-// that deploy would fail with "deploy the code again" (services/deployments/artifacts.ts).
+// and is about to write its artifact row): the bytes are read before the delete, D1 is asked again
+// after it, and the object is put back if a live artifact appeared in between; and the deploy
+// checks for the object again once its row is written (services/deployments/create.ts), which
+// covers the other order. The object is missing only between a delete and its put-back.
 //
 // Bounded per run: at most `maxObjects` artifacts, oldest purge first, on the partial index
 // deployment_artifacts_object_due_idx; the rest on the next run.

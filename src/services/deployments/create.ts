@@ -134,6 +134,10 @@ export async function createDeployment(
       .returning(),
   ]);
   if (!inserted) throw new Error("deployment row missing after insert");
+  // Once more, now that a live row names the object: the cron's removal of a purged bundle
+  // (services/cleanup/bundle-objects.ts) may have deleted it after our first check found it and
+  // before the row landed; it re-checks after deleting, and this check covers the other order.
+  await storeBundle(deps.artifacts, bundle);
 
   try {
     await deps.queue.send({ deploymentId });
