@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { createFakeCloudflareApi } from "../scripts/lib/fake-cloudflare-api.ts";
 import { handleTail } from "../src/entrypoints/log-tail";
 import { formatLogMessage, redactorFor, truncateMessage } from "../src/services/logs/capture";
-import type { AgentLogsApi } from "../src/services/logs/types";
+import { type AgentLogsApi, MAX_LOG_FOLLOWERS } from "../src/services/logs/types";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
@@ -267,6 +267,35 @@ describe("agent logs (loader mode)", () => {
 });
 
 describe("agent logs: access and validation", () => {
+  it("serves at most MAX_LOG_FOLLOWERS live followers per agent (429 rate_limited), and a closed one frees its place", async () => {
+    const { headers, agent } = await printerAgent();
+    const open: Response[] = [];
+    for (let i = 0; i < MAX_LOG_FOLLOWERS; i++) {
+      const res = await call("GET", `/v1/agents/${agent.id}/logs?follow=1`, { headers });
+      expect(res.status).toBe(200);
+      open.push(res);
+    }
+    const refused = await call("GET", `/v1/agents/${agent.id}/logs?follow=1`, { headers });
+    await expectProblem(refused, 429, "rate_limited");
+    expect(refused.headers.get("retry-after")).toBe("5");
+    // The list is not a follower: still served.
+    expect((await call("GET", `/v1/agents/${agent.id}/logs`, { headers })).status).toBe(200);
+    await open.pop()?.body?.cancel();
+    // The buffer notices a gone follower when it next writes to it (a line, or the heartbeat).
+    expect((await invoke(headers, agent.id, "after one left")).status).toBe(200);
+    const freed = await waitFor(
+      async () => {
+        const res = await call("GET", `/v1/agents/${agent.id}/logs?follow=1`, { headers });
+        if (res.status === 200) return res;
+        await res.body?.cancel();
+        return undefined;
+      },
+      { timeoutMs: 20_000, what: "a follower's place freed" },
+    );
+    open.push(freed);
+    for (const res of open) await res.body?.cancel();
+  });
+
   it("answers 404 to a stranger, for the list and the follow stream", async () => {
     const { agent } = await printerAgent();
     const stranger = await newUser("stranger");

@@ -15,6 +15,7 @@ import {
   type LogLevel,
   type LogLine,
   type LogPage,
+  MAX_LOG_FOLLOWERS,
   MAX_LOG_PAGE,
   type NewLogLine,
 } from "../services/logs/types";
@@ -128,7 +129,8 @@ export class AgentLogs extends DurableObject<object> implements AgentLogsApi {
     after: number | undefined,
     linesPerSecond: number,
     limits: LogBufferLimits,
-  ): Promise<ReadableStream<Uint8Array>> {
+  ): Promise<ReadableStream<Uint8Array> | null> {
+    if (this.followers.size >= MAX_LOG_FOLLOWERS) return null;
     const sql = this.ctx.storage.sql;
     let replay: LogLine[] = [];
     let skipped = 0;

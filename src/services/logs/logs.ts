@@ -1,13 +1,14 @@
 // Reading an agent's logs: a page (newest first) or a follow stream. The agent must be the
 // caller's (anyone else gets the same 404 as for an agent that does not exist); the caller's tier
 // bounds what is kept and how many lines a second a follower is sent.
+import { ApiError } from "../../lib/errors";
 import { decodeCursor, encodeCursor } from "../../lib/pagination";
 import { getAgent } from "../agents/agents";
 import type { TenantDeps } from "../tenant";
 import type { TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
 import { bufferLimits } from "./ingest";
-import type { AgentLogStores, LogFilter, LogPage } from "./types";
+import { type AgentLogStores, type LogFilter, type LogPage, MAX_LOG_FOLLOWERS } from "./types";
 
 export type LogReadDeps = TenantDeps & {
   tierLimits: TierLimitsByTier;
@@ -48,5 +49,15 @@ export async function followAgentLogs(
 ): Promise<ReadableStream<Uint8Array>> {
   const limits = await ownAgentLimits(deps, agentId);
   const from = after ?? (filter.since !== undefined ? 0 : undefined);
-  return deps.logs(agentId).follow(filter, from, limits.logLinesPerSecond, bufferLimits(limits));
+  const stream = await deps.logs(agentId).follow(filter, from, limits.logLinesPerSecond, bufferLimits(limits));
+  if (!stream) {
+    throw new ApiError(
+      "rate_limited",
+      `agent ${agentId} already has ${MAX_LOG_FOLLOWERS} live log followers; close one`,
+      {
+        headers: { "retry-after": "5" },
+      },
+    );
+  }
+  return stream;
 }

@@ -20,6 +20,9 @@ export const DEFAULT_LOG_PAGE = 100;
 /** Longest `q` (substring search). */
 export const MAX_LOG_QUERY_CHARS = 200;
 
+/** Live followers one agent's log buffer serves at once (each is bounded in memory too). */
+export const MAX_LOG_FOLLOWERS = 20;
+
 /** Comment line sent to idle followers so proxies keep the connection open. */
 export const LOG_HEARTBEAT_MS = 15_000;
 
@@ -68,14 +71,15 @@ export interface AgentLogsApi {
   /**
    * Server-sent events: the stored lines after `after` that match, then new ones live, never
    * ending on its own; above `linesPerSecond` lines are dropped and counted in `sampled` events.
-   * `after` undefined: only lines stored from now on.
+   * `after` undefined: only lines stored from now on. Null when the agent already has
+   * MAX_LOG_FOLLOWERS followers.
    */
   follow(
     filter: LogFilter,
     after: number | undefined,
     linesPerSecond: number,
     limits: LogBufferLimits,
-  ): Promise<ReadableStream<Uint8Array>>;
+  ): Promise<ReadableStream<Uint8Array> | null>;
 }
 
 /** An agent's log buffer, by agent id. */

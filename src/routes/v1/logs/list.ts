@@ -11,7 +11,7 @@ import {
   MAX_LOG_PAGE,
   MAX_LOG_QUERY_CHARS,
 } from "../../../services/logs/types";
-import { AgentIdParam, commonProblems } from "../../openapi-shared";
+import { AgentIdParam, commonProblems, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 
 const LINE_ID = /^(0|[1-9][0-9]{0,15})$/;
@@ -115,6 +115,7 @@ const route = userRoute(
         },
       },
       ...commonProblems,
+      429: problemDoc("follow=1 while the agent already has 20 live followers (rate_limited; Retry-After)"),
     },
   },
   { scope: "agents:read" },
