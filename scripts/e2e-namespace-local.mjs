@@ -6,7 +6,8 @@
 //      the D1 migrations applied, its own signing key, on PORT or a free port) with
 //      CLOUDFLARE_API_BASE_URL pointing at the fake;
 //   3. creates an agent, deploys the built-in template, polls until the deployment is active;
-//   4. checks the fake received one upload with the expected metadata, bindings, tags and tail consumer;
+//   4. checks the fake received one upload with the expected metadata, bindings, tags and tail consumer,
+//      and that webhook receivers on private, loopback or http addresses are refused (production);
 //   5. deletes the agent and waits for the cleanup job to delete its scripts by tag.
 // Invoking through the namespace cannot run locally (miniflare has no dispatch namespaces), so
 // this stops at the upload. Both servers run in their own process groups (scripts/lib/launcher.ts)
@@ -124,6 +125,27 @@ const checks = [
 ];
 for (const [label, ok] of checks) console.log(`${ok ? "✓" : "✗"} ${label}`);
 if (checks.some(([, ok]) => !ok)) fail("the upload does not have the expected shape");
+
+// Outside development, webhook receivers must be https and public.
+for (const url of [
+  "http://127.0.0.1:9/hook",
+  "https://127.0.0.1/hook",
+  "https://10.0.0.7/hook",
+  "https://[::1]/hook",
+]) {
+  const refused = await api.json("POST", "/v1/webhooks", { url, events: ["deployment.active"] });
+  if (refused.status !== 400 || refused.data?.code !== "validation_failed") {
+    fail(`webhook ${url}: expected 400 validation_failed, got ${refused.status} ${JSON.stringify(refused.data)}`);
+  }
+}
+const publicHook = await api.json("POST", "/v1/webhooks", {
+  url: "https://hooks.example.com/webhost",
+  events: ["deployment.active"],
+});
+if (publicHook.status !== 201) fail(`public webhook: ${publicHook.status} ${JSON.stringify(publicHook.data)}`);
+console.log(
+  "✓ webhooks to private, loopback or http receivers are refused outside development; a public https one is accepted",
+);
 
 const deleted = await api.request("DELETE", `/v1/agents/${agent.id}`);
 if (deleted.status !== 204) fail(`delete agent: ${deleted.status}`);

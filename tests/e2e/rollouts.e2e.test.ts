@@ -5,9 +5,10 @@
 // local scheduled endpoint) and every session returns to the baseline, the abort announced as a
 // signed `rollout.aborted` webhook to a local receiver that checks the Standard Webhooks signature
 // itself; a second rollout is 409;
-// a stranger gets 404 on every rollout route; bad input is 400. (A healthy candidate advancing
-// stage by stage needs the clock moved by minutes: tests/rollouts.test.ts injects it.)
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+// a stranger gets 404 on every rollout route; bad input is 400; a healthy one-stage rollout
+// completes by itself after its real minute (several stages are tested with an injected clock in
+// tests/rollouts.test.ts).
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { api, e2e, expectJson, expectProblem, newUser, type User, waitFor } from "./harness";
 import { startWebhookReceiver, verifiedSignatures, type WebhookReceiver } from "./webhook-receiver";
 
@@ -82,8 +83,12 @@ async function runEvaluator() {
 const SESSIONS = Array.from({ length: 24 }, (_, i) => `e2e-session-${i}`);
 
 beforeAll(async () => {
-  owner = await newUser("canary-owner");
   receiver = await startWebhookReceiver();
+});
+
+// A new owner per test: each test makes an agent, and the free plan allows three.
+beforeEach(async () => {
+  owner = await newUser("canary-owner");
 });
 
 afterAll(async () => {
@@ -178,6 +183,54 @@ describe("canary rollouts over HTTP", () => {
     );
     for (const s of SESSIONS) expect((await servedBy(agentId, s)).deploymentId).toBe(baseline);
   });
+
+  it("a healthy candidate becomes active by itself once its stage's time has passed (a real minute)", async () => {
+    const { agentId, candidate } = await agentWithCandidate(answers("v2"));
+    const body = {
+      deploymentId: candidate,
+      stages: [{ percent: 50, minDurationSeconds: 60 }],
+      abortOn: { maxErrorRatePct: 10, minRequests: 3 },
+    };
+    const started = await api("POST", `/v1/agents/${agentId}/rollouts`, { user: owner, body });
+    const { rollout } = await expectJson<{ rollout: Rollout & { stageStartedAt: number } }>(started, 201);
+    let onCandidate = 0;
+    for (const s of SESSIONS) {
+      const served = await servedBy(agentId, s);
+      expect(served.status).toBe(200);
+      if (served.deploymentId === candidate) onCandidate++;
+    }
+    expect(onCandidate).toBeGreaterThanOrEqual(3);
+    // Before the stage's minute: the evaluator records and waits.
+    await runEvaluator();
+    const early = await api("GET", `/v1/agents/${agentId}/rollouts/${rollout.id}`, { user: owner });
+    expect((await expectJson<{ rollout: Rollout }>(early, 200)).rollout.status).toBe("running");
+    // wrangler dev's clock cannot be moved: wait out the stage.
+    const waitMs = rollout.stageStartedAt + 61_000 - Date.now();
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const completed = await waitFor(
+      "the rollout to complete",
+      async () => {
+        await runEvaluator();
+        const res = await api("GET", `/v1/agents/${agentId}/rollouts/${rollout.id}`, { user: owner });
+        const r = (await expectJson<{ rollout: Rollout }>(res, 200)).rollout;
+        return r.status === "running" ? undefined : r;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    expect(completed.status).toBe("completed");
+    const agent = await api("GET", `/v1/agents/${agentId}`, { user: owner });
+    expect((await expectJson<{ agent: { activeDeploymentId: string } }>(agent, 200)).agent.activeDeploymentId).toBe(
+      candidate,
+    );
+    await waitFor("a call without a session served by the new active deployment", async () => {
+      const res = await api("POST", `/v1/invoke/${agentId}`, {
+        user: owner,
+        body: { messages: [{ role: "user", content: "which?" }] },
+      });
+      await res.body?.cancel();
+      return res.headers.get("x-deployment-id") === candidate ? true : undefined;
+    });
+  }, 120_000);
 
   it("a candidate whose agent fails every call is aborted automatically, and traffic returns to the baseline", async () => {
     const { agentId, baseline, candidate } = await agentWithCandidate(FAILS);
