@@ -152,7 +152,11 @@ async function measureSize(percent, keys) {
     };
     const crons = [];
     for (let i = 0; i < CRON_RUNS; i++) crons.push(await cronRun(server.baseUrl, api));
-    return { percent, rows: filled.rows, generateSeconds: filled.seconds, routes, crons };
+    // A look inside the reconciliation's step: its statements run and timed one by one.
+    const profile = await (
+      await fetch(`${server.baseUrl}/__bench/reconcile-profile`, { method: "POST", body: JSON.stringify({ steps: 5 }) })
+    ).json();
+    return { percent, rows: filled.rows, generateSeconds: filled.seconds, routes, crons, reconcileProfile: profile };
   } finally {
     await server.stop();
   }
@@ -189,15 +193,32 @@ function report(results) {
   lines.push(
     `${pad("  worst /healthz wait during it (ms)", 34)}${results.map((r) => pad(worst(r, "worstHealthzWaitMs").toFixed(0), 10)).join("")}`,
   );
+  // The first run after the server starts meets a cold database (and, after the fill, the whole
+  // month's backlog); later runs are the steady state a running gateway sees every 5 minutes.
+  const later = (r, key) => Math.max(...r.crons.slice(1).map((c) => c[key]));
+  lines.push(
+    `${pad("  worst API wait, first run (ms)", 34)}${results.map((r) => pad(r.crons[0].worstApiWaitMs.toFixed(0), 10)).join("")}`,
+  );
+  lines.push(
+    `${pad("  worst API wait, runs 2-3 (ms)", 34)}${results.map((r) => pad(later(r, "worstApiWaitMs").toFixed(0), 10)).join("")}`,
+  );
   const at100 = results.find((r) => r.percent === 100);
   if (at100) {
-    const wait = worst(at100, "worstApiWaitMs");
+    const met = (ms) => (ms < GOALS.cronWaitMsAt100 ? "met" : "NOT met");
     lines.push(
-      `  goal: worst API wait at 100% < ${GOALS.cronWaitMsAt100} ms: ${wait < GOALS.cronWaitMsAt100 ? "met" : "NOT met"}`,
+      `  goal: worst API wait at 100% < ${GOALS.cronWaitMsAt100} ms: ${met(worst(at100, "worstApiWaitMs"))} (runs 2-3: ${met(later(at100, "worstApiWaitMs"))})`,
     );
   }
   const slowest = last.crons.reduce((a, c) => (c.slowestStatementMs > a.slowestStatementMs ? c : a));
   lines.push(`  slowest statement at ${last.percent}%: ${slowest.slowestStatementSql}`);
+  lines.push("");
+  lines.push("reconciliation step, each statement alone after the cron runs (max ms over 5 steps)");
+  for (const [i, sql] of first.reconcileProfile.statements.entries()) {
+    const cells = results.map((r) => pad(Math.max(...r.reconcileProfile.steps.map((s) => s[i])).toFixed(0), 10));
+    lines.push(`  ${pad(sql.slice(0, 40), 42)}${cells.join("")}`);
+  }
+  const batchedCells = results.map((r) => pad(Math.max(...r.reconcileProfile.batched).toFixed(0), 10));
+  lines.push(`  ${pad("the same 9 in one batch (max of 5)", 42)}${batchedCells.join("")}`);
   return lines.join("\n");
 }
 

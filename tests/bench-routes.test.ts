@@ -22,6 +22,7 @@ const BENCH_PATHS: Array<[string, string]> = [
   ["GET", "/__bench/d1-statements"],
   ["POST", "/__bench/d1-statements/reset"],
   ["POST", "/__bench/fetch"],
+  ["POST", "/__bench/reconcile-profile"],
 ];
 
 /** One request to the bench entry, with `overrides` on top of the test env. */

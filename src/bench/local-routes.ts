@@ -9,6 +9,10 @@
 //   GET  /__bench/d1-statements                    D1 statements run by this isolate (B3,
 //        counted by ./statement-counter.ts on the binding the bench entry hands the gateway)
 //   POST /__bench/d1-statements/reset
+//   POST /__bench/reconcile-profile                `{ steps }`: that many reconciliation steps with each
+//        of a step's statements run (and timed) on its own instead of in one batch — B8's look
+//        inside the cron's slowest statement, then as many steps batched as the cron runs them; it
+//        does the real work, so the watermark moves
 //   POST /__bench/fetch                            `{ url, n }`: n sequential GETs of url from the
 //        gateway's own isolate, each timed (ms) — the direct-fetch baseline of B9 (the egress door)
 import { createDb } from "../db/client";
@@ -19,6 +23,12 @@ import { createRuntimeProvider } from "../runtime";
 import type { InvokeTarget, RuntimeProviderName } from "../runtime/types";
 import { loadDeploymentBundle } from "../services/deployments/bundle";
 import type { DeploymentRow } from "../services/deployments/deployments";
+import {
+  highestParameter,
+  RECONCILE_SLICE_EVENTS,
+  RECONCILE_STEP_SQL,
+  RECONCILE_SWEEP_KEYS,
+} from "../services/metering/reconcile";
 import { resetStatementCounts, statementCounts } from "./statement-counter";
 
 export const BENCH_PATH_PREFIX = "/__bench/";
@@ -44,6 +54,7 @@ async function handleBench(request: Request, path: string, env: Env, ctx: Execut
   }
   if (path === "/__bench/d1-statements" && request.method === "GET") return Response.json(statementCounts());
   if (path === "/__bench/fetch" && request.method === "POST") return directFetches(request);
+  if (path === "/__bench/reconcile-profile" && request.method === "POST") return reconcileProfile(request, env);
   if (path === "/__bench/d1-statements/reset" && request.method === "POST") {
     resetStatementCounts();
     return Response.json(statementCounts());
@@ -113,4 +124,36 @@ async function directFetches(request: Request): Promise<Response> {
     samples.push(performance.now() - started);
   }
   return Response.json({ samples });
+}
+
+/** B8: each statement of a reconciliation step run and timed alone (ms per statement, per step). */
+async function reconcileProfile(request: Request, env: Env): Promise<Response> {
+  const { steps } = (await request.json()) as { steps: number };
+  const params = [RECONCILE_SLICE_EVENTS, RECONCILE_SWEEP_KEYS, null, null, null, null, null, null, Date.now()];
+  const out: number[][] = [];
+  for (let i = 0; i < Math.min(steps, 50); i++) {
+    const times: number[] = [];
+    for (const sql of RECONCILE_STEP_SQL) {
+      const started = performance.now();
+      await env.DB.prepare(sql)
+        .bind(...params.slice(0, highestParameter(sql)))
+        .all();
+      times.push(performance.now() - started);
+    }
+    out.push(times);
+  }
+  // The same steps as the cron runs them: one batch (one transaction) each.
+  const batched: number[] = [];
+  for (let i = 0; i < Math.min(steps, 50); i++) {
+    const started = performance.now();
+    await env.DB.batch(
+      RECONCILE_STEP_SQL.map((sql) => env.DB.prepare(sql).bind(...params.slice(0, highestParameter(sql)))),
+    );
+    batched.push(performance.now() - started);
+  }
+  return Response.json({
+    batched,
+    statements: RECONCILE_STEP_SQL.map((s) => s.replace(/\s+/g, " ").trim().slice(0, 60)),
+    steps: out,
+  });
 }

@@ -203,6 +203,6 @@ export async function reconcileUsage(db: Db, opts: ReconcileOptions = {}): Promi
 }
 
 /** D1 wants exactly as many bound values as the statement's highest numbered parameter. */
-function highestParameter(statement: string): number {
+export function highestParameter(statement: string): number {
   return Math.max(0, ...[...statement.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
 }
