@@ -47,9 +47,9 @@ import { EVENT_PERIOD, USAGE_SUMS } from "./record-events";
  * Events added to the verified totals per step (one D1 batch). A smaller slice keeps each batch,
  * and so the longest wait of any other query behind it, short; 100 steps still take 50,000 events
  * per run (600,000 an hour at the 5-minute schedule). B8 (`npm run bench:scale`, 1M events under
- * `wrangler dev`): the slowest step 1.41 s with 2,500 events, 0.98 s with 500 — the same step in
- * plain SQLite takes about 70 ms, so most of it is a per-batch cost of local D1 that is not
- * understood yet (bench/results/2026-12-01-b8-scale.md).
+ * `wrangler dev`): a step of 500 is a ~96 ms batch on a warm database; the first run after the
+ * local D1 opens a freshly filled database takes up to 1.4 s a step (cold pages);
+ * bench/results/2026-12-01-b8-scale.md.
  */
 export const RECONCILE_SLICE_EVENTS = 500;
 /** billing_usage keys compared per step, for the dirty totals and again for the sweep. */
