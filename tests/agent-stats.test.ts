@@ -15,6 +15,7 @@ import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { insertUserAndAgent } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
+import { gatewayEvent } from "./helpers/metrics-events";
 import { waitFor } from "./helpers/wait";
 
 const db = createDb(env.DB);
@@ -190,33 +191,7 @@ describe("GET /v1/agents/:agentId/stats", () => {
 
 describe("the stats buckets", () => {
   function event(userId: string, agentId: string, fields: Partial<MetricsEvent>): MetricsEvent {
-    const id = newId("event");
-    return {
-      id,
-      userId,
-      agentId,
-      deploymentId: "dep_stats",
-      source: "gateway",
-      dedupeKey: id,
-      eventId: id,
-      traceId: null,
-      runtimeProvider: "cloudflare",
-      kind: "invoke",
-      ts: Date.now(),
-      durationMs: 10,
-      status: "ok",
-      errorCode: null,
-      inputTokens: null,
-      outputTokens: null,
-      bytesIn: 1,
-      bytesOut: 1,
-      streaming: false,
-      host: null,
-      provider: null,
-      model: null,
-      receivedAt: Date.now(),
-      ...fields,
-    };
+    return gatewayEvent(userId, agentId, { deploymentId: "dep_stats", bytesIn: 1, bytesOut: 1, ...fields });
   }
 
   it("count a redelivered event once, leave smoke tests out, and keep each window to its buckets", async () => {

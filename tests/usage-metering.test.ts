@@ -9,38 +9,9 @@ import type { MetricsEvent } from "../src/services/metering/event";
 import { type ReconcileOptions, reconcileUsage } from "../src/services/metering/reconcile";
 import { recordEvents, usageAggregateSelect } from "../src/services/metering/record-events";
 import { admitInvocation, QUOTA_REFRESH_MS } from "../src/services/usage/invocation-quota";
+import { gatewayEvent } from "./helpers/metrics-events";
 
 const db = createDb(env.DB);
-
-function gatewayEvent(userId: string, agentId: string, overrides: Partial<MetricsEvent> = {}): MetricsEvent {
-  const id = newId("event");
-  return {
-    id,
-    userId,
-    agentId,
-    deploymentId: "dep_test",
-    source: "gateway",
-    dedupeKey: id,
-    eventId: id,
-    traceId: null,
-    runtimeProvider: "cloudflare",
-    kind: "invoke",
-    ts: Date.now(),
-    durationMs: 10,
-    status: "ok",
-    errorCode: null,
-    inputTokens: null,
-    outputTokens: null,
-    bytesIn: 100,
-    bytesOut: 200,
-    streaming: false,
-    host: null,
-    provider: null,
-    model: null,
-    receivedAt: Date.now(),
-    ...overrides,
-  };
-}
 
 async function usageRows(userId: string) {
   return db.select().from(billingUsage).where(eq(billingUsage.userId, userId)).orderBy(billingUsage.agentId);

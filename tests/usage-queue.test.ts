@@ -7,34 +7,10 @@ import { billingUsage } from "../src/db/schema";
 import { newId } from "../src/lib/ids";
 import type { MetricsEvent } from "../src/services/metering/event";
 import { DEAD_LETTER_ATTEMPTS, handleUsageBatch } from "../src/services/metering/usage-queue";
+import { gatewayEvent } from "./helpers/metrics-events";
 
 function measurement(userId: string): MetricsEvent {
-  const id = newId("event");
-  return {
-    id,
-    userId,
-    agentId: "agt_q",
-    deploymentId: "dep_q",
-    source: "gateway",
-    dedupeKey: id,
-    eventId: id,
-    traceId: null,
-    runtimeProvider: "cloudflare",
-    kind: "invoke",
-    ts: Date.now(),
-    durationMs: 5,
-    status: "ok",
-    errorCode: null,
-    inputTokens: null,
-    outputTokens: null,
-    bytesIn: 10,
-    bytesOut: 20,
-    streaming: false,
-    host: null,
-    provider: null,
-    model: null,
-    receivedAt: Date.now(),
-  };
+  return gatewayEvent(userId, "agt_q", { deploymentId: "dep_q", durationMs: 5, bytesIn: 10, bytesOut: 20 });
 }
 
 async function runBatch(bodies: unknown[], batchEnv = env, opts: { deadLetter?: boolean; attempts?: number } = {}) {

@@ -12,7 +12,6 @@ import { envelopeKeyId } from "../src/crypto/envelope";
 import { parseKeyring } from "../src/crypto/keys";
 import { webhookDeliveries, webhookEndpoints } from "../src/db/schema";
 import { getConfig } from "../src/env";
-import { newId } from "../src/lib/ids";
 import { handleQueue } from "../src/queues";
 import { reencryptStaleSecrets } from "../src/services/secrets/reencrypt";
 import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
@@ -42,6 +41,7 @@ import { createAgent, deploy, deployAndActivate, waitUntilSettled } from "./help
 import { envWith, randomKey } from "./helpers/env-override";
 import { db, userIdOf } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
+import { gatewayEvent } from "./helpers/metrics-events";
 
 type User = Awaited<ReturnType<typeof newUser>>;
 const RECEIVER = "http://127.0.0.1:9/hooks";
@@ -596,34 +596,8 @@ describe("what publishes events", () => {
       ...envWith({ TIER_LIMITS: JSON.stringify({ free: { invocationsPerPeriod: 4 } }) }),
       WEBHOOK_QUEUE: queue,
     } as unknown as typeof env;
-    const measurement = () => {
-      const id = newId("event");
-      return {
-        id,
-        userId,
-        agentId: "agt_threshold",
-        deploymentId: "dep_threshold",
-        source: "gateway",
-        dedupeKey: id,
-        eventId: id,
-        traceId: null,
-        runtimeProvider: "cloudflare",
-        kind: "invoke",
-        ts: Date.now(),
-        durationMs: 5,
-        status: "ok",
-        errorCode: null,
-        inputTokens: null,
-        outputTokens: null,
-        bytesIn: 1,
-        bytesOut: 1,
-        streaming: false,
-        host: null,
-        provider: null,
-        model: null,
-        receivedAt: Date.now(),
-      };
-    };
+    const measurement = () =>
+      gatewayEvent(userId, "agt_threshold", { deploymentId: "dep_threshold", durationMs: 5, bytesIn: 1, bytesOut: 1 });
     const deliver = async (n: number) => {
       const batch = createMessageBatch(
         "usage-events",

@@ -129,7 +129,7 @@ export function createLoaderRuntime(
 ): RuntimeProvider {
   return {
     async deploy(bundle) {
-      const stub = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry, extras));
+      const loaded = loader.get(bundle.deploymentId, () => loaderWorkerCode(bundle, telemetry, extras));
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -146,7 +146,7 @@ export function createLoaderRuntime(
       });
       let result: { hasFetch: boolean };
       try {
-        const entry = stub.getEntrypoint(DEPLOY_CHECK_ENTRYPOINT) as unknown as {
+        const entry = loaded.getEntrypoint(DEPLOY_CHECK_ENTRYPOINT) as unknown as {
           check(): Promise<{ hasFetch: boolean }>;
         };
         result = await Promise.race([entry.check(), timedOut]);
@@ -165,7 +165,7 @@ export function createLoaderRuntime(
       // A cold start loads the bundle (D1 reads, decryption) inside the loader's callback; its
       // failure is the platform's, whatever the loader makes of the exception it rethrows.
       let bundleFailure: { err: unknown } | undefined;
-      const stub = loader.get(target.deploymentId, async () => {
+      const loaded = loader.get(target.deploymentId, async () => {
         try {
           return loaderWorkerCode(await target.loadBundle(), telemetry, extras);
         } catch (err) {
@@ -174,7 +174,7 @@ export function createLoaderRuntime(
         }
       });
       try {
-        return await stub.getEntrypoint(undefined, { limits: opts.limits }).fetch(request);
+        return await loaded.getEntrypoint(undefined, { limits: opts.limits }).fetch(request);
       } catch (err) {
         if (bundleFailure) {
           throw new RuntimeError(
