@@ -18,6 +18,8 @@
 //   B9 egress door       an agent's outbound GET to a local server through the egress door, timed
 //                        inside the agent, against the same GET made directly from the gateway's
 //                        isolate (POST /__bench/fetch); the difference is what the door adds per call
+//   CPU per request      `--only cpu`: the local server's CPU time per B1 request, gateway vs baseline
+//                        (from /proc; steadier than latency when other work shares the machine)
 // Prints a table and writes bench/results/<timestamp>.json. Every load phase is bounded in time
 // and request count.
 import { createHmac, randomUUID } from "node:crypto";
@@ -56,8 +58,8 @@ const RESUMES = argValue("resumes", 100);
 const RUN_EVENTS = Math.min(9_000, argValue("run-events", 5_000));
 /** `--only b7`: start the server, deploy once, run B7 alone (a quick look; no B0–B6). */
 const ONLY = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
-if (ONLY !== null && !["b7", "b5-bundles", "b9", "log-modes"].includes(ONLY)) {
-  console.error(`--only takes b7, b5-bundles, b9 or log-modes (got ${ONLY})`);
+if (ONLY !== null && !["b7", "b5-bundles", "b9", "log-modes", "cpu"].includes(ONLY)) {
+  console.error(`--only takes b7, b5-bundles, b9, log-modes or cpu (got ${ONLY})`);
   process.exit(2);
 }
 /** B5 with bundles: deploys per size, and the sizes (MiB, decoded). */
@@ -666,6 +668,84 @@ function extraRows(r, add) {
   return out;
 }
 
+/** CPU seconds used so far by every process of a process group (wrangler, workerd), from /proc. */
+function groupCpuSeconds(pgid, byCommand = {}) {
+  const tick = 100; // USER_HZ on Linux
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    // Fields after the command name: state ppid pgrp … utime (14th field) stime (15th).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) !== pgid) continue;
+    const seconds = (Number(fields[11]) + Number(fields[12])) / tick;
+    const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    byCommand[command] = (byCommand[command] ?? 0) + seconds;
+    total += seconds;
+  }
+  return total;
+}
+
+/**
+ * `--only cpu`: the CPU time the local server (wrangler and workerd together) spends per B1
+ * request, gateway against baseline, on a server with LOG_REQUESTS=errors. Unlike latency and
+ * throughput it barely moves when other work shares the machine, so it tells where the gateway's
+ * cost is even on a busy machine. The gateway's figure includes metering its invocations (the
+ * usage consumer's batches, waited for before the CPU is read).
+ */
+async function cpuOnly({ startedAt, load, issuer, jwks, token }) {
+  const requests = argValue("requests", 3000);
+  const server = await startBenchServer({ issuer, jwks, logRequests: "errors" });
+  try {
+    const base = server.baseUrl;
+    const api = client(base, token);
+    const created = await expectStatus(api("POST", "/v1/agents", { name: "bench-cpu" }), 201, "create agent");
+    const agentId = created.data.agent.id;
+    const { id: deploymentId } = await deployAndWait(api, agentId, { moduleCode: BENCH_AGENT_MODULE });
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const urls = { gateway: `${base}/v1/invoke/${agentId}`, baseline: `${base}/__bench/baseline/${deploymentId}` };
+    const fixed = (url, amount) =>
+      autocannon({ url, method: "POST", headers, body: INVOKE_BODY, connections: CONNECTIONS, amount, timeout: 10 });
+    await fixed(urls.baseline, 300);
+    await fixed(urls.gateway, 300);
+    await drainMetering(base);
+    const perRequestMs = { gateway: [], baseline: [] };
+    for (const arm of ["baseline", "gateway", "gateway", "baseline"]) {
+      const split = {};
+      const before = groupCpuSeconds(server.pid, split);
+      const result = await fixed(urls[arm], requests);
+      if (result.non2xx || result.errors) throw new Error(`${arm}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+      if (arm === "gateway") await drainMetering(base);
+      else await sleep(2500); // the same idle time as the drain, so idle ticks weigh alike
+      const after = {};
+      perRequestMs[arm].push(((groupCpuSeconds(server.pid, after) - before) * 1000) / requests);
+      console.log(
+        `  ${arm}: ${Object.keys(after)
+          .map((k) => `${k} ${fmt(((after[k] - (split[k] ?? 0)) * 1000) / requests)} ms`)
+          .join(", ")}`,
+      );
+    }
+    const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const g = mean(perRequestMs.gateway);
+    const b = mean(perRequestMs.baseline);
+    load.after = loadavg().map((v) => Number(v.toFixed(2)));
+    console.log(
+      `\ncpu results (${startedAt.toISOString()}; load average before ${load.before.join(" ")}, after ${load.after.join(" ")})`,
+    );
+    console.log(`| B1 CPU per request | ms (wrangler + workerd) | ${fmt(g)} | ${fmt(b)} | ${fmt(g / b)}× |`);
+    console.log(
+      `  rounds: gateway ${perRequestMs.gateway.map((v) => fmt(v)).join(", ")}; baseline ${perRequestMs.baseline.map((v) => fmt(v)).join(", ")}`,
+    );
+  } finally {
+    await server.stop();
+  }
+}
+
 /** `--only log-modes`: B1/B2 with LOG_REQUESTS=all and =errors, each on its own server. */
 async function logModesOnly({ startedAt, load, issuer, jwks, token }) {
   const results = [];
@@ -707,6 +787,7 @@ async function mainOnly() {
   const issuer = `https://issuer.bench.local/${randomUUID()}`;
   const token = await mintToken(privateJwk, { subject: `bench|${randomUUID()}`, issuer, expiresIn: 3600 });
   if (ONLY === "log-modes") return logModesOnly({ startedAt, load, issuer, jwks: { keys: [publicJwk] }, token });
+  if (ONLY === "cpu") return cpuOnly({ startedAt, load, issuer, jwks: { keys: [publicJwk] }, token });
   const server = await startBenchServer({ issuer, jwks: { keys: [publicJwk] } });
   try {
     const api = client(server.baseUrl, token);

@@ -45,6 +45,8 @@ export type DevServer = {
   port: number;
   /** Process id (and process-group id) of `wrangler dev`. */
   pid: number;
+  /** wrangler's DevTools inspector port (CPU profiles of the worker: scripts/profile-invoke.mjs). */
+  inspectorPort: number;
   /** Temporary directory holding the local state; removed by stop(). */
   stateDir: string;
   /** The last few hundred lines wrangler printed. */
@@ -181,7 +183,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
       accept: (status) => status === 200,
     });
     const launched = server;
-    return { baseUrl, port, pid: launched.pid, stateDir, logs: () => launched.output(), stop };
+    return { baseUrl, port, pid: launched.pid, inspectorPort, stateDir, logs: () => launched.output(), stop };
   } catch (err) {
     const logs = server?.output() ?? migrations;
     await stop();

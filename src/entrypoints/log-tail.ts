@@ -7,6 +7,7 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import { composeServices, type EntryContext } from "../compose";
 import { type Env, getConfig } from "../env";
 import { describeError, logError } from "../lib/logger";
+import { hasContent } from "../services/logs/capture";
 import { ingestTraces, type ScriptIdentity } from "../services/logs/ingest";
 
 export class LogTail extends WorkerEntrypoint<Env, Partial<ScriptIdentity>> {
@@ -26,6 +27,8 @@ async function storeTraces(
   ctx: EntryContext,
   props: Partial<ScriptIdentity> | undefined,
 ): Promise<void> {
+  // Most invocations print nothing: their traces cost no configuration or services at all.
+  if (!events.some(hasContent)) return;
   try {
     const services = composeServices(env, ctx, await getConfig(env));
     await ingestTraces(services, events, props);

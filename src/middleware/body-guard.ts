@@ -1,7 +1,7 @@
 // Size and type limits on request bodies, applied before any handler reads them. A declared
-// Content-Length over the limit is refused without reading a byte; every body is then counted as
-// the handler reads it, and reading stops (and the rest of the body is cancelled, never drained)
-// as soon as the count passes the limit, with or without Content-Length (chunked, HTTP/2).
+// Content-Length over the limit is refused without reading a byte; a body without one (chunked,
+// HTTP/2) is counted as the handler reads it, and reading stops (and the rest of the body is
+// cancelled, never drained) as soon as the count passes the limit.
 import type { MiddlewareHandler } from "hono";
 import type { AppContext, AppEnv } from "../app";
 import { ApiError } from "../lib/errors";
@@ -44,6 +44,13 @@ export function bodyGuard(limit: BodyLimit): MiddlewareHandler<AppEnv> {
     if (declared !== undefined && Number(declared) > maxBytes) {
       await source.cancel().catch(() => {});
       throw tooLarge();
+    }
+    // A body framed by Content-Length is exactly that long: the runtime's HTTP parser delivers no
+    // more than it declares. Only a body without it (chunked, HTTP/2) needs counting, which costs a
+    // JavaScript stream on every read of the request.
+    // (Both headers at once is a request-smuggling shape: it is counted.)
+    if (declared !== undefined && /^\d+$/.test(declared) && c.req.header("transfer-encoding") === undefined) {
+      return next();
     }
     const counted = countedBody(source, maxBytes, tooLarge);
     c.req.raw = new Request(c.req.raw, { body: counted.stream });
