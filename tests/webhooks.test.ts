@@ -28,10 +28,12 @@ import {
 import {
   createWebhook as createWebhookDirect,
   MAX_WEBHOOKS_PER_USER,
+  newDeliveryRow,
   ROTATION_OVERLAP_MS,
   rotateWebhookSecret,
   TEST_EVENTS_PER_MINUTE,
 } from "../src/services/webhooks/endpoints";
+import { MAX_PENDING_DELIVERIES_PER_ENDPOINT } from "../src/services/webhooks/events";
 import { publishEvent } from "../src/services/webhooks/publish";
 import { announceUsageThresholds } from "../src/services/webhooks/usage-thresholds";
 import * as modules from "./fixtures/modules";
@@ -363,6 +365,30 @@ describe("webhook delivery", () => {
       409,
       "webhook_disabled",
     );
+  });
+
+  it("queues nothing more for an endpoint holding MAX_PENDING_DELIVERIES_PER_ENDPOINT undelivered events; its other endpoints still get them, and it does again once its backlog drains", async () => {
+    const user = await newUser();
+    const userId = await userIdOf(user);
+    const { webhook: stuck } = await createWebhook(user);
+    const { webhook: healthy } = await createWebhook(user, { url: "http://127.0.0.1:9/other" });
+    // The stuck receiver's backlog, as days of failures leave it: pending rows waiting for a retry.
+    const backlog = Array.from({ length: MAX_PENDING_DELIVERIES_PER_ENDPOINT }, () =>
+      newDeliveryRow({ id: stuck.id, userId }, "deployment.active", { deployment: { id: "dep_old" } }, Date.now()),
+    );
+    for (let i = 0; i < backlog.length; i += 50) {
+      const [first, ...rest] = backlog.slice(i, i + 50).map((row) => db.insert(webhookDeliveries).values(row));
+      await db.batch([first!, ...rest]);
+    }
+    const { queued, ids } = await publishOne(userId);
+    expect(queued).toBe(1);
+    expect((await deliveryRow(ids[0]!))?.endpointId).toBe(healthy.id);
+    // One delivery of the backlog ends: there is room for the next event again.
+    await db.update(webhookDeliveries).set({ status: "failed" }).where(eq(webhookDeliveries.id, backlog[0]!.id));
+    const after = await publishOne(userId);
+    expect(after.queued).toBe(2);
+    const endpoints = await Promise.all(after.ids.map(async (id) => (await deliveryRow(id))?.endpointId));
+    expect(endpoints.sort()).toEqual([healthy.id, stuck.id].sort());
   });
 
   it("disables an endpoint that has had no successful delivery for 5 days, with the reason; a success in between resets the clock", async () => {

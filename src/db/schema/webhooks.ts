@@ -67,6 +67,8 @@ export const webhookDeliveries = sqliteTable(
   },
   (t) => [
     index("webhook_deliveries_endpoint_idx").on(t.endpointId, t.id),
+    // The publisher's backlog count per endpoint (services/webhooks/publish.ts).
+    index("webhook_deliveries_endpoint_status_idx").on(t.endpointId, t.status),
     index("webhook_deliveries_created_idx").on(t.createdAt),
     // The cron's sweep for pending deliveries whose queue message is overdue.
     index("webhook_deliveries_pending_idx").on(t.status, t.nextAttemptAt),

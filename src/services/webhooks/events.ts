@@ -20,6 +20,12 @@ export const TEST_EVENT_TYPE = "webhook.test";
 
 /** Largest event body a delivery carries; our own events are far smaller. */
 export const MAX_EVENT_PAYLOAD_BYTES = 64 * 1024;
+/**
+ * Undelivered (`pending`) deliveries one endpoint may hold. A receiver that fails for days would
+ * otherwise pile up every event it missed, each retried ~16 times; past this, new events are not
+ * queued for it (logged `webhook_backlog_full`) until its backlog drains.
+ */
+export const MAX_PENDING_DELIVERIES_PER_ENDPOINT = 1000;
 
 export type WebhookEvent = {
   userId: string;

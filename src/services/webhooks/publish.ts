@@ -8,7 +8,7 @@ import type { Db } from "../../db/client";
 import { webhookDeliveries, webhookEndpoints } from "../../db/schema";
 import { describeError, logError } from "../../lib/logger";
 import { newDeliveryRow } from "./endpoints";
-import { MAX_EVENT_PAYLOAD_BYTES, type WebhookEvent } from "./events";
+import { MAX_EVENT_PAYLOAD_BYTES, MAX_PENDING_DELIVERIES_PER_ENDPOINT, type WebhookEvent } from "./events";
 import type { WebhookQueue } from "./queue";
 
 export type PublishDeps = { db: Db; webhookQueue: WebhookQueue };
@@ -21,8 +21,14 @@ export async function publishEvent(
 ): Promise<{ queued: number }> {
   const now = opts.now ?? Date.now();
   try {
-    const endpoints = await deps.db
-      .select({ id: webhookEndpoints.id, userId: webhookEndpoints.userId })
+    const subscribed = await deps.db
+      .select({
+        id: webhookEndpoints.id,
+        userId: webhookEndpoints.userId,
+        // Counted on the (endpoint, status) index and never past the cap. Written out: drizzle
+        // prints a single-table query's columns unqualified, and `id` here must be the endpoint's.
+        backlog: sql<number>`(SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = webhook_endpoints.id AND d.status = 'pending' LIMIT ${MAX_PENDING_DELIVERIES_PER_ENDPOINT}))`,
+      })
       .from(webhookEndpoints)
       .where(
         and(
@@ -31,6 +37,10 @@ export async function publishEvent(
           sql`EXISTS (SELECT 1 FROM json_each(${webhookEndpoints.events}) WHERE json_each.value = ${event.type})`,
         ),
       );
+    const endpoints = subscribed.filter((e) => e.backlog < MAX_PENDING_DELIVERIES_PER_ENDPOINT);
+    for (const full of subscribed.filter((e) => e.backlog >= MAX_PENDING_DELIVERIES_PER_ENDPOINT)) {
+      logError("webhook_backlog_full", { userId: event.userId, endpointId: full.id, type: event.type });
+    }
     if (endpoints.length === 0) return { queued: 0 };
     const rows = endpoints.map((endpoint) => newDeliveryRow(endpoint, event.type, event.data, now));
     if (rows[0]!.payload.length > MAX_EVENT_PAYLOAD_BYTES) {
