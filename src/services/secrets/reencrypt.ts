@@ -6,9 +6,9 @@
 // previous key are selected, so rows under keys nobody holds any more (undecryptable anyway)
 // cannot crowd out the rest. Each row is rewritten with a conditional UPDATE (WHERE ciphertext =
 // the value it read), so a writer that changed the row meanwhile always wins.
-import { and, asc, eq, gt, isNotNull, type SQL, sql } from "drizzle-orm";
+import { and, asc, eq, getTableColumns, gt, isNotNull, type SQL, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
-import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
+import type { SQLiteColumn, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { agentSecretAad, secretsSnapshotAad, telemetrySecretAad, webhookSecretAad } from "../../crypto/aad";
 import { decryptSecret, encryptSecret } from "../../crypto/envelope";
 import type { Keyring } from "../../crypto/keys";
@@ -69,109 +69,80 @@ const sealedUnder = (column: SQLiteColumn, keyIds: string[]) => {
   )})`;
 };
 
+/**
+ * One sealed column: its rows under a previous key, page by page in id order, each with the
+ * additional data it was sealed with (`aadOf`, given the row's id and the `context` columns), and
+ * its conditional update.
+ */
+function sealedColumn<C extends Record<string, SQLiteColumn>>(spec: {
+  column: ReencryptColumn;
+  table: SQLiteTable;
+  id: SQLiteColumn;
+  ciphertext: SQLiteColumn;
+  context?: C;
+  aadOf: (row: { id: string } & { [K in keyof C]: string }) => string;
+}): Target {
+  // The property that holds the column, as `.set()` names it (found, not written twice).
+  const field = Object.entries(getTableColumns(spec.table)).find(([, c]) => c === spec.ciphertext)?.[0];
+  if (!field) throw new Error(`${spec.column} is not a column of its table`);
+  return {
+    column: spec.column,
+    ciphertextColumn: spec.ciphertext,
+    async page(db, underPrevious, afterId, limit) {
+      const rows = (await db
+        .select({ ...spec.context, id: spec.id, ciphertext: spec.ciphertext })
+        .from(spec.table)
+        .where(and(gt(spec.id, afterId), isNotNull(spec.ciphertext), underPrevious))
+        .orderBy(asc(spec.id))
+        .limit(limit)) as ({ id: string; ciphertext: string } & { [K in keyof C]: string })[];
+      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: spec.aadOf(r) }));
+    },
+    update: (db, id, from, to) =>
+      db
+        .update(spec.table)
+        .set({ [field]: to })
+        .where(and(eq(spec.id, id), eq(spec.ciphertext, from)))
+        .returning({ id: spec.id }),
+  };
+}
+
 const TARGETS: Target[] = [
-  {
+  sealedColumn({
     column: "agent_secrets.ciphertext",
-    ciphertextColumn: agentSecrets.ciphertext,
-    async page(db, underPrevious, afterId, limit) {
-      const rows = await db
-        .select({
-          id: agentSecrets.id,
-          agentId: agentSecrets.agentId,
-          name: agentSecrets.name,
-          ciphertext: agentSecrets.ciphertext,
-        })
-        .from(agentSecrets)
-        .where(and(gt(agentSecrets.id, afterId), underPrevious))
-        .orderBy(asc(agentSecrets.id))
-        .limit(limit);
-      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: agentSecretAad(r.agentId, r.name) }));
-    },
-    update: (db, id, from, to) =>
-      db
-        .update(agentSecrets)
-        .set({ ciphertext: to })
-        .where(and(eq(agentSecrets.id, id), eq(agentSecrets.ciphertext, from)))
-        .returning({ id: agentSecrets.id }),
-  },
-  {
+    table: agentSecrets,
+    id: agentSecrets.id,
+    ciphertext: agentSecrets.ciphertext,
+    context: { agentId: agentSecrets.agentId, name: agentSecrets.name },
+    aadOf: (r) => agentSecretAad(r.agentId, r.name),
+  }),
+  sealedColumn({
     column: "deployments.telemetry_secret_ciphertext",
-    ciphertextColumn: deployments.telemetrySecretCiphertext,
-    async page(db, underPrevious, afterId, limit) {
-      const rows = await db
-        .select({ id: deployments.id, ciphertext: deployments.telemetrySecretCiphertext })
-        .from(deployments)
-        .where(and(gt(deployments.id, afterId), underPrevious))
-        .orderBy(asc(deployments.id))
-        .limit(limit);
-      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: telemetrySecretAad(r.id) }));
-    },
-    update: (db, id, from, to) =>
-      db
-        .update(deployments)
-        .set({ telemetrySecretCiphertext: to })
-        .where(and(eq(deployments.id, id), eq(deployments.telemetrySecretCiphertext, from)))
-        .returning({ id: deployments.id }),
-  },
-  {
+    table: deployments,
+    id: deployments.id,
+    ciphertext: deployments.telemetrySecretCiphertext,
+    aadOf: (r) => telemetrySecretAad(r.id),
+  }),
+  sealedColumn({
     column: "deployments.secrets_snapshot_ciphertext",
-    ciphertextColumn: deployments.secretsSnapshotCiphertext,
-    async page(db, underPrevious, afterId, limit) {
-      const rows = await db
-        .select({ id: deployments.id, ciphertext: deployments.secretsSnapshotCiphertext })
-        .from(deployments)
-        .where(and(gt(deployments.id, afterId), isNotNull(deployments.secretsSnapshotCiphertext), underPrevious))
-        .orderBy(asc(deployments.id))
-        .limit(limit);
-      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext ?? "", aad: secretsSnapshotAad(r.id) }));
-    },
-    update: (db, id, from, to) =>
-      db
-        .update(deployments)
-        .set({ secretsSnapshotCiphertext: to })
-        .where(and(eq(deployments.id, id), eq(deployments.secretsSnapshotCiphertext, from)))
-        .returning({ id: deployments.id }),
-  },
-  {
+    table: deployments,
+    id: deployments.id,
+    ciphertext: deployments.secretsSnapshotCiphertext,
+    aadOf: (r) => secretsSnapshotAad(r.id),
+  }),
+  sealedColumn({
     column: "webhook_endpoints.secret_ciphertext",
-    ciphertextColumn: webhookEndpoints.secretCiphertext,
-    async page(db, underPrevious, afterId, limit) {
-      const rows = await db
-        .select({ id: webhookEndpoints.id, ciphertext: webhookEndpoints.secretCiphertext })
-        .from(webhookEndpoints)
-        .where(and(gt(webhookEndpoints.id, afterId), underPrevious))
-        .orderBy(asc(webhookEndpoints.id))
-        .limit(limit);
-      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext, aad: webhookSecretAad(r.id) }));
-    },
-    update: (db, id, from, to) =>
-      db
-        .update(webhookEndpoints)
-        .set({ secretCiphertext: to })
-        .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.secretCiphertext, from)))
-        .returning({ id: webhookEndpoints.id }),
-  },
-  {
+    table: webhookEndpoints,
+    id: webhookEndpoints.id,
+    ciphertext: webhookEndpoints.secretCiphertext,
+    aadOf: (r) => webhookSecretAad(r.id),
+  }),
+  sealedColumn({
     column: "webhook_endpoints.previous_secret_ciphertext",
-    ciphertextColumn: webhookEndpoints.previousSecretCiphertext,
-    async page(db, underPrevious, afterId, limit) {
-      const rows = await db
-        .select({ id: webhookEndpoints.id, ciphertext: webhookEndpoints.previousSecretCiphertext })
-        .from(webhookEndpoints)
-        .where(
-          and(gt(webhookEndpoints.id, afterId), isNotNull(webhookEndpoints.previousSecretCiphertext), underPrevious),
-        )
-        .orderBy(asc(webhookEndpoints.id))
-        .limit(limit);
-      return rows.map((r) => ({ id: r.id, ciphertext: r.ciphertext ?? "", aad: webhookSecretAad(r.id) }));
-    },
-    update: (db, id, from, to) =>
-      db
-        .update(webhookEndpoints)
-        .set({ previousSecretCiphertext: to })
-        .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.previousSecretCiphertext, from)))
-        .returning({ id: webhookEndpoints.id }),
-  },
+    table: webhookEndpoints,
+    id: webhookEndpoints.id,
+    ciphertext: webhookEndpoints.previousSecretCiphertext,
+    aadOf: (r) => webhookSecretAad(r.id),
+  }),
 ];
 
 const MAX_REPORTED_FAILURES = 20;
