@@ -179,6 +179,41 @@ describe("runs over HTTP", () => {
     });
   });
 
+  it("drives a background run from its Durable Object: cancel aborts the agent, which observes it, and wait reports cancelled", async () => {
+    const key = crypto.randomUUID();
+    const { run } = await expectJson<{ run: Run }>(
+      await api("POST", `/v1/agents/${agentId}/runs`, { user: owner, body: say(`lively ${key}`) }),
+      202,
+    );
+    // Events are recorded with nobody attached: the run's Durable Object is calling the agent.
+    await waitFor("the background run's second event", async () => {
+      const abort = new AbortController();
+      const res = await api("GET", `/v1/runs/${run.id}/events?after=1`, { user: owner, signal: abort.signal });
+      for await (const e of readSse(res.body!)) {
+        abort.abort();
+        return e.id === "2" ? true : undefined;
+      }
+      return undefined;
+    });
+    const cancelled = await expectJson<{ run: Run }>(
+      await api("POST", `/v1/runs/${run.id}/cancel`, { user: owner }),
+      200,
+    );
+    expect(cancelled.run).toMatchObject({ status: "cancelled", errorCode: "cancelled" });
+    await waitFor("the agent to observe the cancel", async () => {
+      const answer = await expectJson<{ output: { text: string } }>(
+        await api("POST", `/v1/invoke/${agentId}`, { user: owner, body: say(`cancelled? ${key}`) }),
+        200,
+      );
+      return answer.output.text === "true" ? true : undefined;
+    });
+    const waited = await expectJson<{ run: Run; error: { code: string } }>(
+      await api("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=5`, { user: owner }),
+      200,
+    );
+    expect(waited).toMatchObject({ run: { status: "cancelled" }, error: { code: "cancelled" } });
+  });
+
   it("answers a stranger 404 on every run route", async () => {
     const { run } = await expectJson<{ run: Run }>(
       await api("POST", `/v1/agents/${agentId}/runs`, { user: owner, body: say("count 1") }),
