@@ -5,7 +5,9 @@
 // checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
 // /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
 // JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
-// numbers and records the events and outlives the client. The user's POST is never retried. The
+// numbers and records the events and outlives the client; a background run's call is made the
+// same way by the run's Durable Object (services/runs/background.ts), from the spec the gateway
+// hands it (CallSpec: invocationOf builds the call from it). The user's POST is never retried. The
 // gateway's own measurement is recorded off the response path, once per invocation or run.
 import { and, eq, isNull } from "drizzle-orm";
 import { utf8 } from "../../crypto/encoding";
