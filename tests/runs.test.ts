@@ -9,6 +9,7 @@ import { newId } from "../src/lib/ids";
 import type { BackgroundRunSpec, RunRecorderApi, RunStart } from "../src/services/runs/types";
 import { type SessionKey, sessionObjectName } from "../src/services/sessions/types";
 import * as modules from "./fixtures/modules";
+import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
@@ -445,6 +446,27 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     await untilClosed(run.id);
     const alarm = await runInDurableObject(stubOf(run.id), (_, state) => state.storage.getAlarm());
     expect(alarm).toBeGreaterThan(Date.now() + 23 * 3_600_000);
+  });
+
+  it("answers 503 when its Durable Object cannot take the run, and frees the session's turn uncounted", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const unavailable = {
+      RUNS: {
+        idFromName: (name: string) => env.RUNS.idFromName(name),
+        get: () => ({
+          startBackground: async () => {
+            throw new Error("the Durable Object is unavailable");
+          },
+        }),
+      },
+    };
+    const body = { ...userMessage("1 0"), sessionId: "conv-503" };
+    const refused = await callWithEnv(unavailable, "POST", `/v1/agents/${agent.id}/runs`, { headers, body });
+    await expectProblem(refused, 503, "service_unavailable");
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(await sessionOf(headers, agent.id, "conv-503")).toMatchObject({ busy: false, turns: 0 });
+    // The next turn is not told session_busy.
+    expect((await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body })).status).toBe(202);
   });
 
   it("is measured and charged once", async () => {
