@@ -357,10 +357,16 @@ describe("runs: retention", () => {
 
 describe("runs: a background run is driven by its own Durable Object", () => {
   type Held = { spec: BackgroundRunSpec; attempted: boolean };
+  /** The Durable Object's own storage of a background run (what its alarm reads after a restart). */
+  type Internals = {
+    record(run: RunStart): void;
+    holdCall(spec: BackgroundRunSpec, attempted: boolean): void;
+    heldCall(): Held | undefined;
+  };
   const stubOf = (runId: string) => env.RUNS.get(env.RUNS.idFromName(runId));
   /** The call the run's Durable Object holds for its alarm (null once the run is closed). */
   const heldCall = (runId: string) =>
-    runInDurableObject(stubOf(runId), (_, state) => state.storage.kv.get<Held>("background") ?? null);
+    runInDurableObject(stubOf(runId), (instance) => (instance as unknown as Internals).heldCall() ?? null);
   const untilClosed = (runId: string) =>
     waitFor(async () => ((await heldCall(runId)) === null ? true : undefined), {
       timeoutMs: 10_000,
@@ -469,6 +475,41 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     expect((await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body })).status).toBe(202);
   });
 
+  it("holds a call whose body is larger than one stored value may be (2 MB) in parts, and the agent gets it whole", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const roomy = { TIER_LIMITS: JSON.stringify({ free: { invokeBodyBytes: 8 * 1024 * 1024 } }) };
+    const key = crypto.randomUUID();
+    // 3 MB of text, with characters outside the BMP (surrogate pairs) across the parts' edges.
+    const padding = "é😀".repeat(1_000_000);
+    const body = {
+      messages: [
+        { role: "user", content: padding },
+        { role: "user", content: `lively ${key}` },
+      ],
+    };
+    const started = await callWithEnv(roomy, "POST", `/v1/agents/${agent.id}/runs`, { headers, body });
+    expect(started.status).toBe(202);
+    const { run } = await json(started);
+    const parts = await runInDurableObject(stubOf(run.id), (_, state) =>
+      state.storage.sql
+        .exec<{ bytes: number }>("SELECT length(CAST(part AS BLOB)) AS bytes FROM call_payload")
+        .toArray(),
+    );
+    expect(parts.length).toBeGreaterThan(1);
+    for (const { bytes } of parts) expect(bytes).toBeLessThanOrEqual(2_000_000);
+    expect((await heldCall(run.id))?.spec.call.payload).toBe(JSON.stringify(body));
+    // The agent parsed the body (it streams), and the stream is its: cancelling it reaches the agent.
+    await waitFor(
+      async () => {
+        const first = await sseEvents(await call("GET", `/v1/runs/${run.id}/events?after=0`, { headers })).next();
+        return first.value ? true : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 100, what: "the run's first event" },
+    );
+    await call("POST", `/v1/runs/${run.id}/cancel`, { headers });
+    await agentSawCancel(headers, agent.id, key);
+  });
+
   it("is measured and charged once", async () => {
     const user = await newUser();
     const agent = await createAgent(user.headers);
@@ -521,8 +562,10 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     expect((await sessionOf(headers, agent.id, "conv-crash")).busy).toBe(true);
     // The state an alarm leaves when the object is reset mid-call: the call marked as made.
     await runInDurableObject(stubOf(runId), async (instance, state) => {
-      await (instance as unknown as RunRecorder).start(startOf(spec, runId));
-      state.storage.kv.put<Held>("background", { spec: callFor(spec, runId, "lively once", turn), attempted: true });
+      const internals = instance as unknown as Internals;
+      internals.record(startOf(spec, runId));
+      internals.holdCall(callFor(spec, runId, "lively once", turn), true);
+      await state.storage.setAlarm(Date.now() + 60_000);
     });
     expect(await runDurableObjectAlarm(stubOf(runId))).toBe(true);
 
@@ -543,11 +586,12 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     const runId = newId("run");
     const key = crypto.randomUUID();
     const turn = await sessionTurn(spec, "conv-early");
-    await runInDurableObject(stubOf(runId), async (instance, state) => {
-      const recorder = instance as unknown as RunRecorder;
-      await recorder.start(startOf(spec, runId));
-      state.storage.kv.put<Held>("background", { spec: callFor(spec, runId, `lively ${key}`, turn), attempted: false });
-      await recorder.cancel(spec.call.userId);
+    await runInDurableObject(stubOf(runId), async (instance) => {
+      // Held, its alarm not yet run: the cancel comes first.
+      const internals = instance as unknown as Internals;
+      internals.record(startOf(spec, runId));
+      internals.holdCall(callFor(spec, runId, `lively ${key}`, turn), false);
+      await (instance as unknown as RunRecorder).cancel(spec.call.userId);
     });
     expect(await runStatus(headers, runId)).toMatchObject({ status: "cancelled", errorCode: "cancelled" });
     await untilClosed(runId);

@@ -30,6 +30,11 @@ const heartbeat = new TextEncoder().encode(": heartbeat\n\n");
 const ORPHAN_SLACK_MS = 60_000;
 /** The storage key of a background run's call, kept until the run has ended and been closed. */
 const BACKGROUND = "background";
+/**
+ * A stored value or row is at most 2 MB on Cloudflare, and a call's body may be larger (the tier's
+ * invokeBodyBytes): it is stored in parts of this many UTF-16 code units (at most 1.5 MB of UTF-8).
+ */
+const PAYLOAD_PART_CHARS = 512 * 1024;
 /** Alarm retries of a background run whose services could not be built before it is given up. */
 const MAX_SETUP_RETRIES = 3;
 
@@ -79,7 +84,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   async startBackground(run: RunStart, spec: BackgroundRunSpec): Promise<void> {
     if (this.run) return;
     this.record(run);
-    this.ctx.storage.kv.put<Background>(BACKGROUND, { spec, attempted: false });
+    this.holdCall(spec, false);
     // Now: the alarm calls the agent (this RPC answers first, so the gateway's 202 does not wait).
     await this.ctx.storage.setAlarm(Date.now());
   }
@@ -213,7 +218,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   override async alarm(info?: AlarmInvocationInfo): Promise<void> {
     const run = this.run;
     if (!run) return void (await this.ctx.storage.deleteAll());
-    const background = this.ctx.storage.kv.get<Background>(BACKGROUND);
+    const background = this.heldCall();
     if (background) {
       if (!this.driving) return this.background(run, background, info);
       // Driving now (its own deadlines end the run): only a run past its deadline is ended here.
@@ -257,7 +262,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       logError("run_background_setup_failed", { runId: run.id, error: describeError(err) });
       // Thrown: the platform retries the alarm (nothing was called yet); after a few, the run ends.
       if ((info?.retryCount ?? 0) < MAX_SETUP_RETRIES) throw err;
-      this.ctx.storage.kv.delete(BACKGROUND);
+      this.dropCall();
       if (run.status === "running") await this.endHere("run_start_failed", "the run could not be started");
       return;
     }
@@ -271,7 +276,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       await closeBackgroundRun(deps, background.spec, run.errorCode ?? "run_interrupted", background.attempted);
     } else {
       // Stored before the call: a retry of this alarm after a crash must not call the agent twice.
-      this.ctx.storage.kv.put<Background>(BACKGROUND, { ...background, attempted: true });
+      this.ctx.storage.kv.put<Background>(BACKGROUND, { spec: withoutPayload(background.spec), attempted: true });
       this.driving = true;
       try {
         await driveBackgroundRun(deps, background.spec, run, this);
@@ -284,8 +289,42 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
         await this.endHere("run_interrupted", "the run's driver stopped before the run ended");
       }
     }
-    this.ctx.storage.kv.delete(BACKGROUND);
+    this.dropCall();
     await this.ctx.storage.setAlarm((this.run?.endedAt ?? Date.now()) + RUN_RETENTION_MS);
+  }
+
+  /** Stores a background run's call: its body in parts (PAYLOAD_PART_CHARS), the rest as one value. */
+  private holdCall(spec: BackgroundRunSpec, attempted: boolean) {
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS call_payload (i INTEGER PRIMARY KEY, part TEXT NOT NULL)");
+    sql.exec("DELETE FROM call_payload");
+    const text = spec.call.payload;
+    for (let i = 0, from = 0; from < text.length; i++) {
+      let to = Math.min(from + PAYLOAD_PART_CHARS, text.length);
+      // Never between the two halves of a surrogate pair.
+      const last = text.charCodeAt(to - 1);
+      if (to < text.length && last >= 0xd800 && last <= 0xdbff) to--;
+      sql.exec("INSERT INTO call_payload (i, part) VALUES (?, ?)", i, text.slice(from, to));
+      from = to;
+    }
+    this.ctx.storage.kv.put<Background>(BACKGROUND, { spec: withoutPayload(spec), attempted });
+  }
+
+  /** The background run's call, whole again; undefined once the run is closed (or for a /stream run). */
+  private heldCall(): Background | undefined {
+    const held = this.ctx.storage.kv.get<Background>(BACKGROUND);
+    if (!held) return undefined;
+    const payload = this.ctx.storage.sql
+      .exec<{ part: string }>("SELECT part FROM call_payload ORDER BY i")
+      .toArray()
+      .map((row) => row.part)
+      .join("");
+    return { ...held, spec: { ...held.spec, call: { ...held.spec.call, payload } } };
+  }
+
+  private dropCall() {
+    this.ctx.storage.kv.delete(BACKGROUND);
+    this.ctx.storage.sql.exec("DELETE FROM call_payload");
   }
 
   private mine(userId: string): Stored | null {
@@ -370,6 +409,10 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       this.endWaiters.add(done);
     });
   }
+}
+
+function withoutPayload(spec: BackgroundRunSpec): BackgroundRunSpec {
+  return { ...spec, call: { ...spec.call, payload: "" } };
 }
 
 /** The `{ code, message }` of a run's terminal `error` event. */
