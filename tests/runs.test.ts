@@ -1,6 +1,7 @@
 // Runs: every /stream is a run recorded by its Durable Object (the real RunRecorder runs in the
 // test pool). Resume after an event id, a run that finishes with nobody attached, cancel,
-// background runs with wait, the limits, and tenant isolation.
+// background runs with wait (driven by their Durable Object's alarm: the held call, a crash
+// retry, a cancel before the alarm, the deadline, metering once), the limits, and tenant isolation.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";

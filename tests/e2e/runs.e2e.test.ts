@@ -1,7 +1,8 @@
 // Runs end to end: real HTTP against `wrangler dev`, with the RunRecorder Durable Object running
 // as it does there. A stream read to event 3 and dropped resumes at 4 with Last-Event-ID; a run
 // finishes with nobody connected; cancel stops the agent (it observes the abort); a background run
-// is waited for; ids stay strictly increasing for a burst; a stranger gets 404 on every run route.
+// (driven by its Durable Object's alarm) is waited for, cancelled, and holds its session's turn
+// until it ends; ids stay strictly increasing for a burst; a stranger gets 404 on every run route.
 import { beforeAll, describe, expect, it } from "vitest";
 import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 import { api, expectJson, expectProblem, newUser, type User, waitFor } from "./harness";
@@ -212,6 +213,27 @@ describe("runs over HTTP", () => {
       200,
     );
     expect(waited).toMatchObject({ run: { status: "cancelled" }, error: { code: "cancelled" } });
+  });
+
+  it("a background run of a session holds its turn until the run ends, then releases it", async () => {
+    const sessionId = `conv-${crypto.randomUUID().slice(0, 8)}`;
+    const { run } = await expectJson<{ run: Run }>(
+      await api("POST", `/v1/agents/${agentId}/runs`, { user: owner, body: { ...say("count 5"), sessionId } }),
+      202,
+    );
+    await expectProblem(
+      await api("POST", `/v1/invoke/${agentId}`, { user: owner, body: { ...say("cancelled? x"), sessionId } }),
+      409,
+      "session_busy",
+    );
+    await expectJson(await api("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { user: owner }), 200);
+    await waitFor("the background run to release the session", async () => {
+      const res = await api("POST", `/v1/invoke/${agentId}`, {
+        user: owner,
+        body: { ...say("cancelled? x"), sessionId },
+      });
+      return res.status === 200 ? true : undefined;
+    });
   });
 
   it("answers a stranger 404 on every run route", async () => {
