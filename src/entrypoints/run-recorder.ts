@@ -254,9 +254,8 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
         sessions: services.sessions,
         keyring: services.keyring,
         artifacts: services.artifacts,
-        get runtime() {
-          return services.runtime;
-        },
+        // Built here, so a configuration it rejects is a retried setup, not a failed call.
+        runtime: services.runtime,
       };
     } catch (err) {
       logError("run_background_setup_failed", { runId: run.id, error: describeError(err) });
