@@ -35,6 +35,13 @@ const BACKGROUND = "background";
  * invokeBodyBytes): it is stored in parts of this many UTF-16 code units (at most 1.5 MB of UTF-8).
  */
 const PAYLOAD_PART_CHARS = 512 * 1024;
+/**
+ * Cloudflare ends an alarm handler after 15 minutes of wall time (workerd enforces it); a
+ * background run whose tier allows a longer stream ends `timed_out` this long before that, so it
+ * ends with its terminal event recorded and measured rather than cut off mid-stream.
+ */
+const ALARM_WALL_MS = 15 * 60_000;
+const ALARM_MARGIN_MS = 30_000;
 /** Alarm retries of a background run whose services could not be built before it is given up. */
 const MAX_SETUP_RETRIES = 3;
 
@@ -245,6 +252,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
    * closed without calling the agent again: the latter ends `failed` with `run_interrupted`.
    */
   private async background(run: Stored, background: Background, info?: AlarmInvocationInfo): Promise<void> {
+    const alarmStarted = Date.now();
     let deps: BackgroundRunDeps;
     try {
       const services = composeServices(this.env, this.ctx, await getConfig(this.env));
@@ -278,7 +286,8 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       this.ctx.storage.kv.put<Background>(BACKGROUND, { spec: withoutPayload(background.spec), attempted: true });
       this.driving = true;
       try {
-        await driveBackgroundRun(deps, background.spec, run, this);
+        const deadline = Math.min(run.deadline, alarmStarted + ALARM_WALL_MS - ALARM_MARGIN_MS);
+        await driveBackgroundRun(deps, background.spec, run, this, deadline);
       } catch (err) {
         logError("run_drive_failed", { runId: run.id, error: describeError(err) });
       } finally {

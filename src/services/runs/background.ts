@@ -27,18 +27,20 @@ export type BackgroundRunDeps = CloseRunDeps &
  * Calls the agent for the run and drives it to its end, recording into `recorder` (the Durable
  * Object itself). Resolves once the run has ended, its session turn is released and its
  * measurement is sent: the alarm that awaits this keeps the Durable Object at work until then.
+ * `deadline`: when the call and its stream end at the latest (the run's, or sooner: the alarm's).
  */
 export async function driveBackgroundRun(
   deps: BackgroundRunDeps,
   spec: BackgroundRunSpec,
   run: RunStart,
   recorder: RunRecorderApi,
+  deadline: number,
 ): Promise<void> {
   const work = pendingWork();
   const callDeps: CallDeps = { ...deps, timeoutMs: spec.call.timeoutMs, waitUntil: work.add };
   const inv = invocationOf(callDeps, spec.call, {
     turn: spec.sessionTurn ? { release: turnReleaser(deps.sessions, spec.sessionTurn) } : undefined,
-    deadline: run.deadline,
+    deadline,
     loadBundle: () => bundleOf(deps, spec.call),
   });
   // The record exists already (startBackground made it): nothing to begin, nothing to wait for.
