@@ -5,7 +5,6 @@ import { z } from "zod";
 import type { AuthConfig } from "./auth/jwt";
 import { type Keyring, parseKeyring } from "./crypto/keys";
 import type { AgentLogs } from "./entrypoints/agent-logs";
-import type { RunRecorder } from "./entrypoints/run-recorder";
 import type { SessionKeeper } from "./entrypoints/session-keeper";
 import { invalidConfiguration } from "./lib/config-error";
 import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
@@ -26,8 +25,12 @@ export interface Env {
   ARTIFACTS?: R2Bucket;
   LOADER?: WorkerLoader;
   DISPATCHER?: DispatchNamespace;
-  /** One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). */
-  RUNS: DurableObjectNamespace<RunRecorder>;
+  /**
+   * One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). Untyped here: the
+   * object reads this env (a background run's alarm), so naming its class would be an import cycle;
+   * compose.ts types its stubs as RunRecorderApi.
+   */
+  RUNS: DurableObjectNamespace;
   /** One SessionKeeper Durable Object per (user, agent, session id) (src/entrypoints/session-keeper.ts). */
   SESSIONS: DurableObjectNamespace<SessionKeeper>;
   /** One AgentLogs Durable Object per agent: its log buffer (src/entrypoints/agent-logs.ts). */

@@ -1,12 +1,18 @@
 // Runs: every /stream is a run recorded by its Durable Object (the real RunRecorder runs in the
 // test pool). Resume after an event id, a run that finishes with nobody attached, cancel,
-// background runs with wait, the limits, and tenant isolation.
+// background runs with wait (driven by their Durable Object's alarm: the held call, a crash
+// retry, a cancel before the alarm, the deadline, metering once), the limits, and tenant isolation.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { RunRecorder } from "../src/entrypoints/run-recorder";
+import { newId } from "../src/lib/ids";
+import type { BackgroundRunSpec, RunRecorderApi, RunStart } from "../src/services/runs/types";
+import { type SessionKey, sessionObjectName } from "../src/services/sessions/types";
 import * as modules from "./fixtures/modules";
+import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
-import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
+import { createAgent, deployAndActivate, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
 import { collectSse, type SseEvent, sseEvents } from "./helpers/sse";
 import { waitFor } from "./helpers/wait";
@@ -347,5 +353,254 @@ describe("runs: retention", () => {
     await expectProblem(await call("GET", `/v1/runs/${runId}`, { headers }), 404, "not_found");
     await expectProblem(await call("GET", `/v1/runs/${runId}/events`, { headers }), 404, "not_found");
     expect(await tablesOf(runId)).toEqual([]);
+  });
+});
+
+describe("runs: a background run is driven by its own Durable Object", () => {
+  type Held = { spec: BackgroundRunSpec; attempted: boolean };
+  /** The Durable Object's own storage of a background run (what its alarm reads after a restart). */
+  type Internals = {
+    record(run: RunStart): void;
+    holdCall(spec: BackgroundRunSpec, attempted: boolean): void;
+    heldCall(): Held | undefined;
+  };
+  const stubOf = (runId: string) => env.RUNS.get(env.RUNS.idFromName(runId));
+  /** The call the run's Durable Object holds for its alarm (null once the run is closed). */
+  const heldCall = (runId: string) =>
+    runInDurableObject(stubOf(runId), (instance) => (instance as unknown as Internals).heldCall() ?? null);
+  const untilClosed = (runId: string) =>
+    waitFor(async () => ((await heldCall(runId)) === null ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: `run ${runId} to be closed by its Durable Object`,
+    });
+
+  /**
+   * A real background call (started through the API, taken from its Durable Object while it runs,
+   * then cancelled), to hand to a new run's Durable Object directly.
+   */
+  async function realCall(headers: Record<string, string>, agentId: string): Promise<BackgroundRunSpec> {
+    const started = await call("POST", `/v1/agents/${agentId}/runs`, { headers, body: userMessage("lively x") });
+    const { run } = await json(started);
+    const held = await waitFor(async () => (await heldCall(run.id))?.spec, { what: "the held call" });
+    await call("POST", `/v1/runs/${run.id}/cancel`, { headers });
+    return held;
+  }
+
+  /** The call for a new run: its own id, its own message, and optionally a session's turn. */
+  function callFor(spec: BackgroundRunSpec, runId: string, message: string, turn?: BackgroundRunSpec["sessionTurn"]) {
+    return {
+      call: { ...spec.call, runId, payload: JSON.stringify(userMessage(message)) },
+      ...(turn ? { sessionTurn: turn } : {}),
+    } satisfies BackgroundRunSpec;
+  }
+
+  function startOf(spec: BackgroundRunSpec, runId: string, deadlineInMs = 60_000): RunStart {
+    const now = Date.now();
+    return {
+      id: runId,
+      userId: spec.call.userId,
+      agentId: spec.call.agentId,
+      deploymentId: spec.call.deployment.id,
+      createdAt: now,
+      startedAt: now,
+      deadline: now + deadlineInMs,
+    };
+  }
+
+  /** Starts a turn of `sessionId` the way the gateway does, for a run to hold. */
+  async function sessionTurn(spec: BackgroundRunSpec, sessionId: string) {
+    const key: SessionKey = { userId: spec.call.userId, agentId: spec.call.agentId, sessionId };
+    const keeper = env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key)));
+    const grant = await keeper.beginTurn(key, spec.call.deployment.id, { idleMs: 3_600_000, leaseMs: 600_000 }, null);
+    if (grant.kind !== "granted") throw new Error(`no turn: ${grant.kind}`);
+    return { key, turnId: grant.turnId };
+  }
+
+  const sessionOf = async (headers: Record<string, string>, agentId: string, sessionId: string) =>
+    (await json(await call("GET", `/v1/agents/${agentId}/sessions/${sessionId}`, { headers }))).session;
+
+  it("holds the call the gateway handed over, calls the agent from its alarm after the 202, and wait gets the answer", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const started = await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body: userMessage("3 200") });
+    expect(started.status).toBe(202);
+    const { run } = await json(started);
+
+    // The gateway's request is over; the run's Durable Object holds the call and has made it.
+    const held = await waitFor(async () => ((await heldCall(run.id))?.attempted ? await heldCall(run.id) : undefined), {
+      intervalMs: 20,
+      what: "the Durable Object to start the call",
+    });
+    expect(held?.spec.call).toMatchObject({
+      runId: run.id,
+      agentId: agent.id,
+      deployment: { id: run.deploymentId },
+      stream: true,
+      payload: JSON.stringify(userMessage("3 200")),
+    });
+    // Only what the call needs: the deployment's sealed secrets stay in D1.
+    expect(JSON.stringify(held)).not.toMatch(/ciphertext/i);
+
+    const waited = await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers });
+    expect(await json(waited)).toMatchObject({
+      run: { status: "succeeded" },
+      response: { output: { text: "counted 3" } },
+    });
+    const all = await collectSse(await call("GET", `/v1/runs/${run.id}/events`, { headers }));
+    expect(ids(all)).toEqual(range(1, 4));
+
+    // Closed: the call is dropped and the alarm keeps the record for its 24 hours.
+    await untilClosed(run.id);
+    const alarm = await runInDurableObject(stubOf(run.id), (_, state) => state.storage.getAlarm());
+    expect(alarm).toBeGreaterThan(Date.now() + 23 * 3_600_000);
+  });
+
+  it("answers 503 when its Durable Object cannot take the run, and frees the session's turn uncounted", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const unavailable = {
+      RUNS: {
+        idFromName: (name: string) => env.RUNS.idFromName(name),
+        get: () => ({
+          startBackground: async () => {
+            throw new Error("the Durable Object is unavailable");
+          },
+        }),
+      },
+    };
+    const body = { ...userMessage("1 0"), sessionId: "conv-503" };
+    const refused = await callWithEnv(unavailable, "POST", `/v1/agents/${agent.id}/runs`, { headers, body });
+    await expectProblem(refused, 503, "service_unavailable");
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(await sessionOf(headers, agent.id, "conv-503")).toMatchObject({ busy: false, turns: 0 });
+    // The next turn is not told session_busy.
+    expect((await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body })).status).toBe(202);
+  });
+
+  it("holds a call whose body is larger than one stored value may be (2 MB) in parts, and the agent gets it whole", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const roomy = { TIER_LIMITS: JSON.stringify({ free: { invokeBodyBytes: 8 * 1024 * 1024 } }) };
+    const key = crypto.randomUUID();
+    // 3 MB of text, with characters outside the BMP (surrogate pairs) across the parts' edges.
+    const padding = "é😀".repeat(1_000_000);
+    const body = {
+      messages: [
+        { role: "user", content: padding },
+        { role: "user", content: `lively ${key}` },
+      ],
+    };
+    const started = await callWithEnv(roomy, "POST", `/v1/agents/${agent.id}/runs`, { headers, body });
+    expect(started.status).toBe(202);
+    const { run } = await json(started);
+    const parts = await runInDurableObject(stubOf(run.id), (_, state) =>
+      state.storage.sql
+        .exec<{ bytes: number }>("SELECT length(CAST(part AS BLOB)) AS bytes FROM call_payload")
+        .toArray(),
+    );
+    expect(parts.length).toBeGreaterThan(1);
+    for (const { bytes } of parts) expect(bytes).toBeLessThanOrEqual(2_000_000);
+    expect((await heldCall(run.id))?.spec.call.payload).toBe(JSON.stringify(body));
+    // The agent parsed the body (it streams), and the stream is its: cancelling it reaches the agent.
+    await waitFor(
+      async () => {
+        const first = await sseEvents(await call("GET", `/v1/runs/${run.id}/events?after=0`, { headers })).next();
+        return first.value ? true : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 100, what: "the run's first event" },
+    );
+    await call("POST", `/v1/runs/${run.id}/cancel`, { headers });
+    await agentSawCancel(headers, agent.id, key);
+  });
+
+  it("is measured and charged once", async () => {
+    const user = await newUser();
+    const agent = await createAgent(user.headers);
+    await deployAndActivate(user.headers, agent.id, { moduleCode: modules.COUNTED_STREAM });
+    const userId = await userIdOf(user.subject);
+    const { run } = await json(
+      await call("POST", `/v1/agents/${agent.id}/runs`, { headers: user.headers, body: userMessage("2 50") }),
+    );
+    await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers: user.headers });
+    const metered = await waitFor(
+      async () => {
+        const row = await env.DB.prepare("SELECT SUM(requests) AS n FROM billing_usage WHERE user_id = ?")
+          .bind(userId)
+          .first<{ n: number | null }>();
+        return row?.n ? row.n : undefined;
+      },
+      { timeoutMs: 10_000, what: "the run to be metered" },
+    );
+    expect(metered).toBe(1);
+    const events = await env.DB.prepare(
+      "SELECT status, streaming FROM metrics_events WHERE user_id = ? AND source = 'gateway'",
+    )
+      .bind(userId)
+      .all();
+    expect(events.results).toHaveLength(1);
+    expect(events.results[0]).toMatchObject({ status: "ok" });
+  });
+
+  it("ends the run timed_out at its deadline and aborts the agent", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const spec = await realCall(headers, agent.id);
+    const runId = newId("run");
+    const key = crypto.randomUUID();
+    // A deadline 1.5 s away: the lively agent would go on forever.
+    await (stubOf(runId) as unknown as RunRecorderApi).startBackground(
+      startOf(spec, runId, 1_500),
+      callFor(spec, runId, `lively ${key}`),
+    );
+    const run = await untilEnded(headers, runId);
+    expect(run.status).toBe("timed_out");
+    expect(run.endedAt - run.startedAt).toBeLessThan(5_000);
+    await agentSawCancel(headers, agent.id, key);
+  });
+
+  it("after an interrupted attempt, the retried alarm ends the run run_interrupted without calling the agent again, and frees the session", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const spec = await realCall(headers, agent.id);
+    const runId = newId("run");
+    const turn = await sessionTurn(spec, "conv-crash");
+    expect((await sessionOf(headers, agent.id, "conv-crash")).busy).toBe(true);
+    // The state an alarm leaves when the object is reset mid-call: the call marked as made.
+    await runInDurableObject(stubOf(runId), async (instance, state) => {
+      const internals = instance as unknown as Internals;
+      internals.record(startOf(spec, runId));
+      internals.holdCall(callFor(spec, runId, "lively once", turn), true);
+      await state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await runDurableObjectAlarm(stubOf(runId))).toBe(true);
+
+    expect(await runStatus(headers, runId)).toMatchObject({ status: "failed", errorCode: "run_interrupted" });
+    // No event from the agent: only the terminal error.
+    const events = await collectSse(await call("GET", `/v1/runs/${runId}/events`, { headers }));
+    expect(events.map((e) => [e.id, e.event, (e.data as { code?: string }).code])).toEqual([
+      ["1", "error", "run_interrupted"],
+    ]);
+    const session = await sessionOf(headers, agent.id, "conv-crash");
+    expect(session).toMatchObject({ busy: false, turns: 1 });
+    expect(await heldCall(runId)).toBeNull();
+  });
+
+  it("a run cancelled before its alarm drove it never calls the agent, and its session turn is freed uncounted", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const spec = await realCall(headers, agent.id);
+    const runId = newId("run");
+    const key = crypto.randomUUID();
+    const turn = await sessionTurn(spec, "conv-early");
+    await runInDurableObject(stubOf(runId), async (instance) => {
+      // Held, its alarm not yet run: the cancel comes first.
+      const internals = instance as unknown as Internals;
+      internals.record(startOf(spec, runId));
+      internals.holdCall(callFor(spec, runId, `lively ${key}`, turn), false);
+      await (instance as unknown as RunRecorder).cancel(spec.call.userId);
+    });
+    expect(await runStatus(headers, runId)).toMatchObject({ status: "cancelled", errorCode: "cancelled" });
+    await untilClosed(runId);
+    expect(await sessionOf(headers, agent.id, "conv-early")).toMatchObject({ busy: false, turns: 0 });
+    const events = await collectSse(await call("GET", `/v1/runs/${runId}/events`, { headers }));
+    expect(events).toHaveLength(1);
+    // The agent never saw this key: a stream it had opened would have been cancelled.
+    const asked = await call("POST", `/v1/invoke/${agent.id}`, { headers, body: userMessage(`cancelled? ${key}`) });
+    expect((await json(asked)).output.text).toBe("false");
   });
 });

@@ -3,9 +3,16 @@
 // (replay after an event id, then follow live until the end), holds cancel requests for the
 // driver, and ends a run whose driver went away. An alarm deletes everything 24 hours after the
 // run ends. The gateway records events in batches off the path that relays them (services/runs/drive.ts).
+// A background run is driven here instead: the gateway hands over its call with its start, and an
+// alarm makes the call (services/runs/background.ts), recording into this object directly.
 import { DurableObject } from "cloudflare:workers";
+import { composeServices } from "../compose";
+import { type Env, getConfig } from "../env";
+import { describeError, logError } from "../lib/logger";
+import { type BackgroundRunDeps, closeBackgroundRun, driveBackgroundRun } from "../services/runs/background";
 import { blockData, sseBlock, withId } from "../services/runs/sse-blocks";
 import {
+  type BackgroundRunSpec,
   CANCEL_GRACE_MS,
   RUN_RETENTION_MS,
   type RunEnd,
@@ -13,6 +20,7 @@ import {
   type RunStart,
   type RunView,
   type RunWaitResult,
+  runStatusFor,
 } from "../services/runs/types";
 
 /** Comment line sent to idle followers so proxies keep the connection open. */
@@ -20,6 +28,25 @@ export const HEARTBEAT_MS = 15_000;
 const heartbeat = new TextEncoder().encode(": heartbeat\n\n");
 /** Slack after a run's deadline before its alarm ends it as timed out (the driver ends it first). */
 const ORPHAN_SLACK_MS = 60_000;
+/** The storage key of a background run's call, kept until the run has ended and been closed. */
+const BACKGROUND = "background";
+/**
+ * A stored value or row is at most 2 MB on Cloudflare, and a call's body may be larger (the tier's
+ * invokeBodyBytes): it is stored in parts of this many UTF-16 code units (at most 1.5 MB of UTF-8).
+ */
+const PAYLOAD_PART_CHARS = 512 * 1024;
+/**
+ * Cloudflare ends an alarm handler after 15 minutes of wall time (workerd enforces it); a
+ * background run whose tier allows a longer stream ends `timed_out` this long before that, so it
+ * ends with its terminal event recorded and measured rather than cut off mid-stream.
+ */
+const ALARM_WALL_MS = 15 * 60_000;
+const ALARM_MARGIN_MS = 30_000;
+/** Alarm retries of a background run whose services could not be built before it is given up. */
+const MAX_SETUP_RETRIES = 3;
+
+/** A background run's call; `attempted` is stored before the agent is called, so a retry never calls twice. */
+type Background = { spec: BackgroundRunSpec; attempted: boolean };
 
 type Stored = RunStart & {
   status: RunView["status"];
@@ -31,8 +58,9 @@ type Stored = RunStart & {
 
 type Follower = { push(bytes: Uint8Array): void; close(): void };
 
-// It reads no bindings: the gateway hands it everything it records.
-export class RunRecorder extends DurableObject<object> implements RunRecorderApi {
+// A /stream run's record needs no bindings (the gateway hands it everything it records); a
+// background run's alarm builds the services its call needs from this object's env (compose.ts).
+export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   private run: Stored | null = null;
   private readonly followers = new Set<Follower>();
   private readonly endWaiters = new Set<() => void>();
@@ -41,7 +69,10 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
   private cancelRequested = false;
   private readonly encoder = new TextEncoder();
 
-  constructor(ctx: DurableObjectState, env: object) {
+  /** Whether this instance's alarm is driving the background run now. */
+  private driving = false;
+
+  constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     // Only `start` creates tables: asking for a run id that was never started (a guess, a typo)
     // leaves no storage behind.
@@ -53,6 +84,19 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
 
   async start(run: RunStart): Promise<void> {
     if (this.run) return;
+    this.record(run);
+    await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
+  }
+
+  async startBackground(run: RunStart, spec: BackgroundRunSpec): Promise<void> {
+    if (this.run) return;
+    this.record(run);
+    this.holdCall(spec, false);
+    // Now: the alarm calls the agent (this RPC answers first, so the gateway's 202 does not wait).
+    await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  private record(run: RunStart) {
     const sql = this.ctx.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS run (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
@@ -60,7 +104,6 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
     this.save();
     for (const resolve of this.startWaiters) resolve();
     this.startWaiters.clear();
-    await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
   }
 
   async append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }> {
@@ -179,9 +222,15 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
     return result;
   }
 
-  override async alarm(): Promise<void> {
+  override async alarm(info?: AlarmInvocationInfo): Promise<void> {
     const run = this.run;
     if (!run) return void (await this.ctx.storage.deleteAll());
+    const background = this.heldCall();
+    if (background) {
+      if (!this.driving) return this.background(run, background, info);
+      // Driving now (its own deadlines end the run): only a run past its deadline is ended here.
+      if (Date.now() < run.deadline + ORPHAN_SLACK_MS) return;
+    }
     if (run.status === "running") {
       await this.endHere("timed_out", "the run did not end before its deadline");
       return;
@@ -195,6 +244,96 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /**
+   * A background run's alarm: calls the agent and drives the run to its end (the handler runs as
+   * long as the run does). A run that already ended (cancelled before this alarm) or whose earlier
+   * attempt was interrupted (the object was reset mid-run and the platform retried the alarm) is
+   * closed without calling the agent again: the latter ends `failed` with `run_interrupted`.
+   */
+  private async background(run: Stored, background: Background, info?: AlarmInvocationInfo): Promise<void> {
+    const alarmStarted = Date.now();
+    let deps: BackgroundRunDeps;
+    try {
+      const services = composeServices(this.env, this.ctx, await getConfig(this.env));
+      deps = {
+        db: services.db,
+        usageQueue: services.usageQueue,
+        sessions: services.sessions,
+        keyring: services.keyring,
+        artifacts: services.artifacts,
+        // Built here, so a configuration it rejects is a retried setup, not a failed call.
+        runtime: services.runtime,
+      };
+    } catch (err) {
+      logError("run_background_setup_failed", { runId: run.id, error: describeError(err) });
+      // Thrown: the platform retries the alarm (nothing was called yet); after a few, the run ends.
+      if ((info?.retryCount ?? 0) < MAX_SETUP_RETRIES) throw err;
+      this.dropCall();
+      if (run.status === "running") await this.endHere("run_start_failed", "the run could not be started");
+      return;
+    }
+
+    // Should this handler die mid-run and the platform give up retrying it, this alarm ends the run.
+    await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
+    if (run.status !== "running" || background.attempted) {
+      if (run.status === "running") {
+        await this.endHere("run_interrupted", "the run was interrupted; the agent is not called again");
+      }
+      await closeBackgroundRun(deps, background.spec, run.errorCode ?? "run_interrupted", background.attempted);
+    } else {
+      // Stored before the call: a retry of this alarm after a crash must not call the agent twice.
+      this.ctx.storage.kv.put<Background>(BACKGROUND, { spec: withoutPayload(background.spec), attempted: true });
+      this.driving = true;
+      try {
+        const deadline = Math.min(run.deadline, alarmStarted + ALARM_WALL_MS - ALARM_MARGIN_MS);
+        await driveBackgroundRun(deps, background.spec, run, this, deadline);
+      } catch (err) {
+        logError("run_drive_failed", { runId: run.id, error: describeError(err) });
+      } finally {
+        this.driving = false;
+      }
+      if (this.run?.status === "running") {
+        await this.endHere("run_interrupted", "the run's driver stopped before the run ended");
+      }
+    }
+    this.dropCall();
+    await this.ctx.storage.setAlarm((this.run?.endedAt ?? Date.now()) + RUN_RETENTION_MS);
+  }
+
+  /** Stores a background run's call: its body in parts (PAYLOAD_PART_CHARS), the rest as one value. */
+  private holdCall(spec: BackgroundRunSpec, attempted: boolean) {
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS call_payload (i INTEGER PRIMARY KEY, part TEXT NOT NULL)");
+    sql.exec("DELETE FROM call_payload");
+    const text = spec.call.payload;
+    for (let i = 0, from = 0; from < text.length; i++) {
+      let to = Math.min(from + PAYLOAD_PART_CHARS, text.length);
+      // Never between the two halves of a surrogate pair.
+      const last = text.charCodeAt(to - 1);
+      if (to < text.length && last >= 0xd800 && last <= 0xdbff) to--;
+      sql.exec("INSERT INTO call_payload (i, part) VALUES (?, ?)", i, text.slice(from, to));
+      from = to;
+    }
+    this.ctx.storage.kv.put<Background>(BACKGROUND, { spec: withoutPayload(spec), attempted });
+  }
+
+  /** The background run's call, whole again; undefined once the run is closed (or for a /stream run). */
+  private heldCall(): Background | undefined {
+    const held = this.ctx.storage.kv.get<Background>(BACKGROUND);
+    if (!held) return undefined;
+    const payload = this.ctx.storage.sql
+      .exec<{ part: string }>("SELECT part FROM call_payload ORDER BY i")
+      .toArray()
+      .map((row) => row.part)
+      .join("");
+    return { ...held, spec: { ...held.spec, call: { ...held.spec.call, payload } } };
+  }
+
+  private dropCall() {
+    this.ctx.storage.kv.delete(BACKGROUND);
+    this.ctx.storage.sql.exec("DELETE FROM call_payload");
+  }
 
   private mine(userId: string): Stored | null {
     return this.run && this.run.userId === userId ? this.run : null;
@@ -233,14 +372,14 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
   }
 
   /** Ends the run without its driver: records the terminal `error` event itself. */
-  private async endHere(code: "cancelled" | "timed_out", message: string) {
+  private async endHere(code: "cancelled" | "timed_out" | "run_interrupted" | "run_start_failed", message: string) {
     const run = this.run as Stored;
     const seq = run.lastSeq + 1;
     const block = sseBlock("error", { code, message });
     this.ctx.storage.sql.exec("INSERT INTO events (seq, block) VALUES (?, ?)", seq, block);
     run.lastSeq = seq;
     this.broadcast(this.encoder.encode(withId(seq, block)));
-    await this.finish({ status: code, errorCode: code });
+    await this.finish({ status: runStatusFor({ ok: false, errorCode: code }), errorCode: code });
   }
 
   private async finish(end: RunEnd) {
@@ -250,7 +389,10 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
     if (end.errorCode) run.errorCode = end.errorCode;
     if (end.answer !== undefined) run.answer = end.answer;
     this.save();
-    await this.ctx.storage.setAlarm(run.endedAt + RUN_RETENTION_MS);
+    // A background run that ended before its alarm drove it (a cancel) still needs that alarm:
+    // it releases the session's turn and measures the run.
+    const closing = !this.driving && this.ctx.storage.kv.get(BACKGROUND) !== undefined;
+    await this.ctx.storage.setAlarm(closing ? Date.now() : run.endedAt + RUN_RETENTION_MS);
     for (const f of [...this.followers]) {
       try {
         f.close();
@@ -275,6 +417,10 @@ export class RunRecorder extends DurableObject<object> implements RunRecorderApi
       this.endWaiters.add(done);
     });
   }
+}
+
+function withoutPayload(spec: BackgroundRunSpec): BackgroundRunSpec {
+  return { ...spec, call: { ...spec.call, payload: "" } };
 }
 
 /** The `{ code, message }` of a run's terminal `error` event. */

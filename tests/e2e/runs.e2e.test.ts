@@ -1,7 +1,8 @@
 // Runs end to end: real HTTP against `wrangler dev`, with the RunRecorder Durable Object running
 // as it does there. A stream read to event 3 and dropped resumes at 4 with Last-Event-ID; a run
 // finishes with nobody connected; cancel stops the agent (it observes the abort); a background run
-// is waited for; ids stay strictly increasing for a burst; a stranger gets 404 on every run route.
+// (driven by its Durable Object's alarm) is waited for, cancelled, and holds its session's turn
+// until it ends; ids stay strictly increasing for a burst; a stranger gets 404 on every run route.
 import { beforeAll, describe, expect, it } from "vitest";
 import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 import { api, expectJson, expectProblem, newUser, type User, waitFor } from "./harness";
@@ -176,6 +177,62 @@ describe("runs over HTTP", () => {
     expect(waited).toMatchObject({
       run: { id: run.id, status: "succeeded" },
       response: { output: { text: "counted 3" } },
+    });
+  });
+
+  it("drives a background run from its Durable Object: cancel aborts the agent, which observes it, and wait reports cancelled", async () => {
+    const key = crypto.randomUUID();
+    const { run } = await expectJson<{ run: Run }>(
+      await api("POST", `/v1/agents/${agentId}/runs`, { user: owner, body: say(`lively ${key}`) }),
+      202,
+    );
+    // Events are recorded with nobody attached: the run's Durable Object is calling the agent.
+    await waitFor("the background run's second event", async () => {
+      const abort = new AbortController();
+      const res = await api("GET", `/v1/runs/${run.id}/events?after=1`, { user: owner, signal: abort.signal });
+      for await (const e of readSse(res.body!)) {
+        abort.abort();
+        return e.id === "2" ? true : undefined;
+      }
+      return undefined;
+    });
+    const cancelled = await expectJson<{ run: Run }>(
+      await api("POST", `/v1/runs/${run.id}/cancel`, { user: owner }),
+      200,
+    );
+    expect(cancelled.run).toMatchObject({ status: "cancelled", errorCode: "cancelled" });
+    await waitFor("the agent to observe the cancel", async () => {
+      const answer = await expectJson<{ output: { text: string } }>(
+        await api("POST", `/v1/invoke/${agentId}`, { user: owner, body: say(`cancelled? ${key}`) }),
+        200,
+      );
+      return answer.output.text === "true" ? true : undefined;
+    });
+    const waited = await expectJson<{ run: Run; error: { code: string } }>(
+      await api("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=5`, { user: owner }),
+      200,
+    );
+    expect(waited).toMatchObject({ run: { status: "cancelled" }, error: { code: "cancelled" } });
+  });
+
+  it("a background run of a session holds its turn until the run ends, then releases it", async () => {
+    const sessionId = `conv-${crypto.randomUUID().slice(0, 8)}`;
+    const { run } = await expectJson<{ run: Run }>(
+      await api("POST", `/v1/agents/${agentId}/runs`, { user: owner, body: { ...say("count 5"), sessionId } }),
+      202,
+    );
+    await expectProblem(
+      await api("POST", `/v1/invoke/${agentId}`, { user: owner, body: { ...say("cancelled? x"), sessionId } }),
+      409,
+      "session_busy",
+    );
+    await expectJson(await api("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { user: owner }), 200);
+    await waitFor("the background run to release the session", async () => {
+      const res = await api("POST", `/v1/invoke/${agentId}`, {
+        user: owner,
+        body: { ...say("cancelled? x"), sessionId },
+      });
+      return res.status === 200 ? true : undefined;
     });
   });
 

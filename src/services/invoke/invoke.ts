@@ -5,7 +5,9 @@
 // checked against invoke/v1 before they are returned (a direct call: no run, no Durable Object).
 // /stream and POST /v1/agents/:agentId/runs are runs: the agent's SSE is relayed event by event (a
 // JSON answer is adapted to delta + done) by the run's driver (services/runs/drive.ts), which
-// numbers and records the events and outlives the client. The user's POST is never retried. The
+// numbers and records the events and outlives the client; a background run's call is made the
+// same way by the run's Durable Object (services/runs/background.ts), from the spec the gateway
+// hands it (CallSpec: invocationOf builds the call from it). The user's POST is never retried. The
 // gateway's own measurement is recorded off the response path, once per invocation or run.
 import { and, eq, isNull } from "drizzle-orm";
 import { utf8 } from "../../crypto/encoding";
@@ -25,6 +27,7 @@ import { goesToCandidate } from "../rollouts/split";
 import { driveRun } from "../runs/drive";
 import { sseBlock } from "../runs/sse-blocks";
 import {
+  type CallSpec,
   type RunEnd,
   type RunRecorderApi,
   type RunRecorders,
@@ -129,22 +132,74 @@ async function prepareInvocation(
     await turn?.release(false);
     throw usageLimitExceeded(quota, tier);
   }
-  const limits = { cpuMs: plan.cpuMs, subRequests: plan.subRequests };
   const headers: Record<string, string> = { [DEPLOYMENT_ID_HEADER]: deployment.id, ...rateLimitHeaders(quota) };
+  const spec: CallSpec = {
+    requestId: deps.requestId,
+    userId: deps.userId,
+    agentId,
+    ...(runId ? { runId } : {}),
+    deployment: {
+      id: deployment.id,
+      userId: deployment.userId,
+      agentId: deployment.agentId,
+      runtimeProvider: deployment.runtimeProvider,
+      scriptName: deployment.scriptName,
+      invokePath: deployment.invokePath,
+    },
+    payload,
+    bytesIn,
+    stream,
+    // Billed and counted like any invocation (it runs the agent's code); told apart in metrics.
+    kind: preview ? "preview" : "invoke",
+    startedAt,
+    limits: { cpuMs: plan.cpuMs, subRequests: plan.subRequests },
+    streamSeconds: plan.streamSeconds,
+    timeoutMs: deps.timeoutMs,
+  };
+  const inv = invocationOf(deps, spec, { headers, turn, loadBundle: () => loadDeploymentBundle(deps, deployment) });
+  return { ...inv, held: turn?.held };
+}
+
+/** What making an admitted call needs besides its spec: the runtime, metering, `waitUntil`. */
+export type CallDeps = RecordInvocationDeps & {
+  runtime: RuntimeProvider;
+  timeoutMs: number;
+  waitUntil: (promise: Promise<unknown>) => void;
+};
+
+/**
+ * The call `spec` describes, ready to make (its request, target, measurement and abort), wherever
+ * it is made: in the gateway, or in a background run's Durable Object (services/runs/background.ts).
+ */
+export function invocationOf(
+  deps: Pick<CallDeps, "db" | "usageQueue" | "waitUntil">,
+  spec: CallSpec,
+  extras: {
+    /** The answer's headers (x-deployment-id and the quota's). */
+    headers?: Record<string, string>;
+    /** The session turn the call holds. */
+    turn?: Pick<SessionTurn, "release">;
+    /** Reads the deployment's bundle (a cold start of its script). */
+    loadBundle: InvokeTarget["loadBundle"];
+    /** A run's deadline (its record's): the call and its stream end by then at the latest. */
+    deadline?: number;
+  },
+) {
+  const { deployment, startedAt } = spec;
+  const headers = extras.headers ?? { [DEPLOYMENT_ID_HEADER]: deployment.id };
   const measure = (m: Pick<InvocationMeasurement, "ok" | "errorCode" | "bytesOut">) =>
     deps.waitUntil(
       recordInvocation(deps, {
-        requestId: deps.requestId,
-        userId: deps.userId,
-        agentId,
+        requestId: spec.requestId,
+        userId: spec.userId,
+        agentId: spec.agentId,
         deploymentId: deployment.id,
         runtimeProvider: deployment.runtimeProvider,
         startedAt,
         durationMs: Date.now() - startedAt,
-        bytesIn,
-        streaming: stream,
-        // Billed and counted like any invocation (it runs the agent's code); told apart in metrics.
-        kind: preview ? "preview" : "invoke",
+        bytesIn: spec.bytesIn,
+        streaming: spec.stream,
+        kind: spec.kind,
         ...m,
       }),
     );
@@ -152,27 +207,41 @@ async function prepareInvocation(
   const target: InvokeTarget = {
     deploymentId: deployment.id,
     runtimeProvider: deployment.runtimeProvider as RuntimeProviderName,
-    userId: deps.userId,
-    agentId,
+    userId: spec.userId,
+    agentId: spec.agentId,
     scriptName: deployment.scriptName,
-    loadBundle: () => loadDeploymentBundle(deps, deployment),
+    loadBundle: extras.loadBundle,
   };
   const request = new Request(`${INTERNAL_ORIGIN}${deployment.invokePath}`, {
     method: "POST",
     headers: {
       "content-type": "application/json",
-      accept: stream ? "text/event-stream" : "application/json",
-      "x-request-id": deps.requestId,
-      ...(runId ? { [RUN_ID_HEADER]: runId } : {}),
+      accept: spec.stream ? "text/event-stream" : "application/json",
+      "x-request-id": spec.requestId,
+      ...(spec.runId ? { [RUN_ID_HEADER]: spec.runId } : {}),
     },
-    body: payload,
+    body: spec.payload,
     signal: abort.signal,
   });
-  const ref = { requestId: deps.requestId, deploymentId: deployment.id, timeoutMs: deps.timeoutMs };
-  return { startedAt, deployment, plan, limits, headers, measure, abort, target, request, ref, turn };
+  const ref = { requestId: spec.requestId, deploymentId: deployment.id, timeoutMs: spec.timeoutMs };
+  return {
+    spec,
+    startedAt,
+    deployment,
+    streamSeconds: spec.streamSeconds,
+    limits: spec.limits,
+    headers,
+    measure,
+    abort,
+    target,
+    request,
+    ref,
+    turn: extras.turn,
+    deadline: extras.deadline,
+  };
 }
 
-type Invocation = Awaited<ReturnType<typeof prepareInvocation>>;
+export type Invocation = ReturnType<typeof invocationOf>;
 
 /** POST /v1/invoke/:agentId: a direct call to the agent (no run, no Durable Object). */
 export async function invokeAgent(
@@ -230,7 +299,7 @@ export async function streamAgentRun(
 ): Promise<Response> {
   const runId = newId("run");
   const inv = await prepareInvocation(deps, agentId, body, true, opts, runId);
-  const run = beginRun(deps, agentId, inv, runId);
+  const run = beginRun(deps, inv, runId);
   const headers = { ...inv.headers, [RUN_ID_HEADER]: run.id };
   // The run's record is made once its first event has been relayed (or the call failed), so the
   // first event never waits for the Durable Object; appends wait for it, behind the relay. A read
@@ -251,70 +320,100 @@ export async function streamAgentRun(
 }
 
 /**
- * POST /v1/agents/:agentId/runs: a background run. Routing, quota and the run's record are done
- * before answering; the agent is called behind the answer, with no client attached.
+ * POST /v1/agents/:agentId/runs: a background run. Routing, the quota, the session's turn and the
+ * run's id are settled here, before answering; then the run is handed to its Durable Object, which
+ * records it and calls the agent from its alarm (services/runs/background.ts): a run of minutes
+ * does not depend on this request's `waitUntil`, which Cloudflare cuts short after the answer.
  */
 export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body: InvokeRequest): Promise<RunView> {
   const runId = newId("run");
   const inv = await prepareInvocation(deps, agentId, body, true, {}, runId);
-  const run = beginRun(deps, agentId, inv, runId);
-  run.begin();
+  const start = runStartOf(inv, runId);
   try {
-    await run.started;
+    await deps.runs(runId).startBackground(start, {
+      call: inv.spec,
+      ...(inv.held ? { sessionTurn: inv.held } : {}),
+    });
   } catch (err) {
-    inv.abort.abort(err);
+    // Nothing was called: the turn is free again (not counted); the quota was admitted once, as for
+    // any invocation the gateway refused after admitting it.
     await inv.turn?.release(false);
-    logError("run_start_failed", { runId: run.id, error: describeError(err) });
+    logError("run_start_failed", { runId, error: describeError(err) });
     throw new ApiError("service_unavailable", "the run could not be recorded; try again", {
       headers: { "retry-after": "1" },
     });
   }
-  deps.waitUntil(callForRun(deps, inv, run, false).catch(() => {}));
-  return { ...run.view };
+  return runViewOf(start);
 }
 
-type RunHandle = {
+/** A run as its driver sees it. */
+export type RunHandle = {
   id: string;
   recorder: RunRecorderApi;
   /** Sends the run's `start` to its Durable Object (once; later calls do nothing). */
   begin: () => void;
   started: Promise<void>;
   cancelled: Promise<boolean>;
-  view: RunView;
 };
 
-/** A new run: its record in the Durable Object is made when `begin` is called. */
-function beginRun(deps: InvokeDeps, agentId: string, inv: Invocation, id: string): RunHandle {
-  const recorder = deps.runs(id);
+/** The run's record: its deadline is the invoke timeout plus the stream's time limit from now. */
+export function runStartOf(inv: Invocation, id: string): RunStart {
   const now = Date.now();
-  const start: RunStart = {
+  return {
     id,
-    userId: deps.userId,
-    agentId,
+    userId: inv.spec.userId,
+    agentId: inv.spec.agentId,
     deploymentId: inv.deployment.id,
     createdAt: inv.startedAt,
     startedAt: now,
-    deadline: now + deps.timeoutMs + inv.plan.streamSeconds * 1000,
+    deadline: now + inv.spec.timeoutMs + inv.streamSeconds * 1000,
   };
-  let begin: () => void = () => {};
-  const gate = new Promise<void>((resolve) => {
-    begin = resolve;
-  });
-  const started = gate.then(() => recorder.start(start));
-  const cancelled = started.then(() => recorder.untilCancelled());
-  cancelled.catch(() => {});
-  // A cancel while the agent has not answered yet aborts the call itself.
-  cancelled.then((yes) => yes && inv.abort.abort(new RunCancelled())).catch(() => {});
-  const view: RunView = {
-    id,
-    agentId,
-    deploymentId: inv.deployment.id,
+}
+
+function runViewOf(start: RunStart): RunView {
+  return {
+    id: start.id,
+    agentId: start.agentId,
+    deploymentId: start.deploymentId,
     status: "running",
     createdAt: start.createdAt,
     startedAt: start.startedAt,
     endedAt: null,
   };
-  return { id, recorder, begin, started, cancelled, view };
+}
+
+/** A new run: its record in the Durable Object is made when `begin` is called. */
+function beginRun(deps: InvokeDeps, inv: Invocation, id: string): RunHandle {
+  const recorder = deps.runs(id);
+  const start = runStartOf(inv, id);
+  let begin: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    begin = resolve;
+  });
+  return runHandle(
+    inv,
+    recorder,
+    id,
+    begin,
+    gate.then(() => recorder.start(start)),
+  );
+}
+
+/**
+ * The handle a run's driver uses: `started` settles once the run's record exists (appends wait
+ * for it); a cancel while the agent has not answered yet aborts the call itself.
+ */
+export function runHandle(
+  inv: Invocation,
+  recorder: RunRecorderApi,
+  id: string,
+  begin: () => void,
+  started: Promise<void>,
+): RunHandle {
+  const cancelled = started.then(() => recorder.untilCancelled());
+  cancelled.catch(() => {});
+  cancelled.then((yes) => yes && inv.abort.abort(new RunCancelled())).catch(() => {});
+  return { id, recorder, begin, started, cancelled };
 }
 
 class RunCancelled extends Error {}
@@ -325,7 +424,7 @@ class RunCancelled extends Error {}
  * one `error` event) and rejects with the problem. A session's turn ends with the run: before its
  * terminal event, or at once when the call fails.
  */
-async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, attach: boolean) {
+export async function callForRun(deps: CallDeps, inv: Invocation, run: RunHandle, attach: boolean) {
   if (!inv.turn) return callAgentForRun(deps, inv, run, attach);
   try {
     return await callAgentForRun(deps, inv, run, attach);
@@ -335,7 +434,7 @@ async function callForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, att
   }
 }
 
-async function callAgentForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle, attach: boolean) {
+async function callAgentForRun(deps: CallDeps, inv: Invocation, run: RunHandle, attach: boolean) {
   const { abort, headers } = inv;
   const failRun = (err: ApiError): never => {
     inv.measure({ ok: false, errorCode: err.code, bytesOut: 0 });
@@ -385,7 +484,8 @@ async function callAgentForRun(deps: InvokeDeps, inv: Invocation, run: RunHandle
   });
   const relayed = relaySse(source, {
     idleTimeoutMs: deps.timeoutMs,
-    maxDurationMs: inv.plan.streamSeconds * 1000,
+    // A run's record has a deadline: the stream ends by then even if it started late (an alarm).
+    maxDurationMs: Math.min(inv.streamSeconds * 1000, (inv.deadline ?? Number.POSITIVE_INFINITY) - Date.now()),
     onEnd: (end) => {
       if (end.cutOff) abort.abort(new StreamCutOff(`the gateway ended the stream: ${end.errorCode}`));
       inv.measure({ ok: end.ok, errorCode: end.errorCode, bytesOut: end.bytesOut });
@@ -525,10 +625,10 @@ async function previewDeploymentOf(
  * checking quota): the answer when it is a success, else the problem to answer with.
  */
 async function callAgent(
-  deps: InvokeDeps,
+  deps: CallDeps,
   inv: Invocation,
 ): Promise<{ upstream: Response; deadline: number } | { problem: ApiError }> {
-  const deadline = Date.now() + deps.timeoutMs;
+  const deadline = Math.min(Date.now() + deps.timeoutMs, inv.deadline ?? Number.POSITIVE_INFINITY);
   let upstream: Response;
   try {
     upstream = await beforeDeadline(

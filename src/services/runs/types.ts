@@ -1,6 +1,7 @@
 // A run: one streamed invocation, recorded event by event by its own Durable Object
 // (entrypoints/run-recorder.ts) so that a client can leave and come back. The types the driver
 // (drive.ts), the routes and the Durable Object share.
+import type { SessionKey } from "../sessions/types";
 
 export type RunStatus = "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
 
@@ -42,6 +43,50 @@ export type RunStart = {
   deadline: number;
 };
 
+/** The fields of the deployment a run calls that the call needs (a cold start reads the rest from D1). */
+export type CallDeployment = {
+  id: string;
+  userId: string;
+  agentId: string;
+  runtimeProvider: string;
+  scriptName: string;
+  invokePath: string;
+};
+
+/**
+ * An admitted invocation as plain data: everything calling the agent needs once the gateway has
+ * routed it and checked its quota. The gateway calls from it directly; a background run hands it
+ * to its Durable Object, which makes the call (services/runs/background.ts).
+ */
+export type CallSpec = {
+  requestId: string;
+  userId: string;
+  agentId: string;
+  /** The run this call is, if any (the agent's request names it in x-run-id). */
+  runId?: string;
+  deployment: CallDeployment;
+  /** The invoke/v1 request body as sent to the agent, and its UTF-8 size. */
+  payload: string;
+  bytesIn: number;
+  stream: boolean;
+  /** How the call is metered: a preview (a deployment named by the caller) is told apart. */
+  kind: "invoke" | "preview";
+  /** When the gateway received the call (the measurement's start). */
+  startedAt: number;
+  limits: { cpuMs: number; subRequests: number };
+  /** The tier's limit on the whole stream. */
+  streamSeconds: number;
+  /** The invoke timeout: until the agent answers, and between two events. */
+  timeoutMs: number;
+};
+
+/** What a background run's Durable Object needs to drive it: the call, and the session turn it holds. */
+export type BackgroundRunSpec = {
+  call: CallSpec;
+  /** The session turn the run holds until it ends (services/sessions/resolve.ts). */
+  sessionTurn?: { key: SessionKey; turnId: string };
+};
+
 /** How a run ended, with the invoke/v1 answer of its `done` event when it succeeded. */
 export type RunEnd = { status: Exclude<RunStatus, "running">; errorCode?: string; answer?: unknown };
 
@@ -58,6 +103,11 @@ export type RunWaitResult = {
  */
 export interface RunRecorderApi {
   start(run: RunStart): Promise<void>;
+  /**
+   * Records a background run's start with what its call needs, and sets the alarm that makes the
+   * call: the Durable Object drives the run, not the gateway that answered 202.
+   */
+  startBackground(run: RunStart, spec: BackgroundRunSpec): Promise<void>;
   /** Records events `from`, `from + 1`, … (SSE blocks without their `id:` line); `cancel` tells the driver to stop. */
   append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }>;
   /** Resolves true when the run is cancelled, false once it has ended otherwise. */
@@ -82,6 +132,7 @@ export function runStatusFor(end: { ok: boolean; errorCode?: string }): RunEnd["
     case "stream_time_limit":
     case "timed_out":
       return "timed_out";
+
     default:
       return "failed";
   }

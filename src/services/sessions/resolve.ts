@@ -37,6 +37,8 @@ export type SessionTurn = {
   deployment: DeploymentRow;
   /** Ends the turn; `reachedAgent` counts it in the session's turns. */
   release: (reachedAgent: boolean) => Promise<void>;
+  /** Names the turn, so another place (a background run's Durable Object) can end it: turnReleaser. */
+  held: { key: SessionKey; turnId: string };
 };
 
 /** The statuses a pinned deployment can still run in. */
@@ -96,14 +98,8 @@ export async function resolveSessionTurn(
     throw new ApiError("no_active_deployment", `agent ${agentId} has no active deployment; deploy it first`);
   }
 
-  let released: Promise<void> | null = null;
-  const release = (reachedAgent: boolean) => {
-    released ??= keeper.endTurn(key, grant.turnId, reachedAgent).catch((err) => {
-      // The turn's lease frees the session later; the next turn may see session_busy until then.
-      logError("session_release_failed", { agentId, error: describeError(err) });
-    });
-    return released;
-  };
+  const held = { key, turnId: grant.turnId };
+  const release = turnReleaser(deps.sessions, held);
 
   if (grant.pinRolloutId !== null && grant.pinRolloutId !== rollout?.id) {
     // The rollout that chose this pin has ended (the only D1 read here, once per such session).
@@ -119,11 +115,11 @@ export async function resolveSessionTurn(
         await release(false);
         throw err;
       });
-      if (repinTo) return { sessionId, deployment: repinTo, release };
+      if (repinTo) return { sessionId, deployment: repinTo, release, held };
     }
   }
   for (const known of [active, firstTurn]) {
-    if (known && grant.deploymentId === known.id) return { sessionId, deployment: known, release };
+    if (known && grant.deploymentId === known.id) return { sessionId, deployment: known, release, held };
   }
   let pinned: DeploymentRow | undefined;
   try {
@@ -143,7 +139,28 @@ export async function resolveSessionTurn(
     await release(false);
     throw deploymentGone(sessionId, grant.deploymentId, why ?? "unknown");
   }
-  return { sessionId, deployment: pinned, release };
+  return { sessionId, deployment: pinned, release, held };
+}
+
+/**
+ * Ends the turn `held` once (later calls return the first call's promise); a failure is logged,
+ * never thrown. Also how a turn started elsewhere is ended: the gateway hands a background run's
+ * turn to the run's Durable Object, which releases it when the run ends.
+ */
+export function turnReleaser(
+  sessions: SessionKeepers,
+  held: { key: SessionKey; turnId: string },
+): (reachedAgent: boolean) => Promise<void> {
+  let released: Promise<void> | null = null;
+  return (reachedAgent) => {
+    released ??= sessions(held.key)
+      .endTurn(held.key, held.turnId, reachedAgent)
+      .catch((err) => {
+        // The turn's lease frees the session later; the next turn may see session_busy until then.
+        logError("session_release_failed", { agentId: held.key.agentId, error: describeError(err) });
+      });
+    return released;
+  };
 }
 
 /** A rollout's status (tenant-scoped); undefined if there is none. */
