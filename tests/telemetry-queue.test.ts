@@ -227,8 +227,7 @@ describe("Queues limits", () => {
   });
 
   it("splits messages beyond 100 or 256 KB into several sendBatch calls, in order", () => {
-    const event = (n: number, pad = 0) =>
-      ({ id: `e${n}`, errorCode: "x".repeat(pad) }) as unknown as MetricsEvent;
+    const event = (n: number, pad = 0) => ({ id: `e${n}`, errorCode: "x".repeat(pad) }) as unknown as MetricsEvent;
     const many = Array.from({ length: 250 }, (_, i) => event(i));
     const byCount = queueBatches(many);
     expect(byCount.map((b) => b.length)).toEqual([QUEUE_BATCH_MAX_MESSAGES, QUEUE_BATCH_MAX_MESSAGES, 50]);

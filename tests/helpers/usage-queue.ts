@@ -16,7 +16,9 @@ export async function drainUsageQueue(): Promise<void> {
   await env.USAGE_QUEUE.send(marker);
   await waitFor(
     async () =>
-      (await env.DB.prepare("SELECT 1 AS x FROM metrics_events WHERE id = ?").bind(marker.id).first()) ? true : undefined,
+      (await env.DB.prepare("SELECT 1 AS x FROM metrics_events WHERE id = ?").bind(marker.id).first())
+        ? true
+        : undefined,
     { timeoutMs: 15_000, intervalMs: 50, what: "the usage queue to deliver its marker" },
   );
 }

@@ -67,7 +67,8 @@ export function queueBatches(events: MetricsEvent[]): MetricsEvent[][] {
   let bytes = 0;
   for (const event of events) {
     const size = utf8.encode(JSON.stringify(event)).byteLength + PER_MESSAGE_OVERHEAD_BYTES;
-    if (size > QUEUE_MESSAGE_MAX_BYTES) throw new Error(`a telemetry message of ${size} bytes exceeds the queue's limit`);
+    if (size > QUEUE_MESSAGE_MAX_BYTES)
+      throw new Error(`a telemetry message of ${size} bytes exceeds the queue's limit`);
     if (current.length > 0 && (current.length >= QUEUE_BATCH_MAX_MESSAGES || bytes + size > QUEUE_BATCH_MAX_BYTES)) {
       batches.push(current);
       current = [];
