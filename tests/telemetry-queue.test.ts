@@ -8,15 +8,12 @@ import { and, eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { billingUsage, metricsEvents } from "../src/db/schema";
-import { newId } from "../src/lib/ids";
-import type { MetricsEvent } from "../src/services/metering/event";
 import { handleUsageBatch } from "../src/services/metering/usage-queue";
 import {
-  QUEUE_BATCH_MAX_BYTES,
-  QUEUE_BATCH_MAX_MESSAGES,
   QUEUE_MESSAGE_MAX_BYTES,
-  queueBatches,
+  type TelemetryReportMessage,
   telemetryMetricsEvents,
+  telemetryReportMessages,
 } from "../src/services/telemetry/enqueue";
 import { TELEMETRY_MAX_BATCH_EVENTS, TelemetryEventSchema } from "../src/services/telemetry/event";
 import { callWithEnv, recordingQueue } from "./helpers/app";
@@ -55,6 +52,17 @@ async function billedTelemetryEvents(userId: string): Promise<number> {
   return Number(row?.n ?? 0);
 }
 
+/** Runs the usage consumer on a batch of these bodies (ids m0, m1, …); what it acked and retried. */
+async function runBatch(bodies: unknown[], batchDb = db) {
+  const batch = createMessageBatch(
+    "usage-events",
+    bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body })),
+  );
+  const ctx = createExecutionContext();
+  await handleUsageBatch(batch, { db: batchDb });
+  return getQueueResult(batch, ctx);
+}
+
 /** A usage queue whose every send fails, as when the Queues service refuses a write. */
 function failingQueue(): Queue & { attempts: number } {
   const queue = {
@@ -72,24 +80,35 @@ function failingQueue(): Queue & { attempts: number } {
 }
 
 describe("what a report queues", () => {
-  it("queues one telemetry event per reported event, owned by the signing deployment, and answers 202", async () => {
+  it("queues the report as one message, owned by the signing deployment, and answers 202", async () => {
     const dep = await seedDeployment();
     const queue = recordingQueue();
     const events = [telemetryEvent(dep, { usage: { inputTokens: 9 } }), telemetryEvent(dep, { traceId: "tr-q" })];
+    const before = Date.now();
     const res = await send(dep, JSON.stringify({ events }), { USAGE_QUEUE: queue });
     expect(res.status).toBe(202);
     expect(await json(res)).toEqual({ accepted: 2, queued: true });
-    expect(queue.sent).toHaveLength(2);
-    expect(queue.sent[0]).toMatchObject({
-      source: "telemetry",
+    expect(queue.sent).toHaveLength(1);
+    const message = queue.sent[0] as TelemetryReportMessage;
+    expect(message).toMatchObject({
+      type: "telemetry_report",
       userId: dep.userId,
       agentId: dep.agentId,
       deploymentId: dep.deploymentId,
+      events,
+    });
+    expect(message.receivedAt).toBeGreaterThanOrEqual(before);
+    // What the consumer makes of it: one telemetry metrics event per reported event.
+    const stored = telemetryMetricsEvents(message);
+    expect(stored[0]).toMatchObject({
+      source: "telemetry",
+      userId: dep.userId,
       dedupeKey: `event:${events[0]!.eventId}`,
       inputTokens: 9,
       outputTokens: null,
+      receivedAt: message.receivedAt,
     });
-    expect(queue.sent[1]).toMatchObject({ traceId: "tr-q", dedupeKey: `event:${events[1]!.eventId}` });
+    expect(stored[1]).toMatchObject({ traceId: "tr-q", dedupeKey: `event:${events[1]!.eventId}` });
     // Nothing was written on the request: these went to the stand-in queue, not the real one.
     expect(await storedCount(dep.deploymentId)).toBe(0);
   });
@@ -109,8 +128,8 @@ describe("what a report queues", () => {
     expect((await send(dep, full, { USAGE_QUEUE: queue, TIER_LIMITS: tight })).status).toBe(202);
     await expectProblem(await send(dep, body, { USAGE_QUEUE: queue, TIER_LIMITS: tight }), 429, "rate_limited");
     // Only the admitted batch reached the queue.
-    expect(queue.sent).toHaveLength(100);
-    expect(queue.sent.map((m) => (m as MetricsEvent).dedupeKey)).not.toContain(`event:${JSON.parse(body).eventId}`);
+    expect(queue.sent).toHaveLength(1);
+    expect((queue.sent[0] as TelemetryReportMessage).events).toEqual(JSON.parse(full).events);
     expect(await storedCount(dep.deploymentId)).toBe(0);
   });
 });
@@ -138,6 +157,23 @@ describe("when the queue refuses a report", () => {
       await send(dep, JSON.stringify(telemetryEvent(dep)), { TIER_LIMITS: limits }),
       429,
       "usage_limit_exceeded",
+    );
+  });
+
+  it("gives the rate limit's tokens back too: the retry of a refused full minute is accepted", async () => {
+    const dep = await seedDeployment();
+    const limits = JSON.stringify({ free: { telemetryEventsPerMinute: 100 } });
+    const body = JSON.stringify({ events: Array.from({ length: 100 }, () => telemetryEvent(dep)) });
+    await expectProblem(
+      await send(dep, body, { USAGE_QUEUE: failingQueue(), TIER_LIMITS: limits }),
+      503,
+      "service_unavailable",
+    );
+    expect(await json(await send(dep, body, { TIER_LIMITS: limits }))).toEqual({ accepted: 100, queued: true });
+    await expectProblem(
+      await send(dep, JSON.stringify(telemetryEvent(dep)), { TIER_LIMITS: limits }),
+      429,
+      "rate_limited",
     );
   });
 
@@ -181,20 +217,12 @@ describe("duplicates, now dropped by the consumer", () => {
 
   it("the consumer stores a batch's telemetry once, however often it repeats, and drops a poison message", async () => {
     const dep = await seedDeployment();
-    const [a, b] = telemetryMetricsEvents(
-      dep,
-      [telemetryEvent(dep), telemetryEvent(dep)].map((e) => TelemetryEventSchema.parse(e)),
-      Date.now(),
-    ) as [MetricsEvent, MetricsEvent];
-    const bodies: unknown[] = [a, b, { ...a, id: newId("event") }, { source: "telemetry", poison: true }, b];
-    const batch = createMessageBatch(
-      "usage-events",
-      bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts: 1, body })),
-    );
-    const ctx = createExecutionContext();
-    await handleUsageBatch(batch, { db });
-    const result = await getQueueResult(batch, ctx);
-    // Every message is settled, the malformed one included: nothing is retried forever.
+    const [a, b] = [telemetryEvent(dep), telemetryEvent(dep)].map((e) => TelemetryEventSchema.parse(e));
+    const [report] = telemetryReportMessages(dep, [a!, b!], Date.now());
+    const [replayOfB] = telemetryReportMessages(dep, [b!], Date.now());
+    const bodies: unknown[] = [report, report, { ...report, events: [] }, { type: "telemetry_report" }, replayOfB];
+    const result = await runBatch(bodies, db);
+    // Every message is settled, the malformed ones included: nothing is retried forever.
     expect(result.retryMessages).toEqual([]);
     expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2", "m3", "m4"]);
     expect(await storedCount(dep.deploymentId)).toBe(2);
@@ -202,8 +230,53 @@ describe("duplicates, now dropped by the consumer", () => {
   });
 });
 
+describe("the consumer's writes", () => {
+  async function fullReports(dep: SeededDeployment, n: number) {
+    return Array.from({ length: n }, () => {
+      const events = Array.from({ length: 100 }, () => TelemetryEventSchema.parse(telemetryEvent(dep)));
+      return telemetryReportMessages(dep, events, Date.now())[0];
+    });
+  }
+
+  it("writes a batch of full reports in chunks of at most 500 events", async () => {
+    const dep = await seedDeployment();
+    const writes: number[] = [];
+    const counting = createDb({
+      prepare: env.DB.prepare.bind(env.DB),
+      batch: async (statements: D1PreparedStatement[]) => {
+        writes.push(statements.length);
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database);
+    const result = await runBatch(await fullReports(dep, 7), counting);
+    expect(result.explicitAcks).toHaveLength(7);
+    expect(writes).toHaveLength(2); // 500 + 200 events
+    expect(await storedCount(dep.deploymentId)).toBe(700);
+    expect(await billedTelemetryEvents(dep.userId)).toBe(700);
+  });
+
+  it("keeps the chunks written when a later one fails, and retries only the messages not stored", async () => {
+    const dep = await seedDeployment();
+    let calls = 0;
+    const failingSecond = createDb({
+      prepare: env.DB.prepare.bind(env.DB),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if (++calls === 2) throw new Error("D1_ERROR: Network connection lost.");
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database);
+    const result = await runBatch(await fullReports(dep, 12), failingSecond);
+    expect(calls).toBe(2); // the third chunk is not tried against a failing D1
+    expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2", "m3", "m4"]);
+    expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(
+      ["m5", "m6", "m7", "m8", "m9", "m10", "m11"].sort(),
+    );
+    expect(await storedCount(dep.deploymentId)).toBe(500);
+  });
+});
+
 describe("Queues limits", () => {
-  it("sends the largest possible report as one sendBatch within the message and batch limits", async () => {
+  it("sends even 100 events of maximal size as one message under the 128 KB limit", async () => {
     const dep = await seedDeployment();
     const longId = "~".repeat(128);
     const events = Array.from({ length: TELEMETRY_MAX_BATCH_EVENTS }, (_, i) =>
@@ -218,22 +291,19 @@ describe("Queues limits", () => {
         }),
       ),
     );
-    const messages = telemetryMetricsEvents(dep, events, Date.now());
-    const batches = queueBatches(messages);
-    expect(batches).toHaveLength(1);
-    const bytes = new TextEncoder().encode(JSON.stringify(messages)).byteLength;
-    expect(bytes).toBeLessThan(QUEUE_BATCH_MAX_BYTES);
-    expect(bytes / messages.length).toBeLessThan(QUEUE_MESSAGE_MAX_BYTES);
+    const messages = telemetryReportMessages(dep, events, Date.now());
+    expect(messages).toHaveLength(1);
+    expect(new TextEncoder().encode(JSON.stringify(messages[0])).byteLength).toBeLessThan(QUEUE_MESSAGE_MAX_BYTES);
   });
 
-  it("splits messages beyond 100 or 256 KB into several sendBatch calls, in order", () => {
-    const event = (n: number, pad = 0) => ({ id: `e${n}`, errorCode: "x".repeat(pad) }) as unknown as MetricsEvent;
-    const many = Array.from({ length: 250 }, (_, i) => event(i));
-    const byCount = queueBatches(many);
-    expect(byCount.map((b) => b.length)).toEqual([QUEUE_BATCH_MAX_MESSAGES, QUEUE_BATCH_MAX_MESSAGES, 50]);
-    expect(byCount.flat().map((e) => e.id)).toEqual(many.map((e) => e.id));
-    const big = Array.from({ length: 5 }, (_, i) => event(i, 100_000));
-    expect(queueBatches(big).map((b) => b.length)).toEqual([2, 2, 1]);
-    expect(() => queueBatches([event(0, QUEUE_MESSAGE_MAX_BYTES)])).toThrow(/exceeds the queue's limit/);
+  it("splits a report whose message would exceed the limit into several, keeping every event in order", async () => {
+    const dep = await seedDeployment();
+    const events = Array.from({ length: 10 }, () => TelemetryEventSchema.parse(telemetryEvent(dep)));
+    const one = JSON.stringify(telemetryReportMessages(dep, events, 1)[0]).length;
+    const messages = telemetryReportMessages(dep, events, 1, one); // too small for all ten plus the margin
+    expect(messages.length).toBeGreaterThan(1);
+    expect(messages.flatMap((m) => m.events)).toEqual(events);
+    for (const m of messages) expect(m).toMatchObject({ deploymentId: dep.deploymentId, receivedAt: 1 });
+    expect(() => telemetryReportMessages(dep, events.slice(0, 1), 1, 100)).toThrow(/exceeds the queue's message limit/);
   });
 });

@@ -1,43 +1,99 @@
-// Hands a verified telemetry report to the usage queue, the same queue (and consumer,
-// services/metering/usage-queue.ts) that carries the gateway's own invocation measurements: one
-// message per event, so the consumer's batches stay at most 100 events (one D1 batch of three or
-// four statements, record-events.ts), dedupe happens there (ON CONFLICT on the dedupe index) and
-// billing_usage grows by exactly the rows inserted. Unlike the gateway's measurements, a report is
-// not held back to join a batch: the answer promises the events are durably queued, so it waits
-// for the queue's acknowledgement and a failure reaches the caller (503, retry).
+// Hands a verified telemetry report to the usage queue, the queue (and consumer,
+// services/metering/usage-queue.ts) that also carries the gateway's own invocation measurements.
+// A report travels as one message — its verified events and the identity of the deployment that
+// signed them — not one message per event: one queue write instead of up to 100 (Queues bills and,
+// locally, serializes per message), and the consumer turns it into metrics events and stores them
+// with the same dedupe (ON CONFLICT on the dedupe index) and metering as everything else. Unlike
+// the gateway's measurements, a report is not held back to join a batch: the answer promises the
+// events are durably queued, so it waits for the queue's acknowledgement and a failure reaches the
+// caller (503, retry).
+import { z } from "zod";
 import { utf8 } from "../../crypto/encoding";
 import { newId } from "../../lib/ids";
 import { type MetricsEvent, metricsEvent } from "../metering/event";
-import { dedupeKeyOf, type TelemetryEvent } from "./event";
+import { dedupeKeyOf, TELEMETRY_MAX_BATCH_EVENTS, type TelemetryEvent, TelemetryEventSchema } from "./event";
+
+const id = z.string().min(1).max(64);
+
+/** A verified report as queued: the deployment's identity (from its row, not the body) and its events. */
+export const TelemetryReportMessageSchema = z.strictObject({
+  type: z.literal("telemetry_report"),
+  userId: id,
+  agentId: id,
+  deploymentId: id,
+  /** When the gateway accepted the report (ms since epoch): the events' `receivedAt`. */
+  receivedAt: z.number().int().nonnegative(),
+  events: z.array(TelemetryEventSchema).min(1).max(TELEMETRY_MAX_BATCH_EVENTS),
+});
+
+export type TelemetryReportMessage = z.infer<typeof TelemetryReportMessageSchema>;
 
 /** The usage queue as telemetry uses it (the USAGE_QUEUE binding). */
 export type TelemetryQueue = {
-  sendBatch(messages: Iterable<MessageSendRequest<MetricsEvent>>): Promise<unknown>;
+  sendBatch(messages: Iterable<MessageSendRequest<TelemetryReportMessage>>): Promise<unknown>;
 };
 
-/** Cloudflare Queues limits: messages per sendBatch, bytes per sendBatch, bytes per message. */
-export const QUEUE_BATCH_MAX_MESSAGES = 100;
-export const QUEUE_BATCH_MAX_BYTES = 256 * 1024;
+/** Cloudflare Queues limit on one message. */
 export const QUEUE_MESSAGE_MAX_BYTES = 128 * 1024;
 /**
- * Bytes added to each message's JSON size for the queue's own encoding (it counts the serialized
- * message, whose strings take at most their UTF-8 length): a margin so a batch we size is never
- * refused.
+ * Bytes kept free in a message for the queue's own encoding (it counts the serialized message,
+ * whose strings take at most their UTF-8 length): a margin so a message we size is never refused.
  */
-const PER_MESSAGE_OVERHEAD_BYTES = 256;
+const MESSAGE_OVERHEAD_BYTES = 1024;
 
-/** The metrics events a verified report becomes (source `telemetry`, owner from the deployment row). */
-export function telemetryMetricsEvents(
-  deployment: { deploymentId: string; userId: string; agentId: string },
+type Deployment = { deploymentId: string; userId: string; agentId: string };
+
+/**
+ * The messages that carry a report: one, unless its JSON would exceed the Queues message limit,
+ * then its events split over several. A report's signed body is at most 64 KiB
+ * (TELEMETRY_MAX_BODY_BYTES) and its events re-serialize to no more than that, so in practice it
+ * is always one message (tests/telemetry-queue.test.ts checks the largest possible report); the
+ * split keeps a larger future bound from being refused by the queue. `maxBytes` is for tests.
+ */
+export function telemetryReportMessages(
+  deployment: Deployment,
   events: TelemetryEvent[],
   receivedAt: number,
-): MetricsEvent[] {
-  return events.map((e) =>
+  maxBytes = QUEUE_MESSAGE_MAX_BYTES,
+): TelemetryReportMessage[] {
+  const message: TelemetryReportMessage = {
+    type: "telemetry_report",
+    userId: deployment.userId,
+    agentId: deployment.agentId,
+    deploymentId: deployment.deploymentId,
+    receivedAt,
+    events,
+  };
+  if (utf8.encode(JSON.stringify(message)).byteLength + MESSAGE_OVERHEAD_BYTES <= maxBytes) return [message];
+  if (events.length === 1) throw new Error("a telemetry event exceeds the queue's message limit");
+  const half = Math.ceil(events.length / 2);
+  return [
+    ...telemetryReportMessages(deployment, events.slice(0, half), receivedAt, maxBytes),
+    ...telemetryReportMessages(deployment, events.slice(half), receivedAt, maxBytes),
+  ];
+}
+
+/**
+ * Resolves once the queue has accepted every message of the report (one sendBatch); rejects if it
+ * refused them.
+ */
+export async function enqueueTelemetryReport(
+  queue: TelemetryQueue,
+  deployment: Deployment,
+  events: TelemetryEvent[],
+  receivedAt: number,
+): Promise<void> {
+  await queue.sendBatch(telemetryReportMessages(deployment, events, receivedAt).map((body) => ({ body })));
+}
+
+/** The metrics events a queued report becomes (source `telemetry`, owner from the deployment row). */
+export function telemetryMetricsEvents(message: Omit<TelemetryReportMessage, "type">): MetricsEvent[] {
+  return message.events.map((e) =>
     metricsEvent({
-      id: newId("event", receivedAt),
-      userId: deployment.userId,
-      agentId: deployment.agentId,
-      deploymentId: deployment.deploymentId,
+      id: newId("event", message.receivedAt),
+      userId: message.userId,
+      agentId: message.agentId,
+      deploymentId: message.deploymentId,
       source: "telemetry",
       dedupeKey: dedupeKeyOf(e),
       eventId: e.eventId,
@@ -50,44 +106,7 @@ export function telemetryMetricsEvents(
       errorCode: e.errorCode,
       inputTokens: e.usage?.inputTokens,
       outputTokens: e.usage?.outputTokens,
-      receivedAt,
+      receivedAt: message.receivedAt,
     }),
   );
-}
-
-/**
- * Splits messages into sendBatch calls within the Queues limits. A report's events are bounded
- * (event.ts: at most 100, ids of at most 128 characters), so a report is in practice one call —
- * tests/telemetry-queue.test.ts checks the largest possible report — but the split keeps a
- * future larger bound from being refused by the queue.
- */
-export function queueBatches(events: MetricsEvent[]): MetricsEvent[][] {
-  const batches: MetricsEvent[][] = [];
-  let current: MetricsEvent[] = [];
-  let bytes = 0;
-  for (const event of events) {
-    const size = utf8.encode(JSON.stringify(event)).byteLength + PER_MESSAGE_OVERHEAD_BYTES;
-    if (size > QUEUE_MESSAGE_MAX_BYTES)
-      throw new Error(`a telemetry message of ${size} bytes exceeds the queue's limit`);
-    if (current.length > 0 && (current.length >= QUEUE_BATCH_MAX_MESSAGES || bytes + size > QUEUE_BATCH_MAX_BYTES)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(event);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
-}
-
-/**
- * Resolves once the queue has accepted every event; rejects if it refused any. Batches are sent
- * one after another: if a later one fails, the earlier ones stay queued, and the caller's retry
- * of the whole report is harmless (the consumer drops the events already stored as duplicates).
- */
-export async function enqueueTelemetryEvents(queue: TelemetryQueue, events: MetricsEvent[]): Promise<void> {
-  for (const batch of queueBatches(events)) {
-    await queue.sendBatch(batch.map((body) => ({ body })));
-  }
 }

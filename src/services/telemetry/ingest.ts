@@ -1,6 +1,6 @@
 // Telemetry ingest: a report that verify-report.ts accepted passes the deployment's rate limit
-// (rate-limit.ts) and the user's period quota (event-quota.ts), then its events are handed to the
-// usage queue (enqueue.ts) and the caller is answered; the queue's consumer stores them with
+// (rate-limit.ts) and the user's period quota (event-quota.ts), then it is handed to the usage
+// queue as one message (enqueue.ts) and the caller is answered; the queue's consumer stores them with
 // dedupe and meters them (services/metering/usage-queue.ts). Nothing is written to D1 on the
 // response path, so a report costs the caller a signature check and a queue send. Both doors
 // (the TelemetrySink entrypoint and the HTTP route) call ingestTelemetryReport. Only verified
@@ -11,9 +11,9 @@ import type { Db } from "../../db/client";
 import { describeError, logWarn } from "../../lib/logger";
 import type { TierLimitsByTier } from "../usage/tiers";
 import { getUserTier } from "../usage/user-tier";
-import { enqueueTelemetryEvents, type TelemetryQueue, telemetryMetricsEvents } from "./enqueue";
+import { enqueueTelemetryReport, type TelemetryQueue } from "./enqueue";
 import { admitTelemetryEvents } from "./event-quota";
-import { takeTelemetryTokens } from "./rate-limit";
+import { returnTelemetryTokens, takeTelemetryTokens } from "./rate-limit";
 import { type TelemetryCaller, type TelemetryReport, telemetryProblem, verifyTelemetryReport } from "./verify-report";
 
 /**
@@ -96,11 +96,11 @@ export async function ingestTelemetryReport(
   }
 
   try {
-    await enqueueTelemetryEvents(deps.usageQueue, telemetryMetricsEvents(deployment, events, now));
+    await enqueueTelemetryReport(deps.usageQueue, deployment, events, now);
   } catch (err) {
-    // Not queued, so not admitted: the caller retries the whole report (events a partial send
-    // did queue are then dropped as duplicates by the consumer).
+    // Not queued, so not admitted: the caller retries the whole report.
     quota.release(events.length);
+    returnTelemetryTokens(deployment.deploymentId, events.length);
     logWarn("telemetry_enqueue_failed", {
       deploymentId: deployment.deploymentId,
       events: events.length,
