@@ -238,7 +238,7 @@ describe("the consumer's writes", () => {
     });
   }
 
-  it("writes a batch of full reports in chunks of at most 500 events", async () => {
+  it("writes a batch in chunks of at most 100 events: one per full report, small messages together", async () => {
     const dep = await seedDeployment();
     const writes: number[] = [];
     const counting = createDb({
@@ -248,11 +248,19 @@ describe("the consumer's writes", () => {
         return env.DB.batch(statements);
       },
     } as unknown as D1Database);
-    const result = await runBatch(await fullReports(dep, 7), counting);
-    expect(result.explicitAcks).toHaveLength(7);
-    expect(writes).toHaveLength(2); // 500 + 200 events
-    expect(await storedCount(dep.deploymentId)).toBe(700);
-    expect(await billedTelemetryEvents(dep.userId)).toBe(700);
+    const small = (n: number) =>
+      telemetryReportMessages(
+        dep,
+        Array.from({ length: n }, () => TelemetryEventSchema.parse(telemetryEvent(dep))),
+        Date.now(),
+      )[0];
+    const bodies = [...(await fullReports(dep, 3)), small(40), small(60), small(1)];
+    const result = await runBatch(bodies, counting);
+    expect(result.explicitAcks).toHaveLength(6);
+    // 100, 100, 100, then 40 + 60 together, then 1: three or four statements each.
+    expect(writes).toHaveLength(5);
+    expect(await storedCount(dep.deploymentId)).toBe(401);
+    expect(await billedTelemetryEvents(dep.userId)).toBe(401);
   });
 
   it("keeps the chunks written when a later one fails, and retries only the messages not stored", async () => {
@@ -265,13 +273,11 @@ describe("the consumer's writes", () => {
         return env.DB.batch(statements);
       },
     } as unknown as D1Database);
-    const result = await runBatch(await fullReports(dep, 12), failingSecond);
+    const result = await runBatch(await fullReports(dep, 4), failingSecond);
     expect(calls).toBe(2); // the third chunk is not tried against a failing D1
-    expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2", "m3", "m4"]);
-    expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(
-      ["m5", "m6", "m7", "m8", "m9", "m10", "m11"].sort(),
-    );
-    expect(await storedCount(dep.deploymentId)).toBe(500);
+    expect(result.explicitAcks).toEqual(["m0"]);
+    expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(["m1", "m2", "m3"]);
+    expect(await storedCount(dep.deploymentId)).toBe(100);
   });
 });
 

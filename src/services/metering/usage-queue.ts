@@ -4,7 +4,7 @@
 // services/telemetry/enqueue.ts, checked against its schema). The batch's events are written in
 // chunks of at most USAGE_WRITE_MAX_EVENTS, each three or four D1 statements (see
 // record-events.ts) — what keeps metering far below one D1 write per event: a batch of 100
-// measurements is one chunk, a batch of 100 full telemetry reports twenty.
+// measurements is one chunk, a batch of 100 full telemetry reports a hundred.
 import type { Db } from "../../db/client";
 import { backoffSeconds } from "../../lib/backoff";
 import { describeError, logError, logWarn } from "../../lib/logger";
@@ -13,10 +13,12 @@ import { type MetricsEvent, MetricsEventSchema } from "./event";
 import { recordEvents } from "./record-events";
 
 /**
- * Most events one D1 write carries: their rows travel as one JSON parameter (record-events.ts),
- * here at most a few hundred KB, far below D1's 2 MB limit on a value.
+ * Most events one D1 write carries: what a full batch of gateway measurements holds, so a write is
+ * never larger than before telemetry reports shared the queue. Larger writes would save a few
+ * statements but hold local D1 (and the requests waiting behind it) longer: measured in
+ * bench/results/2026-12-01-b4-telemetry-queue.md.
  */
-export const USAGE_WRITE_MAX_EVENTS = 500;
+export const USAGE_WRITE_MAX_EVENTS = 100;
 
 /** Backoff of a batch that failed to land in D1. */
 export const USAGE_RETRY = { baseSeconds: 2, maxSeconds: 300 };
