@@ -11,6 +11,7 @@ import type { CleanupAgentScriptsJob } from "./services/cleanup/cleanup";
 import type { DeployJob } from "./services/deployments/deploy-job";
 import { type ModelProvider, parseModelProviders } from "./services/egress/providers";
 import type { MetricsEvent } from "./services/metering/event";
+import type { TelemetryReportMessage } from "./services/telemetry/enqueue";
 import { parseTierLimits, type TierLimitsByTier } from "./services/usage/tiers";
 import type { DeliveryPolicy } from "./services/webhooks/deliver";
 import type { WebhookDeliveryJob } from "./services/webhooks/queue";
@@ -18,7 +19,8 @@ import type { WebhookDeliveryJob } from "./services/webhooks/queue";
 export interface Env {
   DB: D1Database;
   DEPLOY_QUEUE: Queue<DeployJob | CleanupAgentScriptsJob>;
-  USAGE_QUEUE: Queue<MetricsEvent>;
+  /** Gateway measurements (metrics events) and verified telemetry reports, one per message. */
+  USAGE_QUEUE: Queue<MetricsEvent | TelemetryReportMessage>;
   /** Lifecycle webhook deliveries (src/services/webhooks/deliver.ts). */
   WEBHOOK_QUEUE: Queue<WebhookDeliveryJob>;
   /** Deployment bundles, content-addressed (src/services/deployments/artifacts.ts). */

@@ -10,7 +10,9 @@ import { DEFAULT_TIER_LIMITS } from "../src/services/usage/tiers";
 import { newUser } from "./helpers/auth";
 import { insertGatewayEvent, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
 import { call, expectProblem, json } from "./helpers/http";
+import { drainUsageQueue } from "./helpers/usage-queue";
 
+/** Reports signed telemetry and waits until the usage queue's consumer has stored it. */
 async function reportOk(dep: Awaited<ReturnType<typeof seedDeployment>>, events: Record<string, unknown>[]) {
   const body = JSON.stringify({ events });
   const res = await call("POST", "/v1/telemetry/report", {
@@ -21,7 +23,8 @@ async function reportOk(dep: Awaited<ReturnType<typeof seedDeployment>>, events:
     },
     rawBody: body,
   });
-  expect(res.status).toBe(200);
+  expect(res.status).toBe(202);
+  await drainUsageQueue();
 }
 
 function currentPeriodKey(): string {
@@ -299,7 +302,7 @@ describe("OpenAPI document", () => {
       "x-telemetry-deployment-id",
       "x-telemetry-signature",
     ]);
-    expect(Object.keys(report.responses).sort()).toEqual(["200", "400", "401", "413", "415", "429"]);
+    expect(Object.keys(report.responses).sort()).toEqual(["202", "400", "401", "413", "415", "429", "503"]);
     expect(report.requestBody.content["application/json"].schema).toBeDefined();
     const recent = doc.paths["/v1/metrics/recent"].get;
     expect(recent.parameters.map((p: { name: string }) => p.name).sort()).toEqual(["agentId", "limit", "sinceMs"]);

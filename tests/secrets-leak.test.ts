@@ -122,7 +122,7 @@ describe("secrets at rest: no plaintext in responses or logs", () => {
         },
         rawBody: event,
       });
-    expect((await seen(await report(await signTelemetry(key, event)))).status).toBe(200);
+    expect((await seen(await report(await signTelemetry(key, event)))).status).toBe(202);
     expect((await seen(await report(`v1=${"0".repeat(64)}`))).status).toBe(401);
     expect((await seen(await report(await signTelemetry(key, `${event} `)))).status).toBe(401);
 

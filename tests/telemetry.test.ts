@@ -9,6 +9,7 @@ import { newId } from "../src/lib/ids";
 import { TELEMETRY_MAX_BATCH_EVENTS, TELEMETRY_MAX_BODY_BYTES } from "../src/services/telemetry/event";
 import { type SeededDeployment, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
 import { call, expectProblem, json } from "./helpers/http";
+import { drainUsageQueue } from "./helpers/usage-queue";
 
 const HOUR = 60 * 60 * 1000;
 
@@ -24,7 +25,9 @@ async function report(dep: SeededDeployment, body: string, opts: ReportOpts = {}
   return call("POST", "/v1/telemetry/report", { headers, rawBody: body });
 }
 
+/** The deployment's stored telemetry, once everything queued so far has been consumed. */
 async function storedTelemetry(deploymentId: string) {
+  await drainUsageQueue();
   return createDb(env.DB)
     .select()
     .from(metricsEvents)
@@ -32,12 +35,12 @@ async function storedTelemetry(deploymentId: string) {
 }
 
 describe("POST /v1/telemetry/report: accepted reports", () => {
-  it("stores a single signed event and answers { accepted, duplicates }", async () => {
+  it("answers 202 { accepted, queued } and stores the event once the queue is consumed", async () => {
     const dep = await seedDeployment();
     const event = telemetryEvent(dep, { traceId: "trace-1", usage: { inputTokens: 7, outputTokens: 11 } });
     const res = await report(dep, JSON.stringify(event));
-    expect(res.status).toBe(200);
-    expect(await json(res)).toEqual({ accepted: 1, duplicates: 0 });
+    expect(res.status).toBe(202);
+    expect(await json(res)).toEqual({ accepted: 1, queued: true });
     const rows = await storedTelemetry(dep.deploymentId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
@@ -67,7 +70,7 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
       telemetryEvent(dep),
     ];
     const res = await report(dep, JSON.stringify({ events }));
-    expect(await json(res)).toEqual({ accepted: 3, duplicates: 0 });
+    expect(await json(res)).toEqual({ accepted: 3, queued: true });
     expect(await storedTelemetry(dep.deploymentId)).toHaveLength(3);
   });
 
@@ -75,14 +78,18 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
     const dep = await seedDeployment();
     const events = Array.from({ length: TELEMETRY_MAX_BATCH_EVENTS }, () => telemetryEvent(dep, { usage: undefined }));
     const res = await report(dep, JSON.stringify({ events }));
-    expect(await json(res)).toEqual({ accepted: TELEMETRY_MAX_BATCH_EVENTS, duplicates: 0 });
+    expect(await json(res)).toEqual({ accepted: TELEMETRY_MAX_BATCH_EVENTS, queued: true });
+    expect(await storedTelemetry(dep.deploymentId)).toHaveLength(TELEMETRY_MAX_BATCH_EVENTS);
   });
 
-  it("counts a replayed report once and answers the replay with duplicates", async () => {
+  it("stores a replayed report once: the replay is queued too and dropped by the consumer", async () => {
     const dep = await seedDeployment();
     const body = JSON.stringify(telemetryEvent(dep));
-    expect(await json(await report(dep, body))).toEqual({ accepted: 1, duplicates: 0 });
-    expect(await json(await report(dep, body))).toEqual({ accepted: 0, duplicates: 1 });
+    expect(await json(await report(dep, body))).toEqual({ accepted: 1, queued: true });
+    expect(await storedTelemetry(dep.deploymentId)).toHaveLength(1);
+    // Replayed after the first copy was stored, and again while nothing has been consumed yet.
+    expect(await json(await report(dep, body))).toEqual({ accepted: 1, queued: true });
+    expect(await json(await report(dep, body))).toEqual({ accepted: 1, queued: true });
     expect(await storedTelemetry(dep.deploymentId)).toHaveLength(1);
   });
 
@@ -95,10 +102,18 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
       ],
     });
     await report(dep, body);
-    expect(await json(await report(dep, body))).toEqual({ accepted: 0, duplicates: 2 });
+    expect(await json(await report(dep, body))).toEqual({ accepted: 2, queued: true });
+    await drainUsageQueue();
     const rows = await createDb(env.DB).select().from(billingUsage).where(eq(billingUsage.agentId, dep.agentId));
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ userId: dep.userId, inputTokens: 5, outputTokens: 6, requests: 0, errors: 0 });
+    expect(rows[0]).toMatchObject({
+      userId: dep.userId,
+      inputTokens: 5,
+      outputTokens: 6,
+      requests: 0,
+      errors: 0,
+      telemetryEvents: 2,
+    });
   });
 
   it("dedupes by eventId, else by traceId, within a batch and across reports", async () => {
@@ -116,9 +131,9 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
         ],
       }),
     );
-    expect(await json(first)).toEqual({ accepted: 3, duplicates: 2 });
+    expect(await json(first)).toEqual({ accepted: 5, queued: true });
     const again = await report(dep, JSON.stringify(telemetryEvent(dep, { eventId: undefined, traceId: "t-1" })));
-    expect(await json(again)).toEqual({ accepted: 0, duplicates: 1 });
+    expect(await json(again)).toEqual({ accepted: 1, queued: true });
     const rows = await storedTelemetry(dep.deploymentId);
     expect(rows.map((r) => r.dedupeKey).sort()).toEqual(["event:same", "event:t-1", "trace:t-1"]);
     expect(rows.find((r) => r.dedupeKey === "event:same")?.durationMs).toBe(12);
@@ -129,24 +144,26 @@ describe("POST /v1/telemetry/report: accepted reports", () => {
     const b = await seedDeployment();
     expect(await json(await report(a, JSON.stringify(telemetryEvent(a, { eventId: "shared" }))))).toEqual({
       accepted: 1,
-      duplicates: 0,
+      queued: true,
     });
     expect(await json(await report(b, JSON.stringify(telemetryEvent(b, { eventId: "shared" }))))).toEqual({
       accepted: 1,
-      duplicates: 0,
+      queued: true,
     });
+    expect(await storedTelemetry(a.deploymentId)).toHaveLength(1);
+    expect(await storedTelemetry(b.deploymentId)).toHaveLength(1);
   });
 
   it("accepts events at the edges of the time window", async () => {
     const dep = await seedDeployment();
     const now = Date.now();
     const events = [telemetryEvent(dep, { ts: now - 23 * HOUR }), telemetryEvent(dep, { ts: now + 4 * 60_000 })];
-    expect(await json(await report(dep, JSON.stringify({ events })))).toEqual({ accepted: 2, duplicates: 0 });
+    expect(await json(await report(dep, JSON.stringify({ events })))).toEqual({ accepted: 2, queued: true });
   });
 
   it("verifies a deployment whose stored secret is the base64url text rather than raw bytes", async () => {
     const dep = await seedDeployment({ plaintext: "base64url" });
-    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(202);
   });
 });
 
@@ -160,10 +177,10 @@ describe("the per-isolate deployment key cache", () => {
 
   it("reuses a deployment's decrypted key instead of reading D1 for every report", async () => {
     const dep = await seedDeployment();
-    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(202);
     // Deployments are immutable; were the key read again, this unreadable envelope would fail.
     await setCiphertext(dep.deploymentId, "v1.unknown.AAAA.AAAA");
-    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(202);
   });
 
   it("does not remember a key that failed to decrypt (500), and recovers once it decrypts", async () => {
@@ -175,7 +192,7 @@ describe("the per-isolate deployment key cache", () => {
     await setCiphertext(dep.deploymentId, "v1.unknown.AAAA.AAAA");
     await expectProblem(await report(dep, JSON.stringify(telemetryEvent(dep))), 500, "internal_error");
     await setCiphertext(dep.deploymentId, row!.sealed);
-    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(200);
+    expect((await report(dep, JSON.stringify(telemetryEvent(dep)))).status).toBe(202);
   });
 });
 
@@ -469,7 +486,7 @@ describe("POST /v1/telemetry/report: content checks (400, 413, 415)", () => {
     const res = await report(dep, JSON.stringify(telemetryEvent(dep)), {
       headers: { authorization: "Bearer nonsense" },
     });
-    expect(res.status).toBe(200);
+    expect(res.status).toBe(202);
   });
 });
 
@@ -495,8 +512,9 @@ describe("TelemetrySink RPC entrypoint", () => {
   it("accepts a signed report over a plain service binding (no props, namespace mode)", async () => {
     const dep = await seedDeployment();
     const input = await rpcInput(dep);
-    expect(await sink().report(input)).toEqual({ accepted: 1, duplicates: 0 });
-    expect(await sink().report(input)).toEqual({ accepted: 0, duplicates: 1 });
+    expect(await sink().report(input)).toEqual({ accepted: 1, queued: true });
+    expect(await sink().report(input)).toEqual({ accepted: 1, queued: true });
+    expect(await storedTelemetry(dep.deploymentId)).toHaveLength(1);
   });
 
   it("accepts a report whose props name the same deployment, user and agent", async () => {
@@ -504,7 +522,8 @@ describe("TelemetrySink RPC entrypoint", () => {
     const props = { userId: dep.userId, agentId: dep.agentId, deploymentId: dep.deploymentId };
     const body = JSON.stringify({ events: [telemetryEvent(dep), telemetryEvent(dep)] });
     const input = { body, signature: await signTelemetry(dep.secret, body), deploymentId: dep.deploymentId };
-    expect(await sink(props).report(input)).toEqual({ accepted: 2, duplicates: 0 });
+    expect(await sink(props).report(input)).toEqual({ accepted: 2, queued: true });
+    expect(await storedTelemetry(dep.deploymentId)).toHaveLength(2);
   });
 
   it("refuses a binding of deployment A reporting for deployment B, even with B's secret", async () => {
@@ -579,7 +598,8 @@ describe("TelemetrySink RPC entrypoint", () => {
     const ask = (body: unknown) =>
       worker.getEntrypoint().fetch("http://agent/", { method: "POST", body: JSON.stringify(body) });
     const ok = await ask(input);
-    expect(await ok.json()).toEqual({ accepted: 1, duplicates: 0 });
+    expect(await ok.json()).toEqual({ accepted: 1, queued: true });
+    expect(await storedTelemetry(dep.deploymentId)).toHaveLength(1);
     const other = await seedDeployment();
     const refused = await ask(await rpcInput(other));
     expect(refused.status).toBe(500);

@@ -374,7 +374,7 @@ export interface paths {
         put?: never;
         /**
          * Report signed telemetry events for a deployment
-         * @description Authenticated by `X-Telemetry-Signature: v1=<lowercase hex HMAC-SHA256 of the exact body bytes>` under the deployment's telemetry secret (the base64url-decoded TELEMETRY_SECRET). The body is one event or `{ "events": [...] }` with at most 100 events and 65536 bytes. Problems carry a `check` field naming the verification step that failed.
+         * @description Authenticated by `X-Telemetry-Signature: v1=<lowercase hex HMAC-SHA256 of the exact body bytes>` under the deployment's telemetry secret (the base64url-decoded TELEMETRY_SECRET). The body is one event or `{ "events": [...] }` with at most 100 events and 65536 bytes. The answer (202) means verified and durably queued: the events are stored within seconds, duplicates dropped then. Problems carry a `check` field naming the verification step that failed.
          */
         post: operations["reportTelemetry"];
         delete?: never;
@@ -974,10 +974,13 @@ export interface components {
             runId?: string;
         };
         TelemetryReportResult: {
-            /** @description Events stored by this report */
+            /** @description Events of this report verified and queued for storage */
             accepted: number;
-            /** @description Events already stored (same eventId, else traceId) */
-            duplicates: number;
+            /**
+             * @description The events are durably queued, not yet stored: they are stored within seconds, and an event already stored (same eventId, else traceId) is then dropped as a duplicate
+             * @enum {boolean}
+             */
+            queued: true;
         };
         MetricsEvent: {
             id: string;
@@ -4086,8 +4089,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Stored (or recognised as duplicates) */
-            200: {
+            /** @description Verified and queued for storage (duplicates are dropped when stored) */
+            202: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
@@ -4138,6 +4141,17 @@ export interface operations {
             };
             /** @description The deployment's telemetry rate (`rate_limited`, check `rate_limit`) or the user's telemetry events for the month (`usage_limit_exceeded`, check `event_quota`) are used up; see Retry-After */
             429: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The queue refused the report (`service_unavailable`, check `enqueue`): nothing was accepted; retry after Retry-After */
+            503: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
                     "Retry-After": components["headers"]["RetryAfter"];

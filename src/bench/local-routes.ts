@@ -50,7 +50,7 @@ async function handleBench(request: Request, path: string, env: Env, ctx: Execut
   }
   if (path === "/__bench/noop" && (request.method === "POST" || request.method === "GET")) {
     if (request.method === "POST") await request.arrayBuffer();
-    return Response.json({ accepted: 0, duplicates: 0 });
+    return Response.json({ accepted: 0, queued: true });
   }
   if (path === "/__bench/d1-statements" && request.method === "GET") return Response.json(statementCounts());
   if (path === "/__bench/fetch" && request.method === "POST") return directFetches(request);

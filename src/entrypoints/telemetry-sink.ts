@@ -41,9 +41,13 @@ export class TelemetrySink extends WorkerEntrypoint<Env, TelemetrySinkProps> {
           "`body` must be the exact JSON text that was signed",
         );
       }
-      const { db, keyring, tierLimits, waitUntil } = composeServices(this.env, this.ctx, await getConfig(this.env));
+      const { db, keyring, tierLimits, usageQueue, waitUntil } = composeServices(
+        this.env,
+        this.ctx,
+        await getConfig(this.env),
+      );
       const result = await ingestTelemetryReport(
-        { db, keyring, tierLimits, waitUntil },
+        { db, keyring, tierLimits, usageQueue, waitUntil },
         {
           body: utf8.encode(input.body),
           signature: typeof input.signature === "string" ? input.signature : undefined,
@@ -51,7 +55,7 @@ export class TelemetrySink extends WorkerEntrypoint<Env, TelemetrySinkProps> {
         },
         caller,
       );
-      outcome = { status: 200, ...result };
+      outcome = { status: 202, accepted: result.accepted };
       return result;
     } catch (err) {
       const problem = toApiError(err, requestId, "rpc:TelemetrySink.report");

@@ -226,7 +226,7 @@ const ROWS: RowSpec[] = [
     route: "POST /v1/telemetry/report",
     variant: "correctly signed",
     request: (w) => telemetryReport(w, true),
-    expect: publicRoute(200),
+    expect: publicRoute(202),
   },
   {
     route: "POST /v1/telemetry/report",

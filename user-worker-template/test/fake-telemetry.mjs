@@ -11,7 +11,7 @@ export class FakeTelemetry extends WorkerEntrypoint {
     list.push(input);
     calls.set(input.deploymentId, list);
     if (input.deploymentId.startsWith("fail-")) throw new Error("telemetry sink is down");
-    return { accepted: 1, duplicates: 0 };
+    return { accepted: 1, queued: true }; // the real sink's answer (src/services/telemetry/ingest.ts)
   }
 
   reportsFor(deploymentId) {

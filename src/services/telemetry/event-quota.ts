@@ -5,11 +5,17 @@
 // by concurrent reports), and counts its own admissions in between, so a report costs no D1 read.
 // Counts only grow within a period, so a refresh raises the count to max(D1, local).
 //
-// A report is admitted whole (all its events fit) or refused whole. Its events are counted when
-// admitted; those the insert then finds to be duplicates (or that are never stored because the
-// write failed) are given back, so replays do not use up the quota. Several isolates admitting at
-// once can overshoot the limit by what each admits before its next refresh — the same bound as
-// for invocations (docs/operations.md).
+// A report is admitted whole (all its events fit) or refused whole, and its events are counted
+// when admitted — duplicates included. The events are stored later by the usage queue's consumer
+// (services/metering/usage-queue.ts), the only place that learns which were duplicates, and it runs wherever the queue
+// delivers, not in the isolate that admitted them, so it cannot give them back. A replay therefore
+// uses this isolate's count like a new event (until the period ends or the isolate is recycled),
+// while billing_usage.telemetry_events — what usage shows, what a fresh isolate starts from —
+// counts only stored events. The quota is a bound against floods, and a replay costs the gateway
+// the same verification and queueing work as a new event; billing stays exact. Events that could
+// not be queued are given back (`release`). Several isolates admitting at once can overshoot the
+// limit by what each admits before its next refresh — the same bound as for invocations
+// (docs/operations.md).
 import { and, eq, sum } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { billingUsage } from "../../db/schema";

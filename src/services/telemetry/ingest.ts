@@ -1,26 +1,37 @@
 // Telemetry ingest: a report that verify-report.ts accepted passes the deployment's rate limit
-// (rate-limit.ts) and the user's period quota (event-quota.ts), then is stored, append-only with
-// dedupe, through the metering writer. Both doors (the TelemetrySink entrypoint and the HTTP
-// route) call ingestTelemetryReport. Only verified reports count against either limit, so nobody
-// without the deployment's secret can use up its allowance.
+// (rate-limit.ts) and the user's period quota (event-quota.ts), then it is handed to the usage
+// queue as one message (enqueue.ts) and the caller is answered; the queue's consumer stores them with
+// dedupe and meters them (services/metering/usage-queue.ts). Nothing is written to D1 on the
+// response path, so a report costs the caller a signature check and a queue send. Both doors
+// (the TelemetrySink entrypoint and the HTTP route) call ingestTelemetryReport. Only verified
+// reports count against either limit, so nobody without the deployment's secret can use up its
+// allowance.
 import type { Keyring } from "../../crypto/keys";
 import type { Db } from "../../db/client";
-import { newId } from "../../lib/ids";
-import { metricsEvent } from "../metering/event";
-import { recordEvents } from "../metering/record-events";
+import { describeError, logWarn } from "../../lib/logger";
 import type { TierLimitsByTier } from "../usage/tiers";
 import { getUserTier } from "../usage/user-tier";
-import { dedupeKeyOf, type TelemetryEvent } from "./event";
+import { enqueueTelemetryReport, type TelemetryQueue } from "./enqueue";
 import { admitTelemetryEvents } from "./event-quota";
-import { takeTelemetryTokens } from "./rate-limit";
+import { returnTelemetryTokens, takeTelemetryTokens } from "./rate-limit";
 import { type TelemetryCaller, type TelemetryReport, telemetryProblem, verifyTelemetryReport } from "./verify-report";
 
-export type TelemetryResult = { accepted: number; duplicates: number };
+/**
+ * What a report's answer promises: its `accepted` events were verified and are durably queued;
+ * they are stored within seconds, where an event already stored (same eventId, else traceId) is
+ * dropped as a duplicate. Whether an event was a duplicate is not known when the answer is given.
+ */
+export type TelemetryResult = { accepted: number; queued: true };
+
+/** Seconds a caller is told to wait after the queue refused a report. */
+export const TELEMETRY_ENQUEUE_RETRY_SECONDS = 5;
 
 export type TelemetryIngestDeps = {
   db: Db;
   keyring: Keyring;
   tierLimits: TierLimitsByTier;
+  /** The usage queue (USAGE_QUEUE): where verified events go to be stored. */
+  usageQueue: TelemetryQueue;
   now?: number;
   waitUntil?: (promise: Promise<unknown>) => void;
 };
@@ -84,51 +95,24 @@ export async function ingestTelemetryReport(
     );
   }
 
-  let accepted = 0;
   try {
-    accepted = await insertEvents(deps.db, deployment, events, now);
-  } finally {
-    // Duplicates (and events of a failed write) were never stored: they do not count.
-    quota.release(events.length - accepted);
+    await enqueueTelemetryReport(deps.usageQueue, deployment, events, now);
+  } catch (err) {
+    // Not queued, so not admitted: the caller retries the whole report.
+    quota.release(events.length);
+    returnTelemetryTokens(deployment.deploymentId, events.length);
+    logWarn("telemetry_enqueue_failed", {
+      deploymentId: deployment.deploymentId,
+      events: events.length,
+      error: describeError(err),
+    });
+    throw telemetryProblem(
+      "service_unavailable",
+      "enqueue",
+      `the telemetry queue is unavailable; the report was not accepted, retry after ${TELEMETRY_ENQUEUE_RETRY_SECONDS} s`,
+      undefined,
+      { headers: { "retry-after": String(TELEMETRY_ENQUEUE_RETRY_SECONDS) } },
+    );
   }
-  return { accepted, duplicates: events.length - accepted };
-}
-
-/**
- * Stored through the metering writer shared with the gateway's own measurements: one D1 batch
- * for any number of events, ON CONFLICT on the dedupe index drops replays (also duplicates inside
- * the same report), and billing_usage is incremented from exactly the rows inserted. The insert's
- * changed-row count is what was really new.
- */
-async function insertEvents(
-  db: Db,
-  deployment: { deploymentId: string; userId: string; agentId: string },
-  events: TelemetryEvent[],
-  now: number,
-): Promise<number> {
-  const { inserted } = await recordEvents(
-    db,
-    events.map((e) =>
-      metricsEvent({
-        id: newId("event", now),
-        userId: deployment.userId,
-        agentId: deployment.agentId,
-        deploymentId: deployment.deploymentId,
-        source: "telemetry",
-        dedupeKey: dedupeKeyOf(e),
-        eventId: e.eventId,
-        traceId: e.traceId,
-        runtimeProvider: e.runtimeProvider,
-        kind: e.kind,
-        ts: e.ts,
-        durationMs: e.durationMs,
-        status: e.status,
-        errorCode: e.errorCode,
-        inputTokens: e.usage?.inputTokens,
-        outputTokens: e.usage?.outputTokens,
-        receivedAt: now,
-      }),
-    ),
-  );
-  return inserted;
+  return { accepted: events.length, queued: true };
 }

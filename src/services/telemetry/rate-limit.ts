@@ -2,7 +2,8 @@
 // deployment that holds at most a minute's worth of events and refills at limit/60 events per
 // second, so a deployment may send a burst of up to its per-minute limit and then its steady rate.
 // A report costs one token per event (a batch of 100 costs 100) and is admitted whole or not at
-// all; a refused report costs nothing.
+// all; a refused report costs nothing, nor does one the queue then failed to take
+// (returnTelemetryTokens).
 //
 // The buckets live in this isolate's memory: the limit is exact within one isolate, and the
 // global rate a deployment can reach is the limit times the number of isolates that happen to
@@ -54,4 +55,13 @@ export function takeTelemetryTokens(
     retryAfterSeconds: Math.max(1, Math.ceil(missing / perMs / 1000)),
     perMinute: input.perMinute,
   };
+}
+
+/**
+ * Gives back tokens a report took but did not use (the queue refused it): a report that was not
+ * accepted costs nothing, like a refused one, so its retry is not rate limited by itself.
+ */
+export function returnTelemetryTokens(deploymentId: string, cost: number): void {
+  const bucket = buckets.get(deploymentId);
+  if (bucket) bucket.tokens = Math.min(bucket.perMinute, bucket.tokens + Math.max(0, cost));
 }

@@ -2,7 +2,7 @@
 // TELEMETRY binding) and POST /v1/telemetry/report (runtimes outside Cloudflare). In order:
 // headers present and well-formed → caller identity (ctx.props) → deployment key → constant-time
 // HMAC over the exact bytes → JSON → shape and batch size → each event's schema → identity
-// against the deployment row → time window. What passes is stored by ingest.ts.
+// against the deployment row → time window. What passes is queued for storage by ingest.ts.
 //
 // Every rejection is a problem whose `check` names the step that failed. An unknown deployment id
 // answers exactly like a wrong signature (401 `signature_mismatch`, after a dummy HMAC check of
@@ -37,7 +37,8 @@ export type TelemetryCheck =
   | "identity_mismatch"
   | "event_time"
   | "rate_limit"
-  | "event_quota";
+  | "event_quota"
+  | "enqueue";
 
 export type TelemetryReport = {
   /** The exact bytes that were signed. */

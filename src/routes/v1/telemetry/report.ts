@@ -16,8 +16,12 @@ const TELEMETRY_REPORT_PATH = "/v1/telemetry/report";
 
 const ReportResultSchema = z
   .object({
-    accepted: z.number().int().openapi({ description: "Events stored by this report" }),
-    duplicates: z.number().int().openapi({ description: "Events already stored (same eventId, else traceId)" }),
+    accepted: z.number().int().openapi({ description: "Events of this report verified and queued for storage" }),
+    queued: z.literal(true).openapi({
+      description:
+        "The events are durably queued, not yet stored: they are stored within seconds, and an event " +
+        "already stored (same eventId, else traceId) is then dropped as a duplicate",
+    }),
   })
   .openapi("TelemetryReportResult");
 
@@ -31,7 +35,8 @@ const route = createRoute({
     "Authenticated by `X-Telemetry-Signature: v1=<lowercase hex HMAC-SHA256 of the exact body bytes>` under the " +
     "deployment's telemetry secret (the base64url-decoded TELEMETRY_SECRET). The body is one event or " +
     `\`{ "events": [...] }\` with at most ${TELEMETRY_MAX_BATCH_EVENTS} events and ${TELEMETRY_MAX_BODY_BYTES} bytes. ` +
-    "Problems carry a `check` field naming the verification step that failed.",
+    "The answer (202) means verified and durably queued: the events are stored within seconds, duplicates " +
+    "dropped then. Problems carry a `check` field naming the verification step that failed.",
   request: {
     headers: z.object({
       "x-telemetry-signature": z.string().openapi({ example: `v1=${"0".repeat(64)}` }),
@@ -51,8 +56,8 @@ const route = createRoute({
   },
   responses: documentedResponses(
     {
-      200: {
-        description: "Stored (or recognised as duplicates)",
+      202: {
+        description: "Verified and queued for storage (duplicates are dropped when stored)",
         content: { "application/json": { schema: ReportResultSchema } },
       },
       400: problemDoc("Malformed JSON or an event that fails a check (schema, identity, time window, batch size)"),
@@ -62,6 +67,9 @@ const route = createRoute({
       429: problemDoc(
         "The deployment's telemetry rate (`rate_limited`, check `rate_limit`) or the user's telemetry events " +
           "for the month (`usage_limit_exceeded`, check `event_quota`) are used up; see Retry-After",
+      ),
+      503: problemDoc(
+        "The queue refused the report (`service_unavailable`, check `enqueue`): nothing was accepted; retry after Retry-After",
       ),
     },
     { idempotent: false },
@@ -74,15 +82,15 @@ export function registerTelemetryReport(app: App) {
   // Public (no bearer token: the signature is the credential), with its own body limit.
   app.post(TELEMETRY_REPORT_PATH, bodyGuard(TELEMETRY_MAX_BODY_BYTES), async (c) => {
     const body = new Uint8Array(await c.req.arrayBuffer());
-    const { db, keyring, tierLimits, waitUntil } = c.var.services;
+    const { db, keyring, tierLimits, usageQueue, waitUntil } = c.var.services;
     const result = await ingestTelemetryReport(
-      { db, keyring, tierLimits, waitUntil },
+      { db, keyring, tierLimits, usageQueue, waitUntil },
       {
         body,
         signature: c.req.header("x-telemetry-signature"),
         deploymentId: c.req.header("x-telemetry-deployment-id"),
       },
     );
-    return c.json(result, 200);
+    return c.json(result, 202);
   });
 }
