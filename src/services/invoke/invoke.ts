@@ -499,9 +499,7 @@ async function callAgentForRun(deps: CallDeps, inv: Invocation, run: RunHandle, 
     runId: run.id,
     recorder: run.recorder,
     started: run.started,
-    // Sent as soon as the first event is handed to the client, not on a timer: a timer can wait
-    // behind a long burst of events (and the run be unreadable meanwhile).
-    onFirstEvent: run.begin,
+    beginRecord: run.begin,
     cancelled: run.cancelled,
     events,
     relayEnd,

@@ -27,8 +27,14 @@ export type DriveOptions = {
   recorder: RunRecorderApi;
   /** The Durable Object's `start`; every append waits for it. */
   started: Promise<void>;
-  /** Called once the first event has been handed to the client (the run's record is made then). */
-  onFirstEvent: () => void;
+  /**
+   * Makes the run's record (idempotent). Called on a timer once the first event has been handed to
+   * the client, so that event leaves before the Durable Object is touched (under wrangler dev a new
+   * object's storage is created on the gateway's thread and would hold the event back); and at
+   * once with the second event, so a burst of events, during which a timer does not fire, cannot
+   * leave the run unrecorded (unreadable) for as long as the burst lasts.
+   */
+  beginRecord: () => void;
   /** Resolves true when the run is cancelled (the Durable Object's `untilCancelled`). */
   cancelled: Promise<boolean>;
   /** The relayed events, one chunk per event (relaySse). Its `cancel(reason)` ends the relay with that code. */
@@ -117,7 +123,8 @@ export function driveRun(opts: DriveOptions): ReadableStream<Uint8Array> | null 
     seq++;
     bytes += utf8.encode(block).byteLength;
     toClient(withId(seq, block));
-    if (seq === 1) opts.onFirstEvent();
+    if (seq === 1) setTimeout(opts.beginRecord, 0);
+    else if (seq === 2) opts.beginRecord();
     queue.push(block);
     record();
   };
