@@ -127,7 +127,7 @@ export async function startAgentHost(options: AgentHostOptions): Promise<AgentHo
         await start();
         return;
       } catch (err) {
-        const error = err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
+        const error = err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
         note({ at: Date.now(), kind: "start_failed", error });
         log(`[watchdog] the agent host failed to start (attempt ${attempt}): ${error}`);
         await current?.stop(stopGraceMs);

@@ -8,9 +8,15 @@
 // host's own door entrypoints, made here with the agent's identity as props. Each door forwards
 // to the gateway's HostBridge with that identity; the agent never holds a binding to the gateway.
 import { WorkerEntrypoint } from "cloudflare:workers";
+import {
+  type AgentHostApi,
+  type HostBridgeApi,
+  type HostFailure,
+  type HostInvokeTarget,
+  toHostFailure,
+} from "../runtime/host/protocol";
 import { createLoaderRuntime } from "../runtime/loader";
-import type { AgentHostApi, HostBridgeApi, HostFailure, HostInvokeTarget } from "../runtime/host/protocol";
-import { type DeploymentBundle, RuntimeError, type RuntimeLimits } from "../runtime/types";
+import type { DeploymentBundle, RuntimeLimits } from "../runtime/types";
 import type { TelemetryBindingProps } from "../runtime/user-script";
 
 export type HostEnv = {
@@ -24,15 +30,6 @@ type HostExports = {
   HostEgress(options: { props: TelemetryBindingProps }): Fetcher;
   HostTail(options: { props: TelemetryBindingProps }): Fetcher;
 };
-
-/** A failure as a value: RPC would keep only the message of a thrown RuntimeError. */
-function asFailure(err: unknown): HostFailure {
-  if (err instanceof RuntimeError) {
-    return { hostFailure: { code: err.code, message: err.message, retryable: err.retryable, fault: err.fault } };
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return { hostFailure: { code: "exception", message: message.slice(0, 1000), retryable: false, fault: "agent" } };
-}
 
 export class AgentHost extends WorkerEntrypoint<HostEnv> implements AgentHostApi {
   private runtime() {
@@ -48,7 +45,7 @@ export class AgentHost extends WorkerEntrypoint<HostEnv> implements AgentHostApi
       await this.runtime().deploy(bundle);
       return { ok: true };
     } catch (err) {
-      return asFailure(err);
+      return toHostFailure(err);
     }
   }
 
@@ -61,7 +58,7 @@ export class AgentHost extends WorkerEntrypoint<HostEnv> implements AgentHostApi
     try {
       return await this.runtime().invoke({ ...target, loadBundle }, request, { limits });
     } catch (err) {
-      return asFailure(err);
+      return toHostFailure(err);
     }
   }
 }
@@ -88,7 +85,47 @@ export class HostEgress extends WorkerEntrypoint<HostEnv, TelemetryBindingProps>
 /** The agent's Tail Worker: its console lines and exceptions, to the gateway's LogTail. */
 export class HostTail extends WorkerEntrypoint<HostEnv, TelemetryBindingProps> {
   override async tail(events: TraceItem[]): Promise<void> {
-    await this.env.GATEWAY.storeLogs(this.ctx.props, events);
+    await this.env.GATEWAY.storeLogs(this.ctx.props, events.map(plainTrace));
+  }
+}
+
+/**
+ * A TraceItem as plain data: RPC cannot serialize the runtime's TraceItem ("does not support
+ * serialization"), so the host copies the fields the gateway's log capture reads
+ * (services/logs/capture.ts, CapturedTrace). A log line's message is copied through JSON, as the
+ * capture prints it anyway.
+ */
+export function plainTrace(trace: TraceItem): TraceItem {
+  const request =
+    trace.event && "request" in trace.event ? (trace.event as TraceItemFetchEventInfo).request : undefined;
+  const response =
+    trace.event && "response" in trace.event ? (trace.event as TraceItemFetchEventInfo).response : undefined;
+  const plain = {
+    outcome: trace.outcome,
+    truncated: trace.truncated,
+    eventTimestamp: trace.eventTimestamp,
+    event: request
+      ? {
+          request: { url: request.url, method: request.method, headers: { ...request.headers } },
+          ...(response ? { response: { status: response.status } } : {}),
+        }
+      : null,
+    logs: trace.logs.map((l) => ({ timestamp: l.timestamp, level: l.level, message: jsonSafe(l.message) })),
+    exceptions: trace.exceptions.map((e) => ({
+      timestamp: e.timestamp,
+      name: e.name,
+      message: e.message,
+      stack: e.stack,
+    })),
+  };
+  return plain as unknown as TraceItem;
+}
+
+function jsonSafe(value: unknown): unknown {
+  try {
+    return JSON.parse(JSON.stringify(value) ?? "null");
+  } catch {
+    return String(value);
   }
 }
 

@@ -58,7 +58,7 @@ function createCloudflareRuntime({ env, ctx, config }: RuntimeDeps): RuntimeProv
     case "host": {
       // The Worker Loader in a separate process (src/agent-host/), so agents cannot stall the gateway.
       if (!env.AGENT_HOST) throw new ConfigError("DISPATCH_MODE=host needs the AGENT_HOST service binding");
-      return createHostRuntime(env.AGENT_HOST as unknown as AgentHostApi);
+      return createHostRuntime(env.AGENT_HOST as unknown as AgentHostApi, { invokeTimeoutMs: config.invokeTimeoutMs });
     }
     case "namespace":
       return createNamespaceRuntime({ env, invokeTimeoutMs: config.invokeTimeoutMs });

@@ -155,7 +155,8 @@ describe("agent host (DISPATCH_MODE=host)", () => {
     const d = await settled(looping.agentId, looping.deploymentId, 60_000);
     const samples = await health.stop();
     expect(d.status).toBe("failed");
-    expect(d.errorMessage).toMatch(/top-level code did not finish within \d+ ms/);
+    // The deploy check's own deadline, or the watchdog restarting the host under it twice: either names the top level.
+    expect(d.errorMessage).toMatch(/^the bundle's top-level code did not finish/);
     // The deploy check's deadline (10 s) plus its margin, plus the queue: not minutes.
     expect(performance.now() - started).toBeLessThan(40_000);
     const slow = samples.filter((s) => s.status !== 200 || s.ms >= 1_000);

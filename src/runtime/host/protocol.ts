@@ -2,7 +2,13 @@
 // the host's RPC entrypoint, the gateway's bridge entrypoint the host's doors forward to, and how
 // a runtime failure travels. Workers RPC carries an Error's message but not its class or fields,
 // so the host answers a failure as a value (HostFailure) and the gateway rebuilds the RuntimeError.
-import type { DeploymentBundle, RuntimeErrorCode, RuntimeFault, RuntimeLimits } from "../types";
+import {
+  type DeploymentBundle,
+  RuntimeError,
+  type RuntimeErrorCode,
+  type RuntimeFault,
+  type RuntimeLimits,
+} from "../types";
 import type { TelemetryBindingProps } from "../user-script";
 
 /** The host Worker's name (wrangler.host.toml) and the entrypoint the gateway's AGENT_HOST binding names. */
@@ -49,4 +55,18 @@ export interface HostBridgeApi {
 
 export function isHostFailure(value: unknown): value is HostFailure {
   return typeof value === "object" && value !== null && "hostFailure" in value;
+}
+
+/** What the host answers for a failure: a RuntimeError as it is, anything else as the agent's exception. */
+export function toHostFailure(err: unknown): HostFailure {
+  if (err instanceof RuntimeError) {
+    return { hostFailure: { code: err.code, message: err.message, retryable: err.retryable, fault: err.fault } };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { hostFailure: { code: "exception", message: message.slice(0, 1000), retryable: false, fault: "agent" } };
+}
+
+/** The gateway's side of toHostFailure. */
+export function fromHostFailure({ hostFailure: f }: HostFailure): RuntimeError {
+  return new RuntimeError(f.code, f.message, f.retryable, { fault: f.fault });
 }
