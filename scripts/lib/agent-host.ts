@@ -34,8 +34,11 @@ export type AgentHostOptions = WatchdogOptions & {
   persistDir: string;
   /** How long a (re)start may take before it counts as failed (default 60 s). */
   readyTimeoutMs?: number;
+  /** Copy the host's output (agents' console lines, wrangler's errors) to stderr, prefixed `[agent-host]`. */
   echo?: boolean;
   logFile?: string;
+  /** wrangler's log level for the host (default "warn"; "log" shows agents' console lines). */
+  logLevel?: "debug" | "info" | "log" | "warn" | "error" | "none";
   /** Each watchdog line (default: stderr). */
   log?: (line: string) => void;
 };
@@ -101,7 +104,7 @@ export async function startAgentHost(options: AgentHostOptions): Promise<AgentHo
         options.persistDir,
         "--show-interactive-dev-session=false",
         "--log-level",
-        "warn",
+        options.logLevel ?? "warn",
       ],
       { env: options.env, echo: options.echo, label: "agent-host", logFile: options.logFile, stopGraceMs },
     );
@@ -127,6 +130,7 @@ export async function startAgentHost(options: AgentHostOptions): Promise<AgentHo
         await start();
         return;
       } catch (err) {
+        if (stopped) return;
         const error = err instanceof Error ? (err.message.split("\n")[0] ?? "") : String(err);
         note({ at: Date.now(), kind: "start_failed", error });
         log(`[watchdog] the agent host failed to start (attempt ${attempt}): ${error}`);

@@ -40,6 +40,8 @@ beforeAll(async () => {
       AUTH_ISSUER: issuer,
       AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }),
       INVOKE_TIMEOUT_MS: String(INVOKE_TIMEOUT_MS),
+      // This file's one user deploys five agents.
+      TIER_LIMITS: JSON.stringify({ free: { agents: 10 } }),
     },
     agentHost: { probeIntervalMs: 500, probeTimeoutMs: 1_000, failuresBeforeRestart: 2 },
   });
