@@ -71,7 +71,8 @@ module.exports = {
     },
     {
       name: "agent-host-runs-code-only",
-      comment: "the agent host (a separate Worker) holds no data: it runs agents through runtime/ and reaches the gateway only by its bridge binding",
+      comment:
+        "the agent host (a separate Worker) holds no data: it runs agents through runtime/ and reaches the gateway only by its bridge binding",
       severity: "error",
       from: { path: "^src/agent-host/" },
       to: { path: "^src/", pathNot: "^src/(agent-host|runtime|lib)/" },
