@@ -6,7 +6,8 @@
 // - the watchdog restarts the stuck host, and another agent then invokes normally; while the host
 //   is down, invocations get 503 upstream_unavailable with Retry-After (never a hang, never 500);
 // - a module that loops at its top level fails its deployment with the deploy check's message,
-//   and the gateway keeps answering meanwhile.
+//   and the gateway keeps answering meanwhile;
+// - stopping the dev server ends the host's process group and the watchdog.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DevServer, startDevServer } from "../../scripts/lib/dev-server.ts";
 import { httpClient, type JsonAnswer } from "../../scripts/lib/http-client.ts";
@@ -180,4 +181,31 @@ describe("agent host (DISPATCH_MODE=host)", () => {
       await new Promise((r) => setTimeout(r, 250));
     }
   }, 150_000);
+
+  it("stopping the dev server ends the host's process group and the watchdog: no orphans", async () => {
+    const host = server.agentHost;
+    expect(host).toBeDefined();
+    const hostGroup = host?.pid() ?? -1;
+    const events = host?.events().length ?? 0;
+    expect(alive(hostGroup)).toBe(true);
+    await server.stop();
+    // stop() resolves once the groups are gone; a moment more for the kernel to reap the last zombie.
+    const gone = Date.now() + 2_000;
+    while ((alive(hostGroup) || alive(server.pid)) && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    expect(alive(hostGroup)).toBe(false);
+    expect(alive(server.pid)).toBe(false);
+    // The watchdog probes no more (it would log a probe failure and restart the host).
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(host?.events().length).toBe(events);
+  }, 30_000);
 });
+
+/** Whether any process of the group still exists (signal 0 checks without signalling). */
+function alive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
