@@ -63,6 +63,14 @@ export type AgentHost = {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** The host's output on stderr, prefixed, without wrangler's line for each watchdog probe. */
+function echoLines(text: string): void {
+  for (const line of text.split("\n")) {
+    if (line.trim() === "" || /GET \/healthz 200/.test(line)) continue;
+    process.stderr.write(`[agent-host] ${line}\n`);
+  }
+}
+
 /** Starts the host, waits until it answers, and keeps it answering until stop(). */
 export async function startAgentHost(options: AgentHostOptions): Promise<AgentHost> {
   const intervalMs = options.probeIntervalMs ?? 1_000;
@@ -106,7 +114,7 @@ export async function startAgentHost(options: AgentHostOptions): Promise<AgentHo
         "--log-level",
         options.logLevel ?? "warn",
       ],
-      { env: options.env, echo: options.echo, label: "agent-host", logFile: options.logFile, stopGraceMs },
+      { env: options.env, onOutput: options.echo ? echoLines : undefined, logFile: options.logFile, stopGraceMs },
     );
     current = launched;
     await waitForHttp(url, { launched, timeoutMs: readyTimeoutMs, accept: (s) => s === 200 });
