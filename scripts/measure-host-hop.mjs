@@ -1,4 +1,4 @@
-// `node scripts/measure-host-hop.mjs [--runs N]`: what the agent host's process hop
+// `npm run measure:host-hop [-- --runs N]`: what the agent host's process hop
 // (DISPATCH_MODE=host, docs/local-isolation.md) adds to an invocation. Starts two fresh gateways
 // side by side (scripts/lib/dev-server.ts): one with the in-process Worker Loader, one with the
 // agent host and its watchdog. In each, one agent (a small echo) is deployed; after a warm-up the
