@@ -1,12 +1,12 @@
 // The layers of src/ (docs/architecture.md), checked by `npm test`. Top to bottom:
-//   entry        src/index.ts, src/outbound.ts, src/bench/
+//   entry        src/index.ts, src/outbound.ts, src/bench/, src/agent-host/
 //   adapters     src/app.ts, src/env.ts, src/compose.ts, routes/, middleware/, queues/, cron/, entrypoints/
 //   services     services/
 //   runtime/auth runtime/, auth/
 //   boundaries   cloudflare/, db/, crypto/
 //   lib          lib/
 // A module may import its own layer or any layer below it, never one above; no cycles.
-const ENTRY = "^src/(index\\.ts|outbound\\.ts|bench/)";
+const ENTRY = "^src/(index\\.ts|outbound\\.ts|bench/|agent-host/)";
 const ADAPTERS = "^src/(app\\.ts|env\\.ts|compose\\.ts|routes/|middleware/|queues/|cron/|entrypoints/)";
 const SERVICES = "^src/services/";
 const RUNTIME_AUTH = "^src/(runtime|auth)/";
@@ -68,6 +68,14 @@ module.exports = {
       severity: "error",
       from: { path: "^src/", pathNot: "^src/runtime/agentcore/aws-client\\.ts$" },
       to: { path: "node_modules/aws4fetch/" },
+    },
+    {
+      name: "agent-host-runs-code-only",
+      comment:
+        "the agent host (a separate Worker) holds no data: it runs agents through runtime/ and reaches the gateway only by its bridge binding",
+      severity: "error",
+      from: { path: "^src/agent-host/" },
+      to: { path: "^src/", pathNot: "^src/(agent-host|runtime|lib)/" },
     },
     {
       name: "src-stands-alone",

@@ -2,6 +2,7 @@
 // wrangler.toml bindings (real D1, queues and Worker Loader). Signing keys for test tokens are
 // generated here, once per run, and handed to the worker as bindings.
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { build } from "esbuild";
 import { defineConfig } from "vitest/config";
 import { newSigningKey } from "./scripts/lib/tokens.ts";
 
@@ -13,9 +14,30 @@ async function testKeys() {
   };
 }
 
+/**
+ * The agent host Worker (src/agent-host/, DISPATCH_MODE=host), bundled for miniflare: wrangler.toml's
+ * AGENT_HOST binding names it, and the provider contract suite runs the host mechanism against it
+ * (a real RPC hop between two Workers; the watchdog and the second process are the e2e suite's).
+ */
+async function agentHostBundle(): Promise<string> {
+  const outfile = "./.wrangler/tmp/vitest-agent-host.mjs";
+  await build({
+    entryPoints: ["./src/agent-host/index.ts"],
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2023",
+    external: ["cloudflare:*", "node:*"],
+    outfile,
+    logLevel: "warning",
+  });
+  return outfile;
+}
+
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
   const keys = await testKeys();
+  const agentHost = await agentHostBundle();
   return {
     plugins: [
       cloudflareTest({
@@ -36,6 +58,16 @@ export default defineConfig(async () => {
               modules: true,
               scriptPath: "./user-worker-template/test/fake-telemetry.mjs",
               compatibilityDate: "2026-08-01",
+            },
+            {
+              name: "webhost-agent-host",
+              modules: true,
+              scriptPath: agentHost,
+              compatibilityDate: "2026-08-01",
+              compatibilityFlags: ["nodejs_compat"],
+              workerLoaders: { LOADER: {} },
+              // The test runner is the gateway here: its HostBridge entrypoint.
+              serviceBindings: { GATEWAY: { name: "vitest-plugin-runner-", entrypoint: "HostBridge" } },
             },
           ],
         },

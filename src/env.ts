@@ -26,6 +26,8 @@ export interface Env {
   /** Deployment bundles, content-addressed (src/services/deployments/artifacts.ts). */
   ARTIFACTS?: R2Bucket;
   LOADER?: WorkerLoader;
+  /** DISPATCH_MODE=host: the agent host (wrangler.host.toml), a service binding across dev sessions. */
+  AGENT_HOST?: Fetcher;
   DISPATCHER?: DispatchNamespace;
   /**
    * One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). Untyped here: the
@@ -101,7 +103,7 @@ const configSchema = z.object({
   AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
   SECRETS_ENCRYPTION_KEY: z.string().min(1, "SECRETS_ENCRYPTION_KEY is required"),
   SECRETS_ENCRYPTION_PREVIOUS_KEYS: optionalString,
-  DISPATCH_MODE: z.enum(["loader", "namespace"]).default("loader"),
+  DISPATCH_MODE: z.enum(["loader", "host", "namespace"]).default("loader"),
   ENVIRONMENT: z.string().default("development"),
   // How long the gateway waits for a user script's answer (and, when streaming, between events).
   INVOKE_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
@@ -118,7 +120,7 @@ const configSchema = z.object({
 export type Config = {
   auth: AuthConfig;
   keyring: Keyring;
-  dispatchMode: "loader" | "namespace";
+  dispatchMode: "loader" | "host" | "namespace";
   environment: string;
   invokeTimeoutMs: number;
   tierLimits: TierLimitsByTier;

@@ -1,5 +1,5 @@
 // Wiring only: the HTTP app, the queue consumers, the cron, the tail handler (agents' logs), the
-// TelemetrySink, Egress and LogTail entrypoints and the RunRecorder, SessionKeeper and AgentLogs
+// TelemetrySink, Egress, LogTail and HostBridge (the agent host's way back in) entrypoints and the RunRecorder, SessionKeeper and AgentLogs
 // Durable Objects.
 import { handleScheduled } from "./cron/scheduled";
 import { handleTail } from "./entrypoints/log-tail";
@@ -9,6 +9,7 @@ import { createGatewayApp } from "./routes";
 
 export { AgentLogs } from "./entrypoints/agent-logs";
 export { Egress } from "./entrypoints/egress";
+export { HostBridge } from "./entrypoints/host-bridge";
 export { LogTail } from "./entrypoints/log-tail";
 export { RunRecorder } from "./entrypoints/run-recorder";
 export { SessionKeeper } from "./entrypoints/session-keeper";

@@ -1,6 +1,8 @@
 // The runtime provider contract (src/runtime/types.ts), written once and run against every
 // provider, so they cannot drift apart:
 //   loader     the Worker Loader, as local runs and tests use it;
+//   host       the Worker Loader in the agent host Worker (src/agent-host/, DISPATCH_MODE=host), reached
+//              over a real RPC service binding (vitest.config.ts bundles the host as an auxiliary worker);
 //   namespace  the dispatch namespace mechanism against the fake Cloudflare API; its dispatcher
 //              loads the script the fake API stored (so the uploaded bytes are what runs);
 //   agentcore  the AgentCore provider against the fake AWS (tests/setup/fake-aws-global.ts), which
@@ -12,6 +14,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
 import { collectSse } from "../scripts/lib/sse.ts";
 import { createAgentCoreRuntime } from "../src/runtime/agentcore/provider";
+import type { AgentHostApi } from "../src/runtime/host/protocol";
+import { createHostRuntime } from "../src/runtime/host/provider";
 import { createLoaderRuntime } from "../src/runtime/loader";
 import {
   type DeploymentBundle,
@@ -96,6 +100,13 @@ const subjects: Subject[] = [
     name: "loader",
     provider: "cloudflare",
     make: () => createLoaderRuntime(env.LOADER!, () => env.FAKE_TELEMETRY),
+    ownTimeout: false,
+    removeObservable: false,
+  },
+  {
+    name: "host (agent host Worker over RPC)",
+    provider: "cloudflare",
+    make: () => createHostRuntime(env.AGENT_HOST as unknown as AgentHostApi, { invokeTimeoutMs: INVOKE_TIMEOUT_MS }),
     ownTimeout: false,
     removeObservable: false,
   },

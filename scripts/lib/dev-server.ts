@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
+import { type AgentHost, startAgentHost, type WatchdogOptions } from "./agent-host.ts";
 import { launch, removeScratchDir, runToEnd, scratchDir, waitForHttp } from "./launcher.ts";
 import { offlineEnv, PROJECT_BIN, PROJECT_ROOT } from "./offline-env.ts";
 
@@ -37,6 +38,12 @@ export type DevServerOptions = {
    * directory: the moment to write rows straight into the local D1 file (scripts/lib/scale-data.ts).
    */
   beforeStart?: (persistDir: string) => void | Promise<void>;
+  /**
+   * Also start the agent host (wrangler.host.toml) with its watchdog, and run the gateway with
+   * DISPATCH_MODE=host (unless `vars` says otherwise): agents run in that second process
+   * (scripts/lib/agent-host.ts). `true` takes the watchdog's defaults.
+   */
+  agentHost?: boolean | WatchdogOptions;
 };
 
 export type DevServer = {
@@ -51,6 +58,8 @@ export type DevServer = {
   stateDir: string;
   /** The last few hundred lines wrangler printed. */
   logs(): string;
+  /** The agent host and its watchdog, when `agentHost` was asked for. */
+  agentHost?: AgentHost;
   /** Ends the whole process group (SIGTERM, then SIGKILL after the grace period) and removes the state. */
   stop(): Promise<void>;
 };
@@ -124,11 +133,12 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   const echo = options.echo ?? process.env.DEV_SERVER_ECHO === "1";
   const common = { env, echo, label: "wrangler", logFile: options.logFile, stopGraceMs: options.stopGraceMs };
   let server: ReturnType<typeof launch> | undefined;
+  let host: AgentHost | undefined;
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       try {
-        await server?.stop();
+        await Promise.all([server?.stop(), host?.stop()]);
       } finally {
         removeScratchDir(stateDir);
       }
@@ -144,7 +154,11 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     }
     const port = options.port ?? (await freePort());
     const inspectorPort = await freePort();
-    const vars = { SECRETS_ENCRYPTION_KEY: randomEncryptionKey(), ...options.vars };
+    const vars = {
+      SECRETS_ENCRYPTION_KEY: randomEncryptionKey(),
+      ...(options.agentHost ? { DISPATCH_MODE: "host" } : {}),
+      ...options.vars,
+    };
     writeFileSync(envFile, `${envFileText(vars)}\n`, { mode: 0o600 });
 
     migrations = await runToEnd(
@@ -153,6 +167,16 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
       { ...common, env: { ...env, CI: "true" } },
     );
     await options.beforeStart?.(persistDir);
+    // The host first: the gateway's AGENT_HOST binding finds it through the shared dev registry.
+    if (options.agentHost) {
+      host = await startAgentHost({
+        ...(options.agentHost === true ? {} : options.agentHost),
+        env,
+        persistDir: join(stateDir, "host-state"),
+        echo,
+        logFile: options.logFile ? `${options.logFile}.host` : undefined,
+      });
+    }
 
     server = launch(
       wrangler,
@@ -183,7 +207,16 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
       accept: (status) => status === 200,
     });
     const launched = server;
-    return { baseUrl, port, pid: launched.pid, inspectorPort, stateDir, logs: () => launched.output(), stop };
+    return {
+      baseUrl,
+      port,
+      pid: launched.pid,
+      inspectorPort,
+      stateDir,
+      logs: () => launched.output(),
+      agentHost: host,
+      stop,
+    };
   } catch (err) {
     const logs = server?.output() ?? migrations;
     await stop();

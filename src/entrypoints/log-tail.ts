@@ -21,7 +21,7 @@ export async function handleTail(events: TraceItem[], env: Env, ctx: ExecutionCo
   await storeTraces(events, env, ctx, undefined);
 }
 
-async function storeTraces(
+export async function storeTraces(
   events: TraceItem[],
   env: Env,
   ctx: EntryContext,

@@ -1,20 +1,27 @@
 // Chooses the runtime that runs a deployment. The "cloudflare" provider's mechanism comes from
-// configuration (DISPATCH_MODE: loader or namespace); the "agentcore" provider is offered only
+// configuration (DISPATCH_MODE: loader, host or namespace); the "agentcore" provider is offered only
 // when its configuration is complete (agentcore/config.ts). Everything that runs user code asks
 // this factory for the RuntimeProvider, which routes each call by the deployment's provider;
 // nothing else touches LOADER, DISPATCHER or AWS.
 import { ConfigError } from "../lib/config-error";
 import { type AgentCoreConfigVars, missingAgentCoreVars, parseAgentCoreConfig } from "./agentcore/config";
 import { createAgentCoreRuntime } from "./agentcore/provider";
+import type { AgentHostApi } from "./host/protocol";
+import { createHostRuntime } from "./host/provider";
 import { createLoaderRuntime } from "./loader";
 import { createNamespaceRuntime, type NamespaceRuntimeEnv } from "./namespace/provider";
 import type { RuntimeProvider, RuntimeProviderName } from "./types";
 
 /** The bindings and variables of the gateway's env that the mechanisms read. */
-export type RuntimeEnv = NamespaceRuntimeEnv & AgentCoreConfigVars & { LOADER?: WorkerLoader };
+export type RuntimeEnv = NamespaceRuntimeEnv &
+  AgentCoreConfigVars & {
+    LOADER?: WorkerLoader;
+    /** DISPATCH_MODE=host: the agent host's AgentHost entrypoint (a service binding across dev sessions). */
+    AGENT_HOST?: Fetcher;
+  };
 
 /** The parsed configuration the choice depends on (a slice of the gateway's Config). */
-export type RuntimeConfig = { dispatchMode: "loader" | "namespace"; invokeTimeoutMs: number };
+export type RuntimeConfig = { dispatchMode: "loader" | "host" | "namespace"; invokeTimeoutMs: number };
 
 /** `exports` is the worker's own entrypoints (ctx.exports): the loader hands TelemetrySink, Egress and LogTail to agents. */
 export type RuntimeDeps = { env: RuntimeEnv; ctx: { readonly exports?: Cloudflare.Exports }; config: RuntimeConfig };
@@ -47,6 +54,11 @@ function createCloudflareRuntime({ env, ctx, config }: RuntimeDeps): RuntimeProv
         egress: (props) => sinks.Egress({ props }),
         tail: (props) => sinks.LogTail({ props }),
       });
+    }
+    case "host": {
+      // The Worker Loader in a separate process (src/agent-host/), so agents cannot stall the gateway.
+      if (!env.AGENT_HOST) throw new ConfigError("DISPATCH_MODE=host needs the AGENT_HOST service binding");
+      return createHostRuntime(env.AGENT_HOST as unknown as AgentHostApi, { invokeTimeoutMs: config.invokeTimeoutMs });
     }
     case "namespace":
       return createNamespaceRuntime({ env, invokeTimeoutMs: config.invokeTimeoutMs });

@@ -27,6 +27,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       WEBHOOK_RETRY_BASE_SECONDS: "1",
     },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/server.log`,
+    // E2E_AGENT_HOST=1: agents run in the agent host (DISPATCH_MODE=host, as under `npm run dev`),
+    // so the whole suite checks that telemetry, egress, logs and streams work through it.
+    agentHost: process.env.E2E_AGENT_HOST === "1",
   });
   console.log(`e2e: wrangler dev ready at ${server.baseUrl} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   project.provide("e2e", {
