@@ -16,6 +16,7 @@ import {
   toHostFailure,
 } from "../runtime/host/protocol";
 import { createLoaderRuntime } from "../runtime/loader";
+import { hasContent } from "../runtime/traces";
 import type { DeploymentBundle, RuntimeLimits } from "../runtime/types";
 import type { TelemetryBindingProps } from "../runtime/user-script";
 
@@ -85,14 +86,16 @@ export class HostEgress extends WorkerEntrypoint<HostEnv, TelemetryBindingProps>
 /** The agent's Tail Worker: its console lines and exceptions, to the gateway's LogTail. */
 export class HostTail extends WorkerEntrypoint<HostEnv, TelemetryBindingProps> {
   override async tail(events: TraceItem[]): Promise<void> {
-    await this.env.GATEWAY.storeLogs(this.ctx.props, events.map(plainTrace));
+    // Most invocations print nothing: those cross no process boundary.
+    const worth = events.filter(hasContent);
+    if (worth.length > 0) await this.env.GATEWAY.storeLogs(this.ctx.props, worth.map(plainTrace));
   }
 }
 
 /**
  * A TraceItem as plain data: RPC cannot serialize the runtime's TraceItem ("does not support
  * serialization"), so the host copies the fields the gateway's log capture reads
- * (services/logs/capture.ts, CapturedTrace). A log line's message is copied through JSON, as the
+ * (CapturedTrace, src/runtime/traces.ts). A log line's message is copied through JSON, as the
  * capture prints it anyway.
  */
 export function plainTrace(trace: TraceItem): TraceItem {

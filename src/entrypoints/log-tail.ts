@@ -7,7 +7,7 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import { composeServices, type EntryContext } from "../compose";
 import { type Env, getConfig } from "../env";
 import { describeError, logError } from "../lib/logger";
-import { hasContent } from "../services/logs/capture";
+import { hasContent } from "../runtime/traces";
 import { ingestTraces, type ScriptIdentity } from "../services/logs/ingest";
 
 export class LogTail extends WorkerEntrypoint<Env, Partial<ScriptIdentity>> {

@@ -2,6 +2,7 @@
 // console.* lines, uncaught exceptions and outcome) into log lines, with the agent's own secret
 // values redacted and each message cut at MAX_MESSAGE_BYTES. Pure: identity and secrets are
 // resolved by the caller (services/logs/ingest.ts).
+import { type CapturedTrace, QUIET_OUTCOMES } from "../../runtime/traces";
 import { LOG_LEVELS, type LogLevel, MAX_MESSAGE_BYTES, type NewLogLine } from "./types";
 
 /** What replaces a secret value in a captured line. */
@@ -13,11 +14,6 @@ const TRUNCATED = "…[truncated]";
 /** The request headers the gateway sends the agent (services/invoke/invoke.ts) that name the call. */
 const REQUEST_ID_HEADER = "x-request-id";
 const RUN_ID_HEADER = "x-run-id";
-
-/** The fields of a TraceItem this module reads (the runtime's type, narrowed to what is used). */
-export type CapturedTrace = Pick<TraceItem, "logs" | "exceptions" | "outcome" | "truncated" | "eventTimestamp"> & {
-  event: TraceItem["event"];
-};
 
 export type Redactor = (text: string) => string;
 
@@ -67,19 +63,6 @@ export function formatLogMessage(message: unknown): string {
 
 function levelOf(level: string): LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(level) ? (level as LogLevel) : "log";
-}
-
-/** Outcomes that are not the agent's failure: the client went away. */
-const QUIET_OUTCOMES = new Set(["ok", "canceled", "responseStreamDisconnected"]);
-
-/** Whether a trace holds anything to store (linesFromTrace would return lines). */
-export function hasContent(trace: CapturedTrace): boolean {
-  return (
-    (trace.logs?.length ?? 0) > 0 ||
-    (trace.exceptions?.length ?? 0) > 0 ||
-    trace.truncated ||
-    Boolean(trace.outcome && !QUIET_OUTCOMES.has(trace.outcome))
-  );
 }
 
 /** The lines of one traced invocation of `deploymentId`, in the order they happened. */

@@ -13,10 +13,11 @@ import type { Db } from "../../db/client";
 import { deployments } from "../../db/schema";
 import { IsolateCache } from "../../lib/isolate-cache";
 import { describeError, logError } from "../../lib/logger";
+import { type CapturedTrace, hasContent } from "../../runtime/traces";
 import { identityFromTags, type TelemetryBindingProps } from "../../runtime/user-script";
 import type { TierLimits, TierLimitsByTier } from "../usage/tiers";
 import { limitsForUser } from "../usage/user-tier";
-import { type CapturedTrace, hasContent, linesFromTrace, type Redactor, redactorFor } from "./capture";
+import { linesFromTrace, type Redactor, redactorFor } from "./capture";
 import type { AgentLogStores, LogBufferLimits, NewLogLine } from "./types";
 
 export type LogIngestDeps = {
