@@ -63,8 +63,21 @@ export function composeServices(env: Env, ctx: EntryContext, config: Config): Se
     usageQueue: env.USAGE_QUEUE,
     webhookQueue: env.WEBHOOK_QUEUE,
     runs: (runId) => env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRecorderApi,
-    sessions: (key) => env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key))) as unknown as SessionKeeperApi,
+    sessions: sessionKeepers(env),
     logs: (agentId) => env.AGENT_LOGS.get(env.AGENT_LOGS.idFromName(agentId)) as unknown as AgentLogsApi,
     waitUntil: (promise) => ctx.waitUntil(promise),
   };
+}
+
+function sessionKeepers(env: Env): SessionKeepers {
+  return (key) => env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key))) as unknown as SessionKeeperApi;
+}
+
+/**
+ * What ending a run's bookkeeping needs — the db, the usage queue, the sessions' objects — built
+ * without the configuration, so a run whose setup failed on a bad setting can still free its
+ * session's turn.
+ */
+export function configFreeServices(env: Env): Pick<Services, "db" | "usageQueue" | "sessions"> {
+  return { db: createDb(env.DB), usageQueue: env.USAGE_QUEUE, sessions: sessionKeepers(env) };
 }

@@ -160,6 +160,11 @@ async function buildConfig(env: Env): Promise<Config> {
       "AUTH_AUDIENCE or AUTH_AUTHORIZED_PARTIES: one is required in production (tokens must be checked for whom they are for)",
     );
   }
+  // The agent host is a local mechanism (docs/local-isolation.md): production runs agents in a
+  // dispatch namespace, and the host's bridge into the gateway is closed there.
+  if (v.ENVIRONMENT === "production" && v.DISPATCH_MODE === "host") {
+    throw invalidConfiguration("DISPATCH_MODE: host is for local development; production uses namespace");
+  }
   let keyring: Keyring;
   try {
     keyring = await parseKeyring(v.SECRETS_ENCRYPTION_KEY, v.SECRETS_ENCRYPTION_PREVIOUS_KEYS);

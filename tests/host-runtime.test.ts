@@ -8,14 +8,17 @@
 // - a report for another deployment through that door is refused for its identity;
 // - when the host is not reachable (its process is down or restarting), the caller gets
 //   503 upstream_unavailable with Retry-After, not a 500 or a hang.
+import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { metricsEvents } from "../src/db/schema";
+import { HostBridge } from "../src/entrypoints/host-bridge";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
+import { expectProblem } from "./helpers/http";
 import { waitFor } from "./helpers/wait";
 
 const HOST = { DISPATCH_MODE: "host" };
@@ -84,5 +87,15 @@ describe("DISPATCH_MODE=host (the agent host over RPC)", () => {
     expect(res.status, await res.clone().text()).toBe(503);
     expect(((await res.json()) as { code: string }).code).toBe("upstream_unavailable");
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
+  it("is refused in production: DISPATCH_MODE=host does not start, and the HostBridge door takes no identity there", async () => {
+    const production = { ENVIRONMENT: "production", AUTH_AUDIENCE: "webhost-api" };
+    await expectProblem(await callWithEnv({ ...production, ...HOST }, "GET", "/healthz"), 500, "configuration_error");
+    const identity = { userId: "usr_x", agentId: "agt_x", deploymentId: "dep_x" };
+    const bridge = new HostBridge(createExecutionContext(), { ...env, ...production });
+    await expect(bridge.report(identity, {})).rejects.toThrow(/closed in production/);
+    await expect(bridge.egress(identity, new Request("https://example.com/"))).rejects.toThrow(/closed in production/);
+    await expect(bridge.storeLogs(identity, [])).rejects.toThrow(/closed in production/);
   });
 });

@@ -15,6 +15,7 @@ import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
 import { collectSse, type SseEvent, sseEvents } from "./helpers/sse";
+import { drainUsageQueue } from "./helpers/usage-queue";
 import { waitFor } from "./helpers/wait";
 
 async function agentRunning(moduleCode: string) {
@@ -464,6 +465,7 @@ describe("runs: a background run is driven by its own Durable Object", () => {
           startBackground: async () => {
             throw new Error("the Durable Object is unavailable");
           },
+          get: async () => null,
         }),
       },
     };
@@ -474,6 +476,35 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     expect(await sessionOf(headers, agent.id, "conv-503")).toMatchObject({ busy: false, turns: 0 });
     // The next turn is not told session_busy.
     expect((await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body })).status).toBe(202);
+  });
+
+  it("answers 202 when its Durable Object took the run but the answer was lost: the run goes on once, holding the turn", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const answerLost = {
+      RUNS: {
+        idFromName: (name: string) => env.RUNS.idFromName(name),
+        get: (id: DurableObjectId) => {
+          const real = env.RUNS.get(id) as unknown as RunRecorderApi;
+          return {
+            startBackground: async (...args: Parameters<RunRecorderApi["startBackground"]>) => {
+              await real.startBackground(...args);
+              throw new Error("Network connection lost.");
+            },
+            get: (...args: Parameters<RunRecorderApi["get"]>) => real.get(...args),
+          };
+        },
+      },
+    };
+    const body = { ...userMessage("2 300"), sessionId: "conv-lost" };
+    const started = await callWithEnv(answerLost, "POST", `/v1/agents/${agent.id}/runs`, { headers, body });
+    expect(started.status).toBe(202);
+    const { run } = await json(started);
+    // The run holds the session: a second turn now is the session's busy answer, not a second run.
+    await expectProblem(await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body }), 409, "session_busy");
+    const waited = await call("GET", `/v1/runs/${run.id}/wait?timeoutSeconds=20`, { headers });
+    expect(await json(waited)).toMatchObject({ run: { status: "succeeded" } });
+    await untilClosed(run.id);
+    expect(await sessionOf(headers, agent.id, "conv-lost")).toMatchObject({ busy: false, turns: 1 });
   });
 
   it("holds a call whose body is larger than one stored value may be (2 MB) in parts, and the agent gets it whole", async () => {
@@ -579,6 +610,32 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     const session = await sessionOf(headers, agent.id, "conv-crash");
     expect(session).toMatchObject({ busy: false, turns: 1 });
     expect(await heldCall(runId)).toBeNull();
+  });
+
+  it("a run whose setup keeps failing (a bad setting) ends run_start_failed, frees its session's turn uncounted and is not billed", async () => {
+    const { headers, agent } = await agentRunning(modules.CANCEL_OBSERVER);
+    const spec = await realCall(headers, agent.id);
+    const runId = newId("run");
+    const turn = await sessionTurn(spec, "conv-setup");
+    // Its own request id, so its measurement (there must be none) is told apart from realCall's.
+    const held = callFor(spec, runId, "lively setup", turn);
+    held.call.requestId = newId("request");
+    await runInDurableObject(stubOf(runId), async (instance) => {
+      const internals = instance as unknown as Internals & { env: typeof env; alarm(info: unknown): Promise<void> };
+      internals.record(startOf(spec, runId));
+      internals.holdCall(held, false);
+      // The configuration no longer parses, and this is the alarm's last retry.
+      internals.env = { ...env, TIER_LIMITS: "{ not json" };
+      await internals.alarm({ retryCount: 3, isRetry: true });
+    });
+    expect(await runStatus(headers, runId)).toMatchObject({ status: "failed", errorCode: "run_start_failed" });
+    expect(await sessionOf(headers, agent.id, "conv-setup")).toMatchObject({ busy: false, turns: 0 });
+    expect(await heldCall(runId)).toBeNull();
+    await drainUsageQueue();
+    const measured = await env.DB.prepare("SELECT COUNT(*) AS n FROM metrics_events WHERE dedupe_key = ?")
+      .bind(held.call.requestId)
+      .first<{ n: number }>();
+    expect(measured?.n).toBe(0);
   });
 
   it("a run cancelled before its alarm drove it never calls the agent, and its session turn is freed uncounted", async () => {

@@ -17,15 +17,28 @@ function identity(props: TelemetryBindingProps): TelemetryBindingProps {
 }
 
 export class HostBridge extends WorkerEntrypoint<Env> implements HostBridgeApi {
-  report(props: TelemetryBindingProps, input: unknown): Promise<unknown> {
+  async report(props: TelemetryBindingProps, input: unknown): Promise<unknown> {
+    this.refuseInProduction();
     return this.ctx.exports.TelemetrySink({ props: identity(props) }).report(input as TelemetryReportInput);
   }
 
-  egress(props: TelemetryBindingProps, request: Request): Promise<Response> {
+  async egress(props: TelemetryBindingProps, request: Request): Promise<Response> {
+    this.refuseInProduction();
     return this.ctx.exports.Egress({ props: identity(props) }).fetch(request);
   }
 
-  storeLogs(props: TelemetryBindingProps, events: TraceItem[]): Promise<void> {
+  async storeLogs(props: TelemetryBindingProps, events: TraceItem[]): Promise<void> {
+    this.refuseInProduction();
     return storeTraces(events, this.env, this.ctx, identity(props));
+  }
+
+  /**
+   * The entrypoint is exported by every build, and in production another Worker of the account
+   * could bind it: there, where no agent host exists, it takes no identity from anyone.
+   */
+  private refuseInProduction(): void {
+    if (this.env.ENVIRONMENT === "production") {
+      throw new Error("HostBridge is closed in production (the agent host is a local mechanism)");
+    }
   }
 }

@@ -6,7 +6,7 @@
 // A background run is driven here instead: the gateway hands over its call with its start, and an
 // alarm makes the call (services/runs/background.ts), recording into this object directly.
 import { DurableObject } from "cloudflare:workers";
-import { composeServices } from "../compose";
+import { composeServices, configFreeServices } from "../compose";
 import { type Env, getConfig } from "../env";
 import { describeError, logError } from "../lib/logger";
 import { type BackgroundRunDeps, closeBackgroundRun, driveBackgroundRun } from "../services/runs/background";
@@ -269,25 +269,38 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       logError("run_background_setup_failed", { runId: run.id, error: describeError(err) });
       // Thrown: the platform retries the alarm (nothing was called yet); after a few, the run ends.
       if ((info?.retryCount ?? 0) < MAX_SETUP_RETRIES) throw err;
-      this.dropCall();
       if (run.status === "running") await this.endHere("run_start_failed", "the run could not be started");
+      // The agent was never called: its session's turn is freed uncounted, without the
+      // configuration that just failed.
+      await closeBackgroundRun(configFreeServices(this.env), background.spec, {
+        reachedAgent: false,
+        ok: false,
+        errorCode: "run_start_failed",
+      });
+      this.dropCall();
       return;
     }
 
-    // Should this handler die mid-run and the platform give up retrying it, this alarm ends the run.
-    await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
+    // Should this handler die mid-run and the platform give up retrying it, this alarm ends the run:
+    // set from when driving stops at the latest (the run's deadline, or the alarm's wall time).
+    const driveUntil = Math.min(run.deadline, alarmStarted + ALARM_WALL_MS - ALARM_MARGIN_MS);
+    await this.ctx.storage.setAlarm(driveUntil + ORPHAN_SLACK_MS);
     if (run.status !== "running" || background.attempted) {
       if (run.status === "running") {
         await this.endHere("run_interrupted", "the run was interrupted; the agent is not called again");
       }
-      await closeBackgroundRun(deps, background.spec, run.errorCode ?? "run_interrupted", background.attempted);
+      await closeBackgroundRun(deps, background.spec, {
+        reachedAgent: background.attempted,
+        // A run that had ended (its measurement may not have been sent) is measured as it ended.
+        ok: run.status === "succeeded",
+        errorCode: run.errorCode ?? "run_interrupted",
+      });
     } else {
       // Stored before the call: a retry of this alarm after a crash must not call the agent twice.
       this.ctx.storage.kv.put<Background>(BACKGROUND, { spec: withoutPayload(background.spec), attempted: true });
       this.driving = true;
       try {
-        const deadline = Math.min(run.deadline, alarmStarted + ALARM_WALL_MS - ALARM_MARGIN_MS);
-        await driveBackgroundRun(deps, background.spec, run, this, deadline);
+        await driveBackgroundRun(deps, background.spec, run, this, driveUntil);
       } catch (err) {
         logError("run_drive_failed", { runId: run.id, error: describeError(err) });
       } finally {

@@ -335,6 +335,10 @@ export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body
       ...(inv.held ? { sessionTurn: inv.held } : {}),
     });
   } catch (err) {
+    // The answer may have been lost after the object took the run (a dropped connection): then the
+    // run is on its way and this is its 202 (the turn stays held by it). A retry must not start it
+    // twice.
+    if (await runTaken(deps, runId)) return runViewOf(start);
     // Nothing was called: the turn is free again (not counted); the quota was admitted once, as for
     // any invocation the gateway refused after admitting it.
     await inv.turn?.release(false);
@@ -344,6 +348,15 @@ export async function startBackgroundRun(deps: InvokeDeps, agentId: string, body
     });
   }
   return runViewOf(start);
+}
+
+/** Whether the run's object holds the run (false also when it cannot be asked). */
+async function runTaken(deps: InvokeDeps, runId: string): Promise<boolean> {
+  try {
+    return (await deps.runs(runId).get(deps.userId)) !== null;
+  } catch {
+    return false;
+  }
 }
 
 /** A run as its driver sees it. */

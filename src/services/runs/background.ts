@@ -54,23 +54,26 @@ export async function driveBackgroundRun(
 }
 
 /**
- * Closes a background run that will not call the agent: it was cancelled before its alarm ran, or
- * an earlier attempt of the alarm was interrupted (the agent may have been called: it is not called
- * twice). The session's turn ends, and the run is measured with `errorCode` (once: measurements
- * are deduplicated by request id, so an interrupted attempt that was measured is not counted again).
+ * Closes a background run that will not call the agent (again): it was cancelled before its alarm
+ * ran, its setup failed, or an earlier attempt of the alarm was interrupted (the agent may have
+ * been called: it is not called twice). The session's turn ends (counted only if the agent was
+ * reached). A run the agent saw is measured with how it ended (once: measurements are deduplicated
+ * by request id, so an attempt that was measured already is not counted again); a run the agent
+ * never saw is not measured, nor billed, like a call the gateway refused.
  */
 export async function closeBackgroundRun(
   deps: CloseRunDeps,
   spec: BackgroundRunSpec,
-  errorCode: string,
-  reachedAgent: boolean,
+  end: { reachedAgent: boolean; ok: boolean; errorCode?: string },
 ): Promise<void> {
   const work = pendingWork();
-  if (spec.sessionTurn) work.add(turnReleaser(deps.sessions, spec.sessionTurn)(reachedAgent));
-  const inv = invocationOf({ db: deps.db, usageQueue: deps.usageQueue, waitUntil: work.add }, spec.call, {
-    loadBundle: () => Promise.reject(new Error("a closed run calls nobody")),
-  });
-  inv.measure({ ok: false, errorCode, bytesOut: 0 });
+  if (spec.sessionTurn) work.add(turnReleaser(deps.sessions, spec.sessionTurn)(end.reachedAgent));
+  if (end.reachedAgent) {
+    const inv = invocationOf({ db: deps.db, usageQueue: deps.usageQueue, waitUntil: work.add }, spec.call, {
+      loadBundle: () => Promise.reject(new Error("a closed run calls nobody")),
+    });
+    inv.measure({ ok: end.ok, ...(end.ok ? {} : { errorCode: end.errorCode }), bytesOut: 0 });
+  }
   await work.settled();
 }
 

@@ -47,8 +47,10 @@ type Deployment = { deploymentId: string; userId: string; agentId: string };
  * The messages that carry a report: one, unless its JSON would exceed the Queues message limit,
  * then its events split over several. A report's signed body is at most 64 KiB
  * (TELEMETRY_MAX_BODY_BYTES) and its events re-serialize to no more than that, so in practice it
- * is always one message (tests/telemetry-queue.test.ts checks the largest possible report); the
- * split keeps a larger future bound from being refused by the queue. `maxBytes` is for tests.
+ * is always one message (tests/telemetry-queue.test.ts checks the largest possible report). The
+ * split is a guard for a larger future bound, not a way around the Queues limits: a sendBatch is
+ * itself bounded (256 KB in all), so a report needing more than two messages would still be
+ * refused whole (a 503). `maxBytes` is for tests.
  */
 export function telemetryReportMessages(
   deployment: Deployment,
