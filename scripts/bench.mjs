@@ -866,8 +866,10 @@ async function cpuOnly({ startedAt, load, issuer, jwks, token }) {
       const before = groupCpuSeconds(server.pid, split);
       const result = await fixed(urls[arm], requests);
       if (result.non2xx || result.errors) throw new Error(`${arm}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+      const loaded = groupCpuSeconds(server.pid);
       if (arm === "gateway") await drainMetering(base);
       else await sleep(2500); // the same idle time as the drain, so idle ticks weigh alike
+      console.log(`  ${arm}: after the load ${fmt(((groupCpuSeconds(server.pid) - loaded) * 1000) / requests)} ms per request more (metering, idle)`);
       const after = {};
       perRequestMs[arm].push(((groupCpuSeconds(server.pid, after) - before) * 1000) / requests);
       console.log(

@@ -1,6 +1,9 @@
 // Reading a body into text without holding more than a bound: bytes are counted chunk by chunk
 // (whatever Content-Length says) and reading stops, cancelling the rest, at the bound.
 
+/** One per isolate: decoding a whole buffer (no `stream` option) keeps no state between calls. */
+const decoder = new TextDecoder();
+
 /**
  * The body as UTF-8 text, at most `maxBytes` of it. `overflow: "truncate"` keeps the first
  * `maxBytes`; `"null"` (the default) answers null when the body is longer.
@@ -27,11 +30,13 @@ export async function readBoundedText(
     }
     chunks.push(value);
   }
+  // Most answers arrive in one chunk: decoded as it is, without a copy.
+  if (chunks.length === 1) return decoder.decode(chunks[0]);
   const all = new Uint8Array(size);
   let at = 0;
   for (const chunk of chunks) {
     all.set(chunk, at);
     at += chunk.byteLength;
   }
-  return new TextDecoder().decode(all);
+  return decoder.decode(all);
 }

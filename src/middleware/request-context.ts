@@ -1,7 +1,7 @@
 // First middleware of every request: assigns the request id, loads configuration, builds the
 // request's services (compose.ts), and writes
 // the one structured log line per request once the response is known (LOG_REQUESTS decides which).
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { type AppEnv, handleError } from "../app";
 import { composeServices } from "../compose";
 import { getConfig } from "../env";
@@ -25,7 +25,7 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
       }
       await next();
     } finally {
-      c.header("x-request-id", requestId);
+      tagWithRequestId(c, requestId);
       const durationMs = Date.now() - started;
       if (shouldLogRequest(c.get("config")?.logRequests ?? "all", c.res.status, durationMs)) {
         logInfo("request", {
@@ -41,6 +41,19 @@ export function requestContext(): MiddlewareHandler<AppEnv> {
       }
     }
   };
+}
+
+/**
+ * Names the request on its answer. In place when the answer's headers may change (the answers the
+ * gateway builds): Hono's `c.header` on a finished response copies the whole Response first, on
+ * every request. An answer whose headers are immutable is copied, as before.
+ */
+function tagWithRequestId(c: Context<AppEnv>, requestId: string): void {
+  try {
+    c.res.headers.set("x-request-id", requestId);
+  } catch {
+    c.header("x-request-id", requestId);
+  }
 }
 
 /** In `errors` mode a request taking at least this long to answer is logged whatever its status. */
