@@ -11,6 +11,8 @@ import type { RelayEnd } from "../invoke/sse";
 import { blockData, blockName, sseBlock, toBlock, withId } from "./sse-blocks";
 import { MAX_RUN_BYTES, MAX_RUN_EVENTS, type RunEnd, type RunRecorderApi, runStatusFor } from "./types";
 
+const eventDecoder = new TextDecoder();
+
 /** Room kept for the terminal event when a run reaches its size limit. */
 const TERMINAL_RESERVE_BYTES = 4 * 1024;
 
@@ -140,7 +142,8 @@ export function driveRun(opts: DriveOptions): ReadableStream<Uint8Array> | null 
         break;
       }
       if (chunk.done || stopReason) break;
-      const block = toBlock(new TextDecoder().decode(chunk.value));
+      // One whole event per chunk (relaySse): decoded alone, so one decoder serves every run.
+      const block = toBlock(eventDecoder.decode(chunk.value));
       if (block.trim() === "") continue;
       // A comment-only block (`: ping`) keeps a quiet stream alive: relayed, but not an event of
       // the run (no id, not recorded).
