@@ -8,6 +8,7 @@
 import type { Db } from "../../db/client";
 import { backoffSeconds } from "../../lib/backoff";
 import { describeError, logError, logWarn } from "../../lib/logger";
+import { pauseBetweenSteps } from "../../lib/pause";
 import { TelemetryReportMessageSchema, telemetryMetricsEvents } from "../telemetry/enqueue";
 import { type MetricsEvent, MetricsEventSchema } from "./event";
 import { recordEvents } from "./record-events";
@@ -55,6 +56,9 @@ export async function handleUsageBatch(
   for (let i = 0; i < pending.length; i++) {
     const chunk = pending[i] as Valid[];
     const events = chunk.flatMap((v) => v.events);
+    // A batch of full telemetry reports is a hundred writes: requests run between two of them
+    // (lib/pause.ts says why a timer), not after the whole batch.
+    if (i > 0) await pauseBetweenSteps();
     try {
       await recordEvents(deps.db, events);
     } catch (err) {
