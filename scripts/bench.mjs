@@ -869,7 +869,9 @@ async function cpuOnly({ startedAt, load, issuer, jwks, token }) {
       const loaded = groupCpuSeconds(server.pid);
       if (arm === "gateway") await drainMetering(base);
       else await sleep(2500); // the same idle time as the drain, so idle ticks weigh alike
-      console.log(`  ${arm}: after the load ${fmt(((groupCpuSeconds(server.pid) - loaded) * 1000) / requests)} ms per request more (metering, idle)`);
+      console.log(
+        `  ${arm}: after the load ${fmt(((groupCpuSeconds(server.pid) - loaded) * 1000) / requests)} ms per request more (metering, idle)`,
+      );
       const after = {};
       perRequestMs[arm].push(((groupCpuSeconds(server.pid, after) - before) * 1000) / requests);
       console.log(
