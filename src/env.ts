@@ -32,7 +32,7 @@ export interface Env {
   /**
    * One RunRecorder Durable Object per run (src/entrypoints/run-recorder.ts). Untyped here: the
    * object reads this env (a background run's alarm), so naming its class would be an import cycle;
-   * compose.ts types its stubs as RunRecorderApi.
+   * compose.ts gives what RUNS.get returns the RunRecorderApi type.
    */
   RUNS: DurableObjectNamespace;
   /** One SessionKeeper Durable Object per (user, agent, session id) (src/entrypoints/session-keeper.ts). */

@@ -30,7 +30,7 @@ export interface AgentHostApi {
   /** The deploy check of src/runtime/loader.ts, run in the host. */
   deploy(bundle: DeploymentBundle): Promise<HostFailure | { ok: true }>;
   /**
-   * One invocation. `loadBundle` is a stub of the gateway's own callback: the host calls it back
+   * One invocation. `loadBundle` is the gateway's own callback, passed by RPC reference: the host calls it back
    * only on a cold start (the Worker Loader has no isolate for this deployment yet).
    */
   invoke(
