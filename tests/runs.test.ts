@@ -7,7 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RunRecorder } from "../src/entrypoints/run-recorder";
 import { newId } from "../src/lib/ids";
-import type { BackgroundRunSpec, RunRecorderApi, RunStart } from "../src/services/runs/types";
+import type { RunCall, RunRecorderApi, RunStart } from "../src/services/runs/types";
 import { type SessionKey, sessionObjectName } from "../src/services/sessions/types";
 import * as modules from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
@@ -357,12 +357,12 @@ describe("runs: retention", () => {
   });
 });
 
-describe("runs: a background run is driven by its own Durable Object", () => {
-  type Held = { spec: BackgroundRunSpec; attempted: boolean };
+describe("runs: the run's Durable Object makes its call (background and /stream)", () => {
+  type Held = { spec: RunCall; attempted: boolean };
   /** The Durable Object's own storage of a background run (what its alarm reads after a restart). */
   type Internals = {
     record(run: RunStart): void;
-    holdCall(spec: BackgroundRunSpec, attempted: boolean): void;
+    holdCall(spec: RunCall, attempted: boolean): void;
     heldCall(): Held | undefined;
   };
   const stubOf = (runId: string) => env.RUNS.get(env.RUNS.idFromName(runId));
@@ -380,7 +380,7 @@ describe("runs: a background run is driven by its own Durable Object", () => {
    * A real background call (started through the API, taken from its Durable Object while it runs,
    * then cancelled), to hand to a new run's Durable Object directly.
    */
-  async function realCall(headers: Record<string, string>, agentId: string): Promise<BackgroundRunSpec> {
+  async function realCall(headers: Record<string, string>, agentId: string): Promise<RunCall> {
     const started = await call("POST", `/v1/agents/${agentId}/runs`, { headers, body: userMessage("lively x") });
     const { run } = await json(started);
     const held = await waitFor(async () => (await heldCall(run.id))?.spec, { what: "the held call" });
@@ -389,14 +389,14 @@ describe("runs: a background run is driven by its own Durable Object", () => {
   }
 
   /** The call for a new run: its own id, its own message, and optionally a session's turn. */
-  function callFor(spec: BackgroundRunSpec, runId: string, message: string, turn?: BackgroundRunSpec["sessionTurn"]) {
+  function callFor(spec: RunCall, runId: string, message: string, turn?: RunCall["sessionTurn"]) {
     return {
       call: { ...spec.call, runId, payload: JSON.stringify(userMessage(message)) },
       ...(turn ? { sessionTurn: turn } : {}),
-    } satisfies BackgroundRunSpec;
+    } satisfies RunCall;
   }
 
-  function startOf(spec: BackgroundRunSpec, runId: string, deadlineInMs = 60_000): RunStart {
+  function startOf(spec: RunCall, runId: string, deadlineInMs = 60_000): RunStart {
     const now = Date.now();
     return {
       id: runId,
@@ -410,7 +410,7 @@ describe("runs: a background run is driven by its own Durable Object", () => {
   }
 
   /** Starts a turn of `sessionId` the way the gateway does, for a run to hold. */
-  async function sessionTurn(spec: BackgroundRunSpec, sessionId: string) {
+  async function sessionTurn(spec: RunCall, sessionId: string) {
     const key: SessionKey = { userId: spec.call.userId, agentId: spec.call.agentId, sessionId };
     const keeper = env.SESSIONS.get(env.SESSIONS.idFromName(sessionObjectName(key)));
     const grant = await keeper.beginTurn(key, spec.call.deployment.id, { idleMs: 3_600_000, leaseMs: 600_000 }, null);
@@ -454,6 +454,42 @@ describe("runs: a background run is driven by its own Durable Object", () => {
     await untilClosed(run.id);
     const alarm = await runInDurableObject(stubOf(run.id), (_, state) => state.storage.getAlarm());
     expect(alarm).toBeGreaterThan(Date.now() + 23 * 3_600_000);
+  });
+
+  it("makes a /stream run's call itself: its reader gone and no gateway request left, it records the run to its end", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const spec = await realCall(headers, agent.id);
+    const runId = newId("run");
+    // What the gateway does for /stream, minus the gateway: the object is handed the call directly.
+    const opening = await (stubOf(runId) as unknown as RunRecorderApi).stream(
+      startOf(spec, runId),
+      callFor(spec, runId, "6 150"),
+    );
+    if (!("stream" in opening)) throw new Error(`no stream: ${JSON.stringify(opening)}`);
+    const reader = opening.stream.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toMatch(/^id: 1\nevent: delta\n/);
+    await reader.cancel();
+
+    expect(await untilEnded(headers, runId)).toMatchObject({ status: "succeeded" });
+    const all = await collectSse(await call("GET", `/v1/runs/${runId}/events`, { headers }));
+    expect(ids(all)).toEqual(range(1, 7));
+    expect(all.at(-1)).toMatchObject({ event: "done", data: { output: { text: "counted 6" } } });
+  });
+
+  it("ends a /stream run whose object was restarted mid-run run_interrupted, without calling the agent again", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const spec = await realCall(headers, agent.id);
+    const runId = newId("run");
+    // What a restarted object finds: the run's record, running, and no driver in this instance.
+    await runInDurableObject(stubOf(runId), async (instance) => {
+      (instance as unknown as Internals).record(startOf(spec, runId));
+      await instance.alarm!();
+    });
+    const run = await untilEnded(headers, runId);
+    expect(run).toMatchObject({ status: "failed", errorCode: "run_interrupted" });
+    const all = await collectSse(await call("GET", `/v1/runs/${runId}/events`, { headers }));
+    expect(all.map((e) => [e.id, e.event, e.data.code])).toEqual([["1", "error", "run_interrupted"]]);
   });
 
   it("answers 503 when its Durable Object cannot take the run, and frees the session's turn uncounted", async () => {

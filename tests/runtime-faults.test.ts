@@ -4,7 +4,7 @@
 // (the real one cannot run here), so every failure kind Workers for Platforms reports can be
 // produced; the loader mechanism runs the real user code.
 import { describe, expect, it } from "vitest";
-import { MAX_AGENT_JSON_BYTES } from "../src/services/invoke/invoke";
+import { MAX_AGENT_JSON_BYTES } from "../src/services/invoke/call";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";

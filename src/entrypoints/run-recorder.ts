@@ -1,21 +1,23 @@
-// The RunRecorder Durable Object: one per run (named by the run id). It keeps the run's events in
-// its SQLite storage as the gateway relays them, serves them again to a client that comes back
-// (replay after an event id, then follow live until the end), holds cancel requests for the
-// driver, and ends a run whose driver went away. An alarm deletes everything 24 hours after the
-// run ends. The gateway records events in batches off the path that relays them (services/runs/drive.ts).
-// A background run is driven here instead: the gateway hands over its call with its start, and an
-// alarm makes the call (services/runs/background.ts), recording into this object directly.
+// The RunRecorder Durable Object: one per run (named by the run id). It owns the run's call to the
+// agent (services/runs/call.ts): the gateway hands it over, already routed and admitted, and this
+// object makes it, so the run outlives the client and the gateway's request. It keeps the run's
+// events in its SQLite storage in batches behind relaying them (services/runs/drive.ts), serves them
+// again to a client that comes back (replay after an event id, then follow live until the end),
+// aborts the call on cancel, and ends a run whose driver went away. A /stream run's call is made
+// at once and its event stream answered to the gateway; a background run's call is stored and made
+// by an alarm. An alarm deletes everything 24 hours after the run ends.
 import { DurableObject } from "cloudflare:workers";
 import { composeServices, configFreeServices } from "../compose";
 import { type Env, getConfig } from "../env";
 import { describeError, logError } from "../lib/logger";
-import { type BackgroundRunDeps, closeBackgroundRun, driveBackgroundRun } from "../services/runs/background";
+import { closeBackgroundRun, driveBackgroundRun, openAttachedRun, type RunCallDeps } from "../services/runs/call";
 import { blockData, sseBlock, withId } from "../services/runs/sse-blocks";
 import {
-  type BackgroundRunSpec,
   CANCEL_GRACE_MS,
   RUN_RETENTION_MS,
+  type RunCall,
   type RunEnd,
+  type RunOpening,
   type RunRecorderApi,
   type RunStart,
   type RunView,
@@ -46,7 +48,7 @@ const ALARM_MARGIN_MS = 30_000;
 const MAX_SETUP_RETRIES = 3;
 
 /** A background run's call; `attempted` is stored before the agent is called, so a retry never calls twice. */
-type Background = { spec: BackgroundRunSpec; attempted: boolean };
+type Background = { spec: RunCall; attempted: boolean };
 
 type Stored = RunStart & {
   status: RunView["status"];
@@ -58,37 +60,72 @@ type Stored = RunStart & {
 
 type Follower = { push(bytes: Uint8Array): void; close(): void };
 
-// A /stream run's record needs no bindings (the gateway hands it everything it records); a
-// background run's alarm builds the services its call needs from this object's env (compose.ts).
+// Both kinds of run build the services their call needs from this object's env (compose.ts).
 export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   private run: Stored | null = null;
+  /** Whether `run` has been read from storage (or is a new run that nothing was stored for yet). */
+  private loaded = false;
+  /** Whether the tables exist: only a started run creates them. */
+  private hasTables = false;
   private readonly followers = new Set<Follower>();
   private readonly endWaiters = new Set<() => void>();
   private readonly cancelWaiters = new Set<(cancelled: boolean) => void>();
-  private readonly startWaiters = new Set<() => void>();
   private cancelRequested = false;
   private readonly encoder = new TextEncoder();
 
   /** Whether this instance's alarm is driving the background run now. */
   private driving = false;
+  /** Whether this instance is driving a /stream run (it was handed the call: `stream`). */
+  private streaming = false;
 
-  constructor(ctx: DurableObjectState, env: Env) {
-    super(ctx, env);
-    // Only `start` creates tables: asking for a run id that was never started (a guess, a typo)
-    // leaves no storage behind.
-    const sql = ctx.storage.sql;
-    const hasRun = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run'").toArray().length > 0;
-    const row = hasRun ? sql.exec<{ json: string }>("SELECT json FROM run WHERE k = 1").toArray()[0] : undefined;
-    this.run = row ? (JSON.parse(row.json) as Stored) : null;
+  async stream(run: RunStart, spec: RunCall): Promise<RunOpening> {
+    // A run id is new each time: nothing is read from storage, and nothing is stored until the
+    // first event has left (under wrangler dev a new object's storage is created on the gateway's
+    // thread and would hold that event back). Until then the run lives in memory, where reads,
+    // follows and cancels already find it.
+    this.loaded = true;
+    if (this.run) throw new Error(`run ${run.id} has already started`);
+    const deps = await this.callServices();
+    this.run = { ...run, status: "running", endedAt: null, lastSeq: 0 };
+    this.streaming = true;
+    let isStored = false;
+    let stored: () => void = () => {};
+    const started = new Promise<void>((resolve) => {
+      stored = resolve;
+    });
+    const begin = () => {
+      if (isStored) return;
+      isStored = true;
+      this.save();
+      stored();
+      // Should this object stop mid-run, its alarm ends the run (timed_out) after its deadline.
+      if (this.run?.status === "running") this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS).catch(() => {});
+    };
+    let opened: Awaited<ReturnType<typeof openAttachedRun>>;
+    try {
+      opened = await openAttachedRun(deps, spec, run, this, { begin, started });
+    } catch (err) {
+      if (this.run?.status === "running") {
+        begin();
+        await this.endHere("run_start_failed", "the run could not be started");
+      }
+      throw err;
+    }
+    const { opening, done } = opened;
+    // The object keeps working after the gateway has stopped reading (a client that went away):
+    // pending work keeps a Durable Object running (docs/api.md, "Who drives a run").
+    this.ctx.waitUntil(
+      done.then(async () => {
+        if (this.run?.status !== "running") return;
+        begin();
+        await this.endHere("run_interrupted", "the run's driver stopped before the run ended");
+      }),
+    );
+    return opening;
   }
 
-  async start(run: RunStart): Promise<void> {
-    if (this.run) return;
-    this.record(run);
-    await this.ctx.storage.setAlarm(run.deadline + ORPHAN_SLACK_MS);
-  }
-
-  async startBackground(run: RunStart, spec: BackgroundRunSpec): Promise<void> {
+  async startBackground(run: RunStart, spec: RunCall): Promise<void> {
+    this.load();
     if (this.run) return;
     this.record(run);
     this.holdCall(spec, false);
@@ -96,19 +133,18 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
     await this.ctx.storage.setAlarm(Date.now());
   }
 
+  /** Stores a new run's record. */
   private record(run: RunStart) {
-    const sql = this.ctx.storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS run (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
+    this.loaded = true;
     this.run = { ...run, status: "running", endedAt: null, lastSeq: 0 };
     this.save();
-    for (const resolve of this.startWaiters) resolve();
-    this.startWaiters.clear();
   }
 
   async append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }> {
+    this.load();
     const run = this.run;
     if (run?.status !== "running") return { cancel: true };
+    this.tables();
     const sql = this.ctx.storage.sql;
     let seq = from;
     for (const block of blocks) {
@@ -126,24 +162,13 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   }
 
   untilCancelled(): Promise<boolean> {
+    this.load();
     if (this.cancelRequested) return Promise.resolve(true);
     if (this.run?.status !== "running") return Promise.resolve(false);
     return new Promise((resolve) => this.cancelWaiters.add(resolve));
   }
 
-  /** `graceMs`: a run just created may not be recorded yet (its first event is relayed first); wait that long for it. */
-  async get(userId: string, graceMs = 0): Promise<RunView | null> {
-    if (!this.run && graceMs > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.startWaiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, graceMs);
-        this.startWaiters.add(done);
-      });
-    }
+  async get(userId: string): Promise<RunView | null> {
     return this.mine(userId) ? this.view() : null;
   }
 
@@ -169,9 +194,11 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   async events(userId: string, after: number): Promise<ReadableStream<Uint8Array> | null> {
     const run = this.mine(userId);
     if (!run) return null;
-    const rows = this.ctx.storage.sql
-      .exec<{ seq: number; block: string }>("SELECT seq, block FROM events WHERE seq > ? ORDER BY seq", after)
-      .toArray();
+    const rows = this.hasTables
+      ? this.ctx.storage.sql
+          .exec<{ seq: number; block: string }>("SELECT seq, block FROM events WHERE seq > ? ORDER BY seq", after)
+          .toArray()
+      : [];
     let follower: Follower | null = null;
     let timer: ReturnType<typeof setInterval> | null = null;
     const stop = () => {
@@ -223,6 +250,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   }
 
   override async alarm(info?: AlarmInvocationInfo): Promise<void> {
+    this.load();
     const run = this.run;
     if (!run) return void (await this.ctx.storage.deleteAll());
     const background = this.heldCall();
@@ -232,7 +260,14 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       if (Date.now() < run.deadline + ORPHAN_SLACK_MS) return;
     }
     if (run.status === "running") {
-      await this.endHere("timed_out", "the run did not end before its deadline");
+      // A /stream run's driver lives in the instance that was handed the call: in any other (the
+      // object was restarted mid-run, e.g. by a deploy of the gateway) it is gone, and the agent
+      // is not called again.
+      if (!background && !this.streaming) {
+        await this.endHere("run_interrupted", "the run was interrupted; the agent is not called again");
+      } else {
+        await this.endHere("timed_out", "the run did not end before its deadline");
+      }
       return;
     }
     if (run.endedAt !== null && Date.now() >= run.endedAt + RUN_RETENTION_MS) {
@@ -245,6 +280,48 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
 
   // ---------------------------------------------------------------------------------------------
 
+  /** What calling the agent needs, from this object's env. */
+  private async callServices(): Promise<RunCallDeps> {
+    const services = composeServices(this.env, this.ctx, await getConfig(this.env));
+    return {
+      db: services.db,
+      usageQueue: services.usageQueue,
+      sessions: services.sessions,
+      keyring: services.keyring,
+      artifacts: services.artifacts,
+      // Built here, so a configuration it rejects fails the setup, not the call.
+      runtime: services.runtime,
+    };
+  }
+
+  /**
+   * Reads the run from storage, once, when first needed. Asking for a run id that was never
+   * started (a guess, a typo) creates nothing: only a started run creates tables.
+   */
+  private load() {
+    if (this.loaded) return;
+    this.loaded = true;
+    const sql = this.ctx.storage.sql;
+    this.hasTables = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run'").toArray().length > 0;
+    const row = this.hasTables
+      ? sql.exec<{ json: string }>("SELECT json FROM run WHERE k = 1").toArray()[0]
+      : undefined;
+    this.run = row ? (JSON.parse(row.json) as Stored) : null;
+    // A running /stream run read from storage has lost its driver (it lives only in the instance
+    // that made the call): the alarm ends it now rather than at its deadline.
+    if (this.run?.status === "running" && this.ctx.storage.kv.get(BACKGROUND) === undefined) {
+      this.ctx.storage.setAlarm(Date.now()).catch(() => {});
+    }
+  }
+
+  private tables() {
+    if (this.hasTables) return;
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS run (k INTEGER PRIMARY KEY CHECK (k = 1), json TEXT NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, block TEXT NOT NULL)");
+    this.hasTables = true;
+  }
+
   /**
    * A background run's alarm: calls the agent and drives the run to its end (the handler runs as
    * long as the run does). A run that already ended (cancelled before this alarm) or whose earlier
@@ -253,18 +330,9 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
    */
   private async background(run: Stored, background: Background, info?: AlarmInvocationInfo): Promise<void> {
     const alarmStarted = Date.now();
-    let deps: BackgroundRunDeps;
+    let deps: RunCallDeps;
     try {
-      const services = composeServices(this.env, this.ctx, await getConfig(this.env));
-      deps = {
-        db: services.db,
-        usageQueue: services.usageQueue,
-        sessions: services.sessions,
-        keyring: services.keyring,
-        artifacts: services.artifacts,
-        // Built here, so a configuration it rejects is a retried setup, not a failed call.
-        runtime: services.runtime,
-      };
+      deps = await this.callServices();
     } catch (err) {
       logError("run_background_setup_failed", { runId: run.id, error: describeError(err) });
       // Thrown: the platform retries the alarm (nothing was called yet); after a few, the run ends.
@@ -315,7 +383,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   }
 
   /** Stores a background run's call: its body in parts (PAYLOAD_PART_CHARS), the rest as one value. */
-  private holdCall(spec: BackgroundRunSpec, attempted: boolean) {
+  private holdCall(spec: RunCall, attempted: boolean) {
     const sql = this.ctx.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS call_payload (i INTEGER PRIMARY KEY, part TEXT NOT NULL)");
     sql.exec("DELETE FROM call_payload");
@@ -349,6 +417,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   }
 
   private mine(userId: string): Stored | null {
+    this.load();
     return this.run && this.run.userId === userId ? this.run : null;
   }
 
@@ -368,6 +437,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   }
 
   private save() {
+    this.tables();
     this.ctx.storage.sql.exec(
       "INSERT INTO run (k, json) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET json = excluded.json",
       JSON.stringify(this.run),
@@ -389,6 +459,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
     const run = this.run as Stored;
     const seq = run.lastSeq + 1;
     const block = sseBlock("error", { code, message });
+    this.tables();
     this.ctx.storage.sql.exec("INSERT INTO events (seq, block) VALUES (?, ?)", seq, block);
     run.lastSeq = seq;
     this.broadcast(this.encoder.encode(withId(seq, block)));
@@ -432,7 +503,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
   }
 }
 
-function withoutPayload(spec: BackgroundRunSpec): BackgroundRunSpec {
+function withoutPayload(spec: RunCall): RunCall {
   return { ...spec, call: { ...spec.call, payload: "" } };
 }
 

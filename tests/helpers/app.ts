@@ -1,6 +1,6 @@
 // Calls the gateway with a modified environment (e.g. a different AUTH_* or TIER_LIMITS), for
 // tests that need configuration other than vitest.config.ts gives everyone.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import worker from "../../src/index";
 
@@ -18,9 +18,40 @@ export async function callWithEnv(
     body: opts.body === undefined ? opts.rawBody : JSON.stringify(opts.body),
   });
   const ctx = createExecutionContext();
-  const res = await worker.fetch(request, { ...env, ...overrides } as typeof env, ctx);
+  const overridden = { ...env, ...overrides } as typeof env;
+  overridden.RUNS = runsSharing(overridden);
+  const res = await worker.fetch(request, overridden, ctx);
   await waitOnExecutionContext(ctx);
   return res;
+}
+
+/**
+ * The RUNS namespace, its objects given the overridden env before each call: a run's Durable Object
+ * makes the run's call with its own env, and in production the gateway and its Durable Objects
+ * share one. (Only what compose.ts uses: idFromName and get.)
+ */
+function runsSharing(overridden: typeof env): typeof env.RUNS {
+  const real = env.RUNS;
+  const stubOf = (id: DurableObjectId) => {
+    const stub = real.get(id);
+    return new Proxy(
+      {},
+      {
+        get: (_, method) =>
+          // Not a thenable: `await`ing the stub must not call `then` on the object.
+          method === "then"
+            ? undefined
+            : async (...args: unknown[]) => {
+                await runInDurableObject(stub, (instance) => {
+                  (instance as unknown as { env: unknown }).env = overridden;
+                });
+                // Called on the stub itself: an RPC method has no `apply`.
+                return (stub as unknown as Record<PropertyKey, (...a: unknown[]) => unknown>)[method]!(...args);
+              },
+      },
+    );
+  };
+  return { idFromName: (name: string) => real.idFromName(name), get: stubOf } as unknown as typeof env.RUNS;
 }
 
 /** A stand-in for a queue binding that records what is sent (for "enqueued nothing" checks). */

@@ -2,11 +2,9 @@
 // and belongs to the user who started it: anyone else (or an API key restricted to other agents)
 // gets the same 404 as for a run that does not exist.
 import { ApiError } from "../../lib/errors";
-import { isIdOf, timeOfId } from "../../lib/ids";
+import { isIdOf } from "../../lib/ids";
 import {
   MAX_RUN_WAIT_SECONDS,
-  NEW_RUN_GRACE_MS,
-  NEW_RUN_WINDOW_MS,
   type RunRecorderApi,
   type RunRecorders,
   type RunView,
@@ -36,14 +34,11 @@ function recorder(deps: RunDeps, runId: string) {
 }
 
 /**
- * The run, as its owner sees it. A /stream run is recorded just after its first event is relayed,
- * so a read right after the client got `x-run-id` may arrive first: for an id minted in the last
- * few seconds, the Durable Object waits briefly for the record.
+ * The run, as its owner sees it. (A run is known to its Durable Object from before its id is
+ * handed out: the object holds it in memory until its record is stored after the first event.)
  */
 async function lookUp(deps: RunDeps, rec: RunRecorderApi, runId: string): Promise<RunView> {
-  const age = Date.now() - (timeOfId(runId) ?? 0);
-  const grace = age >= 0 && age < NEW_RUN_WINDOW_MS ? NEW_RUN_GRACE_MS : 0;
-  return visible(deps, runId, await rec.get(deps.userId, grace));
+  return visible(deps, runId, await rec.get(deps.userId));
 }
 
 export async function getRun(deps: RunDeps, runId: string): Promise<RunView> {

@@ -1,6 +1,7 @@
 // A run: one streamed invocation, recorded event by event by its own Durable Object
 // (entrypoints/run-recorder.ts) so that a client can leave and come back. The types the driver
 // (drive.ts), the routes and the Durable Object share.
+import type { ProblemCode } from "../../lib/errors";
 import type { SessionKey } from "../sessions/types";
 
 export type RunStatus = "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
@@ -13,10 +14,6 @@ export const MAX_RUN_BYTES = 16 * 1024 * 1024;
 export const RUN_RETENTION_MS = 24 * 60 * 60 * 1000;
 /** Longest `wait` on a run. */
 export const MAX_RUN_WAIT_SECONDS = 60;
-/** A run id younger than this that is not recorded yet is waited for (its record follows its first event). */
-export const NEW_RUN_WINDOW_MS = 10_000;
-/** How long a read waits for such a run to be recorded. */
-export const NEW_RUN_GRACE_MS = 2_000;
 /** How long a cancel waits for the run's driver to end the run before ending it itself. */
 export const CANCEL_GRACE_MS = 5_000;
 
@@ -31,7 +28,7 @@ export type RunView = {
   errorCode?: string;
 };
 
-/** What the gateway records when it starts a run. */
+/** What the gateway hands a run's Durable Object when it starts the run. */
 export type RunStart = {
   id: string;
   userId: string;
@@ -80,12 +77,27 @@ export type CallSpec = {
   timeoutMs: number;
 };
 
-/** What a background run's Durable Object needs to drive it: the call, and the session turn it holds. */
-export type BackgroundRunSpec = {
+/** What a run's Durable Object needs to make its call: the call, and the session turn it holds. */
+export type RunCall = {
   call: CallSpec;
   /** The session turn the run holds until it ends (services/sessions/resolve.ts). */
   sessionTurn?: { key: SessionKey; turnId: string };
 };
+
+/**
+ * A /stream run's start, as its Durable Object answers it: the client's event stream once the
+ * agent's stream has started, or the problem its call failed with before (the run records it too).
+ */
+export type RunOpening =
+  | { stream: ReadableStream<Uint8Array> }
+  | {
+      problem: {
+        code: ProblemCode;
+        detail: string;
+        headers?: Record<string, string>;
+        extra?: Record<string, unknown>;
+      };
+    };
 
 /** How a run ended, with the invoke/v1 answer of its `done` event when it succeeded. */
 export type RunEnd = { status: Exclude<RunStatus, "running">; errorCode?: string; answer?: unknown };
@@ -102,18 +114,21 @@ export type RunWaitResult = {
  * does not exist or belongs to someone else, so a stranger cannot tell the two apart.
  */
 export interface RunRecorderApi {
-  start(run: RunStart): Promise<void>;
+  /**
+   * A /stream run: the object calls the agent (it owns the call, so the run outlives the client
+   * and the gateway's request) and answers the client's event stream, or the call's problem.
+   */
+  stream(run: RunStart, spec: RunCall): Promise<RunOpening>;
   /**
    * Records a background run's start with what its call needs, and sets the alarm that makes the
    * call: the Durable Object drives the run, not the gateway that answered 202.
    */
-  startBackground(run: RunStart, spec: BackgroundRunSpec): Promise<void>;
+  startBackground(run: RunStart, spec: RunCall): Promise<void>;
   /** Records events `from`, `from + 1`, … (SSE blocks without their `id:` line); `cancel` tells the driver to stop. */
   append(from: number, blocks: string[], end?: RunEnd): Promise<{ cancel: boolean }>;
   /** Resolves true when the run is cancelled, false once it has ended otherwise. */
   untilCancelled(): Promise<boolean>;
-  /** `graceMs`: how long to wait for a run that is not recorded yet (a run id just handed out). */
-  get(userId: string, graceMs?: number): Promise<RunView | null>;
+  get(userId: string): Promise<RunView | null>;
   cancel(userId: string): Promise<{ run: RunView; alreadyEnded: boolean } | null>;
   events(userId: string, after: number): Promise<ReadableStream<Uint8Array> | null>;
   wait(userId: string, timeoutMs: number): Promise<RunWaitResult | null>;

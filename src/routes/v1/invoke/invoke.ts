@@ -2,12 +2,9 @@ import { z } from "@hono/zod-openapi";
 import type { App, AppContext } from "../../../app";
 import { ApiError } from "../../../lib/errors";
 import type { BodyLimit } from "../../../middleware/body-guard";
-import {
-  type InvokeDeps,
-  invokeAgent,
-  PREVIEW_DEPLOYMENT_HEADER,
-  streamAgentRun,
-} from "../../../services/invoke/invoke";
+import { invokeAgent } from "../../../services/invoke/invoke";
+import { type InvokeDeps, PREVIEW_DEPLOYMENT_HEADER } from "../../../services/invoke/prepare";
+import { streamAgentRun } from "../../../services/runs/start";
 import { limitsForUser } from "../../../services/usage/user-tier";
 import { bodyProblems, commonProblems, headers, problemDoc } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";

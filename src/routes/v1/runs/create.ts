@@ -1,5 +1,5 @@
 import type { App } from "../../../app";
-import { startBackgroundRun } from "../../../services/invoke/invoke";
+import { startBackgroundRun } from "../../../services/runs/start";
 import { AgentIdParam, bodyProblems, commonProblems } from "../../openapi-shared";
 import { userRoute } from "../../route-policy";
 import { callerInvokeBodyLimit, invokeDeps, upstreamProblems } from "../invoke/invoke";
