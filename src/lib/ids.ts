@@ -43,14 +43,3 @@ export function isIdOf(kind: IdKind, value: string): boolean {
   return value.startsWith(`${ID_PREFIXES[kind]}_`) && ID_PATTERN.test(value);
 }
 
-/** The creation time (ms since epoch) an id carries, or null for a string that is not an id. */
-export function timeOfId(value: string): number | null {
-  if (!ID_PATTERN.test(value)) return null;
-  let t = 0;
-  for (const ch of value.slice(4, 14)) {
-    const digit = ALPHABET.indexOf(ch);
-    if (digit < 0) return null;
-    t = t * 32 + digit;
-  }
-  return t;
-}

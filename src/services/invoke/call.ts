@@ -30,7 +30,7 @@ export type CallDeps = RecordInvocationDeps & {
 
 /**
  * The call `spec` describes, ready to make (its request, target, measurement and abort), wherever
- * it is made: in the gateway, or in a background run's Durable Object (services/runs/background.ts).
+ * it is made: in the gateway (a direct call), or in a run's Durable Object (services/runs/call.ts).
  */
 export function invocationOf(
   deps: Pick<CallDeps, "db" | "usageQueue" | "waitUntil">,

@@ -11,7 +11,7 @@ export const REDACTED = "[redacted]";
 export const MIN_REDACTED_LENGTH = 4;
 const TRUNCATED = "…[truncated]";
 
-/** The request headers the gateway sends the agent (services/invoke/invoke.ts) that name the call. */
+/** The request headers the gateway sends the agent (services/invoke/call.ts) that name the call. */
 const REQUEST_ID_HEADER = "x-request-id";
 const RUN_ID_HEADER = "x-run-id";
 

@@ -27,14 +27,14 @@ const STOP_MESSAGES: Record<StopReason, string> = {
 export type DriveOptions = {
   runId: string;
   recorder: RunRecorderApi;
-  /** The Durable Object's `start`; every append waits for it. */
+  /** Settles once the run's record is stored; every append waits for it. */
   started: Promise<void>;
   /**
-   * Makes the run's record (idempotent). Called on a timer once the first event has been handed to
-   * the client, so that event leaves before the Durable Object is touched (under wrangler dev a new
-   * object's storage is created on the gateway's thread and would hold the event back); and at
-   * once with the second event, so a burst of events, during which a timer does not fire, cannot
-   * leave the run unrecorded (unreadable) for as long as the burst lasts.
+   * Stores the run's record (idempotent). Called on a timer once the first event has been handed
+   * to the client, so that event leaves before the object's storage is touched (a new object's
+   * storage is created then, and under wrangler dev that happens on the thread the event leaves
+   * by); and at once with the second event, so a burst of events, during which a timer does not
+   * fire, cannot leave the run unstored for as long as the burst lasts.
    */
   beginRecord: () => void;
   /** Resolves true when the run is cancelled (the Durable Object's `untilCancelled`). */

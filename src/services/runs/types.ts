@@ -52,8 +52,8 @@ export type CallDeployment = {
 
 /**
  * An admitted invocation as plain data: everything calling the agent needs once the gateway has
- * routed it and checked its quota. The gateway calls from it directly; a background run hands it
- * to its Durable Object, which makes the call (services/runs/background.ts).
+ * routed it and checked its quota. The gateway calls from it directly (a direct call); a run hands
+ * it to the run's Durable Object, which makes the call (services/runs/call.ts).
  */
 export type CallSpec = {
   requestId: string;

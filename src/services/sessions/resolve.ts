@@ -1,6 +1,6 @@
 // The routing decision for an invocation that names a session (invoke/v1 `sessionId`): which
 // deployment its turn goes to, and the turn itself (one at a time per session). Called from one
-// place, services/invoke/invoke.ts, where the deployment to call is chosen.
+// place, services/invoke/prepare.ts, where the deployment to call is chosen.
 //
 // A session's first turn pins it to the agent's active deployment (or, while a canary rollout
 // runs, to the version its split gives the session id); every later turn goes to that
