@@ -272,6 +272,23 @@ describe("a D1 that fails every write", () => {
     expect(await stored(dep.userId)).toBe(0);
   });
 
+  it("stops the one-at-a-time pass as soon as D1 answers that it is unavailable, and retries the rest untried", async () => {
+    const userId = newId("user");
+    const bodies = Array.from({ length: 4 }, () => measurement(userId, "agt_midway"));
+    // The chunk is refused (not an outage), the first message lands alone, then D1 goes down.
+    const d1 = countingD1(env.DB, async (n) => {
+      if (n === 1) throw new Error("D1_ERROR: something unexpected");
+      if (n >= 3) throw new Error("D1_ERROR: Network connection lost.");
+    });
+    const { batch, outcomes } = handMadeBatch("usage-events", bodies, 1);
+    await handleUsageBatch(batch, { db: createDb(d1) });
+    expect([...outcomes.values()].map((o) => o.op)).toEqual(["ack", "retry", "retry", "retry"]);
+    expect(d1.writes).toBe(3);
+    expect(await stored(userId)).toBe(1);
+    expect(logLines("usage_batch_failed")).toMatchObject([{ count: 3, events: 3 }]);
+    expect(logLines("usage_message_rejected")).toEqual([]);
+  });
+
   it("a chunk D1 stored but answered as failed is written again message by message, stored and billed once", async () => {
     const userId = newId("user");
     const agentId = newId("agent");
