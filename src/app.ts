@@ -5,6 +5,7 @@ import type { Context, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Principal } from "./auth/principal";
 import type { Services } from "./compose";
+import { isDatabaseUnavailable } from "./db/unavailable";
 import type { Config, Env } from "./env";
 import { ConfigError } from "./lib/config-error";
 import { ApiError, type FieldError, problemResponse } from "./lib/errors";
@@ -83,16 +84,4 @@ export function toApiError(err: unknown, requestId: string, route?: string): Api
   }
   logError("unhandled_error", { requestId, route, error: describeError(err) });
   return new ApiError("internal_error", "an unexpected error occurred; quote the requestId when reporting it");
-}
-
-/**
- * D1 outages and overload, by message. D1 prefixes every error (a SQL bug too) with `D1_ERROR`,
- * so only the transient causes count: a bug must stay a logged 500, not pose as an outage.
- */
-function isDatabaseUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const text = `${err.message} ${err.cause instanceof Error ? err.cause.message : ""}`;
-  return /Network connection lost|storage operation exceeded|storage caused object to be reset|overloaded|SQLITE_BUSY|D1 DB is overloaded|internal error; reference/i.test(
-    text,
-  );
 }

@@ -19,6 +19,7 @@ import { AUTHZ_MATRIX, makeMatrixWorld, methodOf } from "./helpers/authz-matrix"
 import { faultyD1, recordingD1, withFailingWrites } from "./helpers/d1-faults";
 import { createAgent, expectPointerInvariant, userIdOf, userMessage } from "./helpers/deploy-flow";
 import { call, expectProblem, json } from "./helpers/http";
+import { handMadeBatch } from "./helpers/queue-batch";
 import { tenantState } from "./helpers/state";
 
 const db = createDb(env.DB);
@@ -57,33 +58,6 @@ async function countingRuntime(): Promise<RuntimeProvider & { deploys: string[] 
     invoke: (target, request, opts) => real.invoke(target, request, opts),
     remove: (names) => real.remove(names),
   };
-}
-
-/** A batch made by hand, so that what the consumer does with each message (and its delay) is visible. */
-function handMadeBatch(queue: string, bodies: unknown[], attempts: number) {
-  const outcomes = new Map<string, { op: "ack" | "retry"; delaySeconds?: number }>();
-  const messages = bodies.map((body) => {
-    const id = `hand-${crypto.randomUUID()}`;
-    return {
-      id,
-      timestamp: new Date(),
-      attempts,
-      body,
-      ack: () => void outcomes.set(id, { op: "ack" }),
-      retry: (o?: { delaySeconds?: number }) => void outcomes.set(id, { op: "retry", delaySeconds: o?.delaySeconds }),
-    };
-  });
-  const batch = {
-    queue,
-    messages,
-    ackAll: () => {
-      for (const m of messages) m.ack();
-    },
-    retryAll: (o?: { delaySeconds?: number }) => {
-      for (const m of messages) m.retry(o);
-    },
-  } as unknown as MessageBatch<unknown>;
-  return { batch, outcomes, ids: messages.map((m) => m.id) };
 }
 
 async function runQueue(batch: MessageBatch<unknown>) {
