@@ -434,6 +434,30 @@ describe("promote and abort by the user", () => {
     const all = await call("GET", `/v1/agents/${agentId}/rollouts?limit=1`, { headers });
     expect((await json(all)).rollouts.map((r: Rollout) => [r.id, r.status])).toEqual([[again.id, "completed"]]);
   });
+
+  it("a promote that cannot move the pointer leaves the rollout running: 409 agent_disabled, or 409 conflict once the candidate's code is gone; abort still ends it", async () => {
+    const { headers, agentId, v1, v2 } = await agentWithCandidate();
+    const body = { deploymentId: v2, stages: TWO_STAGES, abortOn: { maxErrorRatePct: 5, minRequests: 10 } };
+    const rollout = await started(headers, agentId, body);
+    const promote = () => call("POST", `/v1/agents/${agentId}/rollouts/${rollout.id}/promote`, { headers });
+
+    // Retention removed the candidate's code after the rollout started (as the cleanup cron does).
+    await env.DB.prepare("UPDATE deployments SET script_removed_at = ? WHERE id = ?").bind(Date.now(), v2).run();
+    const conflict = await expectProblem(await promote(), 409, "conflict");
+    expect(conflict.detail).toBe(`rollout ${rollout.id} could not be promoted: the agent changed meanwhile; try again`);
+    expect((await getRollout(headers, agentId, rollout.id)).status).toBe("running");
+    expect(await expectPointerInvariant(agentId)).toBe(v1);
+
+    // Disabled before the evaluator's next pass: promote is refused, abort is not.
+    expect((await call("POST", `/v1/agents/${agentId}/disable`, { headers })).status).toBe(200);
+    await expectProblem(await promote(), 409, "agent_disabled");
+    expect((await getRollout(headers, agentId, rollout.id)).status).toBe("running");
+    const aborted = await call("POST", `/v1/agents/${agentId}/rollouts/${rollout.id}/abort`, { headers });
+    expect(aborted.status).toBe(200);
+    expect((await json(aborted)).rollout).toMatchObject({ status: "aborted", endReason: "aborted by the user" });
+    await expectProblem(await promote(), 409, "rollout_ended");
+    expect((await auditActions(rollout.id)).map((a) => a.action)).toEqual(["rollout.started", "rollout.aborted"]);
+  });
 });
 
 describe("tenant isolation and validation", () => {

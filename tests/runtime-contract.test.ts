@@ -24,6 +24,7 @@ import {
   type RuntimeProvider,
   type RuntimeProviderName,
 } from "../src/runtime/types";
+import { contractAgent } from "./fixtures/modules";
 import { fakeDispatcher, makeBundle, namespaceSetup } from "./helpers/namespace";
 import "./setup/fake-aws-context.ts";
 
@@ -34,36 +35,16 @@ const DEADLINE_MS = 4_000;
 const DELTA_GAP_MS = 200;
 const SECRET = `contract-secret-${crypto.randomUUID()}`;
 
-const AGENT = `
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const enc = new TextEncoder();
-const sse = (event, data) => enc.encode("event: " + event + "\\ndata: " + JSON.stringify(data) + "\\n\\n");
-export default {
-  async fetch(request, env) {
-    const body = await request.json();
-    const text = body.messages.at(-1).content;
-    if (text === "throw") throw new Error("contract boom");
-    if (text === "hang") await sleep(60000);
-    if ((request.headers.get("accept") ?? "").includes("text/event-stream")) {
-      const stream = new ReadableStream({
-        async start(c) {
-          for (const w of ["a ", "b ", "c"]) {
-            c.enqueue(sse("delta", { text: w }));
-            await sleep(${DELTA_GAP_MS});
-          }
-          c.enqueue(sse("done", { output: { text: "a b c" } }));
-          c.close();
-        },
-      });
-      return new Response(stream, { headers: { "content-type": "text/event-stream" } });
-    }
-    return Response.json({
-      output: { text },
-      env: { DEPLOYMENT_ID: env.DEPLOYMENT_ID, RUNTIME_PROVIDER: env.RUNTIME_PROVIDER, CONTRACT_SECRET: env.CONTRACT_SECRET },
-    });
-  },
-};
-`;
+const AGENT = contractAgent({
+  deltas: ["a ", "b ", "c"],
+  deltaGapMs: DELTA_GAP_MS,
+  throwMessage: "contract boom",
+  hangMs: 60_000,
+  answer: `{
+    output: { text },
+    env: { DEPLOYMENT_ID: env.DEPLOYMENT_ID, RUNTIME_PROVIDER: env.RUNTIME_PROVIDER, CONTRACT_SECRET: env.CONTRACT_SECRET },
+  }`,
+});
 
 type Subject = {
   name: string;

@@ -7,6 +7,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { sessionObjectName } from "../src/services/sessions/types";
+import { sessionAgent as sessionAgentModule } from "./fixtures/modules";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userIdOf } from "./helpers/deploy-flow";
@@ -16,37 +17,8 @@ import { waitFor } from "./helpers/wait";
 
 type Headers = Record<string, string>;
 
-/**
- * Answers "<tag> <sessionId>". The last message is "<mode> <arg>": "slow <ms>" answers after ms;
- * streamed, "count <n>" sends n deltas 100 ms apart then done, "fail" one delta then breaks.
- */
-const sessionAgent = (tag: string) => `
-const enc = new TextEncoder();
-const ev = (n, d) => enc.encode("event: " + n + "\\ndata: " + JSON.stringify(d) + "\\n\\n");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-export default {
-  async fetch(req) {
-    if (req.method === "GET") return new Response("ok");
-    const body = await req.json();
-    const [mode, arg] = body.messages.at(-1).content.split(" ");
-    const text = ${JSON.stringify(tag)} + " " + (body.sessionId ?? "-");
-    if (mode === "slow") await sleep(Number(arg));
-    if ((req.headers.get("accept") ?? "").includes("text/event-stream") && mode !== "slow") {
-      const n = mode === "count" ? Number(arg) : 1;
-      let i = 0;
-      return new Response(new ReadableStream({
-        async pull(c) {
-          i++;
-          if (mode === "fail" && i === 2) { c.error(new Error("broken on purpose")); return; }
-          if (i > n) { c.enqueue(ev("done", { output: { text } })); c.close(); return; }
-          await sleep(100);
-          c.enqueue(ev("delta", { text: String(i) }));
-        },
-      }, { highWaterMark: 0 }), { headers: { "content-type": "text/event-stream" } });
-    }
-    return Response.json({ output: { text } });
-  },
-};`;
+/** The session agent (fixtures/modules.ts): its streamed deltas come 100 ms apart. */
+const sessionAgent = (tag: string) => sessionAgentModule(tag, { deltaGapMs: 100 });
 
 const turnBody = (sessionId: string | undefined, content = "hello") => ({
   messages: [{ role: "user", content }],

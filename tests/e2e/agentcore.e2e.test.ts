@@ -11,6 +11,7 @@ import { type FakeAws, startFakeAws } from "../../scripts/lib/fake-aws.ts";
 import { httpClient } from "../../scripts/lib/http-client.ts";
 import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
 import { mintToken, newSigningKey } from "../../scripts/lib/tokens.ts";
+import { contractAgent } from "../fixtures/modules.ts";
 import { api, expectProblem, newUser, waitFor } from "./harness.ts";
 
 const ACCESS_KEY_ID = "AKIAFAKEWEBHOSTE2E01";
@@ -20,34 +21,15 @@ const INVOKE_TIMEOUT_MS = 4_000;
 /** The streaming agent's pause between deltas: a buffered relay would deliver them together. */
 const DELTA_GAP_MS = 400;
 
-// The second deployment: JSON, a slow SSE stream, a throw and a hang, on request.
-const AGENT_V2 = `
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const enc = new TextEncoder();
-const sse = (event, data) => enc.encode("event: " + event + "\\ndata: " + JSON.stringify(data) + "\\n\\n");
-export default {
-  async fetch(request, env) {
-    const body = await request.json();
-    const text = body.messages.at(-1).content;
-    if (text === "throw") throw new Error("boom from the agent");
-    if (text === "hang") await sleep(${INVOKE_TIMEOUT_MS * 3});
-    if ((request.headers.get("accept") ?? "").includes("text/event-stream")) {
-      const stream = new ReadableStream({
-        async start(c) {
-          for (const w of ["one ", "two ", "three"]) {
-            c.enqueue(sse("delta", { text: w }));
-            await sleep(${DELTA_GAP_MS});
-          }
-          c.enqueue(sse("done", { output: { text: "one two three" } }));
-          c.close();
-        },
-      });
-      return new Response(stream, { headers: { "content-type": "text/event-stream" } });
-    }
-    return Response.json({ output: { text: "v2 on " + env.RUNTIME_PROVIDER + ": " + text + " at " + new URL(request.url).pathname } });
-  },
-};
-`;
+// The second deployment: JSON (naming its provider and the path it was called on), a slow SSE
+// stream, a throw and a hang, on request.
+const AGENT_V2 = contractAgent({
+  deltas: ["one ", "two ", "three"],
+  deltaGapMs: DELTA_GAP_MS,
+  throwMessage: "boom from the agent",
+  hangMs: INVOKE_TIMEOUT_MS * 3,
+  answer: `{ output: { text: "v2 on " + env.RUNTIME_PROVIDER + ": " + text + " at " + new URL(request.url).pathname } }`,
+});
 
 type Deployment = { id: string; status: string; errorMessage: string | null; runtimeProvider: string };
 

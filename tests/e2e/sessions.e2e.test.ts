@@ -5,35 +5,12 @@
 // a disabled agent's session is 409 session_deployment_gone; a stranger gets 404 on every route.
 import { beforeAll, describe, expect, it } from "vitest";
 import { readSse, type SseEvent } from "../../scripts/lib/sse.ts";
+import { sessionAgent as sessionAgentModule } from "../fixtures/modules.ts";
 import { SESSION_IDLE_SECONDS } from "./context.ts";
 import { api, expectJson, expectProblem, newUser, type User, waitFor } from "./harness";
 
-/** Answers "<tag> <sessionId>"; "slow <ms>" first waits; streamed, "count <n>" sends n deltas 150 ms apart. */
-const sessionAgent = (tag: string) => `
-const enc = new TextEncoder();
-const ev = (n, d) => enc.encode("event: " + n + "\\ndata: " + JSON.stringify(d) + "\\n\\n");
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-export default {
-  async fetch(req) {
-    if (req.method === "GET") return new Response("ok");
-    const body = await req.json();
-    const [mode, arg] = body.messages.at(-1).content.split(" ");
-    const text = ${JSON.stringify(tag)} + " " + (body.sessionId ?? "-");
-    if (mode === "slow") await sleep(Number(arg));
-    if ((req.headers.get("accept") ?? "").includes("text/event-stream") && mode === "count") {
-      let i = 0;
-      return new Response(new ReadableStream({
-        async pull(c) {
-          i++;
-          if (i > Number(arg)) { c.enqueue(ev("done", { output: { text } })); c.close(); return; }
-          await sleep(150);
-          c.enqueue(ev("delta", { text: String(i) }));
-        },
-      }, { highWaterMark: 0 }), { headers: { "content-type": "text/event-stream" } });
-    }
-    return Response.json({ output: { text } });
-  },
-};`;
+/** The session agent (fixtures/modules.ts): its streamed deltas come 150 ms apart. */
+const sessionAgent = (tag: string) => sessionAgentModule(tag, { deltaGapMs: 150 });
 
 type Session = {
   id: string;

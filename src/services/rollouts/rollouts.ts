@@ -25,7 +25,7 @@ import { pointerMoveStatements } from "../deployments/deployments";
 import { forgetAgentRoute } from "../invoke/route-cache";
 import type { TenantDeps } from "../tenant";
 import type { WebhookQueue } from "../webhooks/queue";
-import { announceRolloutChange } from "./rollout-events";
+import { announceRolloutChange, type RolloutChange } from "./rollout-events";
 
 export type { RolloutRow };
 
@@ -183,36 +183,44 @@ function ended(row: RolloutRow): ApiError {
 
 /** POST …/promote: the candidate becomes active now (the remaining stages are skipped). */
 export async function promoteRollout(deps: RolloutDeps, agentId: string, rolloutId: string): Promise<RolloutRow> {
-  const row = await getRollout(deps, agentId, rolloutId);
-  if (row.status !== "running") throw ended(row);
-  const agent = await getAgent(deps, agentId);
-  if (agent.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
-  const done = await completeRollout(
-    { db: deps.db, actor: userActor(deps.userId), now: deps.now?.() ?? Date.now(), webhookQueue: deps.webhookQueue },
-    row,
-    { reason: "promoted by the user" },
-  );
-  if (!done) {
-    const fresh = await getRollout(deps, agentId, rolloutId);
-    if (fresh.status !== "running") throw ended(fresh);
-    throw new ApiError(
-      "conflict",
-      `rollout ${rolloutId} could not be promoted: the agent changed meanwhile; try again`,
-    );
-  }
-  return getRollout(deps, agentId, rolloutId);
+  return endByUser(deps, agentId, rolloutId, "promoted", completeRollout, async () => {
+    const agent = await getAgent(deps, agentId);
+    if (agent.status === "disabled") throw new ApiError("agent_disabled", `agent ${agentId} is disabled`);
+  });
 }
 
 /** POST …/abort: all traffic back to the baseline, the candidate `inactive`. */
 export async function abortRolloutByUser(deps: RolloutDeps, agentId: string, rolloutId: string): Promise<RolloutRow> {
+  return endByUser(deps, agentId, rolloutId, "aborted", abortRollout);
+}
+
+/**
+ * The user's promote or abort of a running rollout: `end` is the transition (the evaluator makes
+ * the same ones), `precheck` what must hold first. A rollout that ended meanwhile is 409
+ * rollout_ended; one still running that could not move (the agent changed under a promote) is 409
+ * conflict, to be retried.
+ */
+async function endByUser(
+  deps: RolloutDeps,
+  agentId: string,
+  rolloutId: string,
+  verb: "promoted" | "aborted",
+  end: (deps: TransitionDeps, row: RolloutRow, opts: TransitionOpts) => Promise<boolean>,
+  precheck?: () => Promise<void>,
+): Promise<RolloutRow> {
   const row = await getRollout(deps, agentId, rolloutId);
   if (row.status !== "running") throw ended(row);
-  const done = await abortRollout(
+  await precheck?.();
+  const done = await end(
     { db: deps.db, actor: userActor(deps.userId), now: deps.now?.() ?? Date.now(), webhookQueue: deps.webhookQueue },
     row,
-    { reason: "aborted by the user" },
+    { reason: `${verb} by the user` },
   );
-  if (!done) throw ended(await getRollout(deps, agentId, rolloutId));
+  if (!done) {
+    const fresh = await getRollout(deps, agentId, rolloutId);
+    if (fresh.status !== "running") throw ended(fresh);
+    throw new ApiError("conflict", `rollout ${rolloutId} could not be ${verb}: the agent changed meanwhile; try again`);
+  }
   return getRollout(deps, agentId, rolloutId);
 }
 
@@ -228,6 +236,34 @@ function stillRunning(row: RolloutRow, expectStage: number | undefined) {
   );
 }
 
+/** The evaluation a transition records, when the evaluator made it. */
+function evaluated(opts: TransitionOpts): { lastEvaluation?: Record<string, unknown> } {
+  return opts.evaluation ? { lastEvaluation: opts.evaluation } : {};
+}
+
+/** What ending a rollout writes to its row. */
+function endColumns(status: "aborted" | "completed", opts: TransitionOpts, now: number) {
+  return { status, endReason: opts.reason.slice(0, 1000), endedAt: now, updatedAt: now, ...evaluated(opts) };
+}
+
+/**
+ * The close of every transition: this isolate's cached route is dropped whatever happened (a lost
+ * race may still have changed the route), and only the winner (`after`, the updated row) announces
+ * the change. True when this caller made it.
+ */
+async function settled(
+  deps: TransitionDeps,
+  row: RolloutRow,
+  after: RolloutRow | undefined,
+  change: RolloutChange,
+  reason: string,
+): Promise<boolean> {
+  forgetAgentRoute({ userId: row.userId, agentId: row.agentId });
+  if (!after) return false;
+  await announceRolloutChange(deps, after, change, reason);
+  return true;
+}
+
 /**
  * Ends a running rollout as aborted: traffic goes back to the baseline (the route no longer
  * names the rollout), and a `ready` candidate becomes `inactive` in the same batch. False when
@@ -238,13 +274,7 @@ export async function abortRollout(deps: TransitionDeps, row: RolloutRow, opts: 
   const [aborted] = await db.batch([
     db
       .update(rollouts)
-      .set({
-        status: "aborted",
-        endReason: opts.reason.slice(0, 1000),
-        endedAt: now,
-        updatedAt: now,
-        ...(opts.evaluation ? { lastEvaluation: opts.evaluation } : {}),
-      })
+      .set(endColumns("aborted", opts, now))
       .where(stillRunning(row, opts.expectStage))
       .returning(),
     db
@@ -258,16 +288,7 @@ export async function abortRollout(deps: TransitionDeps, row: RolloutRow, opts: 
         ),
       ),
   ]);
-  forgetAgentRoute({ userId: row.userId, agentId: row.agentId });
-  const after = aborted[0];
-  if (!after) return false;
-  await announceRolloutChange(
-    { db, actor: deps.actor, now, webhookQueue: deps.webhookQueue },
-    after,
-    "aborted",
-    opts.reason,
-  );
-  return true;
+  return settled(deps, row, aborted[0], "aborted", opts.reason);
 }
 
 /**
@@ -293,13 +314,7 @@ export async function completeRollout(deps: TransitionDeps, row: RolloutRow, opt
     }),
     db
       .update(rollouts)
-      .set({
-        status: "completed",
-        endReason: opts.reason.slice(0, 1000),
-        endedAt: now,
-        updatedAt: now,
-        ...(opts.evaluation ? { lastEvaluation: opts.evaluation } : {}),
-      })
+      .set(endColumns("completed", opts, now))
       .where(
         and(
           stillRunning(row, opts.expectStage),
@@ -309,16 +324,8 @@ export async function completeRollout(deps: TransitionDeps, row: RolloutRow, opt
       )
       .returning(),
   ]);
-  forgetAgentRoute({ userId: row.userId, agentId: row.agentId });
-  const after = completed[0];
-  if (moved.length === 0 || !after) return false;
-  await announceRolloutChange(
-    { db, actor: deps.actor, now, webhookQueue: deps.webhookQueue },
-    after,
-    "completed",
-    opts.reason,
-  );
-  return true;
+  // Both must have happened: the pointer moved and the rollout ended.
+  return settled(deps, row, moved.length === 0 ? undefined : completed[0], "completed", opts.reason);
 }
 
 /** Moves a running rollout from stage `row.stageIndex` to the next; its window starts `now`. */
@@ -330,29 +337,21 @@ export async function advanceRollout(deps: TransitionDeps, row: RolloutRow, opts
       stageIndex: row.stageIndex + 1,
       stageStartedAt: now,
       updatedAt: now,
-      ...(opts.evaluation ? { lastEvaluation: opts.evaluation } : {}),
+      ...evaluated(opts),
     })
     .where(
       and(stillRunning(row, row.stageIndex), sql`${rollouts.stageIndex} + 1 < json_array_length(${rollouts.stages})`),
     )
     .returning();
-  forgetAgentRoute({ userId: row.userId, agentId: row.agentId });
-  if (!after) return false;
-  await announceRolloutChange(
-    { db, actor: deps.actor, now, webhookQueue: deps.webhookQueue },
-    after,
-    "advanced",
-    opts.reason,
-  );
-  return true;
+  return settled(deps, row, after, "advanced", opts.reason);
 }
 
-/** Records the last evaluation of a stage that neither advanced nor aborted. */
 /** Marks a running rollout as just evaluated (it goes to the back of the evaluator's queue). */
 export async function touchRollout(db: Db, row: RolloutRow, now: number) {
   await db.update(rollouts).set({ updatedAt: now }).where(stillRunning(row, undefined));
 }
 
+/** Records the last evaluation of a stage that neither advanced nor aborted. */
 export async function noteEvaluation(db: Db, row: RolloutRow, evaluation: Record<string, unknown>, now: number) {
   await db
     .update(rollouts)
