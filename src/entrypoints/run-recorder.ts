@@ -124,6 +124,9 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
     return opening;
   }
 
+  /** Touches nothing: creating the object is the point (services/runs/start.ts). */
+  async wake(): Promise<void> {}
+
   async startBackground(run: RunStart, spec: RunCall): Promise<void> {
     this.load();
     if (this.run) return;

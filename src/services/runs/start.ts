@@ -24,11 +24,15 @@ export async function streamAgentRun(
   opts: InvokeOptions = {},
 ): Promise<Response> {
   const runId = newId("run");
+  const recorder = deps.runs(runId);
+  // Wakes the run's object while the call is routed and admitted, so creating it is not added to
+  // the time to the first event.
+  recorder.wake().catch(() => {});
   const prepared = await prepareInvocation(deps, agentId, body, true, opts, runId);
   const headers = { ...prepared.headers, [RUN_ID_HEADER]: runId };
   let opening: RunOpening;
   try {
-    opening = await deps.runs(runId).stream(runStartOf(prepared, runId), handover(prepared));
+    opening = await recorder.stream(runStartOf(prepared, runId), handover(prepared));
   } catch (err) {
     // The object could not take the run (nothing answered): its turn is free again, uncounted.
     await prepared.turn?.release(false);

@@ -114,6 +114,8 @@ export type RunWaitResult = {
  * does not exist or belongs to someone else, so a stranger cannot tell the two apart.
  */
 export interface RunRecorderApi {
+  /** Does nothing: a call that creates the object ahead of `stream`. */
+  wake(): Promise<void>;
   /**
    * A /stream run: the object calls the agent (it owns the call, so the run outlives the client
    * and the gateway's request) and answers the client's event stream, or the call's problem.
