@@ -42,4 +42,3 @@ const ID_PATTERN = /^[a-z]{3}_[0-9a-z]{26}$/;
 export function isIdOf(kind: IdKind, value: string): boolean {
   return value.startsWith(`${ID_PREFIXES[kind]}_`) && ID_PATTERN.test(value);
 }
-
