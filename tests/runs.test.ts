@@ -514,6 +514,30 @@ describe("runs: the run's Durable Object makes its call (background and /stream)
     expect((await call("POST", `/v1/agents/${agent.id}/runs`, { headers, body })).status).toBe(202);
   });
 
+  it("answers a /stream 503 when its Durable Object cannot take the run, and frees the session's turn uncounted", async () => {
+    const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
+    const unavailable = {
+      RUNS: {
+        idFromName: (name: string) => env.RUNS.idFromName(name),
+        get: () => ({
+          wake: async () => {},
+          stream: async () => {
+            throw new Error("the Durable Object is unavailable");
+          },
+        }),
+      },
+    };
+    const body = { ...userMessage("1 0"), sessionId: "conv-503-stream" };
+    const refused = await callWithEnv(unavailable, "POST", `/v1/invoke/${agent.id}/stream`, { headers, body });
+    await expectProblem(refused, 503, "service_unavailable");
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(refused.headers.get("x-run-id")).toMatch(/^run_/);
+    expect(await sessionOf(headers, agent.id, "conv-503-stream")).toMatchObject({ busy: false, turns: 0 });
+    const next = await call("POST", `/v1/invoke/${agent.id}/stream`, { headers, body });
+    expect(next.status).toBe(200);
+    expect((await collectSse(next)).at(-1)).toMatchObject({ event: "done" });
+  });
+
   it("answers 202 when its Durable Object took the run but the answer was lost: the run goes on once, holding the turn", async () => {
     const { headers, agent } = await agentRunning(modules.COUNTED_STREAM);
     const answerLost = {

@@ -19,7 +19,8 @@ export async function callWithEnv(
   });
   const ctx = createExecutionContext();
   const overridden = { ...env, ...overrides } as typeof env;
-  overridden.RUNS = runsSharing(overridden);
+  // A test that hands in its own RUNS gets exactly that.
+  if (!("RUNS" in overrides)) overridden.RUNS = runsSharing(overridden);
   const res = await worker.fetch(request, overridden, ctx);
   await waitOnExecutionContext(ctx);
   return res;
