@@ -13,6 +13,7 @@ import {
   type RuntimeLimits,
   type RuntimeProvider,
 } from "../types";
+import { hostCalls, PING_EVERY_MS } from "./blame";
 import { type AgentHostApi, fromHostFailure, type HostFailure, isHostFailure } from "./protocol";
 
 /**
@@ -27,16 +28,14 @@ const DEPLOY_CHECK_MARGIN_MS = 1_000;
  * code the gateway answers with 503 upstream_unavailable and a Retry-After.
  */
 function hostUnreachable(err: unknown): RuntimeError {
-  const message = err instanceof Error ? err.message : String(err);
-  return new RuntimeError(
-    "throttled",
-    `the agent host is not answering (restarting?): ${message.slice(0, 300)}`,
-    true,
-    {
-      cause: err,
-      fault: "platform",
-    },
-  );
+  return new RuntimeError("throttled", `the agent host is not answering (restarting?): ${errorMessage(err)}`, true, {
+    cause: err,
+    fault: "platform",
+  });
+}
+
+function errorMessage(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, 300);
 }
 
 function deployTimeout(): RuntimeError {
@@ -80,13 +79,28 @@ export function createHostRuntime(
     const timedOut = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), deployWaitMs);
     });
-    const started = Date.now();
+    // A deploy check can be what stalls the host: it takes part in the attribution of lost
+    // invocations like any call (src/runtime/host/blame.ts), until the host's answer settles (a
+    // check past the gateway's deadline may still hold the host's thread).
+    const ping = () => host.ping();
+    const ticket = hostCalls.begin(ping);
+    const pinger = setInterval(() => hostCalls.maybePing(ping), PING_EVERY_MS);
+    const call = host.deploy(bundle);
+    const settled = () => {
+      clearInterval(pinger);
+      hostCalls.end(ticket);
+    };
+    call.then(settled, () => {
+      // Settles the verdict for the invocations lost with it while this check still counts as in flight.
+      if (Date.now() - ticket.sentAt >= LOST_MID_CALL_MS) hostCalls.blame(ticket);
+      settled();
+    });
     let result: Awaited<ReturnType<AgentHostApi["deploy"]>> | "timeout";
     try {
-      result = await Promise.race([host.deploy(bundle), timedOut]);
+      result = await Promise.race([call, timedOut]);
     } catch (err) {
-      if (Date.now() - started >= LOST_MID_CALL_MS) return "lost";
-      throw hostUnreachable(err);
+      if (Date.now() - ticket.sentAt < LOST_MID_CALL_MS) throw hostUnreachable(err);
+      return "lost";
     } finally {
       if (timer !== undefined) clearTimeout(timer);
     }
@@ -121,22 +135,39 @@ export function createHostRuntime(
       // reaches the agent's stream as with the in-process loader.
       const { deploymentId, userId, agentId, scriptName } = target;
       const forwarded = new Request(request, { signal: null });
-      const started = Date.now();
+      // Around the call, the host is pinged: whether it still answered is how a call lost with a
+      // restarted host is attributed to its agent or to the platform (src/runtime/host/blame.ts).
+      const ping = () => host.ping();
+      const ticket = hostCalls.begin(ping);
+      const pinger = setInterval(() => hostCalls.maybePing(ping), PING_EVERY_MS);
       let result: Response | HostFailure;
       try {
         result = await host.invoke({ deploymentId, userId, agentId, scriptName }, forwarded, limits, () =>
           target.loadBundle(),
         );
       } catch (err) {
-        if (Date.now() - started < LOST_MID_CALL_MS) throw hostUnreachable(err);
-        // The host died under this invocation: the watchdog restarted it because an agent (likely
-        // this one) stopped answering. What the caller sees is what a hung agent gets with the
-        // in-process loader, 504 at its deadline, not an early 503 that invites a retry.
-        await sleep(Math.max(0, started + invokeTimeoutMs - Date.now()));
-        throw new RuntimeError("timeout", "the agent host was restarted while this invocation ran", false, {
+        if (Date.now() - ticket.sentAt < LOST_MID_CALL_MS) throw hostUnreachable(err);
+        if (hostCalls.blame(ticket) === "platform") {
+          // The host died under this call while another agent held its thread (or for no agent's
+          // doing at all): the platform failed to run this agent, which is not its timeout.
+          throw new RuntimeError(
+            "unavailable",
+            `the agent host was restarted while this invocation ran (another agent stopped answering, or the host stopped): ${errorMessage(err)}`,
+            false,
+            { cause: err, fault: "platform" },
+          );
+        }
+        // This agent held the host's thread when the watchdog restarted it. What the caller sees is
+        // what a hung agent gets with the in-process loader, 504 at its deadline, not an early 503
+        // that invites a retry.
+        await sleep(Math.max(0, ticket.sentAt + invokeTimeoutMs - Date.now()));
+        throw new RuntimeError("timeout", "the agent host was restarted while this agent held it", false, {
           cause: err,
           fault: "agent",
         });
+      } finally {
+        clearInterval(pinger);
+        hostCalls.end(ticket);
       }
       if (isHostFailure(result)) throw fromHostFailure(result);
       return result;
