@@ -11,20 +11,23 @@
 // - when the host is restarted under a runaway agent (a stand-in host that stalls and is then
 //   killed, as the watchdog does), only the runaway's caller gets 504 upstream_timeout; another
 //   agent's call in flight, and one queued behind the stall, are 502 upstream_error (the
-//   platform's failure), measured as such, not as their agents' timeouts.
-import { createExecutionContext } from "cloudflare:test";
+//   platform's failure), measured as such, not as their agents' timeouts; a stream in flight ends
+//   with an `error` event upstream_error, not upstream_exception.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { and, eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
 import { metricsEvents } from "../src/db/schema";
 import { HostBridge } from "../src/entrypoints/host-bridge";
+import worker from "../src/index";
 import { HostCallLedger } from "../src/runtime/host/blame";
 import type { AgentHostApi, HostInvokeTarget } from "../src/runtime/host/protocol";
 import { callWithEnv } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { expectProblem } from "./helpers/http";
+import { collectSse } from "./helpers/sse";
 import { waitFor } from "./helpers/wait";
 
 const HOST = { DISPATCH_MODE: "host" };
@@ -64,36 +67,53 @@ async function gatewayRows(agentId: string, count: number) {
 /**
  * A stand-in for the agent host's process as the gateway sees it over RPC: one thread, so once the
  * runaway's invocation starts, nothing sent after it runs (pings included) until kill(), which
- * loses every call in flight with the transport's error, as when the watchdog kills the host.
+ * loses every call in flight, and every stream it was sending, with the transport's error, as when
+ * the watchdog kills the host; after that it is down (every call fails) until it is restarted.
+ * The streamer answers at once with a stream that sends one delta, then waits for more.
  */
-function stallingHost(runawayDeploymentId: string, slowMs: number) {
+function stallingHost(opts: { runaway: string; streamer?: string; slowMs: number }) {
   let stuck = false;
+  let down = false;
   const inFlight: Array<(err: Error) => void> = [];
+  const lost = () => new Error("Network connection lost.");
   const call = <T>(work: (resolve: (value: T) => void) => void) =>
     new Promise<T>((resolve, reject) => {
+      if (down) return reject(lost());
       inFlight.push(reject);
       if (!stuck) work(resolve);
+    });
+  const stream = () =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(`event: delta\ndata: {"text":"first"}\n\n`));
+        inFlight.push((err) => controller.error(err));
+      },
     });
   const host: AgentHostApi = {
     ping: () => call((resolve) => resolve("pong")),
     deploy: () => call((resolve) => resolve({ ok: true })),
     invoke: (target: HostInvokeTarget) =>
       call<Response>((resolve) => {
-        if (target.deploymentId === runawayDeploymentId) {
+        if (target.deploymentId === opts.runaway) {
           stuck = true; // while (true) {}
+          return;
+        }
+        if (target.deploymentId === opts.streamer) {
+          resolve(new Response(stream(), { headers: { "content-type": "text/event-stream" } }));
           return;
         }
         // An agent awaiting something slow: its answer can only come while the thread is free.
         setTimeout(() => {
           if (!stuck) resolve(Response.json({ output: { text: `answered by ${target.agentId}` } }));
-        }, slowMs);
+        }, opts.slowMs);
       }),
   };
   return {
     host,
     kill() {
       stuck = false;
-      for (const reject of inFlight.splice(0)) reject(new Error("Network connection lost."));
+      down = true;
+      for (const reject of inFlight.splice(0)) reject(lost());
     },
   };
 }
@@ -167,7 +187,7 @@ describe("DISPATCH_MODE=host (the agent host over RPC)", () => {
     const runawayDeployment = await deployAndActivate(headers, runaway.id);
     await deployAndActivate(headers, late.id);
     const timeoutMs = 2_000;
-    const fake = stallingHost(runawayDeployment.id, 1_000);
+    const fake = stallingHost({ runaway: runawayDeployment.id, slowMs: 1_000 });
     const hostEnv = { ...HOST, AGENT_HOST: fake.host, INVOKE_TIMEOUT_MS: String(timeoutMs) };
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const invoke = async (agentId: string, afterMs: number) => {
@@ -198,6 +218,45 @@ describe("DISPATCH_MODE=host (the agent host over RPC)", () => {
     expect((await gatewayRows(bystander.id, 1)).map((e) => e.errorCode)).toEqual(["upstream_error"]);
     expect((await gatewayRows(late.id, 1)).map((e) => e.errorCode)).toEqual(["upstream_error"]);
     expect((await gatewayRows(runaway.id, 1)).map((e) => e.errorCode)).toEqual(["upstream_timeout"]);
+  });
+
+  it("a stream in flight when the host is restarted under a runaway ends with an upstream_error event, measured as the platform's", async () => {
+    const { headers } = await newUser("host-restart-stream");
+    const [streamer, runaway] = [await createAgent(headers), await createAgent(headers)];
+    const streamerDeployment = await deployAndActivate(headers, streamer.id);
+    const runawayDeployment = await deployAndActivate(headers, runaway.id);
+    const timeoutMs = 3_000;
+    const fake = stallingHost({ runaway: runawayDeployment.id, streamer: streamerDeployment.id, slowMs: 0 });
+    const hostEnv = { ...HOST, AGENT_HOST: fake.host, INVOKE_TIMEOUT_MS: String(timeoutMs) };
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    // Not callWithEnv: it waits for the request's waitUntil work, which here lasts as long as the stream.
+    const ctx = createExecutionContext();
+    const res = await worker.fetch(
+      new Request(`http://gateway.test/v1/invoke/${streamer.id}/stream`, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify(userMessage("x")),
+      }),
+      { ...env, ...hostEnv } as unknown as typeof env,
+      ctx,
+    );
+    expect(res.status).toBe(200);
+    const events = collectSse(res);
+    await sleep(100);
+    const looping = callWithEnv(hostEnv, "POST", `/v1/invoke/${runaway.id}`, { headers, body: userMessage("x") });
+    await sleep(1_000);
+    const killedAt = Date.now();
+    fake.kill();
+
+    const got = await events;
+    await waitOnExecutionContext(ctx);
+    expect(got.map((e) => e.event)).toEqual(["delta", "error"]);
+    expect(got[1]?.data).toEqual({ code: "upstream_error", message: "the platform failed to run this agent's stream" });
+    expect(Date.now() - killedAt).toBeLessThan(timeoutMs - 500);
+    const r = await looping;
+    expect(r.status).toBe(504);
+    expect((await gatewayRows(streamer.id, 1)).map((e) => e.errorCode)).toEqual(["upstream_error"]);
   });
 
   it("attribution: the last call sent before the first ping the host never answered; none when no ping stalled", () => {

@@ -24,7 +24,7 @@ const STALLED_PING_MS = 500;
 /** The calls lost with one host restart arrive together; they share one verdict. */
 const VERDICT_WINDOW_MS = 3_000;
 /** A call whose RPC never settled (its request context went away) is forgotten after this long. */
-const FORGET_AFTER_MS = 10 * 60_000;
+const FORGET_AFTER_MS = 3 * 60 * 60_000;
 
 export type CallTicket = { readonly seq: number; readonly sentAt: number };
 export type Blame = "this_agent" | "platform";
