@@ -161,12 +161,15 @@ export function createHostRuntime(
     // check past the gateway's deadline may still hold the host's thread).
     const ping = () => host.ping();
     const ticket = hostCalls.begin(ping);
-    const pinger = setInterval(() => hostCalls.maybePing(ping), PING_EVERY_MS);
-    const call = host.deploy(bundle);
     const settled = () => {
       clearInterval(pinger);
       hostCalls.end(ticket);
     };
+    const pinger = setInterval(() => {
+      if (Date.now() - ticket.sentAt > WATCH_AT_MOST_MS) settled();
+      else hostCalls.maybePing(ping);
+    }, PING_EVERY_MS);
+    const call = host.deploy(bundle);
     call.then(settled, () => {
       // Settles the verdict for the invocations lost with it while this check still counts as in flight.
       if (Date.now() - ticket.sentAt >= LOST_MID_CALL_MS) hostCalls.blame(ticket);
