@@ -687,7 +687,7 @@ export interface components {
              */
             event: "error";
             data: {
-                /** @description The gateway's own: upstream_timeout, upstream_exception, upstream_invalid_response, stream_time_limit; an agent's `error` event is relayed as the agent sent it */
+                /** @description The gateway's own: upstream_timeout, upstream_exception, upstream_invalid_response, stream_time_limit, upstream_error; an agent's `error` event is relayed as the agent sent it */
                 code: string;
                 message: string;
             } & {

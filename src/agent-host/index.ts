@@ -41,6 +41,10 @@ export class AgentHost extends WorkerEntrypoint<HostEnv> implements AgentHostApi
     });
   }
 
+  async ping(): Promise<"pong"> {
+    return "pong";
+  }
+
   async deploy(bundle: DeploymentBundle): Promise<HostFailure | { ok: true }> {
     try {
       await this.runtime().deploy(bundle);

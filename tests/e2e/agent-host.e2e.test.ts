@@ -3,6 +3,8 @@
 // (scripts/lib/dev-server.ts, `agentHost`), because the shared e2e server keeps the default 30 s.
 // - an agent that loops forever in fetch gets 504 upstream_timeout within deadline + 2 s, while
 //   /healthz, polled every ~100 ms throughout, answers every time in under 1 s;
+// - another agent's call queued behind the stall is lost when the watchdog kills the host: 502
+//   upstream_error (the platform failed to run it), answered then, not a 504 blamed on its agent;
 // - the watchdog restarts the stuck host, and another agent then invokes normally; while the host
 //   is down, invocations get 503 upstream_unavailable with Retry-After (never a hang, never 500);
 // - a module that loops at its top level fails its deployment with the deploy check's message,
@@ -116,7 +118,18 @@ describe("agent host (DISPATCH_MODE=host)", () => {
 
     const health = pollHealth();
     const started = performance.now();
-    const res = await client.json("POST", `/v1/invoke/${runaway.agentId}`, say("loop"));
+    const looping = client.json("POST", `/v1/invoke/${runaway.agentId}`, say("loop"));
+    // Another agent's call, queued behind the stall 1 s in, is in flight when the watchdog kills
+    // the host (2–3.5 s in): that is the platform's failure, answered then, not its agent's timeout.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const bystanderStarted = performance.now();
+    const bystander = await client.json("POST", `/v1/invoke/${healthy.agentId}`, say("bystander"));
+    expect(bystander.status, JSON.stringify(bystander.data)).toBe(502);
+    expect(bystander.data.code).toBe("upstream_error");
+    expect(bystander.data.detail).toMatch(/^the platform failed to run this agent/);
+    expect(performance.now() - bystanderStarted).toBeLessThan(INVOKE_TIMEOUT_MS);
+
+    const res = await looping;
     const elapsed = performance.now() - started;
     expect(res.status, JSON.stringify(res.data)).toBe(504);
     expect(res.data.code).toBe("upstream_timeout");
@@ -124,7 +137,8 @@ describe("agent host (DISPATCH_MODE=host)", () => {
     expect(elapsed).toBeLessThan(INVOKE_TIMEOUT_MS + 2_000);
 
     // While the host is stuck, then killed and restarting: every other answer is quick, and an
-    // invocation is a 504 (stuck) or a 503 with Retry-After (down), never a hang or a 500.
+    // invocation is a 504 (stuck past its deadline), a 502 (lost with the host: the platform's
+    // failure) or a 503 with Retry-After (down), never a hang or a 500.
     const seen: number[] = [];
     const recovered = Date.now() + 45_000;
     let answer: JsonAnswer;
@@ -134,7 +148,8 @@ describe("agent host (DISPATCH_MODE=host)", () => {
       seen.push(answer.status);
       expect(performance.now() - t).toBeLessThan(INVOKE_TIMEOUT_MS + 2_000);
       if (answer.status === 200) break;
-      expect([503, 504], JSON.stringify(answer.data)).toContain(answer.status);
+      expect([502, 503, 504], JSON.stringify(answer.data)).toContain(answer.status);
+      if (answer.status === 502) expect(answer.data.code).toBe("upstream_error");
       if (answer.status === 503) {
         expect(answer.data.code).toBe("upstream_unavailable");
         expect(Number(answer.headers.get("retry-after"))).toBeGreaterThan(0);

@@ -94,6 +94,9 @@ beforeAll(async () => {
       GATEWAY_PUBLIC_URL: `http://127.0.0.1:${port}`,
     },
     logFile: `${PROJECT_ROOT}/.wrangler/e2e/agentcore-server.log`,
+    // As the shared server (global-setup.ts): with E2E_AGENT_HOST=1 this gateway runs with
+    // DISPATCH_MODE=host beside AgentCore, as `npm run dev` does.
+    agentHost: process.env.E2E_AGENT_HOST === "1",
   });
   const token = await mintToken(JSON.stringify(privateJwk), {
     subject: `e2e|agentcore-${crypto.randomUUID().slice(0, 8)}`,

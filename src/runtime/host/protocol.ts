@@ -27,6 +27,11 @@ export type HostInvokeTarget = { deploymentId: string; userId: string; agentId: 
 
 /** The host's entrypoint, as the gateway calls it through AGENT_HOST. */
 export interface AgentHostApi {
+  /**
+   * Answers at once, so only while the host's thread is free: the gateway pings around its calls to
+   * tell, once the host is lost, which call held the thread (src/runtime/host/blame.ts).
+   */
+  ping(): Promise<"pong">;
   /** The deploy check of src/runtime/loader.ts, run in the host. */
   deploy(bundle: DeploymentBundle): Promise<HostFailure | { ok: true }>;
   /**

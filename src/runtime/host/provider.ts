@@ -5,6 +5,7 @@
 // timers keep running, so deploy checks and invocations end at their deadlines, and every other
 // route keeps answering while a watchdog (scripts/lib/agent-host.ts) restarts the host.
 // docs/local-isolation.md has the design and the residual risk.
+import { describeError, logError } from "../../lib/logger";
 import { DEPLOY_CHECK_TIMEOUT_MS } from "../loader";
 import {
   type DeploymentBundle,
@@ -13,6 +14,7 @@ import {
   type RuntimeLimits,
   type RuntimeProvider,
 } from "../types";
+import { hostCalls, PING_EVERY_MS } from "./blame";
 import { type AgentHostApi, fromHostFailure, type HostFailure, isHostFailure } from "./protocol";
 
 /**
@@ -27,16 +29,14 @@ const DEPLOY_CHECK_MARGIN_MS = 1_000;
  * code the gateway answers with 503 upstream_unavailable and a Retry-After.
  */
 function hostUnreachable(err: unknown): RuntimeError {
-  const message = err instanceof Error ? err.message : String(err);
-  return new RuntimeError(
-    "throttled",
-    `the agent host is not answering (restarting?): ${message.slice(0, 300)}`,
-    true,
-    {
-      cause: err,
-      fault: "platform",
-    },
-  );
+  return new RuntimeError("throttled", `the agent host is not answering (restarting?): ${errorMessage(err)}`, true, {
+    cause: err,
+    fault: "platform",
+  });
+}
+
+function errorMessage(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, 300);
 }
 
 function deployTimeout(): RuntimeError {
@@ -62,10 +62,86 @@ function killedDuringCheck(): RuntimeError {
 
 /** A transport failure after this long in flight means the host died under the call, not before it. */
 const LOST_MID_CALL_MS = 500;
+/** The longest a call is watched (a stream may last an hour on the enterprise tier). */
+const WATCH_AT_MOST_MS = 2 * 60 * 60_000;
 /** How long a deploy waits for the host to come back after it died under the deploy check. */
 const HOST_BACK_WAIT_MS = 30_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** How long a ping may take before the host is taken for gone (a free host answers in milliseconds). */
+const HOST_GONE_AFTER_MS = 1_000;
+
+/** Whether the host answers a ping now: after a body broke, it tells the agent's own error from a lost host. */
+async function hostAnswers(host: AgentHostApi): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const gone = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), HOST_GONE_AFTER_MS);
+  });
+  try {
+    return await Promise.race([host.ping().then(() => true), gone]);
+  } catch {
+    return false;
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/**
+ * The host died under this call while another agent held its thread (or for no agent's doing at
+ * all): the platform failed to run this agent, which is not its timeout. The caller is told only
+ * that the platform failed; the detail goes to the operator's log line.
+ */
+function lostWithHost(err: unknown): RuntimeError {
+  return new RuntimeError(
+    "unavailable",
+    `the agent host was restarted while this invocation ran (another agent held it, or the host stopped): ${errorMessage(err)}`,
+    false,
+    { cause: err, fault: "platform" },
+  );
+}
+
+/**
+ * `body`, passed through chunk by chunk (so a stream stays incremental and cancelling it reaches
+ * the agent's stream), calling `done` once when it ends however it ends; a read that fails is
+ * rethrown as what `judge` makes of it.
+ */
+function watchBody(
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+  judge: (err: unknown) => Promise<unknown>,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    done();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        const judged = await judge(err);
+        end();
+        controller.error(judged);
+        return;
+      }
+      if (chunk.done) {
+        end();
+        controller.close();
+      } else {
+        controller.enqueue(chunk.value);
+      }
+    },
+    cancel(reason) {
+      end();
+      return reader.cancel(reason);
+    },
+  });
+}
 
 export function createHostRuntime(
   host: AgentHostApi,
@@ -80,13 +156,31 @@ export function createHostRuntime(
     const timedOut = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), deployWaitMs);
     });
-    const started = Date.now();
+    // A deploy check can be what stalls the host: it takes part in the attribution of lost
+    // invocations like any call (src/runtime/host/blame.ts), until the host's answer settles (a
+    // check past the gateway's deadline may still hold the host's thread).
+    const ping = () => host.ping();
+    const ticket = hostCalls.begin(ping);
+    const settled = () => {
+      clearInterval(pinger);
+      hostCalls.end(ticket);
+    };
+    const pinger = setInterval(() => {
+      if (Date.now() - ticket.sentAt > WATCH_AT_MOST_MS) settled();
+      else hostCalls.maybePing(ping);
+    }, PING_EVERY_MS);
+    const call = host.deploy(bundle);
+    call.then(settled, () => {
+      // Settles the verdict for the invocations lost with it while this check still counts as in flight.
+      if (Date.now() - ticket.sentAt >= LOST_MID_CALL_MS) hostCalls.blame(ticket);
+      settled();
+    });
     let result: Awaited<ReturnType<AgentHostApi["deploy"]>> | "timeout";
     try {
-      result = await Promise.race([host.deploy(bundle), timedOut]);
+      result = await Promise.race([call, timedOut]);
     } catch (err) {
-      if (Date.now() - started >= LOST_MID_CALL_MS) return "lost";
-      throw hostUnreachable(err);
+      if (Date.now() - ticket.sentAt < LOST_MID_CALL_MS) throw hostUnreachable(err);
+      return "lost";
     } finally {
       if (timer !== undefined) clearTimeout(timer);
     }
@@ -121,25 +215,62 @@ export function createHostRuntime(
       // reaches the agent's stream as with the in-process loader.
       const { deploymentId, userId, agentId, scriptName } = target;
       const forwarded = new Request(request, { signal: null });
-      const started = Date.now();
+      // Around the call, and while its answer streams, the host is pinged: whether it still answered
+      // is how a call lost with a restarted host is attributed to its agent or to the platform
+      // (src/runtime/host/blame.ts).
+      const ping = () => host.ping();
+      const ticket = hostCalls.begin(ping);
+      const finish = () => {
+        clearInterval(pinger);
+        hostCalls.end(ticket);
+      };
+      const pinger = setInterval(() => {
+        // A body nobody reads or cancels must not keep this going for ever.
+        if (Date.now() - ticket.sentAt > WATCH_AT_MOST_MS) finish();
+        else hostCalls.maybePing(ping);
+      }, PING_EVERY_MS);
       let result: Response | HostFailure;
       try {
         result = await host.invoke({ deploymentId, userId, agentId, scriptName }, forwarded, limits, () =>
           target.loadBundle(),
         );
       } catch (err) {
-        if (Date.now() - started < LOST_MID_CALL_MS) throw hostUnreachable(err);
-        // The host died under this invocation: the watchdog restarted it because an agent (likely
-        // this one) stopped answering. What the caller sees is what a hung agent gets with the
-        // in-process loader, 504 at its deadline, not an early 503 that invites a retry.
-        await sleep(Math.max(0, started + invokeTimeoutMs - Date.now()));
-        throw new RuntimeError("timeout", "the agent host was restarted while this invocation ran", false, {
+        try {
+          if (Date.now() - ticket.sentAt < LOST_MID_CALL_MS) throw hostUnreachable(err);
+          if (hostCalls.blame(ticket) === "platform") throw lostWithHost(err);
+        } finally {
+          finish();
+        }
+        // This agent held the host's thread when the watchdog restarted it. What the caller sees is
+        // what a hung agent gets with the in-process loader, 504 at its deadline, not an early 503
+        // that invites a retry.
+        await sleep(Math.max(0, ticket.sentAt + invokeTimeoutMs - Date.now()));
+        throw new RuntimeError("timeout", "the agent host was restarted while this agent held it", false, {
           cause: err,
           fault: "agent",
         });
       }
-      if (isHostFailure(result)) throw fromHostFailure(result);
-      return result;
+      if (isHostFailure(result)) {
+        finish();
+        throw fromHostFailure(result);
+      }
+      if (!result.body || request.signal.aborted) {
+        // No body, or an answer the caller stopped waiting for (its deadline passed): nothing to watch.
+        finish();
+        if (result.body) await result.body.cancel().catch(() => {});
+        return result;
+      }
+      // The answer streams from the host: the call stays in flight until its body ends, and a body
+      // that breaks because the host went away is judged like a call lost before its answer.
+      const body = watchBody(result.body, finish, async (err) => {
+        if (await hostAnswers(host)) return err; // the agent's own stream failed: the relay says so
+        if (hostCalls.blame(ticket) !== "platform") return err;
+        // Before its answer, services/invoke logs the platform's failure; mid-stream, the relay only
+        // ends the stream, so the operator's line is written here.
+        logError("invoke_platform_failure", { deploymentId, fault: "platform", error: describeError(err) });
+        return lostWithHost(err);
+      });
+      return new Response(body, result);
     },
 
     async remove() {

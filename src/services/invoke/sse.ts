@@ -2,6 +2,8 @@
 // events one by one as they complete (never buffering the whole answer), the JSON-to-SSE adapter,
 // and the `error` event that ends a stream that failed after it started.
 
+import { RuntimeError } from "../../runtime/types";
+
 const encoder = new TextEncoder();
 
 /** Largest single SSE event relayed from an agent (the relay holds at most one unfinished event). */
@@ -29,7 +31,9 @@ export type StreamErrorCode =
   | "upstream_timeout"
   | "upstream_exception"
   | "upstream_invalid_response"
-  | "stream_time_limit";
+  | "stream_time_limit"
+  /** The platform lost the agent's stream (local: the agent host was restarted under it). */
+  | "upstream_error";
 
 /** How a relayed stream ended; `cutOff` when the gateway ended it with its own `error` event. */
 export type RelayEnd = { ok: boolean; errorCode?: string; bytesOut: number; cutOff: boolean };
@@ -121,6 +125,9 @@ export function relaySse(
                 "upstream_timeout",
                 `the agent did not complete an event within ${opts.idleTimeoutMs} ms`,
               );
+            } else if (err instanceof RuntimeError && err.fault !== "agent") {
+              // Not the agent's doing: its detail is for the operator (the runtime logged it).
+              fail(controller, "upstream_error", "the platform failed to run this agent's stream");
             } else {
               const detail = err instanceof Error ? err.message : String(err);
               fail(controller, "upstream_exception", `the agent's stream failed: ${detail.slice(0, 300)}`);

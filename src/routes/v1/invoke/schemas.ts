@@ -51,7 +51,7 @@ export const InvokeStreamErrorSchema = z
       .object({
         code: z.string().openapi({
           description:
-            "The gateway's own: upstream_timeout, upstream_exception, upstream_invalid_response, stream_time_limit; an agent's `error` event is relayed as the agent sent it",
+            "The gateway's own: upstream_timeout, upstream_exception, upstream_invalid_response, stream_time_limit, upstream_error; an agent's `error` event is relayed as the agent sent it",
         }),
         message: z.string(),
       })
