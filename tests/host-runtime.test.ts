@@ -23,7 +23,7 @@ import { HostBridge } from "../src/entrypoints/host-bridge";
 import worker from "../src/index";
 import { HostCallLedger } from "../src/runtime/host/blame";
 import type { AgentHostApi, HostInvokeTarget } from "../src/runtime/host/protocol";
-import { callWithEnv } from "./helpers/app";
+import { callWithEnv, envWith } from "./helpers/app";
 import { newUser } from "./helpers/auth";
 import { createAgent, deployAndActivate, userMessage } from "./helpers/deploy-flow";
 import { expectProblem } from "./helpers/http";
@@ -82,11 +82,16 @@ function stallingHost(opts: { runaway: string; streamer?: string; slowMs: number
       inFlight.push(reject);
       if (!stuck) work(resolve);
     });
+  // The stream fails by itself once the host is down: it belongs to whoever made the call (a
+  // run's Durable Object), so the test's `kill` must not touch it from its own context.
   const stream = () =>
     new ReadableStream<Uint8Array>({
       start(controller) {
         controller.enqueue(new TextEncoder().encode(`event: delta\ndata: {"text":"first"}\n\n`));
-        inFlight.push((err) => controller.error(err));
+      },
+      async pull(controller) {
+        while (!down) await new Promise((r) => setTimeout(r, 20));
+        controller.error(lost());
       },
     });
   const host: AgentHostApi = {
@@ -238,7 +243,7 @@ describe("DISPATCH_MODE=host (the agent host over RPC)", () => {
         headers: { ...headers, "content-type": "application/json" },
         body: JSON.stringify(userMessage("x")),
       }),
-      { ...env, ...hostEnv } as unknown as typeof env,
+      envWith(hostEnv),
       ctx,
     );
     expect(res.status).toBe(200);

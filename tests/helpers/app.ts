@@ -18,12 +18,17 @@ export async function callWithEnv(
     body: opts.body === undefined ? opts.rawBody : JSON.stringify(opts.body),
   });
   const ctx = createExecutionContext();
+  const res = await worker.fetch(request, envWith(overrides), ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+/** The gateway's env with `overrides`, which the runs' Durable Objects see too. */
+export function envWith(overrides: Record<string, unknown>): typeof env {
   const overridden = { ...env, ...overrides } as typeof env;
   // A test that hands in its own RUNS gets exactly that.
   if (!("RUNS" in overrides)) overridden.RUNS = runsSharing(overridden);
-  const res = await worker.fetch(request, overridden, ctx);
-  await waitOnExecutionContext(ctx);
-  return res;
+  return overridden;
 }
 
 /**
