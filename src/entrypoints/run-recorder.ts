@@ -58,7 +58,7 @@ type Stored = RunStart & {
   lastSeq: number;
 };
 
-type Follower = { push(bytes: Uint8Array): void; close(): void };
+type Follower = { push(seq: number, bytes: Uint8Array): void; close(): void };
 
 // Both kinds of run build the services their call needs from this object's env (compose.ts).
 export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
@@ -155,7 +155,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
       if (seq > run.lastSeq) {
         sql.exec("INSERT INTO events (seq, block) VALUES (?, ?)", seq, block);
         run.lastSeq = seq;
-        this.broadcast(this.encoder.encode(withId(seq, block)));
+        this.broadcast(seq, this.encoder.encode(withId(seq, block)));
       }
       seq++;
     }
@@ -224,7 +224,11 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
         }
         // Registered in the same turn as the read above: no event can fall between replay and live.
         follower = {
-          push: (bytes) => controller.enqueue(bytes),
+          // A client can hold events not stored yet (the attached stream gets each before it is
+          // recorded): one it resumes after is not sent again when it is stored.
+          push: (seq, bytes) => {
+            if (seq > after) controller.enqueue(bytes);
+          },
           close: () => {
             stop();
             controller.close();
@@ -447,10 +451,10 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
     );
   }
 
-  private broadcast(bytes: Uint8Array) {
+  private broadcast(seq: number, bytes: Uint8Array) {
     for (const f of this.followers) {
       try {
-        f.push(bytes);
+        f.push(seq, bytes);
       } catch {
         this.followers.delete(f);
       }
@@ -465,7 +469,7 @@ export class RunRecorder extends DurableObject<Env> implements RunRecorderApi {
     this.tables();
     this.ctx.storage.sql.exec("INSERT INTO events (seq, block) VALUES (?, ?)", seq, block);
     run.lastSeq = seq;
-    this.broadcast(this.encoder.encode(withId(seq, block)));
+    this.broadcast(seq, this.encoder.encode(withId(seq, block)));
     await this.finish({ status: runStatusFor({ ok: false, errorCode: code }), errorCode: code });
   }
 

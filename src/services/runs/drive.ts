@@ -1,7 +1,8 @@
 // Drives a run: reads the relayed events of the agent's stream (invoke/sse.ts relaySse), numbers
 // them 1, 2, 3, …, sends each to the client that started the run (if it is still there) at once,
 // and records them in the run's Durable Object in batches behind it: one append in flight at a
-// time, carrying everything that arrived meanwhile, so recording never delays relaying. The
+// time, carrying everything that arrived meanwhile (and within RECORD_BATCH_MS of its first
+// event), so recording never delays relaying. The
 // driver does not depend on the client: a client that goes away stops receiving, the run goes on
 // to its end (the relay's own deadlines bound it). A cancel recorded in the Durable Object stops
 // the relay, which cancels the agent's stream, and aborts the agent's request.
@@ -12,6 +13,9 @@ import { blockData, blockName, sseBlock, toBlock, withId } from "./sse-blocks";
 import { MAX_RUN_BYTES, MAX_RUN_EVENTS, type RunEnd, type RunRecorderApi, runStatusFor } from "./types";
 
 const eventDecoder = new TextDecoder();
+
+/** How long an append waits for more events after the first of its batch. */
+const RECORD_BATCH_MS = 4;
 
 /** Room kept for the terminal event when a run reaches its size limit. */
 const TERMINAL_RESERVE_BYTES = 4 * 1024;
@@ -93,6 +97,9 @@ export function driveRun(opts: DriveOptions): ReadableStream<Uint8Array> | null 
       return;
     }
     while (queue.length > 0 || endRecord !== undefined) {
+      // A burst of events becomes one append: one storage write (on Cloudflare, one wait of the
+      // object's output gate) instead of one per event. The run's end is recorded at once.
+      if (endRecord === undefined) await new Promise((resolve) => setTimeout(resolve, RECORD_BATCH_MS));
       const blocks = queue;
       const from = queueFrom;
       const end = endRecord;
