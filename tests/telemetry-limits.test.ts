@@ -3,7 +3,7 @@
 // retention of metrics_events by the cron.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { eq, inArray, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../src/crypto/encoding";
 import { createDb } from "../src/db/client";
@@ -19,7 +19,7 @@ import { recordingD1 } from "./helpers/d1-faults";
 import { type SeededDeployment, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
 import { insertUserAndAgent } from "./helpers/fixtures";
 import { call, expectProblem, json } from "./helpers/http";
-import { drainUsageQueue } from "./helpers/usage-queue";
+import { drainUsageQueue, storedTelemetryCount } from "./helpers/usage-queue";
 
 const DAY = 24 * 60 * 60 * 1000;
 const db = createDb(env.DB);
@@ -38,16 +38,6 @@ async function report(dep: SeededDeployment, body: string): Promise<Response> {
 
 const batchOf = (dep: SeededDeployment, n: number) =>
   JSON.stringify({ events: Array.from({ length: n }, () => telemetryEvent(dep)) });
-
-/** Telemetry stored for the deployment, once everything queued so far has been consumed. */
-async function storedCount(deploymentId: string): Promise<number> {
-  await drainUsageQueue();
-  const [row] = await db
-    .select({ n: sql<number>`count(*)` })
-    .from(metricsEvents)
-    .where(and(eq(metricsEvents.deploymentId, deploymentId), eq(metricsEvents.source, "telemetry")));
-  return Number(row?.n ?? 0);
-}
 
 describe("bounded numeric fields", () => {
   it("refuses absurd token counts and durations with 400 naming the field, and accepts the bounds", async () => {
@@ -74,7 +64,7 @@ describe("bounded numeric fields", () => {
     expect(duration.errors).toEqual([
       { location: "body.events.1.durationMs", message: "must be at most 86,400,000 ms (24 h)" },
     ]);
-    expect(await storedCount(dep.deploymentId)).toBe(0);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(0);
 
     const atBounds = telemetryEvent(dep, {
       durationMs: 24 * 3600_000,
@@ -102,7 +92,7 @@ describe("per-deployment rate limit", () => {
       max: perMinute,
     });
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
-    expect(await storedCount(dep.deploymentId)).toBe(perMinute);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(perMinute);
 
     // The limit is per deployment: another deployment of the same user is not affected.
     const other = await seedDeployment({ owner: dep.owner });
@@ -129,7 +119,7 @@ describe("per-deployment rate limit", () => {
     }
     expect(message).toMatch(/^rate_limited\[rate_limit\]: the free plan accepts 600 telemetry events per minute/);
     expect(message).toMatch(/retry after \d+ s/);
-    expect(await storedCount(dep.deploymentId)).toBe(perMinute);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(perMinute);
   });
 });
 
@@ -217,7 +207,7 @@ describe("negative cache of unknown deployment ids", () => {
       { body: utf8.encode(later), signature: await signTelemetry(dep.secret, later), deploymentId },
     );
     expect(result).toEqual({ accepted: 1, queued: true });
-    expect(await storedCount(deploymentId)).toBe(1);
+    expect(await storedTelemetryCount(deploymentId)).toBe(1);
   });
 });
 

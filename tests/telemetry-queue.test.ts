@@ -4,10 +4,10 @@
 // duplicates are billed and counted, and that a report fits the Queues limits.
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { and, eq, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { createDb } from "../src/db/client";
-import { billingUsage, metricsEvents } from "../src/db/schema";
+import { billingUsage } from "../src/db/schema";
 import { handleUsageBatch } from "../src/services/metering/usage-queue";
 import {
   QUEUE_MESSAGE_MAX_BYTES,
@@ -19,7 +19,7 @@ import { TELEMETRY_MAX_BATCH_EVENTS, TelemetryEventSchema } from "../src/service
 import { callWithEnv, recordingQueue } from "./helpers/app";
 import { type SeededDeployment, seedDeployment, signTelemetry, telemetryEvent } from "./helpers/deployments";
 import { expectProblem, json } from "./helpers/http";
-import { drainUsageQueue } from "./helpers/usage-queue";
+import { drainUsageQueue, storedTelemetryCount } from "./helpers/usage-queue";
 
 const db = createDb(env.DB);
 
@@ -32,15 +32,6 @@ async function send(dep: SeededDeployment, body: string, overrides: Record<strin
     },
     rawBody: body,
   });
-}
-
-async function storedCount(deploymentId: string): Promise<number> {
-  await drainUsageQueue();
-  const [row] = await db
-    .select({ n: sql<number>`count(*)` })
-    .from(metricsEvents)
-    .where(and(eq(metricsEvents.deploymentId, deploymentId), eq(metricsEvents.source, "telemetry")));
-  return Number(row?.n ?? 0);
 }
 
 async function billedTelemetryEvents(userId: string): Promise<number> {
@@ -110,7 +101,7 @@ describe("what a report queues", () => {
     });
     expect(stored[1]).toMatchObject({ traceId: "tr-q", dedupeKey: `event:${events[1]!.eventId}` });
     // Nothing was written on the request: these went to the stand-in queue, not the real one.
-    expect(await storedCount(dep.deploymentId)).toBe(0);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(0);
   });
 
   it("queues nothing for a bad signature, a refused event or a rate-limited report", async () => {
@@ -130,7 +121,7 @@ describe("what a report queues", () => {
     // Only the admitted batch reached the queue.
     expect(queue.sent).toHaveLength(1);
     expect((queue.sent[0] as TelemetryReportMessage).events).toEqual(JSON.parse(full).events);
-    expect(await storedCount(dep.deploymentId)).toBe(0);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(0);
   });
 });
 
@@ -146,12 +137,12 @@ describe("when the queue refuses a report", () => {
     expect(problem.detail).toContain("not accepted");
     expect(res.headers.get("retry-after")).toBe("5");
     expect(queue.attempts).toBe(1);
-    expect(await storedCount(dep.deploymentId)).toBe(0);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(0);
 
     // The refused report did not use the quota: retried on a working queue, it fits (2 of 2)…
     const retried = await send(dep, body, { TIER_LIMITS: limits });
     expect(await json(retried)).toEqual({ accepted: 2, queued: true });
-    expect(await storedCount(dep.deploymentId)).toBe(2);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(2);
     // …and the quota is then used up.
     await expectProblem(
       await send(dep, JSON.stringify(telemetryEvent(dep)), { TIER_LIMITS: limits }),
@@ -190,7 +181,7 @@ describe("when the queue refuses a report", () => {
       message = (err as Error).message;
     }
     expect(message).toMatch(/^service_unavailable\[enqueue\]: the telemetry queue is unavailable/);
-    expect(await storedCount(dep.deploymentId)).toBe(0);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(0);
   });
 });
 
@@ -202,7 +193,7 @@ describe("duplicates, now dropped by the consumer", () => {
     expect(await json(await send(dep, body, { TIER_LIMITS: limits }))).toEqual({ accepted: 2, queued: true });
     expect(await json(await send(dep, body, { TIER_LIMITS: limits }))).toEqual({ accepted: 2, queued: true });
     // Stored and billed once…
-    expect(await storedCount(dep.deploymentId)).toBe(2);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(2);
     expect(await billedTelemetryEvents(dep.userId)).toBe(2);
     // …but admitted twice: 4 of 5 used in this isolate, so a report of 2 is refused whole.
     const refused = await expectProblem(
@@ -225,7 +216,7 @@ describe("duplicates, now dropped by the consumer", () => {
     // Every message is settled, the malformed ones included: nothing is retried forever.
     expect(result.retryMessages).toEqual([]);
     expect(result.explicitAcks.sort()).toEqual(["m0", "m1", "m2", "m3", "m4"]);
-    expect(await storedCount(dep.deploymentId)).toBe(2);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(2);
     expect(await billedTelemetryEvents(dep.userId)).toBe(2);
   });
 });
@@ -259,7 +250,7 @@ describe("the consumer's writes", () => {
     expect(result.explicitAcks).toHaveLength(6);
     // 100, 100, 100, then 40 + 60 together, then 1: three or four statements each.
     expect(writes).toHaveLength(5);
-    expect(await storedCount(dep.deploymentId)).toBe(401);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(401);
     expect(await billedTelemetryEvents(dep.userId)).toBe(401);
   });
 
@@ -277,7 +268,7 @@ describe("the consumer's writes", () => {
     expect(calls).toBe(2); // the third chunk is not tried against a failing D1
     expect(result.explicitAcks).toEqual(["m0"]);
     expect(result.retryMessages.map((m) => m.msgId).sort()).toEqual(["m1", "m2", "m3"]);
-    expect(await storedCount(dep.deploymentId)).toBe(100);
+    expect(await storedTelemetryCount(dep.deploymentId)).toBe(100);
   });
 });
 

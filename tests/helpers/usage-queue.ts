@@ -1,6 +1,9 @@
 // Waiting for the real usage-queue consumer (src/queues/index.ts) in the Workers pool: telemetry
 // and the gateway's measurements are stored by it, seconds after the request was answered.
 import { env } from "cloudflare:workers";
+import { and, eq, sql } from "drizzle-orm";
+import { createDb } from "../../src/db/client";
+import { metricsEvents } from "../../src/db/schema";
 import { newId } from "../../src/lib/ids";
 import { gatewayEvent } from "./metrics-events";
 import { waitFor } from "./wait";
@@ -21,4 +24,14 @@ export async function drainUsageQueue(): Promise<void> {
         : undefined,
     { timeoutMs: 15_000, intervalMs: 50, what: "the usage queue to deliver its marker" },
   );
+}
+
+/** Telemetry stored for the deployment, once everything queued so far has been consumed. */
+export async function storedTelemetryCount(deploymentId: string): Promise<number> {
+  await drainUsageQueue();
+  const [row] = await createDb(env.DB)
+    .select({ n: sql<number>`count(*)` })
+    .from(metricsEvents)
+    .where(and(eq(metricsEvents.deploymentId, deploymentId), eq(metricsEvents.source, "telemetry")));
+  return Number(row?.n ?? 0);
 }

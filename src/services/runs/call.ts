@@ -172,7 +172,7 @@ function pendingWork() {
 }
 
 /** A run as its driver sees it. */
-export type RunHandle = {
+type RunHandle = {
   id: string;
   recorder: RunRecorderApi;
   /** Stores the run's record (once; later calls do nothing). */
